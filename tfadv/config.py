@@ -1,0 +1,96 @@
+"""The resolved configuration of a training run (one field per `tfadv.train` flag)."""
+
+import dataclasses
+import json
+
+from tfadv.errors import UserInputError
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    # data
+    dataset: str = "synthetic"
+    data_dir: str = ""
+    validation_fraction: float = 0.1
+    imbalance: str = "none"
+    augment: str = "none"
+    train_limit: int = 0
+    test_limit: int = 0
+    # model
+    model: str = "baseline_cnn"
+    activation: str = "relu"
+    noise: str = "none"
+    noise_stddev: float = 0.0
+    noise_at_inference: bool = False
+    temperature: float = 1.0
+    # optimisation
+    recipe: str = "standard"
+    epochs: int = 10
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    lr_schedule: str = "constant"  # constant | cosine
+    seed: int = 0
+    # adversarial training (recipes adversarial_batch / adversarial_epoch / random_noise)
+    attack: str = "fgsm"
+    eps: float = 0.03
+    attack_steps: int = 7
+    attack_alpha: float = 0.0  # 0: 2.5 * eps / steps
+    attack_loss_on: str = "logits"
+    adv_ratio: float = 0.5  # share of adversarial examples in each training batch
+    warmup_epochs: int = 0
+    eps_ramp_epochs: int = 0
+    adv_fraction: float = 1.0  # per-epoch recipe: share of the training set regenerated
+    robust_eval_size: int = 256  # fixed validation subset for robust accuracy per epoch
+    # distillation (recipes defensive_distillation / distillation_variant)
+    teacher_temperature: float = 50.0
+    student_temperature: float = 50.0
+    deploy_temperature: float = 1.0
+    teacher_dir: str = ""
+    teacher_recipe: str = "standard"
+    distill_alpha: float = 1.0  # weight of the soft-label loss; 1 - alpha on hard labels
+    test_noise: str = "none"  # none | random_sign | gaussian: test-time noise preprocessing
+    test_noise_eps: float = 0.0
+    # run
+    output_dir: str = ""
+    run_name: str = ""
+    overwrite: bool = False
+    resume: bool = False
+    distribution: str = "default"
+    logical_cpus: int = 0
+    jit_compile: str = "auto"
+    deterministic: bool = True
+    verbose: int = 1
+
+    def validate(self) -> "TrainConfig":
+        positive_ints = ("epochs", "batch_size")
+        for name in positive_ints:
+            value = getattr(self, name)
+            if value <= 0:
+                raise UserInputError(f"--{name}={value}: must be > 0")
+        for name in ("learning_rate", "temperature", "teacher_temperature", "student_temperature", "deploy_temperature"):
+            value = getattr(self, name)
+            if value <= 0:
+                raise UserInputError(f"--{name}={value}: must be > 0")
+        if self.eps < 0 or self.eps > 1:
+            raise UserInputError(f"--eps={self.eps}: must be in [0, 1] (pixel scale)")
+        if not 0 <= self.adv_ratio <= 1:
+            raise UserInputError(f"--adv_ratio={self.adv_ratio}: must be in [0, 1]")
+        if not 0 < self.adv_fraction <= 1:
+            raise UserInputError(f"--adv_fraction={self.adv_fraction}: must be in (0, 1]")
+        if not 0 <= self.distill_alpha <= 1:
+            raise UserInputError(f"--distill_alpha={self.distill_alpha}: must be in [0, 1]")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise UserInputError(f"--lr_schedule={self.lr_schedule!r}: expected constant or cosine")
+        if self.warmup_epochs < 0 or self.eps_ramp_epochs < 0:
+            raise UserInputError("--warmup_epochs and --eps_ramp_epochs must be >= 0")
+        if self.resume and self.overwrite:
+            raise UserInputError("--resume and --overwrite contradict each other; pick one")
+        return self
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrainConfig":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in json.loads(text).items() if k in fields})

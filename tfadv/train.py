@@ -1,0 +1,87 @@
+"""Train, evaluate and export a classifier:  python -m tfadv.train --flagfile=configs/NAME.flags
+
+Every flag has a default; any flag in a flagfile can be overridden after it on the
+command line. The run folder gets config.json (the resolved flags), logs/ (TensorBoard),
+checkpoints/ (for --resume), models/ (SavedModels and .keras files) and summary.json.
+"""
+
+import os
+
+from tfadv.runtime import quiet_tensorflow
+
+quiet_tensorflow()
+
+from absl import app, logging  # noqa: E402
+
+from tfadv import cli  # noqa: E402
+from tfadv.config import TrainConfig  # noqa: E402
+from tfadv.run import run_training  # noqa: E402
+
+HELP = {
+    "dataset": "synthetic, cifar10, or any TFDS image-classification dataset (mnist, fashion_mnist, ...)",
+    "data_dir": "cifar10: the CIFAR-10 binary archive (folder or .tar.gz), read offline; other TFDS sets: TFDS data folder",
+    "validation_fraction": "share of the training images held out for validation",
+    "imbalance": "none, under:CLASS:FRACTION or over:CLASS:FACTOR (CLASS: index or name)",
+    "augment": "none, standard (flip,crop), all, or a comma list of flip, crop, color",
+    "train_limit": "use only the first N training images (0: all)",
+    "test_limit": "use only the first N test images (0: all)",
+    "model": "architecture name: baseline_cnn, vgg_small, tiny_cnn",
+    "activation": "relu or bounded_leaky_relu",
+    "noise": "Gaussian-noise placement: none, input, after_first_conv, before_classifier",
+    "noise_stddev": "stddev of the Gaussian-noise layer",
+    "noise_at_inference": "keep the Gaussian noise on at inference",
+    "temperature": "softmax temperature of the trained model",
+    "recipe": "training recipe: standard, adversarial_batch, adversarial_epoch, random_noise, defensive_distillation, distillation_variant",
+    "epochs": "training epochs (> 0)",
+    "batch_size": "batch size (> 0), global across replicas",
+    "learning_rate": "Adam learning rate",
+    "lr_schedule": "constant or cosine",
+    "seed": "seeds data order, initialisation, noise and attacks",
+    "attack": "attack used by adversarial recipes: fgsm, fgsm_random, pgd, bim, random_sign",
+    "eps": "attack budget in pixel scale [0, 1]",
+    "attack_steps": "iterations of iterative attacks",
+    "attack_alpha": "step size of iterative attacks (0: 2.5 * eps / steps)",
+    "attack_loss_on": "logits or probabilities: where the attack takes its loss",
+    "adv_ratio": "share of adversarial examples per training batch",
+    "warmup_epochs": "clean epochs before adversarial training starts",
+    "eps_ramp_epochs": "epochs over which eps grows linearly to --eps",
+    "adv_fraction": "adversarial_epoch: share of the training set regenerated each epoch",
+    "robust_eval_size": "validation images attacked each epoch to log robust accuracy",
+    "teacher_temperature": "distillation: temperature the teacher trains at",
+    "student_temperature": "distillation: temperature the student trains at",
+    "deploy_temperature": "distillation: temperature the student is deployed at",
+    "teacher_dir": "distillation: an earlier run folder (or .keras file) holding the teacher",
+    "teacher_recipe": "distillation: recipe that trains the teacher in this run (standard or adversarial_batch)",
+    "distill_alpha": "distillation: weight of the soft-label loss (1 - alpha on hard labels)",
+    "test_noise": "noise preprocessing put in front of the final model: none, random_sign, gaussian",
+    "test_noise_eps": "magnitude of that test-time noise (pixel scale)",
+    "output_dir": "run folder (default saved_models/<run_name>)",
+    "run_name": "run name (default <recipe>-<model>-<dataset>)",
+    "overwrite": "replace an existing run folder",
+    "resume": "continue an interrupted run in --output_dir from its last checkpoint",
+    "distribution": "tf.distribute strategy: default, mirrored, multi_worker",
+    "logical_cpus": "split the CPU into N logical devices (to run mirrored on one CPU)",
+    "jit_compile": "XLA: auto (on only with a GPU), true or false",
+    "deterministic": "ask TensorFlow for deterministic ops (repeatable runs on CPU)",
+    "verbose": "0 silent, 1 progress bar, 2 one line per epoch",
+}
+
+cli.define_flags_from_dataclass(TrainConfig, HELP)
+
+
+def main(argv):
+    if len(argv) > 1:
+        cli.fail(f"unexpected arguments {argv[1:]}; flags look like --name=value")
+    logging.set_verbosity(logging.WARNING)
+    config = cli.dataclass_from_flags(TrainConfig)
+    try:
+        summary = run_training(config)
+    except cli.USER_ERRORS as e:
+        cli.fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    except KeyboardInterrupt:
+        cli.fail(f"interrupted; continue with --resume --output_dir={config.output_dir or '...'}", code=130)
+    print(os.linesep.join(summary.lines()))
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=cli.parse_flags_one_line_errors)
