@@ -85,7 +85,7 @@ def _conv_blocks(b, x, filters_per_block, convs_per_block, dropout, batchnorm):
         for conv in range(1, convs_per_block + 1):
             x = keras.layers.Conv2D(filters, 3, padding="same", name=f"block{block}_conv{conv}")(x)
             if batchnorm:
-                x = keras.layers.BatchNormalization(name=f"block{block}_bn{conv}")(x)
+                x = keras.layers.BatchNormalization(momentum=0.9, name=f"block{block}_bn{conv}")(x)
             x = b.activation(f"block{block}_act{conv}")(x)
             if first:
                 noise = b.noise("after_first_conv")
@@ -133,7 +133,7 @@ def tiny_cnn(input_shape=(32, 32, 3), num_classes=10, options=ModelOptions()):
     """A two-conv network for tests and quick experiments (seconds per epoch)."""
     b = _Builder(options)
     inputs, x = _inputs(b, input_shape)
-    x = _conv_blocks(b, x, (8, 16), 1, dropout=0.0, batchnorm=False)
+    x = _conv_blocks(b, x, (16, 32), 1, dropout=0.0, batchnorm=True)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     return keras.Model(inputs, b.head(x, num_classes), name="tiny_cnn")
 
@@ -194,7 +194,7 @@ def get_temperature(model) -> float:
 def logits_model(model):
     """The same network, sharing weights, up to the input of its TemperatureSoftmax."""
     softmax = softmax_layer(model)
-    return keras.Model(model.inputs, softmax.input, name=f"{model.name}_logits")
+    return keras.Model(model.input, softmax.input, name=f"{model.name}_logits")
 
 
 def count_parameters(model, include_temperature=False) -> int:

@@ -8,6 +8,7 @@ nothing behind.
 import dataclasses
 import os
 import shutil
+import tempfile
 import time
 
 from tfadv import data as data_lib
@@ -51,14 +52,23 @@ def _nearest_existing_parent(path: str) -> str:
     return path
 
 
+def _check_writable(output_dir: str) -> None:
+    """Creates and removes a probe folder where the run folder would go (root ignores os.access)."""
+    parent = _nearest_existing_parent(output_dir)
+    if not os.path.isdir(parent):
+        raise UserInputError(f"--output_dir={output_dir!r} is not writable: {parent!r} is a file")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".tfadv-probe-", dir=parent))
+    except OSError as e:
+        raise UserInputError(f"--output_dir={output_dir!r} is not writable ({e.strerror} in {parent!r})") from None
+
+
 def check_output_dir(config: TrainConfig) -> str:
     """Validates --output_dir against --overwrite/--resume without touching the disk."""
     output_dir = config.output_dir or default_output_dir(config)
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise UserInputError(f"--output_dir={output_dir!r} exists and is not a folder")
-    parent = _nearest_existing_parent(output_dir)
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserInputError(f"--output_dir={output_dir!r} is not writable ({parent!r} denies writing)")
+    _check_writable(output_dir)
     if os.path.isdir(output_dir) and os.listdir(output_dir):
         is_run = os.path.exists(os.path.join(output_dir, CONFIG_FILE))
         if config.resume:
@@ -150,7 +160,7 @@ def run_training(config: TrainConfig, extra_callbacks=()) -> RunSummary:
         exports=exports,
         seconds=time.time() - start,
         dataset=dataset.summary(),
-        notes=result.notes,
+        notes={"replicas": strategy.num_replicas_in_sync, **result.notes},
     )
     export.write_json_atomic(os.path.join(output_dir, export.SUMMARY_FILE), dataclasses.asdict(summary))
     return summary

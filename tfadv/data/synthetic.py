@@ -11,11 +11,14 @@ import numpy as np
 from tfadv.data.types import ImageSet
 
 CLASS_NAMES = [f"pattern_{i}" for i in range(10)]
+ANGLE_JITTER = 0.15  # radians; classes are pi/10 apart
+DISTRACTOR_MIX = (0.7, 0.95)  # amplitude of the other-class grating relative to the signal
+PIXEL_NOISE = 0.2  # stddev in pixel scale
 
 
 def _gratings(rng, classes, size):
     n = len(classes)
-    angle = classes * (np.pi / 10) + rng.normal(0, 0.06, n)
+    angle = classes * (np.pi / 10) + rng.normal(0, ANGLE_JITTER, n)
     freq = 0.18 + 0.09 * (classes % 3) + rng.normal(0, 0.01, n)
     phase = rng.uniform(0, 2 * np.pi, n)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
@@ -36,11 +39,11 @@ def make_synthetic(num_examples: int, seed: int = 0, size: int = 32, num_classes
     signal = _gratings(rng, labels, size)
     distractor_classes = (labels + rng.integers(1, num_classes, num_examples)) % num_classes
     distractor = _gratings(rng, distractor_classes, size)
-    mix = rng.uniform(0.35, 0.6, (num_examples, 1, 1))
+    mix = rng.uniform(*DISTRACTOR_MIX, (num_examples, 1, 1))
     pattern = signal + mix * distractor
     colour = rng.uniform(0.2, 1.0, (num_examples, 1, 1, 3))
     background = rng.uniform(0.2, 0.8, (num_examples, 1, 1, 3))
     images = background + 0.25 * pattern[..., None] * colour
-    images += rng.normal(0, 0.08, images.shape)
+    images += rng.normal(0, PIXEL_NOISE, images.shape)
     images = np.clip(images * 255.0, 0, 255).round().astype(np.uint8)
     return ImageSet(images, labels.astype(np.int64))

@@ -63,13 +63,12 @@ def load_tfds(name: str, tfds_data_dir: str | None = None):
             builder.download_and_prepare()
         except Exception as e:
             raise DataError(f"{_offline_message(name)} ({type(e).__name__})") from e
-    splits = builder.info.splits
-    train_split = "train"
-    test_split = "test" if "test" in splits else None
-    if test_split is None:
-        raise DataError(f"dataset {name!r} has no 'test' split (splits: {sorted(splits)})")
-    train = _to_imageset(tfds.as_numpy(builder.as_dataset(split=train_split, batch_size=-1, as_supervised=True)))
-    test = _to_imageset(tfds.as_numpy(builder.as_dataset(split=test_split, batch_size=-1, as_supervised=True)))
+    try:
+        train, test = (
+            _read_split(tfds, builder, split) for split in ("train", "test")
+        )
+    except (KeyError, ValueError) as e:
+        raise DataError(f"dataset {name!r} needs 'train' and 'test' splits ({str(e).splitlines()[0]})") from e
     label_feature = builder.info.features[builder.info.supervised_keys[1]]
     class_names = list(getattr(label_feature, "names", None) or [str(i) for i in range(label_feature.num_classes)])
     return train, test, class_names
@@ -84,8 +83,14 @@ def _is_prepared(builder) -> bool:
     return tf.io.gfile.exists(builder.data_dir)
 
 
-def _to_imageset(pair) -> ImageSet:
-    images, labels = pair
+def _read_split(tfds, builder, split) -> ImageSet:
+    batches = list(tfds.as_numpy(builder.as_dataset(split=split, as_supervised=True).batch(10_000)))
+    if not batches:
+        raise DataError(f"split {split!r} of {builder.name!r} is empty")
+    return _to_imageset(np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches]))
+
+
+def _to_imageset(images, labels) -> ImageSet:
     images = np.asarray(images)
     if images.ndim == 3:  # (N, H, W) grayscale without a channel axis
         images = images[..., None]

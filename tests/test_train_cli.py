@@ -1,0 +1,169 @@
+"""tfadv.train end to end: CLI, export and reload, resume, repeatability, distribution, bad input."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import REPO_ROOT, tiny_config
+from tfadv import export, models
+from tfadv.errors import UserInputError
+from tfadv.run import run_training
+
+TINY_FLAGS = [
+    "--dataset=synthetic", "--model=tiny_cnn", "--epochs=1", "--batch_size=32",
+    "--train_limit=160", "--test_limit=64", "--verbose=0",
+]  # fmt: skip
+
+
+def run_cli(*args, module="tfadv.train", timeout=300):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+def test_cli_end_to_end_export_reloads_with_same_predictions(tmp_path):
+    out = tmp_path / "run"
+    result = run_cli("--flagfile=configs/quickstart.flags", *TINY_FLAGS, f"--output_dir={out}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "clean test accuracy model (main)" in result.stdout
+    for name in ("config.json", "summary.json", "models/model.keras", "models/model/saved_model.pb"):
+        assert (out / name).exists(), name
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"] == "tiny_cnn" and config["epochs"] == 1  # command line overrides the flagfile
+    assert list((out / "logs" / "model").rglob("events.out.tfevents*"))
+    leftovers = [p.name for p in (out / "models").iterdir() if ".tmp-" in p.name]
+    assert leftovers == []
+
+    x = np.random.default_rng(0).uniform(0, 1, (16, 32, 32, 3)).astype("float32")
+    keras_model = keras.saving.load_model(str(out / "models" / "model.keras"))
+    loaded = tf.saved_model.load(str(out / "models" / "model"))
+    probs = loaded.signatures["serving_default"](images=tf.constant(x))["probabilities"].numpy()
+    logits = loaded.signatures["logits"](images=tf.constant(x))["logits"].numpy()
+    np.testing.assert_allclose(probs, keras_model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(logits, models.logits_model(keras_model)(x).numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(probs, tf.nn.softmax(logits).numpy(), rtol=1e-5, atol=1e-6)
+    summary = json.loads((out / "summary.json").read_text())
+    exported = export.load(str(out / "models" / "model"))
+    assert abs(float((exported.predict(x).argmax(1) == probs.argmax(1)).mean()) - 1.0) < 1e-9
+    assert 0.0 <= summary["test_accuracy"]["model"] <= 1.0
+
+
+def test_training_learns_synthetic_data(tmp_path):
+    config = tiny_config(tmp_path / "r", epochs=3, train_limit=2000, test_limit=300, batch_size=64, learning_rate=5e-3)
+    summary = run_training(config)
+    assert summary.test_accuracy["model"] > 0.3  # chance is 0.1; this measured 0.57
+
+
+class _InterruptAt(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.interrupt_epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.interrupt_epoch:
+            raise KeyboardInterrupt
+
+
+class _RecordEpochs(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append(epoch)
+
+
+def test_resume_continues_an_interrupted_run(tmp_path):
+    config = tiny_config(tmp_path / "r", epochs=3)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(config, extra_callbacks=[_InterruptAt(2)])
+    assert not (tmp_path / "r" / "models").exists()  # nothing exported from a broken run
+    with pytest.raises(UserInputError, match="--resume"):
+        run_training(config)
+    recorder = _RecordEpochs()
+    summary = run_training(tiny_config(tmp_path / "r", epochs=3, resume=True), extra_callbacks=[recorder])
+    assert recorder.epochs == [2]
+    assert (tmp_path / "r" / "models" / "model.keras").exists()
+    assert summary.test_accuracy["model"] >= 0
+
+
+def test_same_seed_same_model(tmp_path):
+    a = run_training(tiny_config(tmp_path / "a", seed=5))
+    b = run_training(tiny_config(tmp_path / "b", seed=5))
+    wa = keras.saving.load_model(str(tmp_path / "a/models/model.keras")).get_weights()
+    wb = keras.saving.load_model(str(tmp_path / "b/models/model.keras")).get_weights()
+    for x, y in zip(wa, wb, strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert a.test_accuracy == b.test_accuracy
+
+
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+    result = run_cli(*TINY_FLAGS, "--distribution=mirrored", "--logical_cpus=2", f"--output_dir={tmp_path / 'm'}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "replicas: 2" in result.stdout
+    assert (tmp_path / "m" / "models" / "model" / "saved_model.pb").exists()
+
+
+def _corrupt_archive(tmp_path):
+    path = tmp_path / "broken.tar.gz"
+    path.write_bytes(b"\x1f\x8b\x08\x00" + b"\x00" * 64)
+    return path
+
+
+@pytest.mark.parametrize(
+    "make_args, fragment",
+    [
+        (lambda t: ["--dataset=imagenet_but_not"], "unknown dataset"),
+        (lambda t: ["--model=resnet999"], "--model='resnet999'"),
+        (lambda t: ["--recipe=magic"], "--recipe='magic'"),
+        (lambda t: ["--epochs=0"], "--epochs=0"),
+        (lambda t: ["--batch_size=-4"], "--batch_size=-4"),
+        (lambda t: ["--flagfile=configs/does_not_exist.flags"], "does_not_exist.flags"),
+        (lambda t: [f"--output_dir={_file(t)}/sub"], "not writable"),
+        (lambda t: ["--dataset=cifar10", f"--data_dir={_corrupt_archive(t)}"], "corrupt or truncated"),
+        (lambda t: ["--imbalance=under:3"], "--imbalance"),
+        (lambda t: ["--jit_compile=maybe"], "--jit_compile"),
+    ],
+    ids=["dataset", "model", "recipe", "epochs", "batch_size", "flagfile", "unwritable", "corrupt_archive", "imbalance", "jit"],
+)
+def test_bad_input_one_line_error_nothing_written(tmp_path, make_args, fragment):
+    out = tmp_path / "out"
+    args = make_args(tmp_path)
+    if not any(a.startswith("--output_dir") for a in args):
+        args.append(f"--output_dir={out}")
+    result = run_cli(*TINY_FLAGS, *args, timeout=120)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr[-2000:]
+    assert fragment in lines[0]
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def _file(tmp_path):
+    path = tmp_path / "a_file"
+    path.write_text("x")
+    return path
+
+
+def test_existing_output_dir_needs_overwrite(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    (out / "keep.txt").write_text("user data")
+    result = run_cli(*TINY_FLAGS, f"--output_dir={out}", timeout=120)
+    assert result.returncode != 0 and "--overwrite" in result.stderr
+    assert (out / "keep.txt").read_text() == "user data"
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("precious")
+    with pytest.raises(UserInputError, match="refuses to delete"):
+        run_training(tiny_config(foreign, overwrite=True))
+    assert (foreign / "thesis.tex").exists()
