@@ -183,3 +183,11 @@ def test_tfds_grayscale_dataset_through_mock(monkeypatch, tmp_path):
     assert ds.input_shape == (28, 28, 1)
     assert len(ds.train) == 30 and len(ds.val) == 10 and ds.num_classes == 10
     assert os.path.isdir(tmp_path)
+
+
+def test_pipeline_for_replicas_trims_to_even_batches():
+    train = data_lib.make_synthetic(135, seed=0)
+    batches = [len(y) for _, y in data_lib.to_dataset(train, 32, shuffle=True, replicas=2)]
+    assert sum(batches) == 134 and all(b % 2 == 0 for b in batches)
+    with pytest.raises(ValueError, match="batch_size=33"):
+        data_lib.to_dataset(train, 33, replicas=2)

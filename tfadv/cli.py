@@ -32,7 +32,8 @@ def parse_flags_one_line_errors(argv):
     try:
         return flags.FLAGS(argv)
     except flags.Error as e:
-        print(f"error: {e}", file=sys.stderr)
+        message = str(e).removeprefix("ERROR:: ").strip().splitlines()[0]
+        print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
 
 

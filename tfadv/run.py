@@ -130,6 +130,9 @@ def run_training(config: TrainConfig, extra_callbacks=()) -> RunSummary:
     runtime.split_cpu(config.logical_cpus)
     runtime.set_seed(config.seed, config.deterministic)
     strategy = runtime.make_strategy(config.distribution)
+    replicas = strategy.num_replicas_in_sync
+    if config.batch_size % replicas:
+        raise UserInputError(f"--batch_size={config.batch_size} must be a multiple of the {replicas} replicas")
     dataset = load_data(config)
     if len(dataset.train) == 0 or len(dataset.test) == 0:
         raise UserInputError(f"{config.dataset}: empty training or test split after limits")

@@ -1,17 +1,17 @@
 """Process-wide runtime choices: seeding, XLA, logical CPUs and tf.distribute strategies."""
 
-import os
-
 import tensorflow as tf
 
 from tfadv.errors import UserInputError
+from tfadv.quiet import native_stderr_silenced
 
 JIT_CHOICES = ("auto", "true", "false")
 DISTRIBUTIONS = ("default", "mirrored", "multi_worker")
 
 
 def gpu_available() -> bool:
-    return bool(tf.config.list_physical_devices("GPU"))
+    with native_stderr_silenced():  # the CUDA probe logs "failed call to cuInit" on CPU machines
+        return bool(tf.config.list_physical_devices("GPU"))
 
 
 def resolve_jit_compile(setting="auto") -> bool:
@@ -61,8 +61,3 @@ def make_strategy(name: str = "default"):
     if name == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()  # reads TF_CONFIG; one worker without it
     raise UserInputError(f"--distribution={name!r}: expected one of {DISTRIBUTIONS}")
-
-
-def quiet_tensorflow() -> None:
-    """Hides TF's C++ start-up chatter (call before importing TensorFlow)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

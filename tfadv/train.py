@@ -7,15 +7,18 @@ checkpoints/ (for --resume), models/ (SavedModels and .keras files) and summary.
 
 import os
 
-from tfadv.runtime import quiet_tensorflow
+from tfadv.quiet import native_stderr_silenced, quiet_tensorflow_logs
 
-quiet_tensorflow()
+quiet_tensorflow_logs()
+with native_stderr_silenced():
+    from absl import app, logging
 
-from absl import app, logging  # noqa: E402
+    from tfadv import cli
+    from tfadv.config import TrainConfig
+    from tfadv.run import run_training
+    from tfadv.runtime import gpu_available
 
-from tfadv import cli  # noqa: E402
-from tfadv.config import TrainConfig  # noqa: E402
-from tfadv.run import run_training  # noqa: E402
+    gpu_available()  # the one-time CUDA probe, silenced here instead of logging mid-run
 
 HELP = {
     "dataset": "synthetic, cifar10, or any TFDS image-classification dataset (mnist, fashion_mnist, ...)",

@@ -73,11 +73,14 @@ def train_dataset(ctx, images=None):
         shuffle=True,
         augment=data_lib.parse_augment(config.augment),
         seed=config.seed,
+        replicas=ctx.strategy.num_replicas_in_sync,
     )
 
 
 def eval_dataset(ctx, split="val"):
-    return data_lib.to_dataset(getattr(ctx.data, split), ctx.config.batch_size)
+    return data_lib.to_dataset(
+        getattr(ctx.data, split), ctx.config.batch_size, replicas=ctx.strategy.num_replicas_in_sync
+    )
 
 
 def stage_checkpoint_dir(ctx, stage: str) -> str:
