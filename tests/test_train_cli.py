@@ -169,3 +169,17 @@ def test_existing_output_dir_needs_overwrite(tmp_path):
     with pytest.raises(UserInputError, match="refuses to delete"):
         run_training(tiny_config(foreign, overwrite=True))
     assert (foreign / "thesis.tex").exists()
+
+
+def test_cosine_schedule_is_per_epoch_and_logged(tmp_path):
+    from tfadv.training import cosine_learning_rate
+
+    rate = cosine_learning_rate(1e-3, 4)
+    assert [round(rate(e), 7) for e in range(4)] == [1e-3, 8.536e-4, 5e-4, 1.464e-4]
+    summary = run_training(tiny_config(tmp_path / "c", epochs=2, lr_schedule="cosine"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "c" / "logs" / "model" / "train")).Reload()
+    logged = [float(tf.make_ndarray(e.tensor_proto)) for e in events.Tensors("epoch_learning_rate")]
+    np.testing.assert_allclose(logged, [1e-3, 5e-4], rtol=1e-5)
+    assert summary.test_accuracy["model"] >= 0

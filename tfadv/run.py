@@ -140,7 +140,7 @@ def run_training(config: TrainConfig, extra_callbacks=()) -> RunSummary:
     prepare_output_dir(config, output_dir)
 
     def callbacks(stage):
-        return list(extra_callbacks) + training.standard_callbacks(output_dir, stage)
+        return list(extra_callbacks) + training.standard_callbacks(config, output_dir, stage)
 
     ctx = recipes.RunContext(
         config=config,

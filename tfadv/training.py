@@ -34,19 +34,30 @@ def build_model(ctx, **option_overrides):
     )
 
 
-def learning_rate(ctx, steps_per_epoch: int):
-    config = ctx.config
-    if config.lr_schedule == "cosine":
-        return keras.optimizers.schedules.CosineDecay(config.learning_rate, config.epochs * steps_per_epoch)
-    return config.learning_rate
+def cosine_learning_rate(base_rate: float, epochs: int):
+    """epoch -> learning rate falling from base_rate along a half cosine, one value per epoch.
 
+    Epoch e (0-based) trains at base_rate * (1 + cos(pi * e / epochs)) / 2: the full rate
+    first, never 0. Per epoch rather than per step, so it holds whatever a recipe feeds
+    `fit` in an epoch (clean data, or clean data plus adversarial copies).
+    """
+    import math
 
-def steps_per_epoch(ctx) -> int:
-    return max(1, -(-len(ctx.data.train) // ctx.config.batch_size))
+    def rate(epoch, current=None):
+        return float(base_rate * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs)))
+
+    return rate
 
 
 def make_optimizer(ctx):
-    return keras.optimizers.Adam(learning_rate(ctx, steps_per_epoch(ctx)))
+    return keras.optimizers.Adam(ctx.config.learning_rate)
+
+
+def learning_rate_callbacks(config) -> list:
+    """The schedule named by --lr_schedule, as callbacks for fit."""
+    if config.lr_schedule == "cosine":
+        return [keras.callbacks.LearningRateScheduler(cosine_learning_rate(config.learning_rate, config.epochs))]
+    return []
 
 
 def compile_model(ctx, model):
@@ -127,9 +138,10 @@ class LearningRateLogger(keras.callbacks.Callback):
         logs["learning_rate"] = float(keras.ops.convert_to_numpy(lr))
 
 
-def standard_callbacks(output_dir: str, stage: str):
-    """TensorBoard (logs/<stage>), the learning-rate logger, and a resumable backup."""
+def standard_callbacks(config, output_dir: str, stage: str):
+    """The LR schedule, TensorBoard (logs/<stage>), the learning-rate logger, and a resumable backup."""
     return [
+        *learning_rate_callbacks(config),
         LearningRateLogger(),
         keras.callbacks.BackupAndRestore(os.path.join(output_dir, "checkpoints", stage, "backup")),
         keras.callbacks.TensorBoard(os.path.join(output_dir, "logs", stage), write_graph=False),
