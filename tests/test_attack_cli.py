@@ -1,0 +1,90 @@
+"""`python -m tfadv.attack` end to end on a tiny exported run, and its one-line errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    from tfadv.config import TrainConfig
+    from tfadv.run import run_training
+
+    output = tmp_path_factory.mktemp("runs") / "tiny"
+    config = TrainConfig(
+        dataset="synthetic", model="tiny_cnn", epochs=1, batch_size=32, train_limit=200, test_limit=48,
+        output_dir=str(output), verbose=0,
+    )  # fmt: skip
+    run_training(config)
+    return str(output)
+
+
+def start(*args, cwd):
+    return subprocess.Popen(
+        [sys.executable, "-m", "tfadv.attack", *args], cwd=cwd, env=ENV, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def finish(proc):
+    out, err = proc.communicate(timeout=300)
+    return proc.returncode, out, err
+
+
+def test_attack_cli_writes_examples_grid_and_summary(run_dir, tmp_path):
+    """A targeted transfer run: examples generated on the exported SavedModel, evaluated on the
+    run's Keras model, saved as TFRecord."""
+    out_dir = tmp_path / "pgd"
+    proc = start(
+        f"--model={run_dir}", f"--surrogate={run_dir}/models/model", "--attack=pgd", "--eps=0.03", "--steps=3",
+        "--target=least_likely", "--limit=40", "--batch_size=16", "--format=tfrecord", f"--output_dir={out_dir}",
+        "--grid_images=4", "--verbose=0", cwd=REPO_ROOT,
+    )  # fmt: skip
+    code, out, err = finish(proc)
+    assert code == 0, err[-2000:]
+    assert sorted(os.listdir(out_dir)) == ["adversarial.tfrecord", "grid.png", "summary.json"]
+    assert not [name for name in os.listdir(tmp_path) if name.startswith(".")]  # no temporary folder left
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["n"] == 40 and summary["options"] == {"steps": 3}
+    assert summary["surrogate"].endswith(os.path.join("models", "model"))
+    assert f"clean accuracy:       {summary['clean_accuracy']:.4f}" in out
+    assert f"adversarial accuracy: {summary['adversarial_accuracy']:.4f}" in out
+    assert f"target success rate:  {summary['target_success_rate']:.4f}" in out
+    from tfadv import attacks
+
+    saved = attacks.load(str(out_dir / "adversarial.tfrecord"))
+    assert saved.adversarial.shape == (40, 32, 32, 3) and saved.adversarial.max() <= 1.0
+    assert np.mean(saved.adversarial_predictions == saved.labels) == summary["adversarial_accuracy"]
+    assert np.mean(saved.adversarial_predictions == saved.targets) == summary["target_success_rate"]
+    assert (out_dir / "grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+BAD_INPUTS = [  # the first two fail before TensorFlow is imported; the API tests cover the attacks' own checks
+    (["--attack=pgd", "--eps=-0.1"], "--eps=-0.1"),
+    (["--attack=pgd", "--eps=0.03", "--bogus=1"], "bogus"),
+    (["--attack=deepfool", "--eps=0.03"], "Unknown attack 'deepfool'"),
+    (["--attack=fgsm", "--eps=0.03", "--steps=3"], "--steps does not apply to --attack=fgsm"),
+]
+
+
+def test_attack_cli_bad_input_is_one_line_error(run_dir, tmp_path):
+    """All cases run at once (separate processes); each must fail with one line and write nothing."""
+    procs = [start(f"--model={run_dir}", f"--output_dir={tmp_path / str(i)}", *args, cwd=REPO_ROOT) for i, (args, _) in enumerate(BAD_INPUTS)]
+    missing = start(f"--model={tmp_path / 'nope'}", "--attack=pgd", "--eps=0.03", cwd=REPO_ROOT)
+    for i, (proc, (args, message)) in enumerate(zip(procs, BAD_INPUTS, strict=True)):
+        code, out, err = finish(proc)
+        assert code != 0, args
+        assert "Traceback" not in err, err
+        last = err.strip().splitlines()[-1]
+        assert last.startswith("error:") and message in last, (args, last)
+        assert not os.path.exists(tmp_path / str(i))
+    code, out, err = finish(missing)
+    assert code != 0 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == f"error: --model='{tmp_path / 'nope'}' does not exist"
