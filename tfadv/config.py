@@ -5,6 +5,11 @@ import json
 
 from tfadv.errors import UserInputError
 
+# Choices of the adversarial-training and distillation flags (checked in TrainConfig.validate).
+TRAINING_ATTACKS = ("fgsm", "fgsm_random", "pgd", "bim", "random_sign")
+TEACHER_RECIPES = ("standard", "adversarial_batch", "adversarial_epoch", "random_noise")
+TEST_NOISES = ("none", "random_sign", "gaussian")
+
 
 @dataclasses.dataclass
 class TrainConfig:
@@ -85,7 +90,31 @@ class TrainConfig:
             raise UserInputError("--warmup_epochs and --eps_ramp_epochs must be >= 0")
         if self.resume and self.overwrite:
             raise UserInputError("--resume and --overwrite contradict each other; pick one")
+        self._validate_adversarial()
         return self
+
+    def _validate_adversarial(self) -> None:
+        """Checks of the adversarial-training and distillation flags."""
+        choices = {
+            "attack": TRAINING_ATTACKS,
+            "attack_loss_on": ("logits", "probabilities"),
+            "teacher_recipe": TEACHER_RECIPES,
+            "test_noise": TEST_NOISES,
+        }
+        for name, allowed in choices.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise UserInputError(f"--{name}={value!r}: expected one of {', '.join(allowed)}")
+        if self.attack_steps <= 0:
+            raise UserInputError(f"--attack_steps={self.attack_steps}: must be > 0")
+        if self.attack_alpha < 0:
+            raise UserInputError(f"--attack_alpha={self.attack_alpha}: must be >= 0 (0: the attack's default)")
+        if self.robust_eval_size < 0:
+            raise UserInputError(f"--robust_eval_size={self.robust_eval_size}: must be >= 0 (0: off)")
+        if self.test_noise != "none" and not self.test_noise_eps > 0:
+            raise UserInputError(f"--test_noise={self.test_noise} needs --test_noise_eps > 0 (got {self.test_noise_eps})")
+        if self.test_noise_eps < 0:
+            raise UserInputError(f"--test_noise_eps={self.test_noise_eps}: must be >= 0")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

@@ -54,7 +54,7 @@ HELP = {
     "student_temperature": "distillation: temperature the student trains at",
     "deploy_temperature": "distillation: temperature the student is deployed at",
     "teacher_dir": "distillation: an earlier run folder (or .keras file) holding the teacher",
-    "teacher_recipe": "distillation: recipe that trains the teacher in this run (standard or adversarial_batch)",
+    "teacher_recipe": "distillation: recipe that trains the teacher in this run (standard, adversarial_batch, adversarial_epoch, random_noise)",
     "distill_alpha": "distillation: weight of the soft-label loss (1 - alpha on hard labels)",
     "test_noise": "noise preprocessing put in front of the final model: none, random_sign, gaussian",
     "test_noise_eps": "magnitude of that test-time noise (pixel scale)",
