@@ -183,3 +183,12 @@ def test_cosine_schedule_is_per_epoch_and_logged(tmp_path):
     logged = [float(tf.make_ndarray(e.tensor_proto)) for e in events.Tensors("epoch_learning_rate")]
     np.testing.assert_allclose(logged, [1e-3, 5e-4], rtol=1e-5)
     assert summary.test_accuracy["model"] >= 0
+
+
+def test_test_noise_wraps_the_main_model_of_any_recipe(tmp_path):
+    summary = run_training(tiny_config(tmp_path / "n", test_noise="random_sign", test_noise_eps=0.05))
+    assert summary.main == "model_random_sign" and set(summary.exports) == {"model", "model_random_sign"}
+    served = tf.saved_model.load(summary.exports["model_random_sign"]).signatures["serving_default"]
+    x = tf.fill((8, 32, 32, 3), 0.5)
+    a, b = served(images=x)["probabilities"].numpy(), served(images=x)["probabilities"].numpy()
+    assert not np.allclose(a, b)  # the exported model keeps its noise on at inference

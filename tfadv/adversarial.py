@@ -193,9 +193,11 @@ class TrainingSetWithCopy:
         batch_size: global batch size of `dataset()`.
         augment: augmentation ops for the clean images (see tfadv.data.parse_augment).
         seed: seeds the shuffling.
+        replicas: replicas of the tf.distribute strategy; each epoch is trimmed to a
+            multiple of it (see tfadv.data.to_dataset).
     """
 
-    def __init__(self, clean, copy_size: int, batch_size: int, augment=(), seed: int = 0):
+    def __init__(self, clean, copy_size: int, batch_size: int, augment=(), seed: int = 0, replicas: int = 1):
         if copy_size < 0:
             raise ValueError(f"Expected copy_size >= 0. Received: copy_size={copy_size!r}")
         if batch_size <= 0:
@@ -205,6 +207,9 @@ class TrainingSetWithCopy:
         self.batch_size = int(batch_size)
         self.augment = tuple(augment)
         self.seed = seed
+        if batch_size % replicas:
+            raise ValueError(f"Expected batch_size to be a multiple of replicas={replicas}. Received: batch_size={batch_size}")
+        self.replicas = replicas
         shape = clean.images.shape[1:]
         self._clean_images = tf.Variable(clean.images, trainable=False, name="clean_images")
         self._copy_images = tf.Variable(tf.zeros((self.copy_size, *shape), tf.float32), trainable=False, name="copy_images")
@@ -252,6 +257,7 @@ class TrainingSetWithCopy:
 
         total = len(self)
         ds = tf.data.Dataset.range(total).shuffle(total, seed=self.seed, reshuffle_each_iteration=True)
+        ds = ds.take(total - total % self.replicas)
         ds = ds.map(element, num_parallel_calls=tf.data.AUTOTUNE)
         return ds.batch(self.batch_size).prefetch(tf.data.AUTOTUNE)
 

@@ -12,7 +12,7 @@ import tempfile
 import time
 
 from tfadv import data as data_lib
-from tfadv import export, models, recipes, runtime, training
+from tfadv import export, models, preprocessing, recipes, runtime, training
 from tfadv.config import TrainConfig
 from tfadv.errors import UserInputError
 
@@ -151,6 +151,7 @@ def run_training(config: TrainConfig, extra_callbacks=()) -> RunSummary:
         callbacks=callbacks,
     )
     result = recipes.get(config.recipe)(ctx)
+    result.models, result.main = preprocessing.add_test_noise(ctx, result.models, result.main)
     exports = export.export_run_models(output_dir, result.models)
     test_images, test_labels = dataset.test.float_images(), dataset.test.labels
     accuracy = {

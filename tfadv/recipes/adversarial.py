@@ -16,7 +16,7 @@ import os
 
 import tensorflow as tf
 
-from tfadv import adversarial, callbacks, preprocessing, training
+from tfadv import adversarial, callbacks, training
 from tfadv.data import parse_augment
 from tfadv.recipes import RecipeResult, RunContext, register
 
@@ -70,6 +70,7 @@ def _training_set_with_copy(ctx):
         batch_size=config.batch_size,
         augment=parse_augment(config.augment),
         seed=config.seed,
+        replicas=ctx.strategy.num_replicas_in_sync,
     )
 
 
@@ -120,8 +121,7 @@ def notes(config) -> dict:
 
 
 def _result(ctx, model) -> RecipeResult:
-    named, main = preprocessing.add_test_noise(ctx, {"model": model}, "model")
-    return RecipeResult(models=named, main=main, notes=notes(ctx.config))
+    return RecipeResult(models={"model": model}, main="model", notes=notes(ctx.config))
 
 
 @register("adversarial_batch")

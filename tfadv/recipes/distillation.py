@@ -15,7 +15,7 @@ temperature differs) and, with --test_noise, the main model behind a noise layer
 
 import keras
 
-from tfadv import export, models, preprocessing, training
+from tfadv import export, models, training
 from tfadv.distill import Distiller
 from tfadv.errors import UserInputError
 from tfadv.recipes import RecipeResult, RunContext, register
@@ -104,7 +104,6 @@ def _run(ctx: RunContext, deploy_temperatures, raised_teacher: bool) -> RecipeRe
         if name not in named:
             named[name] = at_temperature(ctx, student, temperature)
     main = name_at("student", deploy_temperatures[-1])
-    named, main = preprocessing.add_test_noise(ctx, named, main)
     notes = {
         "teacher": config.teacher_dir or f"trained here ({config.teacher_recipe})",
         "temperatures": (
