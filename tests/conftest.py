@@ -34,3 +34,18 @@ def tiny_config(output_dir, **overrides):
     )
     fields.update(overrides)
     return TrainConfig(**fields)
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_cnn():
+    """tiny_cnn trained 4 epochs on 1,024 synthetic images, shared by the attack tests (don't modify it)."""
+    import keras
+
+    from tfadv import data, models
+
+    keras.utils.set_random_seed(0)
+    model = models.build("tiny_cnn")
+    train = data.make_synthetic(1024, seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
+    model.fit(train.float_images(), train.labels, epochs=4, batch_size=64, verbose=0)
+    return model

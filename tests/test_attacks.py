@@ -22,15 +22,10 @@ GRADIENT_ATTACKS = ("fgsm", "fgsm_targeted", "fgsm_random", "bim", "pgd", "rando
 
 
 @pytest.fixture(scope="module")
-def trained():
-    """tiny_cnn trained briefly on synthetic data, plus a batch of 48 held-out images."""
-    keras.utils.set_random_seed(0)
-    model = models.build("tiny_cnn")
-    train = data.make_synthetic(1024, seed=0)
-    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
-    model.fit(train.float_images(), train.labels, epochs=4, batch_size=64, verbose=0)
+def trained(trained_tiny_cnn):
+    """The shared trained tiny_cnn plus a batch of 48 held-out images."""
     test = data.make_synthetic(48, seed=1)
-    return model, test.float_images(), test.labels
+    return trained_tiny_cnn, test.float_images(), test.labels
 
 
 def accuracy(model, images, labels):

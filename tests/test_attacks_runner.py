@@ -9,13 +9,8 @@ from tfadv import attacks, data, models
 
 
 @pytest.fixture(scope="module")
-def setup():
-    keras.utils.set_random_seed(0)
-    model = models.build("tiny_cnn")
-    train = data.make_synthetic(512, seed=0)
-    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
-    model.fit(train.float_images(), train.labels, epochs=3, batch_size=64, verbose=0)
-    return model, data.make_synthetic(70, seed=1)
+def setup(trained_tiny_cnn):
+    return trained_tiny_cnn, data.make_synthetic(70, seed=1)
 
 
 def test_arrays_image_sets_and_datasets_give_the_same_result(setup):

@@ -8,14 +8,9 @@ from tfadv import attacks, data, evaluate, models
 
 
 @pytest.fixture(scope="module")
-def setup():
-    keras.utils.set_random_seed(0)
-    model = models.build("tiny_cnn")
-    train = data.make_synthetic(1024, seed=0)
-    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
-    model.fit(train.float_images(), train.labels, epochs=4, batch_size=64, verbose=0)
+def setup(trained_tiny_cnn):
     test = data.make_synthetic(100, seed=1)
-    return model, test.float_images(), test.labels
+    return trained_tiny_cnn, test.float_images(), test.labels
 
 
 def test_robust_accuracy_keys_and_consistency(setup):

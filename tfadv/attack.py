@@ -14,8 +14,6 @@ option the attack does not take is an error.
 import inspect
 import json
 import os
-import shutil
-import tempfile
 
 from absl import app, flags, logging
 
@@ -140,13 +138,10 @@ def check_output_dir(path: str) -> None:
 
 def write_outputs(output_dir: str, result, images, class_names, summary: dict) -> None:
     """Everything goes into a temporary folder that is renamed at the end: nothing half-written."""
-    from tfadv import plots
+    from tfadv import export, plots
     from tfadv.attacks import runner
 
-    parent = os.path.dirname(os.path.abspath(output_dir))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(output_dir)}.tmp-", dir=parent)
-    try:
+    def write(tmp):
         runner.save(result, os.path.join(tmp, f"adversarial.{FLAGS.format}"))
         if FLAGS.grid_images > 0:
             n = min(FLAGS.grid_images, len(result))
@@ -157,12 +152,8 @@ def write_outputs(output_dir: str, result, images, class_names, summary: dict) -
             )  # fmt: skip
         with open(os.path.join(tmp, "summary.json"), "w") as f:
             json.dump(summary, f, indent=2, sort_keys=True)
-        if os.path.exists(output_dir):
-            shutil.rmtree(output_dir)
-        os.replace(tmp, output_dir)
-    finally:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
+
+    export.atomic_dir(output_dir, write)
 
 
 def check_flags_before_loading_tensorflow() -> str:

@@ -22,7 +22,8 @@ MODELS_DIR = "models"
 SUMMARY_FILE = "summary.json"
 
 
-def _atomic_dir(final_path: str, write) -> str:
+def atomic_dir(final_path: str, write) -> str:
+    """Calls write(tmp_folder) and renames tmp_folder to final_path: all or nothing."""
     parent = os.path.dirname(os.path.abspath(final_path))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(final_path)}.tmp-", dir=parent)
@@ -64,7 +65,7 @@ def export_saved_model(model, path: str) -> str:
         )
         archive.write_out(tmp, verbose=False)
 
-    return _atomic_dir(path, write)
+    return atomic_dir(path, write)
 
 
 def save_keras(model, path: str) -> str:
