@@ -217,7 +217,7 @@ def run() -> list:
 def main(argv):
     if len(argv) > 1:
         cli.fail(f"unexpected arguments {argv[1:]}; flags look like --name=value")
-    logging.set_verbosity(logging.WARNING)
+    logging.set_verbosity(logging.ERROR)  # TFDS and TF warn through absl; our own messages are prints
     try:
         lines = run()
     except (*cli.USER_ERRORS, ValueError) as e:  # attacks reject bad options with ValueError

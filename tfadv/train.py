@@ -75,7 +75,7 @@ cli.define_flags_from_dataclass(TrainConfig, HELP)
 def main(argv):
     if len(argv) > 1:
         cli.fail(f"unexpected arguments {argv[1:]}; flags look like --name=value")
-    logging.set_verbosity(logging.WARNING)
+    logging.set_verbosity(logging.ERROR)  # TFDS and TF warn through absl; our own messages are prints
     config = cli.dataclass_from_flags(TrainConfig)
     try:
         summary = run_training(config)
