@@ -143,7 +143,7 @@ class RobustMonitor(keras.callbacks.Callback):
         self._writer = None
 
     def _eps(self) -> float:
-        return float(self.eps_variable) if isinstance(self.eps_variable, int | float) else _read(self.eps_variable)
+        return _read(self.eps_variable)
 
     def on_epoch_end(self, epoch, logs=None):
         eps = self._eps()

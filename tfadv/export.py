@@ -38,13 +38,27 @@ def atomic_dir(final_path: str, write) -> str:
     return final_path
 
 
-def write_json_atomic(path: str, payload) -> None:
+def atomic_file(path: str, write) -> str:
+    """Calls write(tmp_path) (same extension, same folder) and renames tmp_path to path: all or nothing."""
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2, sort_keys=True, default=str)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def write_json_atomic(path: str, payload) -> None:
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(payload, f, indent=2, sort_keys=True, default=str)
+
+    atomic_file(path, write)
 
 
 def export_saved_model(model, path: str) -> str:
@@ -70,17 +84,7 @@ def export_saved_model(model, path: str) -> str:
 
 def save_keras(model, path: str) -> str:
     """Saves the `.keras` file atomically."""
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".keras", dir=parent)
-    os.close(fd)
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return atomic_file(path, model.save)
 
 
 def export_run_models(output_dir: str, named_models: dict) -> dict:

@@ -12,7 +12,7 @@ import tempfile
 import time
 
 from tfadv import data as data_lib
-from tfadv import export, models, preprocessing, recipes, runtime, training
+from tfadv import evaluate, export, models, preprocessing, recipes, runtime, training
 from tfadv.config import TrainConfig
 from tfadv.errors import UserInputError
 
@@ -155,7 +155,8 @@ def run_training(config: TrainConfig, extra_callbacks=()) -> RunSummary:
     exports = export.export_run_models(output_dir, result.models)
     test_images, test_labels = dataset.test.float_images(), dataset.test.labels
     accuracy = {
-        name: training.evaluate_accuracy(model, test_images, test_labels) for name, model in result.models.items()
+        name: float((evaluate.predict_probabilities(model, test_images).argmax(axis=1) == test_labels).mean())
+        for name, model in result.models.items()
     }
     summary = RunSummary(
         output_dir=output_dir,

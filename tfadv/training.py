@@ -3,7 +3,6 @@
 import os
 
 import keras
-import tensorflow as tf
 
 from tfadv import data as data_lib
 from tfadv import models
@@ -122,12 +121,6 @@ def fit(ctx, model, stage="model", train_data=None, epochs=None, extra_callbacks
     return history
 
 
-def evaluate_accuracy(model, images, labels, batch_size=256) -> float:
-    """Top-1 accuracy of `model` on float images in [0, 1]."""
-    probs = model.predict(images, batch_size=batch_size, verbose=0)
-    return float((probs.argmax(axis=1) == labels).mean())
-
-
 class LearningRateLogger(keras.callbacks.Callback):
     """Adds the optimizer's current learning rate to the epoch logs (for TensorBoard)."""
 
@@ -147,6 +140,3 @@ def standard_callbacks(config, output_dir: str, stage: str):
         keras.callbacks.TensorBoard(os.path.join(output_dir, "logs", stage), write_graph=False),
     ]
 
-
-def is_tensor_like(x) -> bool:
-    return isinstance(x, tf.Tensor | tf.Variable)

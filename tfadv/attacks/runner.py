@@ -7,13 +7,12 @@
 
 import dataclasses
 import inspect
-import os
-import tempfile
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from tfadv import export
 from tfadv.attacks import gradient, registry
 
 NPZ_KEYS = ("adversarial", "labels", "clean_predictions", "adversarial_predictions")  # + "targets" if targeted
@@ -160,20 +159,6 @@ def transfer(surrogate, target, data, attack, eps, **options) -> dict:
 # ----------------------------------------------------------------------------- saving
 
 
-def _atomic_write(path: str, write) -> str:
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
-
-
 _INT_FEATURES = {
     "labels": "label",
     "clean_predictions": "clean_prediction",
@@ -198,7 +183,7 @@ def save(result: AttackResult, path: str) -> str:
     `clean_prediction`, `adversarial_prediction` and, if targeted, `target`)."""
     if path.endswith(".npz"):
         arrays = {k: v for k, v in dataclasses.asdict(result).items() if v is not None}
-        return _atomic_write(path, lambda tmp: np.savez_compressed(tmp, **arrays))
+        return export.atomic_file(path, lambda tmp: np.savez_compressed(tmp, **arrays))
     if path.endswith(".tfrecord"):
 
         def write(tmp):
@@ -207,7 +192,7 @@ def save(result: AttackResult, path: str) -> str:
                 for i, image in enumerate(result.adversarial):
                     writer.write(_example(image, {name: column[i] for name, column in columns.items()}))
 
-        return _atomic_write(path, write)
+        return export.atomic_file(path, write)
     raise ValueError(f"Expected a path ending in .npz or .tfrecord. Received: path={path!r}")
 
 
