@@ -6,6 +6,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
 
+import tfadv  # noqa: E402, F401  (before any test module loads TensorFlow: tfadv's oneDNN default applies)
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MINI_ARCHIVE = os.path.join(os.path.dirname(REPO_ROOT), "shared", "data", "cifar-10-mini-binary.tar.gz")
 

@@ -12,7 +12,7 @@ import tempfile
 import time
 
 from tfadv import data as data_lib
-from tfadv import evaluate, export, models, preprocessing, recipes, runtime, training
+from tfadv import evaluate, export, models, onednn, preprocessing, recipes, runtime, training
 from tfadv.config import TrainConfig
 from tfadv.errors import UserInputError
 
@@ -165,7 +165,7 @@ def run_training(config: TrainConfig, extra_callbacks=()) -> RunSummary:
         exports=exports,
         seconds=time.time() - start,
         dataset=dataset.summary(),
-        notes={"replicas": strategy.num_replicas_in_sync, **result.notes},
+        notes={"replicas": strategy.num_replicas_in_sync, "onednn": onednn.is_enabled(), **result.notes},
     )
     export.write_json_atomic(os.path.join(output_dir, export.SUMMARY_FILE), dataclasses.asdict(summary))
     return summary

@@ -1,22 +1,37 @@
 """Times FGSM and PGD-10 for tfadv, CleverHans and the Adversarial Robustness Toolbox.
 
-    python tools/bench_attacks.py [--model=RUN_OR_KERAS_FILE] [--batch_size=256] [--repeats=5]
+    python tools/bench_attacks.py [--model=RUN_OR_KERAS_FILE] [--batch_size=256] [--repeats=7] [--processes=3]
 
-One process, one model (baseline_cnn, random weights unless --model), one batch, the same
-inputs for every library; each timed call runs after warm-up, the calls are interleaved
-round-robin (so that load from other processes hits all of them alike) and the median is
-reported (and the minimum, which other processes on a shared machine disturb least). The floor "10 x fwd+bwd" is a compiled tf.function doing ten input-gradient
-computations of the same loss (each step depends on the previous one, so none is elided).
-CleverHans is timed as documented (eager) and wrapped in tf.function; libraries that are
-not installed are skipped.
+One model (baseline_cnn, random weights unless --model), one batch, the same inputs for
+every library, all libraries in the same process. After warm-up, each round times every
+method once, in a new random order; a ratio is taken within each round and the median over
+rounds is printed with its range. The whole is repeated in --processes fresh processes and
+pooled: this machine's speed drifts by up to 2x over seconds to minutes (ratios within a
+round cancel that), and one compiled function can run 10-15% faster or slower than another
+for the whole life of a process (fresh processes average that out; the per-process medians
+are printed to show it). The floor "10 x fwd+bwd" is a
+compiled tf.function doing ten input-gradient computations of the same loss, unrolled in
+the graph (each step depends on the previous one, so none is elided); the same in a
+tf.while_loop is timed too. oneDNN is on or off for all alike (see
+tfadv.onednn; TF_ENABLE_ONEDNN_OPTS=0 for TensorFlow's own kernels).
+CleverHans is timed as documented ("eager": its loop runs eagerly around a gradient that
+CleverHans itself compiles with tf.function) and wrapped whole in tf.function. ART runs its
+TensorFlowV2Classifier eagerly (its own design: no compiled step). Libraries that are not
+installed are skipped.
 """
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from tfadv import onednn  # noqa: E402
+
+onednn.enable_by_default()  # before TensorFlow loads, as importing tfadv first does (see tfadv.onednn)
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -28,18 +43,24 @@ STEPS = 10
 ALPHA = 2 / 255
 
 
-def ten_gradients_fn(logits_model, jit):
-    """The floor: STEPS forward+backward passes to the input in one compiled function."""
+def ten_gradients_fn(logits_model, jit, unrolled=True):
+    """The floor: STEPS forward+backward passes to the input in one compiled function, unrolled
+    in the graph or (unrolled=False) in a tf.while_loop."""
 
-    @tf.function(jit_compile=jit)
+    def step(adv, y):
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(adv)
+            loss = tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits_model(adv, training=False))
+        return adv + 1e-6 * tape.gradient(loss, adv)
+
+    @tf.function(jit_compile=jit, autograph=False)
     def run(x, y):
-        def body(i, adv):
-            with tf.GradientTape(watch_accessed_variables=False) as tape:
-                tape.watch(adv)
-                loss = tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits_model(adv, training=False))
-            return i + 1, adv + 1e-6 * tape.gradient(loss, adv)
-
-        return tf.while_loop(lambda i, _: i < STEPS, body, (tf.constant(0), x))[1]
+        if not unrolled:
+            return tf.while_loop(lambda i, _: i < STEPS, lambda i, adv: (i + 1, step(adv, y)), (tf.constant(0), x))[1]
+        adv = x
+        for _ in range(STEPS):
+            adv = step(adv, y)
+        return adv
 
     return run
 
@@ -91,14 +112,8 @@ def art_fns(logits_model, x, y, batch_size):
     }
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="", help="run folder or .keras file (default: random baseline_cnn)")
-    parser.add_argument("--batch_size", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--jit_compile", default="auto")
-    args = parser.parse_args()
-
+def time_methods(args) -> dict:
+    """{method: [seconds per round]} in this process."""
     runtime.set_seed(0, deterministic=False)
     model = export.load(args.model) if args.model else models.build("baseline_cnn")
     logits_model = models.logits_model(model)
@@ -109,6 +124,7 @@ def main():
 
     fns = {
         "10 x fwd+bwd (floor)": ten_gradients_fn(logits_model, jit),
+        "10 x fwd+bwd, tf.while_loop": ten_gradients_fn(logits_model, jit, unrolled=False),
         "tfadv fgsm": lambda x, y: attacks.fgsm(model, x, y, EPS, jit_compile=jit),
         "tfadv pgd-10": lambda x, y: attacks.pgd(model, x, y, EPS, steps=STEPS, alpha=ALPHA, seed=0, jit_compile=jit),
         "tfadv bim-10 (no random start)": lambda x, y: attacks.bim(model, x, y, EPS, steps=STEPS, alpha=ALPHA, jit_compile=jit),
@@ -119,30 +135,81 @@ def main():
     for fn in fns.values():  # warm-up: tracing, graph optimisation, caches
         for _ in range(2):
             np.asarray(fn(x, y))
-    for _ in range(args.repeats):
-        for name, fn in fns.items():
+    order_rng = np.random.default_rng(1)
+    for _ in range(args.repeats):  # one round times every method once, in a new random order
+        for name in order_rng.permutation(list(fns)):
             start = time.perf_counter()
-            np.asarray(fn(x, y))  # forces the result
+            np.asarray(fns[name](x, y))  # forces the result
             times[name].append(time.perf_counter() - start)
-    median = {name: statistics.median(t) for name, t in times.items()}
+    return {"times": times, "jit": jit, "onednn": onednn.is_enabled()}
 
-    print(f"baseline_cnn, batch {args.batch_size}, eps {EPS:.4f}, jit_compile={jit}, "
-          f"median of {args.repeats} after warm-up, {os.cpu_count()} CPUs")  # fmt: skip
-    print(f"{'method':34s} {'seconds':>9s} {'min':>9s}")
-    for name in fns:
-        print(f"{name:34s} {median[name]:9.4f} {min(times[name]):9.4f}")
-    fastest = {name: min(t) for name, t in times.items()}
-    print("\nratios (target in brackets): on medians, and on minima (least disturbed by other load)")
-    for label, stat in (("median", median), ("min", fastest)):
-        floor, fgsm, pgd = stat["10 x fwd+bwd (floor)"], stat["tfadv fgsm"], stat["tfadv pgd-10"]
-        print(f"[{label}] tfadv pgd-10 / 10 x fwd+bwd{'':12s}{pgd / floor:6.3f}  [<= 1.05]")
-        for other in ("cleverhans pgd-10 (eager)", "cleverhans pgd-10 (tf.function)", "art pgd-10"):
-            if other in stat:
-                target = "[>= 2.5]" if other.startswith("art") else "[>= 1]"
-                print(f"[{label}] {other + ' / tfadv pgd-10':44s}{stat[other] / pgd:6.3f}  {target}")
-        for other in ("cleverhans fgsm (eager)", "cleverhans fgsm (tf.function)", "art fgsm"):
-            if other in stat:
-                print(f"[{label}] {other + ' / tfadv fgsm':44s}{stat[other] / fgsm:6.3f}")
+
+def time_in_processes(args) -> list:
+    """Runs `time_methods` in `args.processes` fresh processes, one after another."""
+    results = []
+    for index in range(args.processes):
+        command = [sys.executable, os.path.abspath(__file__), "--worker", "--processes=1", f"--model={args.model}",
+                   f"--batch_size={args.batch_size}", f"--repeats={args.repeats}", f"--jit_compile={args.jit_compile}"]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode:
+            sys.exit(f"error: benchmark process {index + 1} failed: {done.stderr.strip().splitlines()[-1:]}")
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(f"process {index + 1}/{args.processes} done", file=sys.stderr, flush=True)
+    return results
+
+
+def report(results, args) -> None:
+    first = results[0]
+    names = list(first["times"])
+    pooled = {name: [t for r in results for t in r["times"][name]] for name in names}
+    print(f"baseline_cnn, batch {args.batch_size}, eps {EPS:.4f}, jit_compile={first['jit']}, "
+          f"oneDNN {'on' if first['onednn'] else 'off'} (TF_ENABLE_ONEDNN_OPTS=0 for TensorFlow's own kernels), "
+          f"{len(results)} processes x {args.repeats} rounds after warm-up, {os.cpu_count()} CPUs")  # fmt: skip
+    print(f"{'method':34s} {'median s':>9s} {'min s':>9s}")
+    for name in names:
+        print(f"{name:34s} {statistics.median(pooled[name]):9.4f} {min(pooled[name]):9.4f}")
+    print("\nratios: median over all rounds of the ratio within each round [lowest, highest];")
+    print("then the median within each process (the spread between processes); (target)")
+    for numerator, denominator, target in RATIOS:
+        if numerator not in pooled or denominator not in pooled:
+            continue
+        per_process = [
+            [a / b for a, b in zip(r["times"][numerator], r["times"][denominator], strict=True)] for r in results
+        ]
+        every = [ratio for ratios in per_process for ratio in ratios]
+        medians = " ".join(f"{statistics.median(ratios):.2f}" for ratios in per_process)
+        label = f"{numerator} / {denominator}"
+        print(f"{label:58s}{statistics.median(every):6.3f} [{min(every):.2f}, {max(every):.2f}]  {medians}  {target}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="", help="run folder or .keras file (default: random baseline_cnn)")
+    parser.add_argument("--batch_size", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=7, help="rounds per process")
+    parser.add_argument("--processes", type=int, default=3, help="fresh processes, one after another")
+    parser.add_argument("--jit_compile", default="auto")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.repeats < 1 or args.processes < 1:
+        parser.error(f"--repeats and --processes must be >= 1. Received: {args.repeats}, {args.processes}")
+    if args.worker:
+        print(json.dumps(time_methods(args)))
+        return
+    results = time_in_processes(args) if args.processes > 1 else [time_methods(args)]
+    report(results, args)
+
+
+RATIOS = (  # (numerator, denominator, target)
+    ("tfadv pgd-10", "10 x fwd+bwd (floor)", "(<= 1.05)"),
+    ("10 x fwd+bwd, tf.while_loop", "10 x fwd+bwd (floor)", ""),
+    ("cleverhans pgd-10 (eager)", "tfadv pgd-10", "(>= 1)"),
+    ("cleverhans pgd-10 (tf.function)", "tfadv pgd-10", "(>= 1)"),
+    ("art pgd-10", "tfadv pgd-10", "(>= 2.5)"),
+    ("cleverhans fgsm (eager)", "tfadv fgsm", ""),
+    ("cleverhans fgsm (tf.function)", "tfadv fgsm", ""),
+    ("art fgsm", "tfadv fgsm", ""),
+)
 
 
 if __name__ == "__main__":

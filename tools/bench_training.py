@@ -20,6 +20,9 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tfadv import onednn  # noqa: E402
+
+onednn.enable_by_default()  # before TensorFlow loads, as importing tfadv first does (see tfadv.onednn)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -101,7 +104,10 @@ def main(argv=None):
 
     clean = float(np.median(timers["clean"].seconds))
     c = float(np.median(attack_seconds)) / clean
-    print(f"{args.model}, {args.images} images, batch {args.batch_size}, median of {args.repeats} interleaved epochs")
+    print(
+        f"{args.model}, {args.images} images, batch {args.batch_size}, median of {args.repeats} interleaved epochs, "
+        f"oneDNN {'on' if onednn.is_enabled() else 'off'}"
+    )
     print(f"one attack step alone (FGSM pass): {np.median(attack_seconds):.3f} s / epoch = c = {c:.2f} clean epochs")
     print("| training | s / epoch | ratio to clean | ideal | ratio / ideal | predicted 1 + k c | measured / predicted |")
     print("|---|---|---|---|---|---|---|")
