@@ -325,6 +325,11 @@ def test_one_pixel_changes_at_most_k_pixels_and_lowers_the_true_class(trained):
         assert probabilities(model, adv)[rows, y].mean() < probabilities(model, x)[rows, y].mean()
 
 
+def test_one_pixel_on_an_empty_batch_returns_it(trained):
+    model, x, y = trained
+    assert attacks.one_pixel(model, x[:0], y[:0], 1.0, population=4, max_queries=8, seed=0).shape == (0, *x.shape[1:])
+
+
 def test_one_pixel_targeted_raises_the_target(trained):
     model, x, y = trained
     x, y = x[:24], y[:24]

@@ -180,3 +180,12 @@ def test_bad_distillation_input_is_a_user_error(tmp_path, distill_run):
     saved_model = os.path.join(distill_run.output_dir, "models", "teacher")
     with pytest.raises(UserInputError, match="teacher_dir"):
         run_training(flagfile_config("distill", tmp_path / "c", f"--teacher_dir={saved_model}"))
+    missing = tmp_path / "nope"
+    with pytest.raises(UserInputError, match=f"^--teacher_dir='{missing}' does not exist$"):
+        run_training(flagfile_config("distill", tmp_path / "d", f"--teacher_dir={missing}"))
+
+
+def test_per_epoch_copy_that_rounds_to_no_image_trains_on_the_clean_set(tmp_path):
+    """--adv_fraction=0.001 of 200 images is 0 images: the regeneration callback has nothing to do."""
+    summary = run_training(flagfile_config("adversarial_per_epoch", tmp_path / "run", "--adv_fraction=0.001"))
+    assert 0.0 <= summary.test_accuracy[summary.main] <= 1.0

@@ -115,8 +115,7 @@ class AdversarialTrainer(keras.Model):
         ratio = float(ratio)
         if not 0.0 <= ratio <= 1.0:
             raise ValueError(f"Expected ratio in [0, 1]. Received: ratio={ratio!r}")
-        if not float(eps) >= 0:
-            raise ValueError(f"Expected eps >= 0. Received: eps={eps!r}")
+        attacks._core.check_eps(eps)
         self.classifier = classifier
         self.attack = attack
         self.ratio = ratio

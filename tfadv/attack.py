@@ -186,10 +186,10 @@ def run() -> list:
     options = attack_options(fn, FLAGS.attack)
     resolve_jit_compile(FLAGS.jit_compile)
     model_path = export.resolve_model_path(FLAGS.model, FLAGS.model_name)
-    surrogate_path = export.resolve_model_path(FLAGS.surrogate) if FLAGS.surrogate else ""
+    surrogate_path = export.resolve_model_path(FLAGS.surrogate, flag="--surrogate") if FLAGS.surrogate else ""
     split, class_names = load_split(run_config(FLAGS.model))
     model = export.load(FLAGS.model, FLAGS.model_name)
-    surrogate = export.load(FLAGS.surrogate) if FLAGS.surrogate else model
+    surrogate = export.load(FLAGS.surrogate, flag="--surrogate") if FLAGS.surrogate else model
     images = split.float_images()
     seed = FLAGS.seed if "seed" in inspect.signature(fn).parameters else None
     result = attacks.run_attack(

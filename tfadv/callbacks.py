@@ -80,10 +80,11 @@ class RegenerateAdversarialCopy(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         start = time.time()
         clean = self.training_set.clean
-        fraction = self.training_set.copy_size / max(1, len(clean))
-        indices = adversarial.choose_subset(len(clean), fraction, self.seed, epoch)
-        images = clean.images[indices].astype(np.float32) / 255.0
-        labels = clean.labels[indices]
+        if self.training_set.copy_size == 0:  # the fraction rounded to no image
+            return
+        fraction = self.training_set.copy_size / len(clean)
+        subset = clean.take(adversarial.choose_subset(len(clean), fraction, self.seed, epoch))
+        images, labels = subset.float_images(), subset.labels
         eps = _read(self.eps_variable)
         if eps > 0:
             model = self.classifier if self.classifier is not None else self.model

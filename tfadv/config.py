@@ -87,7 +87,9 @@ class TrainConfig:
         if self.lr_schedule not in ("constant", "cosine"):
             raise UserInputError(f"--lr_schedule={self.lr_schedule!r}: expected constant or cosine")
         if self.warmup_epochs < 0 or self.eps_ramp_epochs < 0:
-            raise UserInputError("--warmup_epochs and --eps_ramp_epochs must be >= 0")
+            raise UserInputError(
+                f"--warmup_epochs={self.warmup_epochs}, --eps_ramp_epochs={self.eps_ramp_epochs}: must be >= 0"
+            )
         if self.resume and self.overwrite:
             raise UserInputError("--resume and --overwrite contradict each other; pick one")
         self._validate_adversarial()

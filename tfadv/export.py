@@ -39,10 +39,13 @@ def atomic_dir(final_path: str, write) -> str:
 
 
 def atomic_file(path: str, write) -> str:
-    """Calls write(tmp_path) (same extension, same folder) and renames tmp_path to path: all or nothing."""
+    """Calls write(tmp_path) (same extensions, e.g. ".weights.h5", same folder) and renames tmp_path
+    to path: all or nothing."""
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=parent)
+    name = os.path.basename(path).lstrip(".")
+    suffix = "." + name.split(".", 1)[1] if "." in name else ""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=parent)
     os.close(fd)
     try:
         write(tmp)
@@ -127,10 +130,13 @@ class ExportedModel:
         )
 
 
-def resolve_model_path(path: str, name: str = "") -> str:
-    """Turns a run folder (+ optional model name), a .keras file or a SavedModel into a file path."""
+def resolve_model_path(path: str, name: str = "", flag: str = "--model") -> str:
+    """Turns a run folder (+ optional model name), a .keras file or a SavedModel into a file path.
+
+    `flag` names the flag the path came from in error messages.
+    """
     if not os.path.exists(path):
-        raise UserInputError(f"--model={path!r} does not exist")
+        raise UserInputError(f"{flag}={path!r} does not exist")
     summary = os.path.join(path, SUMMARY_FILE)
     if os.path.isdir(path) and os.path.exists(summary):
         with open(summary) as f:
@@ -144,9 +150,9 @@ def resolve_model_path(path: str, name: str = "") -> str:
     return path
 
 
-def load(path: str, name: str = ""):
+def load(path: str, name: str = "", flag: str = "--model"):
     """Loads a `.keras` model, a tfadv SavedModel (as ExportedModel) or a run folder's main model."""
-    path = resolve_model_path(path, name)
+    path = resolve_model_path(path, name, flag)
     if path.endswith(".keras"):
         try:
             return keras.saving.load_model(path)

@@ -1,7 +1,5 @@
 """Figures (matplotlib, Agg backend: no display needed), written atomically as PNG."""
 
-import os
-import tempfile
 
 import matplotlib
 
@@ -9,6 +7,8 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from tfadv import export  # noqa: E402
 
 
 def _name(class_names, index) -> str:
@@ -51,15 +51,7 @@ def adversarial_grid(
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
+        return export.atomic_file(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path

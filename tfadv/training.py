@@ -5,7 +5,7 @@ import os
 import keras
 
 from tfadv import data as data_lib
-from tfadv import models
+from tfadv import export, models
 
 DONE_WEIGHTS = "done.weights.h5"
 
@@ -116,8 +116,7 @@ def fit(ctx, model, stage="model", train_data=None, epochs=None, extra_callbacks
         verbose=ctx.config.verbose,
         shuffle=False,  # the pipeline shuffles
     )
-    os.makedirs(os.path.dirname(done_path), exist_ok=True)
-    model.save_weights(done_path)
+    export.atomic_file(done_path, model.save_weights)  # its existence marks the stage as finished
     return history
 
 

@@ -152,7 +152,8 @@ def time_in_processes(args) -> list:
                    f"--batch_size={args.batch_size}", f"--repeats={args.repeats}", f"--jit_compile={args.jit_compile}"]  # fmt: skip
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode:
-            sys.exit(f"error: benchmark process {index + 1} failed: {done.stderr.strip().splitlines()[-1:]}")
+            last_line = (done.stderr.strip().splitlines() or ["no error output"])[-1]
+            sys.exit(f"error: benchmark process {index + 1} failed (exit {done.returncode}): {last_line}")
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(f"process {index + 1}/{args.processes} done", file=sys.stderr, flush=True)
     return results

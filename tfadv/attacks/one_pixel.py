@@ -139,6 +139,8 @@ def one_pixel(
     )  # fmt: skip
     seed = _core.to_seed(seed)
     eps, mutation = _core.to_scalar(eps), _core.to_scalar(mutation)
+    if x.shape[0] == 0:
+        return tf.stop_gradient(x)
     if x.shape[0] is None:  # symbolic batch inside a graph: one chunk
         return tf.stop_gradient(attack(x, y, eps, mutation, seed))
     parts = []

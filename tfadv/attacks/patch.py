@@ -143,7 +143,7 @@ def patch(
     fixed = _check_positions(positions, n, (height, width), size)
     if target is not None:
         classes = _core.num_classes(model)
-        if not isinstance(target, numbers.Integral) or target < 0 or (classes and target >= classes):
+        if isinstance(target, bool) or not isinstance(target, numbers.Integral) or target < 0 or (classes and target >= classes):
             raise ValueError(f"Expected target None or a class id in [0, {classes}). Received: target={target!r}")
         y = tf.fill(tf.shape(y), tf.constant(int(target), tf.int64))
     seeds = _core.split_seed(_core.to_seed(seed), 3)

@@ -36,7 +36,7 @@ def load_teacher(ctx: RunContext):
     """The teacher from --teacher_dir (run folder or .keras), checked against the run's data."""
     path = ctx.config.teacher_dir
     with ctx.strategy.scope():
-        teacher = export.load(path)
+        teacher = export.load(path, flag="--teacher_dir")
     if not isinstance(teacher, keras.Model):
         raise UserInputError(f"--teacher_dir={path!r}: need a Keras model (.keras or a run folder), not a SavedModel")
     try:
