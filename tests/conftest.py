@@ -22,7 +22,7 @@ def mini_archive():
 
 def tiny_config(output_dir, **overrides):
     """A TrainConfig that trains tiny_cnn on a little synthetic data in seconds."""
-    from tfadv.config import TrainConfig
+    from tfadv.experiment.config import TrainConfig
 
     fields = dict(
         dataset="synthetic",

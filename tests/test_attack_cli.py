@@ -14,8 +14,8 @@ ENV = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="2")
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    from tfadv.config import TrainConfig
-    from tfadv.run import run_training
+    from tfadv.experiment.config import TrainConfig
+    from tfadv.experiment.run import run_training
 
     output = tmp_path_factory.mktemp("runs") / "tiny"
     config = TrainConfig(
@@ -52,7 +52,7 @@ def test_attack_cli_writes_examples_grid_and_summary(run_dir, tmp_path):
     assert sorted(os.listdir(out_dir)) == ["adversarial.tfrecord", "grid.png", "summary.json"]
     assert not [name for name in os.listdir(tmp_path) if name.startswith(".")]  # no temporary folder left
     summary = json.loads((out_dir / "summary.json").read_text())
-    assert summary["n"] == 40 and summary["options"] == {"steps": 3}
+    assert summary["n"] == 40 and summary["attack"] == "pgd(steps=3, target=least_likely)"
     assert summary["surrogate"].endswith(os.path.join("models", "model"))
     assert f"clean accuracy:       {summary['clean_accuracy']:.4f}" in out
     assert f"adversarial accuracy: {summary['adversarial_accuracy']:.4f}" in out
@@ -70,7 +70,7 @@ BAD_INPUTS = [  # the first two fail before TensorFlow is imported; the API test
     (["--attack=pgd", "--eps=-0.1"], "--eps=-0.1"),
     (["--attack=pgd", "--eps=0.03", "--bogus=1"], "bogus"),
     (["--attack=deepfool", "--eps=0.03"], "Unknown attack 'deepfool'"),
-    (["--attack=fgsm", "--eps=0.03", "--steps=3"], "--steps does not apply to --attack=fgsm"),
+    (["--attack=fgsm", "--eps=0.03", "--steps=3"], "Attack 'fgsm' takes no option(s) ['steps']"),
 ]
 
 

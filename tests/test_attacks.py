@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from tfadv import attacks, data, models
-from tfadv.attacks import _core
+from tfadv.attacks import compile as attack_compile
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPS = 8 / 255
@@ -45,7 +45,8 @@ def test_eps_zero_returns_the_input(trained, name):
 @pytest.mark.parametrize(
     "name, options",
     [(name, {}) for name in GRADIENT_ATTACKS]
-    + [("pgd", {"restarts": 2, "seed": 3}), ("pgd", {"loss_on": "probabilities"}), ("bim", {"targeted": True})],
+    + [("pgd", {"restarts": 2, "seed": 3}), ("pgd", {"loss_on": "probabilities"}), ("bim", {"target": "random", "seed": 0})]
+    + [("pgd", {"loss": loss}) for loss in ("margin", "dlr", "ce_t")] + [("pgd", {"loss": "dlr", "target": "random"})],
 )
 def test_linf_results_stay_in_the_ball_and_the_pixel_range(trained, name, options):
     model, x, y = trained
@@ -115,7 +116,7 @@ def test_targeted_pgd_hits_the_target_more_often_than_clean(trained):
     model, x, y = trained
     targets = attacks.choose_targets(model, x, y, "random", seed=0).numpy()
     hits = lambda images: np.mean(attacks.logits_of(model, images).numpy().argmax(1) == targets)  # noqa: E731
-    targeted = hits(attacks.pgd(model, x, targets, EPS, targeted=True, seed=0))
+    targeted = hits(attacks.pgd(model, x, y, EPS, target=targets, seed=0))
     assert targeted > hits(x) and targeted > hits(attacks.pgd(model, x, y, EPS, seed=0))
 
 
@@ -147,7 +148,13 @@ def test_seeding_is_deterministic(trained):
     [
         (lambda m, x, y: attacks.fgsm(m, x, y, -0.1), "eps=-0.1"),
         (lambda m, x, y: attacks.pgd(m, x, y, keras.Variable(-0.5)), "eps=-0.5"),
-        (lambda m, x, y: attacks.fgsm(m, x, y, tf.constant([0.1, 0.2])), "Expected a scalar eps"),
+        (lambda m, x, y: attacks.fgsm(m, x, y, tf.constant([0.1, 0.2])), "Expected a scalar number for eps"),
+        (lambda m, x, y: attacks.fgsm(m, x, y, 1.5), "eps=1.5"),
+        (lambda m, x, y: attacks.fgsm(m, x, y, float("nan")), "eps=nan"),
+        (lambda m, x, y: attacks.pgd(m, x, y, 0.03, loss="hinge"), "loss='hinge'"),
+        (lambda m, x, y: attacks.pgd(m, x, y, 0.03, target=10), "target=10"),
+        (lambda m, x, y: attacks.Attack("fgsm", steps=3), "takes no option(s) ['steps']"),
+        (lambda m, x, y: attacks.Attack.parse("pgd(steps)"), "steps"),
         (lambda m, x, y: attacks.pgd(m, x, y, 0.01, alpha=0.02), "alpha=0.02, eps=0.01"),
         (lambda m, x, y: attacks.pgd(m, x, y, 0.03, norm="l1"), "norm='l1'"),
         (lambda m, x, y: attacks.pgd(m, x, y, 0.03, steps=0), "steps=0"),
@@ -174,7 +181,8 @@ def test_invalid_arguments_raise_value_errors_echoing_the_value(trained, call, m
 
 
 def _tracing_counts(model):
-    return {key[0].__name__ + str(key[1]): fn.experimental_get_tracing_count() for key, fn in _core._COMPILED[model].items()}
+    compiled = attack_compile._COMPILED[model]
+    return {key[0].__name__ + str(key[1]): fn.experimental_get_tracing_count() for key, fn in compiled.items()}
 
 
 def test_no_retracing_across_batches_eps_values_and_a_smaller_last_batch(trained, caplog):
@@ -239,10 +247,10 @@ def test_mirrored_strategy_replica_context():
     script = textwrap.dedent(
         """
         import numpy as np, keras, tensorflow as tf
-        from tfadv import runtime
+        from tfadv.runtime import devices as runtime
         runtime.split_cpu(2)
         from tfadv import attacks, models
-        from tfadv.attacks import _core
+        from tfadv.attacks import compile as attack_compile
         strategy = runtime.make_strategy("mirrored")
         assert strategy.num_replicas_in_sync == 2
 
@@ -259,7 +267,7 @@ def test_mirrored_strategy_replica_context():
             model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
         x = np.random.default_rng(0).random((40, 32, 32, 3), dtype=np.float32)
         history = model.fit(x, np.arange(40) % 10, batch_size=16, epochs=2, verbose=0)
-        counts = [f.experimental_get_tracing_count() for f in _core._COMPILED[model].values()]
+        counts = [f.experimental_get_tracing_count() for f in attack_compile._COMPILED[model].values()]
         print("OK", counts)
         """
     )
@@ -301,11 +309,9 @@ def test_steps_to_flip_agrees_with_bim(trained):
 
 
 def test_exported_saved_model_is_attacked_like_the_keras_model(trained, tmp_path):
-    from tfadv import export
-
     model, x, y = trained
-    exported = export.load(export.export_saved_model(model, str(tmp_path / "saved")))
-    assert isinstance(exported, export.ExportedModel)
+    exported = models.load(models.export_saved_model(model, str(tmp_path / "saved")))
+    assert isinstance(exported, models.Classifier) and exported.logits_source == "signature"
     a = attacks.fgsm(model, x, y, EPS).numpy()
     b = attacks.fgsm(exported, x, y, EPS).numpy()
     assert np.mean(a == b) > 0.999
@@ -334,7 +340,7 @@ def test_one_pixel_targeted_raises_the_target(trained):
     model, x, y = trained
     x, y = x[:24], y[:24]
     targets = attacks.choose_targets(model, x, y, "random", seed=0).numpy()
-    adv = attacks.one_pixel(model, x, targets, pixels=2, population=12, max_queries=96, targeted=True, seed=0)
+    adv = attacks.one_pixel(model, x, y, pixels=2, population=12, max_queries=96, target=targets, seed=0)
     rows = np.arange(len(y))
     assert probabilities(model, adv.numpy())[rows, targets].mean() > probabilities(model, x)[rows, targets].mean()
 

@@ -39,7 +39,7 @@ def assert_close(ours, theirs):
 def test_fgsm_matches_cleverhans(setup, targeted):
     model, logits, x, y = setup
     theirs = ch_fgm(logits, x, EPS, np.inf, clip_min=0.0, clip_max=1.0, y=y, targeted=targeted)
-    assert_close(attacks.fgsm(model, x, y, EPS, targeted=targeted), theirs)
+    assert_close(attacks.fgsm(model, x, y, EPS, target=y if targeted else None), theirs)
 
 
 def test_bim_matches_cleverhans(setup):
@@ -53,7 +53,7 @@ def test_pgd_without_random_start_matches_cleverhans(setup, targeted):
     model, logits, x, y = setup
     alpha = 1 / 255
     theirs = ch_pgd(logits, x, EPS, alpha, 4, np.inf, clip_min=0.0, clip_max=1.0, y=y, targeted=targeted, rand_init=False)
-    ours = attacks.pgd(model, x, y, EPS, steps=4, alpha=alpha, random_start=False, targeted=targeted)
+    ours = attacks.pgd(model, x, y, EPS, steps=4, alpha=alpha, random_start=False, target=y if targeted else None)
     assert_close(ours, theirs)
 
 
@@ -64,4 +64,4 @@ def test_l2_fgsm_matches_cleverhans(setup, targeted):
     amplify that through ReLU boundaries, so multi-step L2 PGD is not compared.)"""
     model, logits, x, y = setup
     theirs = ch_fgm(logits, x, 0.5, 2, clip_min=0.0, clip_max=1.0, y=y, targeted=targeted)
-    assert_close(attacks.fgsm(model, x, y, 0.5, norm="2", targeted=targeted), theirs)
+    assert_close(attacks.fgsm(model, x, y, 0.5, norm="2", target=y if targeted else None), theirs)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tfadv import models
-from tfadv.distill import Distiller, soft_label_loss, soft_labels
+from tfadv.defenses import Distiller, soft_label_loss, soft_labels
 
 
 def _softmax(z):

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from tfadv import attacks, data, evaluate, models
+from tfadv import attacks, data, evaluation, models
 
 
 @pytest.fixture(scope="module")
@@ -15,21 +15,21 @@ def setup(trained_tiny_cnn):
 
 def test_robust_accuracy_keys_and_consistency(setup):
     model, x, y = setup
-    out = evaluate.robust_accuracy(model, x, y, "pgd", 4 / 255, batch_size=40, steps=3, seed=0)
+    out = evaluation.robust_accuracy(model, x, y, "pgd", 4 / 255, batch_size=40, steps=3, seed=0)
     assert set(out) == {"clean_accuracy", "adversarial_accuracy", "adversarial_accuracy_on_correct", "n", "n_correct"}
     clean = attacks.logits_of(model, x).numpy().argmax(1) == y
     assert out["n"] == 100 and out["n_correct"] == clean.sum()
     assert out["clean_accuracy"] == pytest.approx(clean.mean())
     assert out["adversarial_accuracy"] < out["clean_accuracy"]
-    same_fn = evaluate.robust_accuracy(model, x, y, attacks.pgd, 4 / 255, batch_size=40, steps=3, seed=0)
+    same_fn = evaluation.robust_accuracy(model, x, y, attacks.pgd, 4 / 255, batch_size=40, steps=3, seed=0)
     assert same_fn == out
 
 
 def test_eps_sweep_is_monotone_for_pgd_and_starts_at_clean_accuracy(setup):
     model, x, y = setup
     eps_values = [0.0, 1 / 255, 4 / 255, 16 / 255]
-    table = evaluate.eps_sweep(model, x, y, "pgd", eps_values, steps=5, seed=0)
-    assert list(table["eps"]) == eps_values and list(table["attack"]) == ["pgd"] * 4
+    table = evaluation.eps_sweep(model, x, y, "pgd", eps_values, steps=5, seed=0)
+    assert list(table["eps"]) == eps_values and list(table["attack"]) == ["pgd(steps=5)"] * 4
     assert table["eps_255"].tolist() == pytest.approx([0, 1, 4, 16])
     assert table["adversarial_accuracy"].iloc[0] == table["clean_accuracy"].iloc[0]
     assert np.all(np.diff(table["adversarial_accuracy"]) <= 0)
@@ -38,14 +38,14 @@ def test_eps_sweep_is_monotone_for_pgd_and_starts_at_clean_accuracy(setup):
 
 def test_gradient_norms_expose_masking_of_a_saturated_softmax(setup):
     model, x, y = setup
-    norms = evaluate.gradient_norms(model, x, y, loss_on="probabilities", batch_size=30)
+    norms = evaluation.gradient_norms(model, x, y, loss_on="probabilities", batch_size=30)
     assert norms.shape == (100,) and np.all(norms > 0)
     grad = attacks.input_gradient(model, x[:5], y[:5], loss_on="probabilities").numpy()
     np.testing.assert_allclose(norms[:5], np.sqrt((grad**2).reshape(5, -1).sum(1)), rtol=1e-5)
     hot = keras.models.clone_model(model)
     hot.set_weights(model.get_weights())
     models.set_temperature(hot, 1e-3)
-    report = evaluate.masking_report(hot, x, y).set_index("loss_on")
+    report = evaluation.masking_report(hot, x, y).set_index("loss_on")
     correct = (attacks.logits_of(hot, x).numpy().argmax(1) == y).mean()
     assert report.loc["probabilities", "zero_gradient_fraction"] >= correct  # every confident-correct image
     assert report.loc["logits", "zero_gradient_fraction"] < report.loc["probabilities", "zero_gradient_fraction"]
@@ -59,25 +59,25 @@ def test_breakdowns_on_hand_made_probabilities():
     labels = np.array([0, 1, 1, 2, 2])  # label ranks 1, 1, 3, 2, 3
     predictions = probabilities.argmax(1)
     np.testing.assert_array_equal(
-        evaluate.confusion_matrix(labels, predictions, 3), [[1, 0, 0], [0, 1, 1], [1, 1, 0]]
+        evaluation.confusion_matrix(labels, predictions, 3), [[1, 0, 0], [0, 1, 1], [1, 1, 0]]
     )
-    per_class = evaluate.per_class_accuracy(labels, predictions, 3, ["a", "b", "c"])
+    per_class = evaluation.per_class_accuracy(labels, predictions, 3, ["a", "b", "c"])
     assert per_class["accuracy"].tolist() == [1.0, 0.5, 0.0] and per_class["n"].tolist() == [1, 2, 2]
-    assert evaluate.top_k_error(probabilities, labels, 1) == pytest.approx(0.6)
-    assert evaluate.top_k_error(probabilities, labels, 2) == pytest.approx(0.4)
-    assert evaluate.top_k_error(probabilities, labels, 3) == 0.0
-    buckets = evaluate.confidence_buckets(probabilities, labels, edges=(0.0, 0.5, 1.0))
+    assert evaluation.top_k_error(probabilities, labels, 1) == pytest.approx(0.6)
+    assert evaluation.top_k_error(probabilities, labels, 2) == pytest.approx(0.4)
+    assert evaluation.top_k_error(probabilities, labels, 3) == 0.0
+    buckets = evaluation.confidence_buckets(probabilities, labels, edges=(0.0, 0.5, 1.0))
     assert buckets["n"].tolist() == [2, 3]
     assert buckets["accuracy"].tolist() == [0.0, pytest.approx(2 / 3)]
     with pytest.raises(ValueError, match="k=4"):
-        evaluate.top_k_error(probabilities, labels, 4)
+        evaluation.top_k_error(probabilities, labels, 4)
     with pytest.raises(ValueError, match=r"edges=\(0.5, 0.2\)"):
-        evaluate.confidence_buckets(probabilities, labels, edges=(0.5, 0.2))
+        evaluation.confidence_buckets(probabilities, labels, edges=(0.5, 0.2))
 
 
 def test_clean_report_agrees_with_the_model(setup):
     model, x, y = setup
-    report = evaluate.clean_report(model, x, y, batch_size=64)
+    report = evaluation.clean_report(model, x, y, batch_size=64)
     predictions = attacks.logits_of(model, x).numpy().argmax(1)
     assert report["top1_error"] == pytest.approx(np.mean(predictions != y))
     assert report["top5_error"] <= report["top1_error"]

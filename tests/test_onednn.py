@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tfadv import onednn
+from tfadv.runtime import onednn
 
 X86 = platform.machine().lower() in onednn.X86_64
 
@@ -20,7 +20,7 @@ def _python(code, **env_overrides):
     return result.stdout.split()
 
 
-REPORT = "import os, tfadv; from tfadv import onednn; print(os.environ.get('TF_ENABLE_ONEDNN_OPTS'), onednn.is_enabled())"
+REPORT = "import os, tfadv; from tfadv.runtime import onednn; print(os.environ.get('TF_ENABLE_ONEDNN_OPTS'), onednn.is_enabled())"
 
 
 @pytest.mark.skipif(not X86, reason="tfadv sets the oneDNN default on x86-64 only")

@@ -13,13 +13,14 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from tfadv import cli, export, models
-from tfadv.config import TrainConfig
-from tfadv.errors import UserInputError
-from tfadv.run import run_training
+from tfadv import models
+from tfadv.experiment import flags as cli
+from tfadv.experiment import run_folder
+from tfadv.experiment.config import TrainConfig
+from tfadv.experiment.run import run_training
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = ("adversarial_fgsm", "adversarial_pgd", "adversarial_per_epoch", "random_noise", "distill", "distill_variant")
+CONFIGS = ("adversarial_batch_fgsm", "adversarial_batch_pgd", "adversarial_epoch", "random_noise", "distill", "distill_variant")
 TINY = (
     "--dataset=synthetic", "--model=tiny_cnn", "--epochs=1", "--train_limit=200", "--test_limit=100",
     "--batch_size=50", "--overwrite", "--verbose=0", "--robust_eval_size=32", "--warmup_epochs=0",
@@ -48,9 +49,9 @@ def _load(run, name):
 
 def test_configs_parse_and_select_their_recipes(tmp_path):
     expected = {
-        "adversarial_fgsm": ("adversarial_batch", "fgsm"),
-        "adversarial_pgd": ("adversarial_batch", "pgd"),
-        "adversarial_per_epoch": ("adversarial_epoch", "fgsm"),
+        "adversarial_batch_fgsm": ("adversarial_batch", "fgsm"),
+        "adversarial_batch_pgd": ("adversarial_batch", "pgd"),
+        "adversarial_epoch": ("adversarial_epoch", "fgsm"),
         "random_noise": ("random_noise", "fgsm"),
     }
     for name in CONFIGS:
@@ -63,13 +64,13 @@ def test_configs_parse_and_select_their_recipes(tmp_path):
             assert (config.recipe, config.attack) == expected[name]
     distill = flagfile_config("distill", tmp_path)
     assert (distill.recipe, distill.teacher_temperature, distill.student_temperature, distill.deploy_temperature) == (
-        "defensive_distillation", 50.0, 50.0, 1.0,
+        "distill", 50.0, 50.0, 1.0,
     )  # fmt: skip
     variant = flagfile_config("distill_variant", tmp_path)
-    assert (variant.recipe, variant.teacher_temperature, variant.student_temperature) == ("distillation_variant", 1.0, 4.0)
+    assert (variant.recipe, variant.teacher_temperature, variant.student_temperature) == ("distill_variant", 1.0, 4.0)
 
 
-@pytest.mark.parametrize("name", ["adversarial_fgsm", "adversarial_pgd", "adversarial_per_epoch", "random_noise"])
+@pytest.mark.parametrize("name", ["adversarial_batch_fgsm", "adversarial_batch_pgd", "adversarial_epoch", "random_noise"])
 def test_adversarial_configs_train_export_and_log(tmp_path, name):
     run = str(tmp_path / name)
     summary = run_training(flagfile_config(name, run))
@@ -83,7 +84,7 @@ def test_adversarial_configs_train_export_and_log(tmp_path, name):
 
 def test_a_config_runs_on_the_cifar10_binary_archive(tmp_path, mini_archive):
     run = str(tmp_path / "cifar")
-    config = flagfile_config("adversarial_per_epoch", run, "--dataset=cifar10", f"--data_dir={mini_archive}")
+    config = flagfile_config("adversarial_epoch", run, "--dataset=cifar10", f"--data_dir={mini_archive}")
     summary = run_training(config)
     assert "cifar10" in summary.dataset and os.path.exists(os.path.join(run, "models", "model", "saved_model.pb"))
 
@@ -152,7 +153,7 @@ def test_distill_exports_the_student_at_each_temperature(distill_run):
     p_hot, p_cold = hot.predict(x, verbose=0), cold.predict(x, verbose=0)
     np.testing.assert_array_equal(p_hot.argmax(1), p_cold.argmax(1))
     assert (p_cold.max(1) >= p_hot.max(1) - 1e-6).all()  # T = 1 is sharper
-    noisy = export.load(run, "student_T1_random_sign")
+    noisy = run_folder.load_model(run, "student_T1_random_sign")
     assert noisy.get_layer("test_noise").eps == 0.02
 
 
@@ -172,20 +173,24 @@ def test_variant_loads_the_teacher_from_an_earlier_run(tmp_path, distill_run):
 
 
 def test_bad_distillation_input_is_a_user_error(tmp_path, distill_run):
-    with pytest.raises(UserInputError, match="teacher_recipe"):
+    with pytest.raises(ValueError, match="teacher_recipe"):
         flagfile_config("distill", tmp_path / "a", "--teacher_recipe=nope").validate()
-    with pytest.raises(UserInputError, match="test_noise_eps"):
+    with pytest.raises(ValueError, match="test_noise_eps"):
         flagfile_config("distill", tmp_path / "b", "--test_noise=gaussian").validate()
     distill_run.wait()
     saved_model = os.path.join(distill_run.output_dir, "models", "teacher")
-    with pytest.raises(UserInputError, match="teacher_dir"):
+    with pytest.raises(ValueError, match="teacher_dir"):
         run_training(flagfile_config("distill", tmp_path / "c", f"--teacher_dir={saved_model}"))
+    assert not os.path.exists(tmp_path / "c")  # checked before the run folder is made
     missing = tmp_path / "nope"
-    with pytest.raises(UserInputError, match=f"^--teacher_dir='{missing}' does not exist$"):
+    with pytest.raises(FileNotFoundError, match=f"^teacher_dir='{missing}' does not exist$"):
         run_training(flagfile_config("distill", tmp_path / "d", f"--teacher_dir={missing}"))
+    assert not os.path.exists(tmp_path / "d")
 
 
 def test_per_epoch_copy_that_rounds_to_no_image_trains_on_the_clean_set(tmp_path):
     """--adv_fraction=0.001 of 200 images is 0 images: the regeneration callback has nothing to do."""
-    summary = run_training(flagfile_config("adversarial_per_epoch", tmp_path / "run", "--adv_fraction=0.001"))
-    assert 0.0 <= summary.test_accuracy[summary.main] <= 1.0
+    summary = run_training(flagfile_config("adversarial_epoch", tmp_path / "run", "--adv_fraction=0.001"))
+    assert summary.notes["adv_fraction"] == 0.001
+    history = _tags(os.path.join(tmp_path, "run", "logs", "model", "train"))
+    assert "epoch_regeneration_seconds" in history and "epoch_loss" in history  # the epoch ran with its callback

@@ -7,16 +7,18 @@ checkpoints/ (for --resume), models/ (SavedModels and .keras files) and summary.
 
 import os
 
-from tfadv.quiet import native_stderr_silenced, quiet_tensorflow_logs
+from tfadv.runtime.quiet import native_stderr_silenced, quiet_tensorflow_logs
 
 quiet_tensorflow_logs()
 with native_stderr_silenced():
+    import dataclasses
+
     from absl import app, logging
 
-    from tfadv import cli
-    from tfadv.config import TrainConfig
-    from tfadv.run import run_training
-    from tfadv.runtime import gpu_available
+    from tfadv.experiment import flags as cli
+    from tfadv.experiment.config import TrainConfig
+    from tfadv.experiment.run import run_training
+    from tfadv.runtime.devices import gpu_available
 
     gpu_available()  # the one-time CUDA probe, silenced here instead of logging mid-run
 
@@ -34,13 +36,13 @@ HELP = {
     "noise_stddev": "stddev of the Gaussian-noise layer",
     "noise_at_inference": "keep the Gaussian noise on at inference",
     "temperature": "softmax temperature of the trained model",
-    "recipe": "training recipe: standard, adversarial_batch, adversarial_epoch, random_noise, defensive_distillation, distillation_variant",
+    "recipe": "training recipe: standard, adversarial_batch, adversarial_epoch, random_noise, distill, distill_variant",
     "epochs": "training epochs (> 0)",
     "batch_size": "batch size (> 0), global across replicas",
     "learning_rate": "Adam learning rate",
     "lr_schedule": "constant or cosine",
     "seed": "seeds data order, initialisation, noise and attacks",
-    "attack": "attack used by adversarial recipes: fgsm, fgsm_random, pgd, bim, random_sign",
+    "attack": "training attack of the adversarial recipes: fgsm, fgsm_random, pgd, bim, random_sign, or a spec such as 'pgd(steps=7, loss=margin)'",
     "eps": "attack budget in pixel scale [0, 1]",
     "attack_steps": "iterations of iterative attacks",
     "attack_alpha": "step size of iterative attacks (0: 2.5 * eps / steps)",
@@ -50,6 +52,7 @@ HELP = {
     "eps_ramp_epochs": "epochs over which eps grows linearly to --eps",
     "adv_fraction": "adversarial_epoch: share of the training set regenerated each epoch",
     "robust_eval_size": "validation images attacked each epoch to log robust accuracy",
+    "monitor_attack": "evaluation attack of that per-epoch robust accuracy (a spec), or 'training' for the training attack",
     "teacher_temperature": "distillation: temperature the teacher trains at",
     "student_temperature": "distillation: temperature the student trains at",
     "deploy_temperature": "distillation: temperature the student is deployed at",
@@ -77,12 +80,9 @@ def main(argv):
         cli.fail(f"unexpected arguments {argv[1:]}; flags look like --name=value")
     logging.set_verbosity(logging.ERROR)  # TFDS and TF warn through absl; our own messages are prints
     config = cli.dataclass_from_flags(TrainConfig)
-    try:
-        summary = run_training(config)
-    except cli.USER_ERRORS as e:
-        cli.fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
-    except KeyboardInterrupt:
-        cli.fail(f"interrupted; continue with --resume --output_dir={config.output_dir or '...'}", code=130)
+    names = [field.name for field in dataclasses.fields(TrainConfig)]
+    interrupted = f"interrupted; continue with --resume --output_dir={config.output_dir or '...'}"
+    summary = cli.run_main(lambda: run_training(config), names, interrupted=interrupted)
     print(os.linesep.join(summary.lines()))
 
 

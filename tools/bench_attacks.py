@@ -13,7 +13,7 @@ are printed to show it). The floor "10 x fwd+bwd" is a
 compiled tf.function doing ten input-gradient computations of the same loss, unrolled in
 the graph (each step depends on the previous one, so none is elided); the same in a
 tf.while_loop is timed too. oneDNN is on or off for all alike (see
-tfadv.onednn; TF_ENABLE_ONEDNN_OPTS=0 for TensorFlow's own kernels).
+tfadv.runtime.onednn; TF_ENABLE_ONEDNN_OPTS=0 for TensorFlow's own kernels).
 CleverHans is timed as documented ("eager": its loop runs eagerly around a gradient that
 CleverHans itself compiles with tf.function) and wrapped whole in tf.function. ART runs its
 TensorFlowV2Classifier eagerly (its own design: no compiled step). Libraries that are not
@@ -29,14 +29,16 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-from tfadv import onednn  # noqa: E402
+from tfadv.runtime import onednn  # noqa: E402
 
-onednn.enable_by_default()  # before TensorFlow loads, as importing tfadv first does (see tfadv.onednn)
+onednn.enable_by_default()  # before TensorFlow loads, as importing tfadv first does (see tfadv.runtime.onednn)
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tfadv import attacks, export, models, runtime  # noqa: E402
+from tfadv import attacks, models  # noqa: E402
+from tfadv.experiment import run_folder  # noqa: E402
+from tfadv.runtime import devices as runtime  # noqa: E402
 
 EPS = 8 / 255
 STEPS = 10
@@ -115,7 +117,7 @@ def art_fns(logits_model, x, y, batch_size):
 def time_methods(args) -> dict:
     """{method: [seconds per round]} in this process."""
     runtime.set_seed(0, deterministic=False)
-    model = export.load(args.model) if args.model else models.build("baseline_cnn")
+    model = run_folder.load_model(args.model) if args.model else models.build("baseline_cnn")
     logits_model = models.logits_model(model)
     jit = runtime.resolve_jit_compile(args.jit_compile)
     rng = np.random.default_rng(0)

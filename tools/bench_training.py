@@ -20,14 +20,15 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tfadv import onednn  # noqa: E402
+from tfadv.runtime import onednn  # noqa: E402
 
-onednn.enable_by_default()  # before TensorFlow loads, as importing tfadv first does (see tfadv.onednn)
+onednn.enable_by_default()  # before TensorFlow loads, as importing tfadv first does (see tfadv.runtime.onednn)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tfadv import adversarial, attacks, data, models, runtime  # noqa: E402
+from tfadv import attacks, data, defenses, models  # noqa: E402
+from tfadv.runtime import devices as runtime  # noqa: E402
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -51,11 +52,11 @@ def build(mode, args, shape, classes):
     if mode == "clean":
         model, ideal = classifier, 1.0
     elif mode == "fgsm":
-        model, ideal = adversarial.AdversarialTrainer(classifier, "fgsm", eps=args.eps, ratio=1.0), 2.0
+        model, ideal = defenses.AdversarialTrainer(classifier, "fgsm", eps=args.eps, ratio=1.0), 2.0
     else:
         k = int(mode[3:])
         options = {"steps": k}
-        model = adversarial.AdversarialTrainer(classifier, "pgd", eps=args.eps, ratio=1.0, attack_options=options)
+        model = defenses.AdversarialTrainer(classifier, attacks.Attack("pgd", **options), eps=args.eps, ratio=1.0)
         ideal = k + 1.0
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3),

@@ -1,8 +1,8 @@
 """The attack study on the shared CIFAR-10 mini archive: eps sweeps, one-pixel and patch attacks.
 
-    python tools/study_attacks.py --model=saved_models/cifar10_mini [--output=study_attacks.csv]
+    python tools/study_attacks.py --model=saved_models/standard_mini [--output=study_attacks.csv]
 
-With baseline_cnn trained by `python -m tfadv.train --flagfile=configs/cifar10_mini.flags`:
+With baseline_cnn trained by `python -m tfadv.train --flagfile=configs/standard_mini.flags`:
   * eps sweep (L-inf, loss on the logits) of FGSM, PGD-10 (random start, alpha = eps/4)
     and the random-sign control, over all test images and over the clean-correct ones;
   * the one-pixel attack (differential evolution, untargeted) on the first test images;
@@ -20,8 +20,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from tfadv import attacks, data, evaluate, export, runtime  # noqa: E402
-from tfadv.attacks import runner  # noqa: E402
+from tfadv import attacks, data, evaluation  # noqa: E402
+from tfadv.experiment import run_folder  # noqa: E402
+from tfadv.runtime import devices as runtime  # noqa: E402
 
 EPS_255 = (0, 1, 2, 4, 8, 16)
 SWEEP_ATTACKS = {"fgsm": {}, "pgd": {"steps": 10, "seed": 0}, "random_sign": {"seed": 0}}
@@ -38,7 +39,7 @@ def eps_sweep(model, x, y) -> pd.DataFrame:
     tables = []
     for name, options in SWEEP_ATTACKS.items():
         start = time.time()
-        table = evaluate.eps_sweep(model, x, y, name, [e / 255 for e in EPS_255], **options)
+        table = evaluation.eps_sweep(model, x, y, name, [e / 255 for e in EPS_255], **options)
         table["seconds"] = time.time() - start
         tables.append(table)
         print(f"  {name}: {time.time() - start:.0f} s", flush=True)
@@ -60,7 +61,7 @@ def success_row(name: str, setting: str, clean_pred, adv_pred, labels, seconds: 
 
 
 def predict(model, images) -> np.ndarray:
-    return np.concatenate([runner.predict_classes(model, images[i : i + 256]) for i in range(0, len(images), 256)])
+    return attacks.predict_classes(model, images)
 
 
 def one_pixel_rows(model, x, y, args) -> list:
@@ -96,7 +97,7 @@ def patch_rows(model, train_x, train_y, x, y) -> list:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="saved_models/cifar10_mini", help="run folder or .keras file")
+    parser.add_argument("--model", default="saved_models/standard_mini", help="run folder or .keras file")
     parser.add_argument("--data_dir", default="../shared/data/cifar-10-mini-binary.tar.gz")
     parser.add_argument("--limit", type=int, default=0, help="test images for the eps sweep (0: all)")
     parser.add_argument("--one_pixel_images", type=int, default=100)
@@ -107,7 +108,7 @@ def main():
     args = parser.parse_args()
 
     runtime.set_seed(0, deterministic=False)
-    model = export.load(args.model)
+    model = run_folder.load_model(args.model)
     dataset = data.load("cifar10", data_dir=args.data_dir)
     test = dataset.test.head(args.limit)
     x, y = test.float_images(), test.labels

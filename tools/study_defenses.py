@@ -3,7 +3,7 @@
     python tools/study_defenses.py --data_dir=../shared/data/cifar-10-mini-binary.tar.gz \\
         --epochs=8 --out=/work/runs/study_defenses
 
-Trains (through `tfadv.run.run_training`, i.e. the recipes and their flags) a standard model,
+Trains (through `tfadv.experiment.run.run_training`, i.e. the recipes and their flags) a standard model,
 FGSM and PGD-k per-batch adversarial training, per-epoch adversarial training, the
 pre-generated random-noise copy and defensive distillation at T = 50, then evaluates on
 the test set and prints two Markdown tables (also saved as CSV and .md under --out):
@@ -30,8 +30,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from tfadv import evaluate, export, run  # noqa: E402
-from tfadv.config import TrainConfig  # noqa: E402
+from tfadv import evaluation as evaluate  # noqa: E402
+from tfadv.experiment import run, run_folder  # noqa: E402
+from tfadv.experiment.config import TrainConfig  # noqa: E402
 
 EPS_VALUES = (0.01, 0.03)
 PGD_EVAL_STEPS = 10
@@ -54,14 +55,14 @@ def runs(args) -> dict:
         "random_noise": ("random-sign noise copy (made once)", dict(recipe="random_noise", adv_fraction=1.0)),
         "distill": (
             "defensive distillation T=50 (student deployed at T=1)",
-            dict(recipe="defensive_distillation", teacher_temperature=50.0, student_temperature=50.0, deploy_temperature=1.0),
+            dict(recipe="distill", teacher_temperature=50.0, student_temperature=50.0, deploy_temperature=1.0),
         ),
     }
 
 
 def train(args, name, overrides) -> str:
     output_dir = os.path.join(args.out, name)
-    if not args.retrain and os.path.exists(os.path.join(output_dir, export.SUMMARY_FILE)):
+    if not args.retrain and os.path.exists(os.path.join(output_dir, run_folder.SUMMARY_FILE)):
         print(f"[{name}] reusing {output_dir}", flush=True)
         return output_dir
     config = TrainConfig(
@@ -141,14 +142,14 @@ def main(argv=None):
     rows = []
     for name in chosen:
         main_name = "student_T1" if name == "distill" else ""
-        rows.append(robustness_row(plan[name][0], export.load(folders[name], main_name), x, y, args.seed))
+        rows.append(robustness_row(plan[name][0], run_folder.load_model(folders[name], main_name), x, y, args.seed))
     table1 = pd.DataFrame(rows)
 
     table2 = None
     if "distill" in folders:
         named = (("teacher", "teacher", 50), ("student", "student_T50", 50), ("student", "student_T1", 1))
         table2 = pd.DataFrame(
-            [distillation_row(label, t, export.load(folders["distill"], model), x, y) for label, model, t in named]
+            [distillation_row(label, t, run_folder.load_model(folders["distill"], model), x, y) for label, model, t in named]
         )
 
     header = (

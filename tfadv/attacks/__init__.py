@@ -1,19 +1,21 @@
-"""Adversarial attacks on image classifiers: pure functions with one shared signature.
+"""Adversarial attacks on image classifiers: pure functions with one shared signature, and
+`Attack` values that carry one attack with its options everywhere.
 
     from tfadv import attacks
-    x_adv = attacks.pgd(model, images, labels, eps=8 / 255, steps=10)
-    x_adv = attacks.get("fgsm")(model, images, labels, 0.03)
+    x_adv = attacks.pgd(model, images, labels, eps=8 / 255, steps=10, loss="margin")
+    attack = attacks.Attack("pgd", steps=10, loss="margin")      # the same, as one value
+    x_adv = attack(model, images, labels, 8 / 255)
 
-Every attack takes `(model, images, labels, eps, **options)`: a Keras model ending in
-TemperatureSoftmax (or a `tfadv.export.ExportedModel`), float images in [0, 1], int labels
-of shape (N,), and eps in pixel scale. It returns adversarial images (float32, same shape,
-inside the eps-ball and [0, 1], no gradient flowing back). The loss is taken on the
-logits beneath the softmax by default (`loss_on="logits"`); `loss_on="probabilities"`
-attacks the output probabilities as a naive attacker would. Invalid arguments raise
-ValueError echoing the value.
+Every attack takes `(model, images, labels, eps, **options)`: any classifier
+`tfadv.models.as_classifier` accepts (Keras models ending in TemperatureSoftmax, a softmax or
+logits; keras.applications; SavedModels), float images in [0, 1], int labels of shape (N,),
+and eps in pixel scale. It returns adversarial images (float32, same shape, inside the
+eps-ball and [0, 1], no gradient flowing back). Losses (`loss=`: "ce", "margin", "dlr", "ce_t"
+or a callable) are taken on the logits unless `loss_on="probabilities"` (the naive attacker's
+view). Invalid arguments raise ValueError echoing the value.
 """
 
-from tfadv.attacks._core import LOSS_ON, NORMS
+from tfadv.attacks import losses, norms, targets
 from tfadv.attacks.gradient import (
     bim,
     choose_targets,
@@ -23,16 +25,33 @@ from tfadv.attacks.gradient import (
     input_gradient,
     logits_of,
     pgd,
+    probabilities_of,
     random_sign,
     steps_to_flip,
 )
+from tfadv.attacks.losses import LOSS_ON, LOSSES, Loss
+from tfadv.attacks.norms import NORMS
 from tfadv.attacks.one_pixel import one_pixel
 from tfadv.attacks.patch import PatchResult, apply_patch, patch
-from tfadv.attacks.registry import ATTACKS, get
-from tfadv.attacks.runner import AttackResult, load, run_attack, save, transfer
+from tfadv.attacks.runner import AttackResult, predict_classes, run_attack, transfer
+from tfadv.attacks.spec import Attack, get, names, register
+from tfadv.attacks.storage import load, save
+
+for _name, _fn, _defaults in (
+    ("fgsm", fgsm, {}),
+    ("fgsm_targeted", fgsm, {"target": "least_likely"}),
+    ("fgsm_random", fgsm_random, {}),
+    ("bim", bim, {}),
+    ("pgd", pgd, {}),
+    ("random_sign", random_sign, {}),
+    ("one_pixel", one_pixel, {}),
+    ("patch", patch, {}),
+):
+    register(_name, _fn, **_defaults)
 
 __all__ = [
-    "ATTACKS", "AttackResult", "LOSS_ON", "NORMS", "PatchResult", "apply_patch", "bim", "choose_targets",
-    "fgsm", "fgsm_random", "fgsm_targeted", "get", "input_gradient", "load", "logits_of", "one_pixel",
-    "patch", "pgd", "random_sign", "run_attack", "save", "steps_to_flip", "transfer",
+    "Attack", "AttackResult", "LOSSES", "LOSS_ON", "Loss", "NORMS", "PatchResult", "apply_patch", "bim",
+    "choose_targets", "fgsm", "fgsm_random", "fgsm_targeted", "get", "input_gradient", "load", "logits_of",
+    "losses", "names", "norms", "one_pixel", "patch", "pgd", "predict_classes", "probabilities_of", "random_sign", "register",
+    "run_attack", "save", "steps_to_flip", "targets", "transfer",
 ]  # fmt: skip

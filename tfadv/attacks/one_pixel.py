@@ -13,8 +13,10 @@ import numbers
 
 import tensorflow as tf
 
-from tfadv.attacks import _core
-from tfadv.attacks._core import LABELS_SPEC, SCALAR_SPEC, SEED_SPEC
+from tfadv.attacks import checks, norms
+from tfadv.attacks.checks import LABELS_SPEC, SCALAR_SPEC, SEED_SPEC
+from tfadv.attacks.compile import classifier_of, compiled
+from tfadv.attacks.gradient import choose_targets, prepare
 
 
 def _bounds(shape, eps, pixels):
@@ -39,17 +41,18 @@ def apply_candidates(x, candidates):
     flat = tf.reshape(candidates, [-1, candidates.shape[-1]])
     image = tf.repeat(tf.range(n * p), k)
     where = tf.stack([image, tf.cast(flat[:, 0], tf.int32), tf.cast(flat[:, 1], tf.int32)], axis=1)
-    values = _core.clip_pixels(tf.gather_nd(tiled, where) + flat[:, 2:])
+    values = norms.clip_pixels(tf.gather_nd(tiled, where) + flat[:, 2:])
     return tf.tensor_scatter_nd_update(tiled, where, values)
 
 
-def _one_pixel_fn(x, y, eps, mutation, seed, *, model_ref, pixels, population, generations, targeted):
-    model = _core.deref(model_ref)
+def _one_pixel_fn(x, y, eps, mutation, seed, *, model_ref, output, pixels, population, generations, targeted):
+    """`y` holds the true labels, or the targets when `targeted`."""
+    clf = classifier_of(model_ref, output)
     n = tf.shape(x)[0]
     low, high = _bounds(x.shape, eps, pixels)
 
     def evaluate(candidates):
-        probs = model(apply_candidates(x, candidates), training=False)
+        probs = clf.probabilities(apply_candidates(x, candidates))
         probs = tf.reshape(probs, [n, population, -1])
         p_label = tf.gather(probs, tf.broadcast_to(y[:, None, None], [n, population, 1]), batch_dims=2)[..., 0]
         hit = tf.equal(tf.argmax(probs, axis=-1), y[:, None])
@@ -58,11 +61,11 @@ def _one_pixel_fn(x, y, eps, mutation, seed, *, model_ref, pixels, population, g
     def uniform(shape, s):
         return low + (high - low) * tf.random.stateless_uniform(shape, s)
 
-    pop = uniform(tf.stack([n, population, pixels, low.shape[-1]]), _core.fold_seed(seed, 0))
+    pop = uniform(tf.stack([n, population, pixels, low.shape[-1]]), checks.fold_seed(seed, 0))
     fitness, success = evaluate(pop)
 
     def body(gen, pop, fitness, success):
-        s = _core.fold_seed(seed, gen + 1)
+        s = checks.fold_seed(seed, gen + 1)
         parents = tf.argsort(tf.random.stateless_uniform(tf.stack([n, population, population]), s))[..., :3]
         r1, r2, r3 = (tf.gather(pop, parents[..., i], batch_dims=1) for i in range(3))
         children = tf.clip_by_value(r1 + mutation * (r2 - r3), low, high)
@@ -93,7 +96,7 @@ def one_pixel(
     population=100,
     max_queries=10_000,
     mutation=0.5,
-    targeted=False,
+    target=None,
     seed=None,
     chunk_queries=4096,
     jit_compile="auto",
@@ -101,50 +104,51 @@ def one_pixel(
     """Changes at most `pixels` pixels per image to flip (or, targeted, set) the prediction.
 
     Args:
-        model: Keras model or ExportedModel; only its output probabilities are used.
+        model: any classifier `tfadv.models.as_classifier` accepts; only its probabilities are used.
         images: float (N, H, W, C) in [0, 1].
-        labels: int (N,) true classes, or the targets when `targeted`.
+        labels: int (N,) true classes.
         eps: largest change of a channel value of a changed pixel (1.0: any colour).
         pixels: k, the number of pixels changed (L0 budget).
         population: candidates per image.
         max_queries: model evaluations per image (>= 2 * population); the search runs
             max_queries // population - 1 generations after the initial population.
         mutation: differential weight F of DE/rand/1.
-        targeted: maximise the probability of `labels` instead of minimising it.
-        seed: None, an int or a pair (see `tfadv.attacks._core.to_seed`).
+        target: None (lower the true class's probability) or a target (maximise its
+            probability; see `tfadv.attacks.targets`).
+        seed: None, an int or a pair (see `tfadv.attacks.checks.to_seed`).
         chunk_queries: images evaluated at once (memory bound): the batch is attacked in
             chunks of chunk_queries // population images.
     Returns:
         float32 (N, H, W, C): each image with its best candidate applied.
     """
-    pixels = _core.check_positive_int("pixels", pixels)
-    population = _core.check_positive_int("population", population)
+    pixels = checks.check_positive_int("pixels", pixels)
+    population = checks.check_positive_int("population", population)
     if population < 4:
         raise ValueError(f"Expected population >= 4 (DE/rand/1 draws three others). Received: population={population}")
-    max_queries = _core.check_positive_int("max_queries", max_queries)
+    max_queries = checks.check_positive_int("max_queries", max_queries)
     if max_queries < 2 * population:
         raise ValueError(
             f"Expected max_queries >= 2 * population ({2 * population}). Received: max_queries={max_queries}"
         )
     if not isinstance(mutation, numbers.Real) or not 0 < mutation <= 2:
         raise ValueError(f"Expected mutation in (0, 2]. Received: mutation={mutation!r}")
-    x = _core.to_images(images)
-    y = _core.to_labels(labels, x, _core.num_classes(model))
-    _core.check_eps(eps)
-    chunk = max(1, _core.check_positive_int("chunk_queries", chunk_queries) // population)
-    signature = [_core.image_spec(x), LABELS_SPEC, SCALAR_SPEC, SCALAR_SPEC, SEED_SPEC]
-    attack = _core.compiled(
-        model, _one_pixel_fn, signature, jit_compile, pixels=pixels, population=population,
-        generations=max_queries // population - 1, targeted=bool(targeted),
+    clf, x, y = prepare(model, images, labels, eps)
+    chunk = max(1, checks.check_positive_int("chunk_queries", chunk_queries) // population)
+    seed = checks.to_seed(seed)
+    chosen = None if target is None else choose_targets(clf, x, y, target, seed=seed)
+    y = y if chosen is None else chosen
+    signature = [checks.image_spec(x), LABELS_SPEC, SCALAR_SPEC, SCALAR_SPEC, SEED_SPEC]
+    attack = compiled(
+        clf, _one_pixel_fn, signature, jit_compile, pixels=pixels, population=population,
+        generations=max_queries // population - 1, targeted=chosen is not None,
     )  # fmt: skip
-    seed = _core.to_seed(seed)
-    eps, mutation = _core.to_scalar(eps), _core.to_scalar(mutation)
+    eps, mutation = checks.to_scalar(eps), checks.to_scalar(mutation)
     if x.shape[0] == 0:
         return tf.stop_gradient(x)
     if x.shape[0] is None:  # symbolic batch inside a graph: one chunk
         return tf.stop_gradient(attack(x, y, eps, mutation, seed))
     parts = []
     for start in range(0, x.shape[0], chunk):
-        part_seed = _core.fold_seed(seed, start)
+        part_seed = checks.fold_seed(seed, start)
         parts.append(attack(x[start : start + chunk], y[start : start + chunk], eps, mutation, part_seed))
     return tf.stop_gradient(tf.concat(parts, axis=0))

@@ -13,8 +13,10 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from tfadv.attacks import _core
-from tfadv.attacks._core import LABELS_SPEC, SCALAR_SPEC, SEED_SPEC
+from tfadv.attacks import checks, losses, norms
+from tfadv.attacks.checks import LABELS_SPEC, SCALAR_SPEC, SEED_SPEC
+from tfadv.attacks.compile import classifier_of, compiled
+from tfadv.attacks.gradient import prepare
 
 
 class PatchResult(NamedTuple):
@@ -49,29 +51,30 @@ def _positions(positions, n, image_shape, size, seed):
     return tf.broadcast_to(positions, [n, 2])
 
 
-def _train_patch_fn(x, y, step_size, seed, start, fixed, *, model_ref, steps, batch_size, loss_on, targeted, random):
-    forward = _core.output_fn(_core.deref(model_ref), loss_on)
+def _train_patch_fn(
+    x, y, t, step_size, seed, start, fixed, *, model_ref, output, steps, batch_size, loss, loss_on, targeted, random
+):
+    """`y` holds the true labels, `t` the targets (used when `targeted`)."""
+    objective = losses.Objective(classifier_of(model_ref, output), loss, loss_on, targeted)
     n = tf.shape(x)[0]
     size = start.shape[0]
 
     def body(i, patch):
-        s = _core.split_seed(_core.fold_seed(seed, i), 2)
+        s = checks.split_seed(checks.fold_seed(seed, i), 2)
         batch = tf.random.stateless_uniform([batch_size], s[0], minval=0, maxval=n, dtype=tf.int32)
         positions = random_positions(batch_size, x.shape[1:], size, s[1]) if random else tf.gather(fixed, batch)
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(patch)
-            outputs = forward(paste(tf.gather(x, batch), patch, positions))
-            loss = tf.reduce_sum(_core.loss_from(outputs, tf.gather(y, batch), loss_on))
-            if targeted:
-                loss = -loss
-        return i + 1, _core.clip_pixels(patch + _core.linear_step(tape.gradient(loss, patch), step_size, "inf"))
+            scores = objective.scores(paste(tf.gather(x, batch), patch, positions))
+            value = tf.reduce_sum(objective.value(scores, tf.gather(y, batch), tf.gather(t, batch)))
+        return i + 1, norms.clip_pixels(patch + norms.LINF.step(tape.gradient(value, patch), step_size))
 
     return tf.while_loop(lambda i, _: i < steps, body, (tf.constant(0), start))[1]
 
 
 def _check_positions(positions, n, image_shape, size):
     if isinstance(positions, str):
-        _core.check_choice("positions", positions, ("random",))
+        checks.check_choice("positions", positions, ("random",))
         return None
     p = np.asarray(positions)
     if not np.issubdtype(p.dtype, np.integer) or p.shape not in ((2,), (n, 2)):
@@ -84,11 +87,11 @@ def _check_positions(positions, n, image_shape, size):
 
 def apply_patch(images, patch, positions="random", *, seed=None) -> PatchResult:
     """Pastes a (trained) patch onto images at "random" positions, one (row, column) or (N, 2) positions."""
-    x = _core.to_images(images)
-    patch = _core.to_images(tf.convert_to_tensor(patch)[None])[0]
+    x = checks.to_images(images)
+    patch = checks.to_images(tf.convert_to_tensor(patch)[None])[0]
     n = x.shape[0]
     fixed = _check_positions(positions, n, x.shape[1:], patch.shape[0])
-    where = _positions(fixed, n, x.shape[1:], patch.shape[0], _core.to_seed(seed))
+    where = _positions(fixed, n, x.shape[1:], patch.shape[0], checks.to_seed(seed))
     return PatchResult(paste(x, patch, where), patch, where)
 
 
@@ -104,6 +107,7 @@ def patch(
     steps=200,
     step_size=2 / 255,
     batch_size=64,
+    loss="ce",
     loss_on="logits",
     seed=None,
     jit_compile="auto",
@@ -111,7 +115,7 @@ def patch(
     """Optimises one square patch over `images` and pastes it on them.
 
     Args:
-        model: Keras model ending in TemperatureSoftmax, or ExportedModel.
+        model: any classifier `tfadv.models.as_classifier` accepts.
         images: float (N, H, W, C) in [0, 1]; the patch is trained on these.
         labels: int (N,) true classes.
         eps: must be None: a patch replaces pixels and has no eps budget (shared signature).
@@ -122,6 +126,7 @@ def patch(
         steps: signed-gradient steps on the patch.
         step_size: change of each patch value per step (pixel scale).
         batch_size: images per step (drawn at random from `images`).
+        loss: "ce", "margin", "dlr", "ce_t" or a callable (see `tfadv.attacks.losses`).
         loss_on: "logits" or "probabilities".
         seed: None, int or pair: minibatches, positions and the initial patch.
     Returns:
@@ -129,34 +134,33 @@ def patch(
     """
     if eps is not None:
         raise ValueError(f"A patch replaces the pixels it covers and has no eps budget; pass eps=None. Received: eps={eps!r}")
-    x = _core.to_images(images)
-    y = _core.to_labels(labels, x, _core.num_classes(model))
+    clf, x, y = prepare(model, images, labels)
+    losses.check_loss_on(clf, loss_on)
     height, width = x.shape[1], x.shape[2]
-    size = _core.check_positive_int("size", size)
+    size = checks.check_positive_int("size", size)
     if size > min(height, width):
         raise ValueError(f"Expected size <= {min(height, width)} (the image side). Received: size={size}")
-    steps = _core.check_positive_int("steps", steps)
-    batch_size = _core.check_positive_int("batch_size", batch_size)
-    _core.check_eps(step_size, "step_size")
-    _core.check_choice("loss_on", loss_on, _core.LOSS_ON)
+    steps = checks.check_positive_int("steps", steps)
+    batch_size = checks.check_positive_int("batch_size", batch_size)
+    checks.check_eps(step_size, "step_size")
     n = x.shape[0]
     fixed = _check_positions(positions, n, (height, width), size)
     if target is not None:
-        classes = _core.num_classes(model)
+        classes = clf.num_classes
         if isinstance(target, bool) or not isinstance(target, numbers.Integral) or target < 0 or (classes and target >= classes):
             raise ValueError(f"Expected target None or a class id in [0, {classes}). Received: target={target!r}")
-        y = tf.fill(tf.shape(y), tf.constant(int(target), tf.int64))
-    seeds = _core.split_seed(_core.to_seed(seed), 3)
+    t = y if target is None else tf.fill(tf.shape(y), tf.constant(int(target), tf.int64))
+    seeds = checks.split_seed(checks.to_seed(seed), 3)
     start = tf.random.stateless_uniform([size, size, x.shape[-1]], seeds[0])
     signature = [
-        _core.image_spec(x), LABELS_SPEC, SCALAR_SPEC, SEED_SPEC,
+        checks.image_spec(x), LABELS_SPEC, LABELS_SPEC, SCALAR_SPEC, SEED_SPEC,
         tf.TensorSpec([size, size, x.shape[-1]], tf.float32), tf.TensorSpec([None, 2], tf.int32),
     ]  # fmt: skip
-    train = _core.compiled(
-        model, _train_patch_fn, signature, jit_compile, steps=steps, batch_size=batch_size, loss_on=loss_on,
-        targeted=target is not None, random=fixed is None,
+    train = compiled(
+        clf, _train_patch_fn, signature, jit_compile, steps=steps, batch_size=batch_size, loss=losses.get(loss),
+        loss_on=loss_on, targeted=target is not None, random=fixed is None,
     )  # fmt: skip
     fixed_or_dummy = tf.zeros([0, 2], tf.int32) if fixed is None else tf.broadcast_to(fixed, [n, 2])
-    trained = tf.stop_gradient(train(x, y, _core.to_scalar(step_size), seeds[1], start, fixed_or_dummy))
+    trained = tf.stop_gradient(train(x, y, t, checks.to_scalar(step_size), seeds[1], start, fixed_or_dummy))
     where = _positions(fixed, n, (height, width), size, seeds[2])
     return PatchResult(paste(x, trained, where), trained, where)

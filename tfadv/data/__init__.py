@@ -13,7 +13,6 @@ from tfadv.data.pipeline import to_dataset
 from tfadv.data.synthetic import CLASS_NAMES as SYNTHETIC_CLASS_NAMES
 from tfadv.data.synthetic import make_synthetic
 from tfadv.data.types import ImageDataset, ImageSet
-from tfadv.errors import UserInputError
 
 SYNTHETIC_TRAIN_SIZE = 6000
 SYNTHETIC_TEST_SIZE = 1000
@@ -27,7 +26,7 @@ __all__ = [
 def split_validation(train: ImageSet, fraction: float, seed: int = 0):
     """Splits off a seeded random `fraction` of `train` as a validation set."""
     if not 0 <= fraction < 1:
-        raise UserInputError(f"--validation_fraction={fraction!r}: expected a value in [0, 1)")
+        raise ValueError(f"validation_fraction={fraction!r}: expected a value in [0, 1)")
     order = np.random.default_rng(seed).permutation(len(train))
     n_val = int(round(len(train) * fraction))
     return train.take(np.sort(order[n_val:])), train.take(np.sort(order[:n_val]))
@@ -55,7 +54,7 @@ def load(
         seed: seeds the synthetic set, the validation split and the imbalance.
     """
     if train_limit < 0 or test_limit < 0:
-        raise UserInputError(f"limits must be >= 0. Received: train_limit={train_limit}, test_limit={test_limit}")
+        raise ValueError(f"limits must be >= 0. Received: train_limit={train_limit}, test_limit={test_limit}")
     if name == "synthetic":
         train = make_synthetic(train_limit or SYNTHETIC_TRAIN_SIZE, seed=seed)
         test = make_synthetic(test_limit or SYNTHETIC_TEST_SIZE, seed=seed + 1_000_003)

@@ -2,8 +2,6 @@
 
 import tensorflow as tf
 
-from tfadv.errors import UserInputError
-
 CHOICES = ("flip", "crop", "color")
 PRESETS = {"none": (), "standard": ("flip", "crop"), "all": CHOICES}
 
@@ -16,8 +14,8 @@ def parse_augment(spec: str) -> tuple:
     parts = tuple(p.strip() for p in spec.split(",") if p.strip())
     unknown = [p for p in parts if p not in CHOICES]
     if unknown:
-        raise UserInputError(
-            f"--augment={spec!r}: unknown {unknown}; expected {sorted(PRESETS)} or a comma list of {CHOICES}"
+        raise ValueError(
+            f"augment={spec!r}: unknown {unknown}; expected {sorted(PRESETS)} or a comma list of {CHOICES}"
         )
     return parts
 

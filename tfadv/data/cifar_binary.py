@@ -10,8 +10,7 @@ import zlib
 
 import numpy as np
 
-from tfadv.data.types import ImageSet
-from tfadv.errors import DataError
+from tfadv.data.types import DataError, ImageSet
 
 RECORD_BYTES = 1 + 32 * 32 * 3
 TRAIN_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
@@ -59,7 +58,7 @@ def _read_members(path: str) -> dict:
                     found[name] = f.read()
         return found
     if not os.path.exists(path):
-        raise DataError(f"--data_dir {path!r} does not exist")
+        raise DataError(f"data_dir={path!r} does not exist")
     try:
         with tarfile.open(path, "r:*") as tar:
             for member in tar:

@@ -10,7 +10,6 @@ import dataclasses
 import numpy as np
 
 from tfadv.data.types import ImageSet
-from tfadv.errors import UserInputError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,8 +28,8 @@ def parse_imbalance(spec: str, class_names) -> Imbalance | None:
         return None
     parts = spec.split(":")
     if len(parts) != 3 or parts[0] not in ("under", "over"):
-        raise UserInputError(
-            f"--imbalance={spec!r}: expected under:CLASS:FRACTION or over:CLASS:FACTOR"
+        raise ValueError(
+            f"imbalance={spec!r}: expected under:CLASS:FRACTION or over:CLASS:FACTOR"
         )
     mode, cls, amount_text = parts
     if cls in class_names:
@@ -39,17 +38,17 @@ def parse_imbalance(spec: str, class_names) -> Imbalance | None:
         try:
             class_index = int(cls)
         except ValueError:
-            raise UserInputError(f"--imbalance={spec!r}: unknown class {cls!r}") from None
+            raise ValueError(f"imbalance={spec!r}: unknown class {cls!r}") from None
     if not 0 <= class_index < len(class_names):
-        raise UserInputError(f"--imbalance={spec!r}: class {class_index} outside 0-{len(class_names) - 1}")
+        raise ValueError(f"imbalance={spec!r}: class {class_index} outside 0-{len(class_names) - 1}")
     try:
         amount = float(amount_text)
     except ValueError:
-        raise UserInputError(f"--imbalance={spec!r}: {amount_text!r} is not a number") from None
+        raise ValueError(f"imbalance={spec!r}: {amount_text!r} is not a number") from None
     if mode == "under" and not 0 < amount <= 1:
-        raise UserInputError(f"--imbalance={spec!r}: FRACTION must be in (0, 1]")
+        raise ValueError(f"imbalance={spec!r}: FRACTION must be in (0, 1]")
     if mode == "over" and not amount >= 1:
-        raise UserInputError(f"--imbalance={spec!r}: FACTOR must be >= 1")
+        raise ValueError(f"imbalance={spec!r}: FACTOR must be >= 1")
     return Imbalance(mode, class_index, amount)
 
 

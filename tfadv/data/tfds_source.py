@@ -10,8 +10,7 @@ import urllib.parse
 
 import numpy as np
 
-from tfadv.data.types import ImageSet
-from tfadv.errors import DataError
+from tfadv.data.types import DataError, ImageSet
 
 PROBE_TIMEOUT_SECONDS = 5.0
 DEFAULT_PROBE_URL = "https://storage.googleapis.com"

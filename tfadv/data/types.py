@@ -5,6 +5,10 @@ import dataclasses
 import numpy as np
 
 
+class DataError(ValueError):
+    """A dataset cannot be found, read or parsed."""
+
+
 @dataclasses.dataclass
 class ImageSet:
     """Images as uint8 (N, H, W, C) and labels as int64 (N,)."""

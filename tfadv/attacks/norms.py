@@ -1,0 +1,109 @@
+"""Norms as small values: the steepest-ascent step, the projection and the random start of each.
+
+    norm = norms.get("inf")            # or "2", np.inf, 2, "linf", "l2", a Norm
+    adv = norms.project(adv + norm.step(grad, alpha), x, eps, norm)
+
+The L-inf and L2 pieces use the same operations as CleverHans 4.0 (`optimize_linear`, `clip_eta`),
+so FGSM, BIM and PGD agree with it bit for bit (L-inf).
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from tfadv.attacks.checks import split_seed
+
+AVOID_ZERO_DIV = 1e-12  # as in CleverHans' optimize_linear and clip_eta
+
+
+def _per_example_sum(t):
+    return tf.reduce_sum(t, axis=list(range(1, t.shape.rank)), keepdims=True)
+
+
+def _l2_length(t):
+    return tf.sqrt(tf.maximum(AVOID_ZERO_DIV, _per_example_sum(tf.square(t))))
+
+
+class Norm:
+    """One norm's pieces. `name` is "inf" or "2"."""
+
+    name = ""
+
+    def step(self, grad, size):
+        """The steepest-ascent step of length `size` for a linear loss with gradient `grad`."""
+        raise NotImplementedError
+
+    def project(self, delta, eps):
+        """`delta` scaled or clipped back into the eps-ball."""
+        raise NotImplementedError
+
+    def random(self, shape, eps, seed):
+        """A uniform random point of the eps-ball (stateless, seeded)."""
+        raise NotImplementedError
+
+    def length(self, delta):
+        """Per-example size of `delta`, float32 (N,)."""
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"norms.get({self.name!r})"
+
+
+class LInf(Norm):
+    name = "inf"
+
+    def step(self, grad, size):
+        return size * tf.stop_gradient(tf.sign(grad))
+
+    def project(self, delta, eps):
+        return tf.clip_by_value(delta, -eps, eps)
+
+    def random(self, shape, eps, seed):
+        return tf.random.stateless_uniform(shape, seed, minval=-1.0, maxval=1.0) * eps
+
+    def length(self, delta):
+        return tf.reduce_max(tf.abs(tf.reshape(delta, [tf.shape(delta)[0], -1])), axis=1)
+
+
+class L2(Norm):
+    name = "2"
+
+    def step(self, grad, size):
+        return size * (grad / _l2_length(grad))
+
+    def project(self, delta, eps):
+        return delta * tf.minimum(1.0, eps / _l2_length(delta))
+
+    def random(self, shape, eps, seed):
+        seeds = split_seed(seed, 2)
+        direction = tf.random.stateless_normal(shape, seeds[0])
+        direction /= _l2_length(direction)
+        dim = tf.cast(tf.reduce_prod(shape[1:]), tf.float32)
+        radius = tf.random.stateless_uniform(tf.stack([shape[0], 1, 1, 1]), seeds[1]) ** (1.0 / dim)
+        return direction * radius * eps
+
+    def length(self, delta):
+        return tf.sqrt(tf.reduce_sum(tf.square(tf.reshape(delta, [tf.shape(delta)[0], -1])), axis=1))
+
+
+LINF, L2_NORM = LInf(), L2()
+NORMS = {"inf": LINF, "2": L2_NORM}
+_ALIASES = {"inf": "inf", "linf": "inf", "l_inf": "inf", "2": "2", "l2": "2"}
+
+
+def get(norm) -> Norm:
+    """The Norm named by `norm`: "inf" (also np.inf, "linf"), "2" (also 2, "l2") or a Norm."""
+    if isinstance(norm, Norm):
+        return norm
+    key = "inf" if (isinstance(norm, float) and norm == np.inf) else str(norm).lower()
+    if key not in _ALIASES:
+        raise ValueError(f"Expected norm to be one of {tuple(NORMS)} (or np.inf, 2). Received: norm={norm!r}")
+    return NORMS[_ALIASES[key]]
+
+
+def clip_pixels(x):
+    return tf.clip_by_value(x, 0.0, 1.0)
+
+
+def project(adv, x, eps, norm: Norm):
+    """Back into the eps-ball around x, then into [0, 1] (CleverHans' order of operations)."""
+    return clip_pixels(x + norm.project(adv - x, eps))

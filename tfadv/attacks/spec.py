@@ -1,0 +1,229 @@
+"""An attack as one value: a registered name plus its options, built once and carried unchanged.
+
+    attack = Attack("pgd", steps=10, loss="margin")     # or Attack.parse("pgd(steps=10, loss=margin)")
+    x_adv = attack(model, images, labels, eps=8 / 255)
+    attack.describe()                                    # 'pgd(loss=margin, steps=10)'
+
+The same value drives adversarial training, the per-epoch callback, the robust monitor,
+`run_attack`, the evaluation suite and the CLIs. Options are checked when the value is made
+(an option the attack does not take, a bad norm, loss, loss_on or target is a ValueError), so
+a mistake fails before any work starts. A plain function with the shared signature
+`(model, images, labels, eps, **options)` can stand in for a registered name.
+"""
+
+import ast
+import dataclasses
+import inspect
+import re
+import types
+from collections.abc import Callable
+
+from tfadv.attacks import checks, losses, norms, targets
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackInfo:
+    """What the registry knows of one attack function (read once from its signature)."""
+
+    name: str
+    fn: Callable
+    defaults: types.MappingProxyType
+    parameters: frozenset
+    takes_seed: bool
+    needs_eps: bool
+
+    @classmethod
+    def of(cls, name: str, fn: Callable, defaults=None) -> "AttackInfo":
+        signature = inspect.signature(fn).parameters
+        eps = signature.get("eps")
+        parameters = frozenset(n for n, p in signature.items() if p.kind == p.KEYWORD_ONLY)
+        return cls(
+            name, fn, types.MappingProxyType(dict(defaults or {})), parameters, "seed" in parameters,
+            eps is not None and eps.default is inspect.Parameter.empty,
+        )  # fmt: skip
+
+
+_REGISTRY: dict = {}
+
+
+def register(name: str, fn: Callable, **defaults) -> None:
+    """Registers `fn` (shared signature, options keyword-only) as `name`, with default options."""
+    if name in _REGISTRY:
+        raise ValueError(f"Attack {name!r} is already registered")
+    _REGISTRY[name] = AttackInfo.of(name, fn, defaults)
+
+
+def names() -> list:
+    return sorted(_REGISTRY)
+
+
+def lookup(name) -> AttackInfo:
+    if callable(name):
+        return AttackInfo.of(getattr(name, "__name__", "custom"), name)
+    if name not in _REGISTRY:
+        raise ValueError(f"Unknown attack {name!r}; expected one of {names()}")
+    return _REGISTRY[name]
+
+
+def _normalise(name: str, value):
+    """Checks option values shared by many attacks; returns the canonical value."""
+    if name == "norm":
+        return norms.get(value).name
+    if name == "loss":
+        loss = losses.get(value)  # raises for an unknown name
+        return loss.name if losses.LOSSES.get(loss.name) is loss else value
+    if name == "loss_on":
+        return checks.check_choice("loss_on", value, losses.LOSS_ON)
+    if name == "target":
+        return targets.check_target(value)
+    return value
+
+
+class Attack:
+    """A registered attack (or an attack function) with its options.
+
+    Args:
+        attack: a registered name (`tfadv.attacks.names()`) or a function
+            `(model, images, labels, eps, **options)`.
+        **options: the attack's keyword options (steps, alpha, norm, loss, loss_on, target, seed, ...).
+
+    Raises:
+        ValueError: an unknown name or option, or a bad norm, loss, loss_on or target.
+    """
+
+    __slots__ = ("info", "options")
+
+    def __init__(self, attack, **options):
+        info = lookup(attack)
+        unknown = sorted(set(options) - info.parameters)
+        if unknown:
+            raise ValueError(
+                f"Attack {info.name!r} takes no option(s) {unknown}; it takes {sorted(info.parameters)}. "
+                f"Received: {options!r}"
+            )
+        merged = {**info.defaults, **options}
+        object.__setattr__(self, "info", info)
+        object.__setattr__(self, "options", types.MappingProxyType({k: _normalise(k, v) for k, v in merged.items()}))
+
+    def __setattr__(self, key, value):
+        raise AttributeError("Attack values are immutable; use .replace(**changes)")
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def target(self):
+        return self.options.get("target")
+
+    @property
+    def takes_seed(self) -> bool:
+        return self.info.takes_seed
+
+    @property
+    def needs_eps(self) -> bool:
+        return self.info.needs_eps
+
+    def replace(self, **changes) -> "Attack":
+        """A new Attack with some options changed (None removes an option, back to the default)."""
+        options = {**self.options, **changes}
+        options = {k: v for k, v in options.items() if v is not None or k in self.info.defaults}
+        return Attack(self.info.fn if self.name not in _REGISTRY else self.name, **options)
+
+    def __call__(self, model, images, labels, eps=None, **overrides):
+        """The adversarial images (float32, stop-gradient) for `images` under budget `eps`.
+
+        `overrides` change options for this call only (e.g. `seed=(seed, batch)`).
+        """
+        options = {**self.options, **overrides}
+        if "seed" in overrides and overrides["seed"] is not None and not self.takes_seed:
+            raise ValueError(f"Attack {self.name!r} takes no seed. Received: seed={overrides['seed']!r}")
+        if eps is None and self.needs_eps:
+            raise ValueError(f"Attack {self.name!r} needs eps (pixel scale, e.g. eps=0.03). Received: eps=None")
+        result = self.info.fn(model, images, labels, eps, **options)
+        return getattr(result, "images", result)  # the patch attack returns (images, patch, positions)
+
+    def describe(self) -> str:
+        """'name(option=value, ...)', readable by `Attack.parse` (seed and jit_compile left out)."""
+        shown = {k: v for k, v in sorted(self.options.items()) if k not in ("seed", "jit_compile")}
+        if not shown:
+            return self.name
+        return f"{self.name}({', '.join(f'{k}={_show(v)}' for k, v in shown.items())})"
+
+    def to_config(self) -> dict:
+        """JSON-able {"name", "options"} (a callable loss or attack cannot be serialised)."""
+        if self.name not in _REGISTRY or any(callable(v) for v in self.options.values()):
+            raise ValueError(f"Only registered attacks with named losses serialise. Received: {self!r}")
+        return {"name": self.name, "options": {k: _jsonable(v) for k, v in self.options.items()}}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Attack":
+        return cls(config["name"], **config.get("options", {}))
+
+    @classmethod
+    def parse(cls, text: str) -> "Attack":
+        """Reads 'pgd', 'pgd(steps=10, loss=margin)' or 'pgd:steps=10,loss=margin'.
+
+        Values are Python literals (10, 0.5, True, None), simple fractions (2/255) or bare words.
+        """
+        match = re.fullmatch(r"\s*([A-Za-z_][\w]*)\s*(?:\((.*)\)|:(.*))?\s*", text or "")
+        if not match:
+            raise ValueError(f"Expected an attack such as 'pgd' or 'pgd(steps=10, loss=margin)'. Received: {text!r}")
+        name, body = match.group(1), match.group(2) if match.group(2) is not None else match.group(3)
+        options = {}
+        for part in filter(None, (p.strip() for p in (body or "").split(","))):
+            key, sep, value = part.partition("=")
+            if not sep or not key.strip().isidentifier():
+                raise ValueError(f"Expected option=value in {text!r}. Received: {part!r}")
+            options[key.strip()] = _literal(value.strip())
+        return cls(name, **options)
+
+    def _key(self):
+        return (self.info.fn, tuple(sorted((k, repr(v)) for k, v in self.options.items())))
+
+    def __eq__(self, other):
+        return isinstance(other, Attack) and self._key() == other._key()
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __repr__(self):
+        return f"Attack({self.describe()!r})"
+
+
+def _literal(text: str):
+    fraction = re.fullmatch(r"([0-9.]+)\s*/\s*([0-9.]+)", text)
+    if fraction:
+        return float(fraction.group(1)) / float(fraction.group(2))
+    lowered = {"true": True, "false": False, "none": None}.get(text.lower(), text)
+    if lowered is not text:
+        return lowered
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _show(value) -> str:
+    if isinstance(value, float):
+        in_255 = value * 255
+        if value and abs(in_255 - round(in_255)) < 1e-6:
+            return f"{round(in_255)}/255"
+        return repr(value)
+    return str(getattr(value, "name", value)) if not isinstance(value, (list, tuple)) else repr(value)
+
+
+def _jsonable(value):
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value
+
+
+def get(attack, **options) -> Attack:
+    """An Attack from a name, a spec string ('pgd(steps=10)'), a function or an Attack;
+    `options` are added (replacing those of an Attack)."""
+    if isinstance(attack, Attack):
+        return attack.replace(**options) if options else attack
+    if isinstance(attack, str) and ("(" in attack or ":" in attack):
+        return Attack.parse(attack).replace(**options) if options else Attack.parse(attack)
+    return Attack(attack, **options)

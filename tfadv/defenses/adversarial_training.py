@@ -1,0 +1,226 @@
+"""Adversarial training through `model.fit`: per batch (Madry style), per epoch, pre-generated noise.
+
+    attack = tfadv.attacks.Attack("pgd", steps=7)
+    trainer = AdversarialTrainer(classifier, attack, eps=8 / 255, ratio=1.0)
+    trainer.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    trainer.fit(train_ds, callbacks=[EpsSchedule(trainer.eps, 8 / 255, warmup_epochs=1)])
+    # trainer.classifier is the trained model.
+
+Per epoch: `TrainingSetWithCopy` holds the clean training images plus an extra float32
+copy that a callback (`tfadv.defenses.RegenerateAdversarialCopy`) rewrites between epochs;
+its `dataset()` reads the current copy every epoch. The random-noise recipe fills the copy
+once with `attacks.random_sign`.
+
+All eps values are in pixel scale [0, 1] (L-inf).
+"""
+
+import copy
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfadv import attacks
+from tfadv.data.augment import make_augment_fn
+from tfadv.data.batching import map_batches
+
+
+def eps_at(epoch: int, eps: float, warmup_epochs: int = 0, ramp_epochs: int = 0) -> float:
+    """The eps in force in `epoch` (0-based): 0 while warming up, then a linear ramp to eps.
+
+    Epochs [0, warmup) get 0; ramp epoch r (r = 0 .. ramp-1) gets eps * (r + 1) / ramp;
+    later epochs get eps.
+    """
+    if epoch < warmup_epochs:
+        return 0.0
+    step = epoch - warmup_epochs
+    if ramp_epochs and step < ramp_epochs:
+        return float(eps) * (step + 1) / ramp_epochs
+    return float(eps)
+
+
+@keras.saving.register_keras_serializable(package="tfadv")
+class AdversarialTrainer(keras.Model):
+    """Wraps a classifier so that `fit` trains it on batches attacked with its current weights.
+
+    Each train step replaces the first round(ratio * batch) examples of the (shuffled)
+    batch by their adversarial versions, crafted against the current weights with the
+    classifier in inference mode, then runs Keras' own train step on that batch: one
+    attack plus one forward/backward pass per batch. While `eps` is 0 (warm-up), the
+    attack is skipped and the step is clean training. Calling the trainer calls the
+    classifier; compile it like the classifier.
+
+    Args:
+        classifier: the Keras model being trained (any classifier the attacks accept).
+        attack: an `tfadv.attacks.Attack`, a name or a spec string ('pgd(steps=7)').
+        eps: initial attack budget, pixel scale; lives in the non-trainable variable
+            `self.eps` (change it with `self.eps.assign` or `tfadv.defenses.EpsSchedule`).
+        ratio: share in [0, 1] of each batch that is adversarial (1: Madry-style).
+    """
+
+    def __init__(self, classifier, attack="fgsm", eps=0.03, ratio=1.0, **kwargs):
+        super().__init__(**kwargs)
+        attack = attacks.get(attack)
+        ratio = attacks.checks.check_fraction("ratio", ratio)
+        attacks.checks.check_eps(eps, at_most=1.0)
+        self.classifier = classifier
+        self.attack = attack
+        self.ratio = ratio
+        self.eps = self.add_weight(
+            name="eps", shape=(), initializer=keras.initializers.Constant(float(eps)), trainable=False
+        )
+        self.built = True
+
+    def call(self, inputs, training=False):
+        return self.classifier(inputs, training=training)
+
+    def adversarial_batch(self, images, labels):
+        """The batch the step trains on: adversarial head, clean tail (traceable)."""
+        if self.ratio == 0.0:
+            return images
+        eps = self.eps.value  # the backing tf.Variable, read at run time
+
+        def attacked():
+            if self.ratio == 1.0:
+                return self.attack(self.classifier, images, labels, eps)
+            batch = tf.cast(tf.shape(images)[0], tf.float32)
+            n_adv = tf.cast(tf.round(self.ratio * batch), tf.int32)
+            head = self.attack(self.classifier, images[:n_adv], labels[:n_adv], eps)
+            return tf.concat([head, images[n_adv:]], axis=0)
+
+        return tf.cond(eps > 0.0, attacked, lambda: tf.identity(images))
+
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x = self.adversarial_batch(x, y)
+        return super().train_step(keras.utils.pack_x_y_sample_weight(x, y, sample_weight))
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "classifier": keras.saving.serialize_keras_object(self.classifier),
+            "attack": self.attack.to_config(),
+            "eps": float(keras.ops.convert_to_numpy(self.eps)),
+            "ratio": self.ratio,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = copy.deepcopy(config)  # deserializing consumes the nested dicts
+        classifier = keras.saving.deserialize_keras_object(config.pop("classifier"))
+        attack = attacks.Attack.from_config(config.pop("attack"))
+        return cls(classifier, attack, **config)
+
+
+def generate(model, attack, images, labels, eps, batch_size=256, seed=None) -> np.ndarray:
+    """Runs `attack` (an Attack) over float images in batches; returns float32 adversarial images (NumPy).
+
+    With an int `seed` (attacks that take one), batch i uses the seed (seed, i).
+    """
+    if len(images) == 0:
+        return np.zeros_like(images, dtype=np.float32)
+    if seed is not None and attack.takes_seed:
+        starts = np.arange(len(images))
+
+        def run(x, y, first):
+            return attack(model, x, y, eps, seed=(int(seed), int(first[0]) // batch_size))
+
+        adversarial = map_batches(run, images, labels, starts, batch_size=batch_size)
+    else:
+        adversarial = map_batches(lambda x, y: attack(model, x, y, eps), images, labels, batch_size=batch_size)
+    return adversarial.astype(np.float32, copy=False)
+
+
+class TrainingSetWithCopy:
+    """Clean training images plus a float32 extra copy that may be rewritten between epochs.
+
+    The copy (e.g. adversarial or noisy versions of some training images) lives in
+    TensorFlow variables that `dataset()` reads while iterating, so one pipeline passed
+    to `fit` sees a new copy every epoch. Clean images get the run's augmentation; the
+    copy is used as is (an augmented adversarial example is no longer one).
+
+    Create it outside any `strategy.scope()`: its variables are data, not model state.
+
+    Args:
+        clean: ImageSet (uint8 images, int labels).
+        copy_size: number of images in the extra copy (>= 0).
+        batch_size: global batch size of `dataset()`.
+        augment: augmentation ops for the clean images (see tfadv.data.parse_augment).
+        seed: seeds the shuffling.
+        replicas: replicas of the tf.distribute strategy; each epoch is trimmed to a
+            multiple of it (see tfadv.data.to_dataset).
+    """
+
+    def __init__(self, clean, copy_size: int, batch_size: int, augment=(), seed: int = 0, replicas: int = 1):
+        if copy_size < 0:
+            raise ValueError(f"Expected copy_size >= 0. Received: copy_size={copy_size!r}")
+        if batch_size <= 0:
+            raise ValueError(f"Expected batch_size > 0. Received: batch_size={batch_size!r}")
+        self.clean = clean
+        self.copy_size = int(copy_size)
+        self.batch_size = int(batch_size)
+        self.augment = tuple(augment)
+        self.seed = seed
+        if batch_size % replicas:
+            raise ValueError(f"Expected batch_size to be a multiple of replicas={replicas}. Received: batch_size={batch_size}")
+        self.replicas = replicas
+        shape = clean.images.shape[1:]
+        self._clean_images = tf.Variable(clean.images, trainable=False, name="clean_images")
+        self._copy_images = tf.Variable(tf.zeros((self.copy_size, *shape), tf.float32), trainable=False, name="copy_images")
+        labels = np.concatenate([clean.labels, np.zeros(self.copy_size, np.int64)])
+        self._labels = tf.Variable(labels, trainable=False, name="labels")
+
+    def __len__(self):
+        return len(self.clean) + self.copy_size
+
+    def set_copy(self, images, labels) -> None:
+        """Replaces the extra copy: float images in [0, 1] of shape (copy_size, H, W, C)."""
+        images = np.asarray(images, np.float32)
+        expected = (self.copy_size, *self.clean.images.shape[1:])
+        if images.shape != expected or len(labels) != self.copy_size:
+            raise ValueError(
+                f"Expected a copy of shape {expected} with {self.copy_size} labels. "
+                f"Received: images {images.shape}, {len(labels)} labels"
+            )
+        self._copy_images.assign(images)
+        self._labels[len(self.clean) :].assign(np.asarray(labels, np.int64))
+
+    def copy_images(self) -> np.ndarray:
+        return self._copy_images.numpy()
+
+    def copy_labels(self) -> np.ndarray:
+        return self._labels.numpy()[len(self.clean) :]
+
+    def dataset(self) -> tf.data.Dataset:
+        """Shuffled batches of (float32 images in [0, 1], int64 labels): clean set plus copy."""
+        n_clean = len(self.clean)
+        clean_images, copy_images, labels = self._clean_images, self._copy_images, self._labels
+        augment = make_augment_fn(self.augment) if self.augment else None
+
+        def clean_image(i):
+            image = tf.cast(tf.gather(clean_images, i), tf.float32) / 255.0
+            return augment(image) if augment else image
+
+        def element(i):
+            image = tf.cond(
+                i < n_clean,
+                lambda: clean_image(tf.minimum(i, n_clean - 1)),
+                lambda: tf.gather(copy_images, tf.maximum(i - n_clean, 0)),
+            )
+            return image, tf.gather(labels, i)
+
+        total = len(self)
+        ds = tf.data.Dataset.range(total).shuffle(total, seed=self.seed, reshuffle_each_iteration=True)
+        ds = ds.take(total - total % self.replicas)
+        ds = ds.map(element, num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.batch(self.batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def choose_subset(n: int, fraction: float, seed: int, epoch: int = 0) -> np.ndarray:
+    """Sorted indices of round(fraction * n) images, a fresh seeded draw per epoch (all when fraction is 1)."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"Expected fraction in (0, 1]. Received: fraction={fraction!r}")
+    size = int(round(fraction * n))
+    if size >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng([seed, epoch]).choice(n, size, replace=False))

@@ -1,0 +1,189 @@
+"""The attack job behind `python -m tfadv.attack`: attack a trained model on a data split and
+write the adversarial set, an example grid and a summary, atomically.
+
+    job = AttackJob(model="saved_models/RUN", attack="pgd", eps=0.03, options={"steps": 10})
+    lines = run_attack_job(job)
+
+`check` needs no TensorFlow (cheap mistakes fail in well under a second); `run_attack_job`
+imports it. Errors name the job's fields (`eps=5.0`); the CLI shows them as flags.
+"""
+
+import dataclasses
+import math
+import os
+
+SPLITS = ("test", "val", "train")
+FORMATS = ("npz", "tfrecord")
+
+
+@dataclasses.dataclass
+class AttackJob:
+    """One attack run.
+
+    Attributes:
+        model: run folder, .keras file or SavedModel to attack.
+        model_name: model inside a run folder (default: the run's main model).
+        model_output: "logits" or "probabilities" for SavedModels that do not say.
+        surrogate: transfer attack: generate the examples on this model instead.
+        attack: an attack name or spec ('pgd(steps=10, loss=margin)').
+        eps: budget in pixel scale (None: the attack takes none, e.g. patch).
+        options: the attack's options (steps, alpha, norm, loss, target, ...).
+        dataset, data_dir: the data (default: the run's, from its config.json).
+        split, limit: which images (limit 0: all).
+        batch_size, seed: as in `tfadv.attacks.run_attack`.
+        output_dir, overwrite, format, grid_images, verbose: what is written and shown.
+    """
+
+    model: str = ""
+    model_name: str = ""
+    model_output: str = ""
+    surrogate: str = ""
+    attack: str = "pgd"
+    eps: float | None = None
+    options: dict = dataclasses.field(default_factory=dict)
+    dataset: str = ""
+    data_dir: str = ""
+    split: str = "test"
+    limit: int = 0
+    batch_size: int = 256
+    seed: int = 0
+    output_dir: str = ""
+    overwrite: bool = False
+    format: str = "npz"
+    grid_images: int = 8
+    verbose: int = 1
+
+
+def default_output_dir(job: AttackJob) -> str:
+    """Inside the attacked run folder (RUN/attacks/NAME); attack_results/NAME for a bare model file."""
+    from_name = job.attack.split("(")[0].split(":")[0]
+    name = f"{from_name}-eps{job.eps:g}-{job.split}" if job.eps is not None else f"{from_name}-{job.split}"
+    if os.path.exists(os.path.join(job.model, "config.json")):
+        return os.path.join(job.model, "attacks", name)
+    model = os.path.basename(os.path.normpath(job.model)).removesuffix(".keras")
+    return os.path.join("attack_results", f"{model}-{name}")
+
+
+def check(job: AttackJob) -> str:
+    """Checks that need no TensorFlow; returns the output folder."""
+    from tfadv.experiment import run_folder
+
+    if not job.model:
+        raise ValueError("model='' : a run folder, .keras file or SavedModel is required")
+    for name in ("model", "surrogate"):
+        path = getattr(job, name)
+        if path and not os.path.exists(path):
+            raise FileNotFoundError(f"{name}={path!r} does not exist")
+    if job.eps is not None and not (math.isfinite(job.eps) and 0 <= job.eps <= 1):
+        if not (job.options.get("norm") in ("2", "l2", 2) and math.isfinite(job.eps) and job.eps >= 0):
+            raise ValueError(f"Expected eps in [0, 1] (pixel scale; L2 eps may exceed 1). Received: eps={job.eps}")
+    if job.batch_size < 1:
+        raise ValueError(f"Expected batch_size >= 1. Received: batch_size={job.batch_size}")
+    for name in ("limit", "grid_images"):
+        if getattr(job, name) < 0:
+            raise ValueError(f"Expected {name} >= 0. Received: {name}={getattr(job, name)}")
+    if job.split not in SPLITS or job.format not in FORMATS:
+        raise ValueError(f"Expected split in {SPLITS} and format in {FORMATS}. Received: split={job.split!r}, format={job.format!r}")
+    if job.model_output not in ("", "logits", "probabilities"):
+        raise ValueError(f"Expected model_output '', 'logits' or 'probabilities'. Received: model_output={job.model_output!r}")
+    output_dir = job.output_dir or default_output_dir(job)
+    run_folder.check_new_folder(output_dir, job.overwrite)
+    return output_dir
+
+
+def load_split(job: AttackJob):
+    """(ImageSet of the split, class names): the run's data set unless `dataset` is given."""
+    from tfadv import data as data_lib
+    from tfadv.experiment import run_folder
+
+    config = run_folder.read_json(os.path.join(job.model, "config.json")) if os.path.isdir(job.model) else {}
+    dataset = job.dataset or config.get("dataset")
+    if not dataset:
+        raise ValueError(f"model={job.model!r} is not a run folder; pass dataset= (and data_dir=)")
+    same_run = not job.dataset or job.dataset == config.get("dataset")
+    run = config if same_run else {}  # the run's limits and split, so that split='val' is its validation set
+    data = data_lib.load(
+        dataset,
+        data_dir=job.data_dir or run.get("data_dir") or None,
+        validation_fraction=run.get("validation_fraction", 0.1),
+        imbalance=run.get("imbalance"),
+        train_limit=run.get("train_limit", 0),
+        test_limit=run.get("test_limit", 0),
+        seed=run.get("seed", 0),
+    )
+    split = getattr(data, job.split).head(job.limit)
+    if len(split) == 0:
+        raise ValueError(f"dataset={dataset!r}: the {job.split} split is empty")
+    return split, data.class_names
+
+
+def check_compatible(clf, split, class_names, argument: str = "model") -> None:
+    """The model takes the split's image shape and has as many classes as the data set."""
+    shape = clf.input_shape
+    images = tuple(split.images.shape[1:])
+    if shape is not None and all(s is not None for s in shape[1:]) and tuple(shape[1:]) != images:
+        raise ValueError(f"{argument}: the model takes {tuple(shape[1:])} images; the data set has {images}")
+    classes = clf.num_classes
+    if classes is not None and classes != len(class_names):
+        raise ValueError(f"{argument}: the model has {classes} classes; the data set has {len(class_names)}")
+
+
+def run_attack_job(job: AttackJob) -> list:
+    """Runs the job; returns the lines to print."""
+    output_dir = check(job)
+    from tfadv import attacks, models
+    from tfadv.evaluation import plots
+    from tfadv.experiment import run_folder
+    from tfadv.runtime import devices
+    from tfadv.runtime.files import atomic_dir, write_json
+
+    devices.set_seed(job.seed, deterministic=False)  # also makes unseeded draws repeatable
+    attack = attacks.get(job.attack, **job.options)
+    if attack.needs_eps and job.eps is None:
+        raise ValueError(f"attack={attack.name!r} needs eps (pixel scale, e.g. eps=0.03)")
+    output = job.model_output or None
+    model = run_folder.load_model(job.model, job.model_name, "model", output=output)
+    surrogate = run_folder.load_model(job.surrogate, argument="surrogate", output=output) if job.surrogate else model
+    split, class_names = load_split(job)
+    check_compatible(models.as_classifier(model), split, class_names, "model")
+    if job.surrogate:
+        check_compatible(models.as_classifier(surrogate), split, class_names, "surrogate")
+    targets = attack.target
+    if isinstance(targets, int) and not 0 <= targets < len(class_names):
+        raise ValueError(f"Expected a target class in [0, {len(class_names)}). Received: target={targets}")
+    images = split.float_images()
+    seed = job.seed if attack.takes_seed else None
+    result = attacks.run_attack(
+        surrogate, (images, split.labels), attack, job.eps, batch_size=job.batch_size, seed=seed,
+        progress=job.verbose > 0, eval_model=model,
+    )  # fmt: skip
+    model_path = run_folder.resolve_model_path(job.model, job.model_name)
+    surrogate_path = run_folder.resolve_model_path(job.surrogate, argument="surrogate") if job.surrogate else ""
+    summary = {
+        **result.summary(), "attack": attack.describe(), "eps": job.eps, "model": model_path,
+        "surrogate": surrogate_path, "split": job.split, "seed": seed,
+    }  # fmt: skip
+
+    def write(tmp):
+        attacks.save(result, os.path.join(tmp, f"adversarial.{job.format}"))
+        if job.grid_images > 0:
+            n = min(job.grid_images, len(result))
+            plots.adversarial_grid(
+                os.path.join(tmp, "grid.png"), images[:n], result.adversarial[:n], result.labels[:n],
+                result.clean_predictions[:n], result.adversarial_predictions[:n], class_names,
+                title=f"{attack.describe()} eps={job.eps}",
+            )  # fmt: skip
+        write_json(os.path.join(tmp, "summary.json"), summary)
+
+    atomic_dir(output_dir, write)
+    lines = [
+        f"model: {model_path}" + (f"  (examples generated on {surrogate_path})" if surrogate_path else ""),
+        f"attack: {attack.describe()} eps={job.eps}  on {summary['n']} {job.split} images",
+        f"clean accuracy:       {summary['clean_accuracy']:.4f}",
+        f"adversarial accuracy: {summary['adversarial_accuracy']:.4f}  "
+        f"(on the {summary['n_correct']} clean-correct: {summary['adversarial_accuracy_on_correct']:.4f})",
+    ]
+    if "target_success_rate" in summary:
+        lines.append(f"target success rate:  {summary['target_success_rate']:.4f}")
+    lines.append(f"written: {output_dir}/ (adversarial.{job.format}, grid.png, summary.json)")
+    return lines

@@ -1,0 +1,141 @@
+"""The resolved configuration of a training run (one field per `tfadv.train` flag).
+
+Errors name the fields as Python arguments (`epochs=0: must be > 0`); the CLI shows them as flags.
+"""
+
+import dataclasses
+import json
+import math
+
+from tfadv.defenses.test_noise import TEST_NOISES as _NOISES
+
+# Attacks that can run inside a training step (compiled gradient attacks and the control).
+TRAINING_ATTACKS = ("fgsm", "fgsm_random", "pgd", "bim", "random_sign")
+TEST_NOISES = ("none", *_NOISES)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    # data
+    dataset: str = "synthetic"
+    data_dir: str = ""
+    validation_fraction: float = 0.1
+    imbalance: str = "none"
+    augment: str = "none"
+    train_limit: int = 0
+    test_limit: int = 0
+    # model
+    model: str = "baseline_cnn"
+    activation: str = "relu"
+    noise: str = "none"
+    noise_stddev: float = 0.0
+    noise_at_inference: bool = False
+    temperature: float = 1.0
+    # optimisation
+    recipe: str = "standard"
+    epochs: int = 10
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    lr_schedule: str = "constant"  # constant | cosine
+    seed: int = 0
+    # adversarial training (recipes adversarial_batch / adversarial_epoch / random_noise)
+    attack: str = "fgsm"
+    eps: float = 0.03
+    attack_steps: int = 7
+    attack_alpha: float = 0.0  # 0: 2.5 * eps / steps
+    attack_loss_on: str = "logits"
+    adv_ratio: float = 0.5  # share of adversarial examples in each training batch
+    warmup_epochs: int = 0
+    eps_ramp_epochs: int = 0
+    adv_fraction: float = 1.0  # per-epoch recipe: share of the training set regenerated
+    robust_eval_size: int = 256  # fixed validation subset for robust accuracy per epoch
+    monitor_attack: str = "pgd(steps=10, loss=margin)"  # evaluation attack of that monitor; "training": the training attack
+    # distillation (recipes defensive_distillation / distillation_variant)
+    teacher_temperature: float = 50.0
+    student_temperature: float = 50.0
+    deploy_temperature: float = 1.0
+    teacher_dir: str = ""
+    teacher_recipe: str = "standard"
+    distill_alpha: float = 1.0  # weight of the soft-label loss; 1 - alpha on hard labels
+    test_noise: str = "none"  # none | random_sign | gaussian: test-time noise preprocessing
+    test_noise_eps: float = 0.0
+    # run
+    output_dir: str = ""
+    run_name: str = ""
+    overwrite: bool = False
+    resume: bool = False
+    distribution: str = "default"
+    logical_cpus: int = 0
+    jit_compile: str = "auto"
+    deterministic: bool = True
+    verbose: int = 1
+
+    def validate(self) -> "TrainConfig":
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{field.name}={value}: must be a finite number")
+        positive_ints = ("epochs", "batch_size")
+        for name in positive_ints:
+            value = getattr(self, name)
+            if value <= 0:
+                raise ValueError(f"{name}={value}: must be > 0")
+        for name in ("learning_rate", "temperature", "teacher_temperature", "student_temperature", "deploy_temperature"):
+            value = getattr(self, name)
+            if value <= 0:
+                raise ValueError(f"{name}={value}: must be > 0")
+        if self.eps < 0 or self.eps > 1:
+            raise ValueError(f"eps={self.eps}: must be in [0, 1] (pixel scale)")
+        if not 0 <= self.adv_ratio <= 1:
+            raise ValueError(f"adv_ratio={self.adv_ratio}: must be in [0, 1]")
+        if not 0 < self.adv_fraction <= 1:
+            raise ValueError(f"adv_fraction={self.adv_fraction}: must be in (0, 1]")
+        if not 0 <= self.distill_alpha <= 1:
+            raise ValueError(f"distill_alpha={self.distill_alpha}: must be in [0, 1]")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule={self.lr_schedule!r}: expected constant or cosine")
+        if self.warmup_epochs < 0 or self.eps_ramp_epochs < 0:
+            raise ValueError(
+                f"warmup_epochs={self.warmup_epochs}, eps_ramp_epochs={self.eps_ramp_epochs}: must be >= 0"
+            )
+        if self.resume and self.overwrite:
+            raise ValueError("resume=True and overwrite=True contradict each other; pick one")
+        self._validate_adversarial()
+        return self
+
+    def _validate_adversarial(self) -> None:
+        """Checks of the adversarial-training and distillation flags."""
+        from tfadv import attacks
+
+        name = attacks.get(self.attack).name  # a name or a spec such as 'pgd(steps=7)'
+        if name not in TRAINING_ATTACKS:
+            raise ValueError(f"attack={self.attack!r}: expected one of {', '.join(TRAINING_ATTACKS)}")
+        from tfadv.experiment import recipes
+
+        choices = {
+            "attack_loss_on": ("logits", "probabilities"),
+            "test_noise": TEST_NOISES,
+            "teacher_recipe": recipes.trainer_names(),
+        }
+        for name, allowed in choices.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"{name}={value!r}: expected one of {', '.join(allowed)}")
+        if self.attack_steps <= 0:
+            raise ValueError(f"attack_steps={self.attack_steps}: must be > 0")
+        if self.attack_alpha < 0:
+            raise ValueError(f"attack_alpha={self.attack_alpha}: must be >= 0 (0: the attack's default)")
+        if self.robust_eval_size < 0:
+            raise ValueError(f"robust_eval_size={self.robust_eval_size}: must be >= 0 (0: off)")
+        if self.test_noise != "none" and not self.test_noise_eps > 0:
+            raise ValueError(f"test_noise={self.test_noise} needs test_noise_eps > 0. Received: test_noise_eps={self.test_noise_eps}")
+        if self.test_noise_eps < 0:
+            raise ValueError(f"test_noise_eps={self.test_noise_eps}: must be >= 0")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrainConfig":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in json.loads(text).items() if k in fields})

@@ -1,0 +1,110 @@
+"""The run folder: where a run writes, what it may replace, and how its models are found again.
+
+    RUN/config.json          the resolved configuration
+    RUN/models/NAME/         SavedModel (serving_default -> probabilities, logits -> logits)
+    RUN/models/NAME.keras    the Keras model
+    RUN/summary.json         results; "main" names the model the run reports on
+    RUN/logs/, RUN/checkpoints/, RUN/attacks/, RUN/evaluations/
+
+Importing this module imports no TensorFlow (the CLIs check paths before loading it).
+"""
+
+import json
+import os
+import shutil
+import tempfile
+
+CONFIG_FILE = "config.json"
+SUMMARY_FILE = "summary.json"
+MODELS_DIR = "models"
+
+
+def is_run_folder(path: str) -> bool:
+    return os.path.isdir(path) and os.path.exists(os.path.join(path, CONFIG_FILE))
+
+
+def read_json(path: str) -> dict:
+    """A JSON file as a dict ({} when absent)."""
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def _nearest_existing_parent(path: str) -> str:
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def check_writable(path: str, argument: str = "output_dir") -> None:
+    """Creates and removes a probe folder where `path` would go (root ignores os.access)."""
+    parent = _nearest_existing_parent(path)
+    if not os.path.isdir(parent):
+        raise ValueError(f"{argument}={path!r} is not writable: {parent!r} is a file")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".tfadv-probe-", dir=parent))
+    except OSError as e:
+        raise ValueError(f"{argument}={path!r} is not writable ({e.strerror} in {parent!r})") from None
+
+
+def check_new_folder(path: str, overwrite: bool, argument: str = "output_dir") -> None:
+    """An output folder that may be written: absent, empty, or replaced with `overwrite`."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"{argument}={path!r} exists and is not a folder")
+    check_writable(path, argument)
+    if os.path.isdir(path) and os.listdir(path) and not overwrite:
+        raise ValueError(f"{argument}={path!r} already exists; pass overwrite=True to replace it")
+
+
+def export_models(output_dir: str, named_models: dict) -> dict:
+    """Writes every model as RUN/models/NAME.keras and RUN/models/NAME/ (SavedModel); {name: SavedModel path}."""
+    from tfadv import models
+
+    paths = {}
+    for name, model in named_models.items():
+        base = os.path.join(output_dir, MODELS_DIR, name)
+        models.save_keras(model, base + ".keras")
+        paths[name] = models.export_saved_model(model, base)
+    return paths
+
+
+def resolve_model_path(path: str, name: str = "", argument: str = "model") -> str:
+    """A run folder (its main model, or `name`), a .keras file or a SavedModel, as a file path.
+
+    Errors name `argument` (the Python argument or flag the path came from).
+    """
+    if not path or not os.path.exists(path):
+        raise FileNotFoundError(f"{argument}={path!r} does not exist")
+    summary = os.path.join(path, SUMMARY_FILE)
+    if os.path.isdir(path) and os.path.exists(summary):
+        run = read_json(summary)
+        name = name or run.get("main", "model")
+        candidate = os.path.join(path, MODELS_DIR, name + ".keras")
+        if not os.path.exists(candidate):
+            raise ValueError(f"{argument}={path!r}: the run has no model {name!r}; it has {sorted(run.get('exports', {}))}")
+        return candidate
+    if name:
+        raise ValueError(f"{argument}={path!r} is not a run folder, so it has no model named {name!r}")
+    return path
+
+
+def load_model(path: str, name: str = "", argument: str = "model", output=None):
+    """`tfadv.models.load` of a run folder's model, a .keras file or a SavedModel; errors name `argument`."""
+    from tfadv import models
+
+    resolved = resolve_model_path(path, name, argument)
+    try:
+        return models.load(resolved, output=output)
+    except (ValueError, OSError) as e:
+        raise ValueError(f"{argument}={path!r}: {str(e).splitlines()[0]}") from e
+
+
+def replace_folder(path: str) -> None:
+    """Deletes a previous run folder (only a tfadv run folder) before a new run is written there."""
+    if os.path.isdir(path):
+        if os.listdir(path) and not is_run_folder(path):
+            raise ValueError(f"overwrite refuses to delete {path!r}: it is not a tfadv run folder (no {CONFIG_FILE})")
+        shutil.rmtree(path)
+

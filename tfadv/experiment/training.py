@@ -1,0 +1,192 @@
+"""Shared pieces of every recipe: the attacks and models a config describes, compiling, and
+fitting with the run's callbacks. This is where the configuration is read; the layers below
+take plain arguments."""
+
+import math
+import os
+
+import keras
+
+from tfadv import attacks, models
+from tfadv import data as data_lib
+from tfadv.experiment import run_folder
+from tfadv.runtime.files import atomic_file
+
+DONE_WEIGHTS = "done.weights.h5"
+
+
+def model_options(config, **overrides) -> models.ModelOptions:
+    fields = dict(
+        activation=config.activation,
+        noise=config.noise,
+        noise_stddev=config.noise_stddev,
+        noise_at_inference=config.noise_at_inference,
+        temperature=config.temperature,
+        seed=config.seed,
+    )
+    fields.update(overrides)
+    return models.ModelOptions(**fields)
+
+
+def training_attack(config) -> attacks.Attack:
+    """The attack of the adversarial recipes: `attack` (a name or a spec such as 'pgd(steps=7)')
+    with attack_steps, attack_alpha (0: the attack's default) and attack_loss_on where it takes them.
+
+    Its seed is left unset: fresh randomness on every call, also inside a traced train step.
+    """
+    attack = attacks.get(config.attack)
+    candidates = {"steps": config.attack_steps, "alpha": config.attack_alpha or None, "loss_on": config.attack_loss_on}
+    given = {k: v for k, v in candidates.items() if k in attack.info.parameters and k not in attack.options and v is not None}
+    return attack.replace(**given)
+
+
+def monitor_attack(config) -> attacks.Attack:
+    """The evaluation attack of the per-epoch robust monitor (`monitor_attack`), with a fixed seed
+    so that epochs are comparable; 'training' reuses the training attack."""
+    attack = training_attack(config) if config.monitor_attack == "training" else attacks.get(config.monitor_attack)
+    return attack.replace(seed=config.seed) if attack.takes_seed else attack
+
+
+DISTILLATION_RECIPES = ("distill", "distill_variant")
+
+
+def load_teacher(config, dataset):
+    """The teacher from teacher_dir (a run folder or .keras file), checked against the data set."""
+    path = config.teacher_dir
+    teacher = run_folder.load_model(path, argument="teacher_dir")
+    if not isinstance(teacher, keras.Model):
+        raise ValueError(f"teacher_dir={path!r}: need a Keras model (.keras or a run folder), not a SavedModel")
+    try:
+        models.softmax_layer(teacher)
+    except ValueError as e:
+        raise ValueError(f"teacher_dir={path!r}: {e}") from e
+    expected = (tuple(dataset.input_shape), dataset.num_classes)
+    found = (tuple(teacher.input_shape[1:]), teacher.output_shape[-1])
+    if found != expected:
+        raise ValueError(
+            f"teacher_dir={path!r}: the teacher takes {found[0]} images and has {found[1]} classes; "
+            f"this run's data has {expected[0]} and {expected[1]}"
+        )
+    return teacher
+
+
+def check_teacher(config, dataset) -> None:
+    """Loads and checks teacher_dir before the run folder is made (nothing is written on error)."""
+    if config.teacher_dir and config.recipe in DISTILLATION_RECIPES:
+        load_teacher(config, dataset)
+
+
+def build_model(ctx, **option_overrides):
+    """Builds the configured architecture for the run's data (call under the strategy scope)."""
+    return models.build(
+        ctx.config.model,
+        input_shape=ctx.data.input_shape,
+        num_classes=ctx.data.num_classes,
+        options=model_options(ctx.config, **option_overrides),
+    )
+
+
+def cosine_learning_rate(base_rate: float, epochs: int):
+    """epoch -> learning rate falling from base_rate along a half cosine, one value per epoch.
+
+    Epoch e (0-based) trains at base_rate * (1 + cos(pi * e / epochs)) / 2: the full rate
+    first, never 0. Per epoch rather than per step, so it holds whatever a recipe feeds
+    `fit` in an epoch (clean data, or clean data plus adversarial copies).
+    """
+    def rate(epoch, current=None):
+        return float(base_rate * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs)))
+
+    return rate
+
+
+def make_optimizer(ctx):
+    return keras.optimizers.Adam(ctx.config.learning_rate)
+
+
+def learning_rate_callbacks(config) -> list:
+    """The schedule named by --lr_schedule, as callbacks for fit."""
+    if config.lr_schedule == "cosine":
+        return [keras.callbacks.LearningRateScheduler(cosine_learning_rate(config.learning_rate, config.epochs))]
+    return []
+
+
+def compile_model(ctx, model):
+    model.compile(
+        optimizer=make_optimizer(ctx),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        jit_compile=ctx.jit_compile,
+    )
+    return model
+
+
+def build_and_compile(ctx, **option_overrides):
+    with ctx.strategy.scope():
+        return compile_model(ctx, build_model(ctx, **option_overrides))
+
+
+def train_dataset(ctx, images=None):
+    """The run's shuffled, augmented training pipeline (or one over `images`, an ImageSet)."""
+    config = ctx.config
+    return data_lib.to_dataset(
+        images if images is not None else ctx.data.train,
+        config.batch_size,
+        shuffle=True,
+        augment=data_lib.parse_augment(config.augment),
+        seed=config.seed,
+        replicas=ctx.strategy.num_replicas_in_sync,
+    )
+
+
+def eval_dataset(ctx, split="val"):
+    return data_lib.to_dataset(
+        getattr(ctx.data, split), ctx.config.batch_size, replicas=ctx.strategy.num_replicas_in_sync
+    )
+
+
+def stage_checkpoint_dir(ctx, stage: str) -> str:
+    return os.path.join(ctx.output_dir, "checkpoints", stage)
+
+
+def fit(ctx, model, stage="model", train_data=None, epochs=None, extra_callbacks=()):
+    """model.fit with the run's callbacks; resumable, and skipped when `stage` already finished.
+
+    Returns the History (None when the stage was restored from a finished checkpoint).
+    """
+    done_path = os.path.join(stage_checkpoint_dir(ctx, stage), DONE_WEIGHTS)
+    if os.path.exists(done_path):
+        model.load_weights(done_path)
+        print(f"[{stage}] already trained in this run; restored {done_path}", flush=True)
+        return None
+    has_val = len(ctx.data.val) > 0
+    history = model.fit(
+        train_data if train_data is not None else train_dataset(ctx),
+        validation_data=eval_dataset(ctx, "val") if has_val else None,
+        epochs=epochs or ctx.config.epochs,
+        callbacks=list(extra_callbacks) + ctx.callbacks(stage),
+        verbose=ctx.config.verbose,
+        shuffle=False,  # the pipeline shuffles
+    )
+    atomic_file(done_path, model.save_weights)  # its existence marks the stage as finished
+    return history
+
+
+class LearningRateLogger(keras.callbacks.Callback):
+    """Adds the optimizer's current learning rate to the epoch logs (for TensorBoard)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None or self.model.optimizer is None:
+            return
+        lr = self.model.optimizer.learning_rate
+        logs["learning_rate"] = float(keras.ops.convert_to_numpy(lr))
+
+
+def standard_callbacks(config, output_dir: str, stage: str):
+    """The LR schedule, TensorBoard (logs/<stage>), the learning-rate logger, and a resumable backup."""
+    return [
+        *learning_rate_callbacks(config),
+        LearningRateLogger(),
+        keras.callbacks.BackupAndRestore(os.path.join(output_dir, "checkpoints", stage, "backup")),
+        keras.callbacks.TensorBoard(os.path.join(output_dir, "logs", stage), write_graph=False),
+    ]
+

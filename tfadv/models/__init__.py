@@ -1,0 +1,33 @@
+"""Classifiers: named architectures, the adapter that finds any classifier's logits, saving and loading.
+
+    model = tfadv.models.build("baseline_cnn", (32, 32, 3), 10)
+    clf = tfadv.models.as_classifier(keras_or_saved_model)   # images -> logits / probabilities
+"""
+
+from tfadv.models.adapter import OUTPUTS, Classifier, as_classifier
+from tfadv.models.architectures import (
+    ACTIVATIONS,
+    LOGITS_LAYER,
+    NOISE_PLACEMENTS,
+    REGISTRY,
+    SOFTMAX_LAYER,
+    ModelOptions,
+    baseline_cnn,
+    build,
+    count_parameters,
+    get_temperature,
+    logits_model,
+    register,
+    set_temperature,
+    softmax_layer,
+    tiny_cnn,
+    vgg_small,
+)
+from tfadv.models.saving import export_saved_model, load, save_keras
+
+__all__ = [
+    "ACTIVATIONS", "Classifier", "LOGITS_LAYER", "NOISE_PLACEMENTS", "OUTPUTS", "REGISTRY", "SOFTMAX_LAYER",
+    "ModelOptions", "as_classifier", "baseline_cnn", "build", "count_parameters", "export_saved_model",
+    "get_temperature", "load", "logits_model", "register", "save_keras", "set_temperature", "softmax_layer",
+    "tiny_cnn", "vgg_small",
+]  # fmt: skip

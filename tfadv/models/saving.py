@@ -1,0 +1,70 @@
+"""Saving and loading classifiers: `.keras` files and SavedModels, written atomically.
+
+    tfadv.models.export_saved_model(model, "out/model")   # any classifier as_classifier accepts
+    clf = tfadv.models.load("out/model")                   # a Classifier
+    model = tfadv.models.load("out/model.keras")           # a keras.Model (tfadv layers reload by themselves)
+
+A tfadv SavedModel has two signatures, `serving_default` (images float32 in [0, 1] ->
+{"probabilities"}) and `logits` (-> {"logits"}), so its logits stay reachable after export.
+"""
+
+import os
+
+import keras
+import tensorflow as tf
+
+from tfadv.models.adapter import as_classifier
+from tfadv.runtime.files import atomic_dir, atomic_file
+
+
+def export_saved_model(model, path: str) -> str:
+    """Writes `model` (anything `as_classifier` accepts) as a tfadv SavedModel, atomically."""
+    clf = as_classifier(model)
+    shape = clf.input_shape
+    if shape is None:
+        raise ValueError(f"Expected a model with a known input shape to export. Received: {clf.name!r}")
+    spec = tf.TensorSpec((None, *shape[1:]), tf.float32, name="images")
+
+    def write(tmp):
+        archive = keras.export.ExportArchive()
+        archive.track(clf.model)
+        archive.add_endpoint(
+            "serving_default", lambda images: {"probabilities": clf.probabilities(images)}, input_signature=[spec]
+        )
+        archive.add_endpoint("logits", lambda images: {"logits": clf.logits(images)}, input_signature=[spec])
+        archive.write_out(tmp, verbose=False)
+
+    return atomic_dir(path, write)
+
+
+def save_keras(model, path: str) -> str:
+    """Saves the `.keras` file atomically."""
+    return atomic_file(path, model.save)
+
+
+def load(path: str, output: str | None = None):
+    """Loads a `.keras` file (a keras.Model) or a SavedModel folder (a Classifier).
+
+    Args:
+        path: a `.keras` file, a tfadv SavedModel, or a plain SavedModel / `model.export()`
+            archive (these need `output`).
+        output: "logits" or "probabilities" for SavedModels that do not say (see `as_classifier`).
+
+    Raises:
+        FileNotFoundError: nothing at `path`.
+        ValueError: a file that is neither, or cannot be read.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"path={path!r} does not exist")
+    if path.endswith(".keras"):
+        try:
+            return keras.saving.load_model(path)
+        except Exception as e:  # Keras raises many kinds on a corrupt or foreign file
+            raise ValueError(f"path={path!r}: cannot load the Keras model ({str(e).splitlines()[0]})") from e
+    if os.path.isdir(path) and os.path.exists(os.path.join(path, "saved_model.pb")):
+        try:
+            loaded = tf.saved_model.load(path)
+        except Exception as e:
+            raise ValueError(f"path={path!r}: cannot load the SavedModel ({str(e).splitlines()[0]})") from e
+        return as_classifier(loaded, output, name=os.path.basename(os.path.normpath(path)))
+    raise ValueError(f"path={path!r} is neither a .keras file nor a SavedModel folder")

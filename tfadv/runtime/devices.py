@@ -1,0 +1,62 @@
+"""Process-wide runtime choices: seeding, XLA, logical CPUs and tf.distribute strategies."""
+
+import tensorflow as tf
+
+from tfadv.runtime.quiet import native_stderr_silenced
+
+JIT_CHOICES = ("auto", "true", "false")
+DISTRIBUTIONS = ("default", "mirrored", "multi_worker")
+
+
+def gpu_available() -> bool:
+    with native_stderr_silenced():  # the CUDA probe logs "failed call to cuInit" on CPU machines
+        return bool(tf.config.list_physical_devices("GPU"))
+
+
+def resolve_jit_compile(setting="auto") -> bool:
+    """'auto' means XLA on a GPU only: on CPU it made a PGD step ~3.4x slower here."""
+    if isinstance(setting, bool):
+        return setting
+    setting = str(setting).lower()
+    if setting not in JIT_CHOICES:
+        raise ValueError(f"jit_compile={setting!r}: expected one of {JIT_CHOICES}")
+    return gpu_available() if setting == "auto" else setting == "true"
+
+
+def set_seed(seed: int, deterministic: bool = True) -> None:
+    """Seeds Python, NumPy and TF; with `deterministic`, asks TF for deterministic ops."""
+    import keras
+
+    keras.utils.set_random_seed(int(seed))
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def split_cpu(logical_devices: int) -> None:
+    """Splits the CPU into N logical devices (to exercise MirroredStrategy on one machine).
+
+    Must run before TensorFlow initialises its devices.
+    """
+    if logical_devices <= 1:
+        return
+    cpus = tf.config.list_physical_devices("CPU")
+    try:
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(logical_devices)]
+        )
+    except RuntimeError as e:
+        raise ValueError(f"logical_cpus={logical_devices}: TensorFlow is already initialised ({e})") from e
+
+
+def make_strategy(name: str = "default"):
+    """A tf.distribute strategy by name: default (one device), mirrored, multi_worker."""
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")] or [
+            d.name for d in tf.config.list_logical_devices("CPU")
+        ]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()  # reads TF_CONFIG; one worker without it
+    raise ValueError(f"distribution={name!r}: expected one of {DISTRIBUTIONS}")
