@@ -268,8 +268,9 @@ def _declared(model, fn, output, name=None):
     """Rule 6: an opaque model whose output kind was declared."""
     if output is None:
         raise ValueError(
-            f"Cannot tell whether {name or type(model).__name__} outputs logits or probabilities: declare it with "
-            "tfadv.models.as_classifier(model, output='logits') or output='probabilities'. Received: output=None"
+            f"Cannot tell whether {name or type(model).__name__} outputs logits or probabilities: declare "
+            "output='logits' or output='probabilities' (tfadv.models.as_classifier(model, output=...) or "
+            "tfadv.models.load(path, output=...)). Received: output=None"
         )
     if output == "logits":
         return Classifier(model, "logits", fn, None, "output", name=name)
