@@ -7,7 +7,7 @@ Models are held weakly: the cache never keeps a model alive.
 
 import weakref
 
-from tfadv.models import as_classifier
+from tfadv.models import as_classifier, expectation
 from tfadv.runtime import devices
 
 _COMPILED = weakref.WeakKeyDictionary()
@@ -25,13 +25,29 @@ class _Bound:
         return self.fn(*tensors, model_ref=self.model_ref, **self.static)
 
 
+class _ClassifierRef:
+    """How a compiled attack finds its Classifier again: the model (weakly), what it outputs,
+    and the number of EOT samples (0: none)."""
+
+    def __init__(self, clf):
+        self.model_ref = weakref.ref(clf.model)
+        self.output, self.samples = clf.output, getattr(clf, "samples", 0)
+
+    def get(self):
+        model = self.model_ref()
+        if model is None:
+            raise RuntimeError("The attacked model no longer exists")
+        clf = as_classifier(model, self.output)
+        return expectation(clf, self.samples) if self.samples else clf
+
+
 def compiled(clf, fn, signature, jit_compile="auto", **static):
-    """The tf.function running `fn(*tensors, model_ref=..., output=..., **static)` on the model
-    behind classifier `clf`: created once per (model, fn, static options, signature, XLA choice).
+    """The tf.function running `fn(*tensors, model_ref=..., output=..., **static)` on classifier
+    `clf`: created once per (model, classifier view, fn, static options, signature, XLA choice).
 
     Args:
-        clf: a tfadv.models.Classifier; the cache is keyed (weakly) on `clf.model`, and `fn`
-            gets `output=clf.output` to rebuild the same Classifier (`classifier_of`).
+        clf: a tfadv.models.Classifier (possibly an EOT view); the cache is keyed (weakly) on
+            `clf.model`.
         fn: a module-level function `fn(*tensors, model_ref, output, **static)`; it must reach
             the model only through `classifier_of(model_ref, output)`.
         signature: the tf.function input_signature.
@@ -44,17 +60,14 @@ def compiled(clf, fn, signature, jit_compile="auto", **static):
     static = dict(static, output=clf.output)
     per_model = _COMPILED.setdefault(clf.model, {})
     shapes = tuple((tuple(s.shape.as_list()), s.dtype) for s in signature)
-    key = (fn, tuple(sorted(static.items())), shapes, jit)
+    key = (fn, tuple(sorted(static.items())), getattr(clf, "samples", 0), shapes, jit)
     if key not in per_model:
-        bound = _Bound(fn, weakref.ref(clf.model), static)
+        bound = _Bound(fn, _ClassifierRef(clf), static)
         # autograph=False: the attacks use explicit tf.while_loop, and tracing need not re-read sources.
         per_model[key] = tf.function(bound, input_signature=signature, jit_compile=jit, autograph=False)
     return per_model[key]
 
 
-def classifier_of(model_ref, output):
-    """The Classifier of the weakly referenced model (inside a compiled attack)."""
-    model = model_ref()
-    if model is None:
-        raise RuntimeError("The attacked model no longer exists")
-    return as_classifier(model, output)
+def classifier_of(model_ref, output=None):
+    """The Classifier a compiled attack runs on (`output` is part of the cache key only)."""
+    return model_ref.get()

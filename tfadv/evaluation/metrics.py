@@ -86,3 +86,30 @@ def clean_report(model, images, labels, class_names=None, batch_size: int = 256)
         "confusion": confusion_matrix(labels, predictions, num_classes),
         "confidence": confidence_buckets(probabilities, labels),
     }
+
+
+POSSAS_BUCKETS = (("high", 0.30, 1.01), ("medium", 0.15, 0.30), ("low", 0.0, 0.15))  # clean top-1 probability
+
+
+def confidence_table(clean_probabilities, labels, adversarial_probabilities: dict) -> pd.DataFrame:
+    """Top-1 and top-5 error per clean-confidence bucket (the Possas layout).
+
+    Rows: buckets of the clean top-1 probability (high >= 30%, medium 15-30%, low < 15%) and
+    "all"; columns: n, then for "clean" and every perturbation named in
+    `adversarial_probabilities` ({name: (N, classes) probabilities on the perturbed images}),
+    `<name> top1` and `<name> top5` errors (top-5 only with >= 5 classes).
+    """
+    clean = np.asarray(clean_probabilities)
+    labels = np.asarray(labels)
+    confidence = clean.max(axis=1)
+    views = {"clean": clean, **{k: np.asarray(v) for k, v in adversarial_probabilities.items()}}
+    rows = []
+    for bucket, low, high in (*POSSAS_BUCKETS, ("all", 0.0, 1.01)):
+        inside = (confidence >= low) & (confidence < high)
+        row = {"bucket": bucket, "n": int(inside.sum())}
+        for name, probabilities in views.items():
+            for k in (1, 5):
+                if k <= probabilities.shape[-1]:
+                    row[f"{name} top{k}"] = top_k_error(probabilities[inside], labels[inside], k) if inside.any() else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -22,23 +22,30 @@ def _name(class_names, index) -> str:
     return class_names[index] if class_names is not None and 0 <= index < len(class_names) else str(index)
 
 
-def save_png(fig, path: str, dpi: int = 100) -> str:
-    """Writes the figure as a PNG, atomically, and closes it."""
+def png_bytes(fig, dpi: int = 100) -> bytes:
+    """The figure as PNG bytes; closes it."""
     try:
-        return atomic_file(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
+        buffer = io.BytesIO()
+        fig.savefig(buffer, dpi=dpi, format="png")
+        return buffer.getvalue()
     finally:
         plt.close(fig)
+
+
+def save_png(fig, path: str, dpi: int = 100) -> str:
+    """Writes the figure as a PNG, atomically, and closes it."""
+    data = png_bytes(fig, dpi)
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+    return atomic_file(path, write)
 
 
 def to_array(fig, dpi: int = 80) -> np.ndarray:
     """The figure as a uint8 (1, H, W, 4) RGBA array (for tf.summary.image); closes it."""
-    try:
-        buffer = io.BytesIO()
-        fig.savefig(buffer, dpi=dpi, format="png")
-        buffer.seek(0)
-        return (plt.imread(buffer, format="png")[None] * 255).astype(np.uint8)
-    finally:
-        plt.close(fig)
+    return (plt.imread(io.BytesIO(png_bytes(fig, dpi)), format="png")[None] * 255).astype(np.uint8)
 
 
 def example_grid(
@@ -84,3 +91,71 @@ def adversarial_grid(path: str, clean, adversarial, labels, clean_predictions, a
     """`example_grid` written as a PNG at `path`."""
     fig = example_grid(clean, adversarial, labels, clean_predictions, adversarial_predictions, class_names, title)
     return save_png(fig, path)
+
+
+def eps_curves(sweep, title: str = ""):
+    """Accuracy vs eps, one line per attack: `sweep` has columns attack, eps, adversarial_accuracy
+    (and a `model` column for several models). Returns the figure."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    group_keys = ["model", "attack"] if "model" in sweep else ["attack"]
+    for key, rows in sweep.groupby(group_keys, sort=False):
+        label = " / ".join(key) if isinstance(key, tuple) else key
+        ax.plot(rows["eps"], rows["adversarial_accuracy"], marker="o", label=label)
+    ax.set_xscale("symlog", linthresh=1e-3)
+    ax.set_xlabel("eps (pixel scale)")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def heatmaps(matrices: dict, row_labels, column_labels, title: str = "", fmt: str = "d", row_title="", column_title=""):
+    """Side-by-side annotated heatmaps, one per {panel title: 2-D array}. Returns the figure."""
+    n = len(matrices)
+    size = max(3.5, 0.45 * len(column_labels) + 1.5)
+    fig, axes = plt.subplots(1, n, figsize=(size * n, size), squeeze=False)
+    for ax, (name, matrix) in zip(axes[0], matrices.items(), strict=True):
+        matrix = np.asarray(matrix)
+        ax.imshow(matrix, cmap="Blues")
+        ax.set_xticks(range(len(column_labels)), [str(c) for c in column_labels], rotation=90, fontsize=7)
+        ax.set_yticks(range(len(row_labels)), [str(r) for r in row_labels], fontsize=7)
+        high = np.nanmax(matrix) if matrix.size else 0
+        for (i, j), value in np.ndenumerate(matrix):
+            text = format(value, fmt) if np.isfinite(value) else ""
+            ax.text(j, i, text, ha="center", va="center", fontsize=6, color="white" if value > 0.6 * high else "black")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel(column_title, fontsize=8)
+        ax.set_ylabel(row_title, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def gradient_histograms(norms: dict, correct, title: str = ""):
+    """Histograms of per-image input-gradient L2 norms, one panel per {view: norms}, images
+    classified correctly in one colour and incorrectly in another; exact zeros are counted in
+    the legend (a log axis cannot show them). Returns the figure."""
+    correct = np.asarray(correct, bool)
+    fig, axes = plt.subplots(1, len(norms), figsize=(5 * len(norms), 3.6), squeeze=False)
+    for ax, (view, values) in zip(axes[0], norms.items(), strict=True):
+        values = np.asarray(values, np.float64)
+        positive = values[np.isfinite(values) & (values > 0)]
+        low, high = (positive.min(), positive.max()) if len(positive) else (1e-8, 1.0)
+        bins = np.logspace(np.log10(low) - 0.1, np.log10(high) + 0.1, 40)
+        for mask, label, colour in ((correct, "correct", "tab:blue"), (~correct, "incorrect", "tab:red")):
+            chosen = values[mask]
+            zeros = int(np.sum(chosen == 0))
+            ax.hist(chosen[chosen > 0], bins=bins, alpha=0.6, color=colour, label=f"{label} (n={mask.sum()}, {zeros} exactly 0)")
+        ax.set_xscale("log")
+        ax.set_xlabel(f"||grad_x loss|| on {view}")
+        ax.set_ylabel("images")
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -12,7 +12,8 @@ import dataclasses
 import math
 import os
 
-SPLITS = ("test", "val", "train")
+from tfadv.experiment.splits import SPLITS
+
 FORMATS = ("npz", "tfrecord")
 
 
@@ -91,49 +92,12 @@ def check(job: AttackJob) -> str:
     return output_dir
 
 
-def load_split(job: AttackJob):
-    """(ImageSet of the split, class names): the run's data set unless `dataset` is given."""
-    from tfadv import data as data_lib
-    from tfadv.experiment import run_folder
-
-    config = run_folder.read_json(os.path.join(job.model, "config.json")) if os.path.isdir(job.model) else {}
-    dataset = job.dataset or config.get("dataset")
-    if not dataset:
-        raise ValueError(f"model={job.model!r} is not a run folder; pass dataset= (and data_dir=)")
-    same_run = not job.dataset or job.dataset == config.get("dataset")
-    run = config if same_run else {}  # the run's limits and split, so that split='val' is its validation set
-    data = data_lib.load(
-        dataset,
-        data_dir=job.data_dir or run.get("data_dir") or None,
-        validation_fraction=run.get("validation_fraction", 0.1),
-        imbalance=run.get("imbalance"),
-        train_limit=run.get("train_limit", 0),
-        test_limit=run.get("test_limit", 0),
-        seed=run.get("seed", 0),
-    )
-    split = getattr(data, job.split).head(job.limit)
-    if len(split) == 0:
-        raise ValueError(f"dataset={dataset!r}: the {job.split} split is empty")
-    return split, data.class_names
-
-
-def check_compatible(clf, split, class_names, argument: str = "model") -> None:
-    """The model takes the split's image shape and has as many classes as the data set."""
-    shape = clf.input_shape
-    images = tuple(split.images.shape[1:])
-    if shape is not None and all(s is not None for s in shape[1:]) and tuple(shape[1:]) != images:
-        raise ValueError(f"{argument}: the model takes {tuple(shape[1:])} images; the data set has {images}")
-    classes = clf.num_classes
-    if classes is not None and classes != len(class_names):
-        raise ValueError(f"{argument}: the model has {classes} classes; the data set has {len(class_names)}")
-
-
 def run_attack_job(job: AttackJob) -> list:
     """Runs the job; returns the lines to print."""
     output_dir = check(job)
     from tfadv import attacks, models
     from tfadv.evaluation import plots
-    from tfadv.experiment import run_folder
+    from tfadv.experiment import run_folder, splits
     from tfadv.runtime import devices
     from tfadv.runtime.files import atomic_dir, write_json
 
@@ -144,10 +108,10 @@ def run_attack_job(job: AttackJob) -> list:
     output = job.model_output or None
     model = run_folder.load_model(job.model, job.model_name, "model", output=output)
     surrogate = run_folder.load_model(job.surrogate, argument="surrogate", output=output) if job.surrogate else model
-    split, class_names = load_split(job)
-    check_compatible(models.as_classifier(model), split, class_names, "model")
+    split, class_names = splits.load_split(job.model, job.dataset, job.data_dir, job.split, job.limit)
+    splits.check_compatible(models.as_classifier(model), split, class_names, "model")
     if job.surrogate:
-        check_compatible(models.as_classifier(surrogate), split, class_names, "surrogate")
+        splits.check_compatible(models.as_classifier(surrogate), split, class_names, "surrogate")
     targets = attack.target
     if isinstance(targets, int) and not 0 <= targets < len(class_names):
         raise ValueError(f"Expected a target class in [0, {len(class_names)}). Received: target={targets}")

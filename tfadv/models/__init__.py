@@ -4,7 +4,7 @@
     clf = tfadv.models.as_classifier(keras_or_saved_model)   # images -> logits / probabilities
 """
 
-from tfadv.models.adapter import OUTPUTS, Classifier, as_classifier
+from tfadv.models.adapter import OUTPUTS, Classifier, as_classifier, expectation, is_stochastic
 from tfadv.models.architectures import (
     ACTIVATIONS,
     LOGITS_LAYER,
@@ -27,7 +27,7 @@ from tfadv.models.saving import export_saved_model, load, save_keras
 
 __all__ = [
     "ACTIVATIONS", "Classifier", "LOGITS_LAYER", "NOISE_PLACEMENTS", "OUTPUTS", "REGISTRY", "SOFTMAX_LAYER",
-    "ModelOptions", "as_classifier", "baseline_cnn", "build", "count_parameters", "export_saved_model",
-    "get_temperature", "load", "logits_model", "register", "save_keras", "set_temperature", "softmax_layer",
+    "ModelOptions", "as_classifier", "baseline_cnn", "build", "count_parameters", "expectation", "export_saved_model",
+    "get_temperature", "is_stochastic", "load", "logits_model", "register", "save_keras", "set_temperature", "softmax_layer",
     "tiny_cnn", "vgg_small",
 ]  # fmt: skip

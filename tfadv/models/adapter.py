@@ -332,3 +332,39 @@ def _find(model, output, name):
             f"Model {clf.name!r} ends in a softmax, so it outputs probabilities. Received: output={output!r}"
         )
     return clf
+
+
+def expectation(model, samples: int) -> Classifier:
+    """Expectation over transformation (EOT) for a classifier that is random at inference
+    (noise layers left on): logits and probabilities averaged over `samples` draws.
+
+    Attacking these averages follows the gradient of the expected logits over the noise
+    (Athalye et al. 2018), which a single noisy draw hides. The batch is repeated `samples`
+    times in one call, so memory grows by that factor.
+    """
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ValueError(f"Expected samples to be an integer >= 1. Received: samples={samples!r}")
+    clf = as_classifier(model)
+
+    def repeat(fn):
+        def averaged(x):
+            n = tf.shape(x)[0]
+            out = fn(tf.tile(x, tf.concat([[samples], tf.ones([tf.rank(x) - 1], tf.int32)], 0)))
+            return tf.reduce_mean(tf.reshape(out, tf.concat([[samples, n], tf.shape(out)[1:]], 0)), axis=0)
+
+        return averaged
+
+    probabilities = repeat(clf.probabilities) if clf.output == "probabilities" else None
+    eot = Classifier(
+        clf.model, clf.output, repeat(clf.logits), probabilities, clf.logits_source, clf._temperature,
+        name=f"{clf.name} (EOT x{samples})", shapes=(clf.input_shape, clf.num_classes),
+    )  # fmt: skip
+    eot.samples = samples
+    return eot
+
+
+def is_stochastic(model, images) -> bool:
+    """True when two inference calls on the same images give different probabilities."""
+    clf = as_classifier(model)
+    x = _as_float(images)
+    return not bool(tf.reduce_all(tf.equal(clf.probabilities(x), clf.probabilities(x))))

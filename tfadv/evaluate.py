@@ -1,0 +1,67 @@
+"""Command line: the honest robustness evaluation of one or more trained models.
+
+    python -m tfadv.evaluate --model=saved_models/RUN [--model=saved_models/OTHER:student_T1] --eps=0.03 \
+        [--suite=standard|fast|pgd(steps=50),square] [--limit=500]
+
+Runs the attack suite (each attack only on the images still unbroken), the gradient-masking
+checklist, an eps sweep, per-class, confidence and gradient tables and, with several models, a
+transfer matrix; writes report.md, summary.json, CSVs, PNGs and TensorBoard summaries into
+--output_dir (default RUN/evaluations/<suite>-eps<eps>-<split>), atomically. The work is
+`tfadv.experiment.evaluation_job.run_evaluation_job`.
+"""
+
+import os
+
+from absl import app, flags, logging
+
+from tfadv.experiment import flags as cli
+from tfadv.experiment.evaluation_job import EvaluationJob
+from tfadv.experiment.splits import SPLITS
+from tfadv.runtime.quiet import native_stderr_silenced, quiet_tensorflow_logs
+
+quiet_tensorflow_logs()  # TensorFlow itself is imported only after the cheap checks
+
+flags.DEFINE_multi_string("model", [], "run folder, RUN:NAME, .keras file or SavedModel; repeat for several models")
+flags.DEFINE_string("model_output", "", "logits or probabilities, for SavedModels that do not say")
+flags.DEFINE_float("eps", None, "evaluation budget in pixel scale [0, 1] (required)")
+flags.DEFINE_string("norm", "inf", "inf or 2")
+flags.DEFINE_string("suite", "standard", "standard, fast, or a comma list of attack specs, e.g. 'pgd(steps=50),square'")
+flags.DEFINE_string("sweep_eps", "0.001,0.01,0.03,0.05,0.1,0.3", "eps values of the FGSM/PGD sweep")
+flags.DEFINE_string("dataset", "", "data set (default: the first run's); synthetic, cifar10 or a TFDS name")
+flags.DEFINE_string("data_dir", "", "data folder or CIFAR-10 archive (default: the run's)")
+flags.DEFINE_enum("split", "test", SPLITS, "split to evaluate on")
+flags.DEFINE_integer("limit", 0, "evaluate only the first N images of the split (0: all)")
+flags.DEFINE_integer("batch_size", 256, "images per attack call")
+flags.DEFINE_integer("seed", 0, "seeds every attack")
+flags.DEFINE_integer("eot_samples", 8, "draws averaged for a model whose outputs differ between calls")
+flags.DEFINE_string("output_dir", "", "report folder (default RUN/evaluations/<suite>-eps<eps>-<split>)")
+flags.DEFINE_bool("overwrite", False, "replace an existing --output_dir")
+flags.DEFINE_integer("verbose", 1, "0 quiet, 1 progress")
+
+FLAGS = flags.FLAGS
+JOB_FLAGS = ("model_output", "eps", "norm", "suite", "sweep_eps", "dataset", "data_dir", "split", "limit", "batch_size",
+             "seed", "eot_samples", "output_dir", "overwrite", "verbose")  # fmt: skip
+
+
+def main(argv):
+    if len(argv) > 1:
+        cli.fail(f"unexpected arguments {argv[1:]}; flags look like --name=value")
+    logging.set_verbosity(logging.ERROR)
+    job = EvaluationJob(models=list(FLAGS.model), **{name: FLAGS[name].value for name in JOB_FLAGS})
+
+    def work():
+        from tfadv.experiment import evaluation_job
+
+        evaluation_job.check(job)
+        with native_stderr_silenced():
+            from tfadv.runtime.devices import gpu_available
+
+            gpu_available()  # the one-time CUDA probe, silenced here instead of logging mid-run
+        return evaluation_job.run_evaluation_job(job)
+
+    lines = cli.run_main(work, ("model", "models", *JOB_FLAGS), {"models": "model"}, "interrupted; nothing was written")
+    print(os.linesep.join(lines))
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=cli.parse_flags_one_line_errors)

@@ -1,0 +1,128 @@
+"""The gradient-masking checklist: each check passes or fails with the evidence behind it.
+
+A model that looks robust only because its gradients are useless (a saturated softmax, noise,
+a non-differentiable layer) fails at least one of these; its honest robust accuracy is then the
+worst case over every attack the evaluation ran, which is the report's headline.
+
+    (a) an iterative attack is at least as strong as a single step
+    (b) white-box is at least as strong as transfer from every other model given
+    (c) white-box is at least as strong as the gradient-free Square attack
+    (d) accuracy falls to chance or below as eps grows to 0.5
+    (e) random-sign noise is weaker than the gradient attack at the same eps
+    (f) under 5% of input gradients are exactly zero or not finite (probabilities and logits)
+    (g) a margin loss on the logits is no stronger than cross-entropy on the outputs
+    (h) doubling the iterations and restarts moves robust accuracy by under 1 point
+    (i) a model whose outputs differ between calls is attacked with expectation over transformation
+"""
+
+import dataclasses
+
+ZERO_GRADIENT_LIMIT = 0.05  # (f)
+LOSS_GAP_LIMIT = 0.05  # (g): accuracy points between CE on outputs and margin on logits
+BUDGET_LIMIT = 0.01  # (h): accuracy points a doubled budget may still take
+SQUARE_LIMIT = 0.01  # (c): share of images Square may break after the gradient attacks
+
+
+@dataclasses.dataclass
+class Check:
+    """One line of the checklist: `passed` is None when the check does not apply."""
+
+    key: str
+    name: str
+    passed: bool | None
+    evidence: str
+
+    @property
+    def verdict(self) -> str:
+        return {True: "pass", False: "FAIL", None: "n/a"}[self.passed]
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def iterative_vs_single_step(fgsm: float, pgd: float, pgd_name: str) -> Check:
+    return Check(
+        "a", "iterative at least as strong as single-step", pgd <= fgsm,
+        f"accuracy under FGSM {_pct(fgsm)}, under {pgd_name} {_pct(pgd)}",
+    )  # fmt: skip
+
+
+def white_box_vs_transfer(white_box: float, transfer: dict) -> Check:
+    name = "white-box at least as strong as transfer"
+    if not transfer:
+        return Check("b", name, None, "one model given: no transfer to compare")
+    worst = min(transfer, key=transfer.get)
+    evidence = f"white-box worst case {_pct(white_box)}; transfer " + ", ".join(
+        f"from {source} {_pct(acc)}" for source, acc in sorted(transfer.items())
+    )
+    return Check("b", name, white_box <= transfer[worst], evidence)
+
+
+def white_box_vs_square(square_broke: int, n: int, square_ran: bool) -> Check:
+    name = "white-box at least as strong as Square"
+    if not square_ran:
+        return Check("c", name, None, "the suite has no Square attack")
+    share = square_broke / n if n else 0.0
+    return Check(
+        "c", name, share <= SQUARE_LIMIT,
+        f"Square broke {square_broke} images ({_pct(share)}) that every gradient attack before it missed "
+        f"(limit {_pct(SQUARE_LIMIT)})",
+    )  # fmt: skip
+
+
+def falls_to_chance(accuracy_at_large_eps: float, eps: float, num_classes: int) -> Check:
+    chance = 1.0 / num_classes
+    return Check(
+        "d", "accuracy falls to chance or below as eps grows", accuracy_at_large_eps <= chance,
+        f"accuracy at eps={eps:g}: {_pct(accuracy_at_large_eps)} (chance {_pct(chance)})",
+    )  # fmt: skip
+
+
+def random_noise_weaker(random_sign: float, gradient: float, gradient_name: str) -> Check:
+    return Check(
+        "e", "random-sign noise weaker than the gradient attack", random_sign >= gradient,
+        f"accuracy under random signs {_pct(random_sign)}, under {gradient_name} {_pct(gradient)}",
+    )  # fmt: skip
+
+
+def gradients_usable(masking) -> Check:
+    """`masking`: the DataFrame of `tfadv.evaluation.masking_report`."""
+    rows = masking.to_dict(orient="records")
+    bad = {row["loss_on"]: row["zero_gradient_fraction"] + row["nonfinite_fraction"] for row in rows}
+    evidence = "; ".join(
+        f"{row['loss_on']}: {_pct(row['zero_gradient_fraction'])} exactly zero, {_pct(row['nonfinite_fraction'])} "
+        f"not finite, median norm {row['median_norm']:.3g}"
+        for row in rows
+    )
+    return Check(
+        "f", f"under {_pct(ZERO_GRADIENT_LIMIT)} of input gradients zero or non-finite",
+        all(value < ZERO_GRADIENT_LIMIT for value in bad.values()), evidence,
+    )  # fmt: skip
+
+
+def loss_gap(ce_on_outputs: float, margin_on_logits: float, outputs: str) -> Check:
+    gap = ce_on_outputs - margin_on_logits
+    return Check(
+        "g", "margin loss on logits no stronger than cross-entropy on the outputs", gap < LOSS_GAP_LIMIT,
+        f"accuracy with CE on the {outputs} {_pct(ce_on_outputs)}, with the margin loss on logits "
+        f"{_pct(margin_on_logits)} (gap {_pct(gap)}, limit {_pct(LOSS_GAP_LIMIT)}; a large gap means a saturated softmax)",
+    )  # fmt: skip
+
+
+def budget_converged(extra_broken: int, n: int, doubled: str) -> Check:
+    share = extra_broken / n if n else 0.0
+    return Check(
+        "h", "doubling iterations and restarts moves robust accuracy by under 1 point", share < BUDGET_LIMIT,
+        f"{doubled} on the survivors broke {extra_broken} more images ({_pct(share)})",
+    )  # fmt: skip
+
+
+def randomness_handled(stochastic: bool, samples: int) -> Check:
+    name = "a random model is attacked with expectation over transformation"
+    if not stochastic:
+        return Check("i", name, None, "outputs are identical between calls: deterministic")
+    return Check(
+        "i", name, True,
+        f"outputs differ between calls: every attack and prediction averaged {samples} draws (EOT)",
+    )  # fmt: skip

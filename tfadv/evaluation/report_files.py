@@ -1,0 +1,165 @@
+"""Writing an EvaluationReport: report.md (the masking checklist first), summary.json, one CSV
+per table, PNG figures and TensorBoard summaries, all into one folder written atomically.
+
+    OUTPUT/report.md, summary.json, headline.csv, transfer.csv, transfer.png
+    OUTPUT/<model>/suite.csv, checks.csv, sweep.csv, per_class.csv, confidence.csv, masking.csv,
+                   gradient_norms.csv, confusion_clean.csv, confusion_adversarial.csv,
+                   eps_curves.png, confusion.png, gradient_norms.png, examples.png
+    OUTPUT/tensorboard/<model>/   scalars (clean, robust per attack, headline) and the figures
+"""
+
+import os
+import re
+
+import pandas as pd
+
+from tfadv.evaluation import plots
+from tfadv.runtime.files import atomic_dir, write_json, write_text
+
+
+def folder_name(name: str) -> str:
+    """A model name made safe as a folder name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "model"
+
+
+def _table(frame: pd.DataFrame, digits: int = 3) -> str:
+    return frame.to_markdown(index=False, floatfmt=f".{digits}f")
+
+
+def markdown(report) -> str:
+    lines = [
+        "# Robustness evaluation",
+        "",
+        f"eps = {report.eps:g} ({report.eps * 255:.2f}/255, L{'-inf' if report.norm == 'inf' else '2'}), "
+        f"{report.n} images, suite: {', '.join(report.suite)}. Robust accuracy is the per-image worst case over "
+        "every attack run at this eps (suite, checklist attacks, doubled budget, transfer).",
+        "",
+        "## Headline",
+        "",
+        _table(report.headline().drop(columns="seconds"), 4),
+        "",
+    ]
+    for name, m in report.models.items():
+        failed = m.failed_checks
+        verdict = f"**gradient masking suspected** (failed: {', '.join(failed)})" if failed else "no masking symptom found"
+        lines += [f"## Masking checklist: {name}", "", f"{verdict}; headline robust accuracy {m.robust_accuracy:.4f}.", ""]
+        checks = pd.DataFrame([{"": c.key, "check": c.name, "verdict": c.verdict, "evidence": c.evidence} for c in m.checks])
+        lines += [checks.to_markdown(index=False), ""]
+    for name, m in report.models.items():
+        folder = folder_name(name)
+        lines += [
+            f"## {name}",
+            "",
+            f"Clean accuracy {m.clean['accuracy']:.4f}, top-1 error {m.clean['top1_error']:.4f}"
+            + (f", top-5 error {m.clean['top5_error']:.4f}" if m.clean["top5_error"] is not None else "")
+            + (" (all predictions averaged over EOT draws)" if m.stochastic else "")
+            + f"; evaluated in {m.seconds:.0f} s.",
+            "",
+            "### Attack suite (each attack on the images still unbroken)",
+            "",
+            _table(m.suite.table(), 4),
+            "",
+            "### Extra attacks at the evaluation eps (accuracy over all images)",
+            "",
+            _table(pd.DataFrame([{"attack": k, "accuracy": v} for k, v in m.attack_accuracy.items()]), 4),
+            "",
+            f"### Eps sweep ([plot]({folder}/eps_curves.png))",
+            "",
+            _table(m.sweep.pivot(index="eps", columns="attack", values="adversarial_accuracy").reset_index(), 4),
+            "",
+            "### Per-class accuracy, clean and under the worst-case attack "
+            f"([confusion matrices]({folder}/confusion.png))",
+            "",
+            _table(m.per_class),
+            "",
+            "### Error by clean confidence (Possas layout: high >= 30%, medium 15-30%, low < 15%)",
+            "",
+            _table(m.confidence),
+            "",
+            f"### Input-gradient norms ([histograms]({folder}/gradient_norms.png))",
+            "",
+            _table(m.masking, 4),
+            "",
+            f"Examples: [{folder}/examples.png]({folder}/examples.png)",
+            "",
+        ]
+    if report.transfer is not None:
+        lines += [
+            "## Transfer matrix",
+            "",
+            "Accuracy of each target (columns) on PGD examples crafted on each source (rows); the diagonal is white-box.",
+            "",
+            report.transfer.reset_index(names="source").to_markdown(index=False, floatfmt=".4f"),
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def _figures(report, name, m) -> dict:
+    clean, adversarial, labels, predictions, adv_predictions, probabilities = report.examples[name]
+    names = report.class_names
+    sweep = m.sweep.assign(model=name)
+    gradient_views = {c.removeprefix("norm_"): m.gradient_norms[c] for c in m.gradient_norms if c.startswith("norm_")}
+    return {
+        "eps_curves": plots.eps_curves(sweep[["model", "attack", "eps", "adversarial_accuracy"]], f"{name}: accuracy vs eps"),
+        "confusion": plots.heatmaps(
+            {"clean": m.confusion_clean, f"worst case at eps={report.eps:g}": m.confusion_adversarial}, names, names,
+            name, row_title="true class", column_title="predicted class",
+        ),  # fmt: skip
+        "gradient_norms": plots.gradient_histograms(gradient_views, m.gradient_norms["correct"].to_numpy(), name),
+        "examples": plots.example_grid(
+            clean, adversarial, labels, predictions, adv_predictions, names, f"{name}: clean vs worst case",
+            clean_confidence=probabilities.max(axis=1),
+        ),  # fmt: skip
+    }
+
+
+def write(report, output_dir: str, overwrite: bool = False) -> str:
+    """Writes the whole report into `output_dir` (replaced only with overwrite=True)."""
+    if os.path.exists(output_dir) and os.listdir(output_dir) and not overwrite:
+        raise ValueError(f"output_dir={output_dir!r} already exists; pass overwrite=True to replace it")
+
+    def fill(tmp):
+        write_text(os.path.join(tmp, "report.md"), markdown(report))
+        write_json(os.path.join(tmp, "summary.json"), report.summary())
+        report.headline().to_csv(os.path.join(tmp, "headline.csv"), index=False)
+        if report.transfer is not None:
+            report.transfer.to_csv(os.path.join(tmp, "transfer.csv"))
+            names = list(report.transfer.index)
+            figure = plots.heatmaps({"accuracy": report.transfer.to_numpy(float)}, names, names, "transfer", ".2f", "source", "target")
+            plots.save_png(figure, os.path.join(tmp, "transfer.png"))
+        for name, m in report.models.items():
+            folder = os.path.join(tmp, folder_name(name))
+            os.makedirs(folder)
+            tables = {
+                "suite": m.suite.table(), "sweep": m.sweep, "per_class": m.per_class, "confidence": m.confidence,
+                "masking": m.masking, "gradient_norms": m.gradient_norms,
+                "checks": pd.DataFrame([{"key": c.key, "check": c.name, "verdict": c.verdict, "evidence": c.evidence} for c in m.checks]),
+                "confusion_clean": pd.DataFrame(m.confusion_clean, index=report.class_names, columns=report.class_names),
+                "confusion_adversarial": pd.DataFrame(m.confusion_adversarial, index=report.class_names, columns=report.class_names),
+            }  # fmt: skip
+            for table_name, frame in tables.items():
+                frame.to_csv(os.path.join(folder, f"{table_name}.csv"), index=table_name.startswith("confusion"))
+            pngs = {figure_name: plots.png_bytes(figure) for figure_name, figure in _figures(report, name, m).items()}
+            for figure_name, data in pngs.items():
+                with open(os.path.join(folder, f"{figure_name}.png"), "wb") as f:
+                    f.write(data)
+            _tensorboard(os.path.join(tmp, "tensorboard", folder_name(name)), m, pngs)
+
+    return atomic_dir(output_dir, fill)
+
+
+def _tensorboard(folder: str, m, pngs: dict) -> None:
+    import tensorflow as tf
+
+    writer = tf.summary.create_file_writer(folder)
+    with writer.as_default():
+        tf.summary.scalar("clean_accuracy", m.clean["accuracy"], step=0)
+        tf.summary.scalar("robust_accuracy", m.robust_accuracy, step=0)
+        for step, row in enumerate(m.suite.table().to_dict(orient="records")):
+            tf.summary.scalar("suite_robust_accuracy_after_attack", row["robust_accuracy"], step=step)
+        for row in m.sweep.to_dict(orient="records"):
+            tf.summary.scalar(f"sweep/{row['attack']}", row["adversarial_accuracy"], step=int(round(row["eps"] * 1000)))
+        for figure_name, data in pngs.items():
+            tf.summary.image(figure_name, tf.io.decode_png(data)[None], step=0)
+    writer.close()
