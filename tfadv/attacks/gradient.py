@@ -85,6 +85,13 @@ def _start(x, eps, seed, norm, random_start):
     return norms.project(x + norm.random(tf.shape(x), eps, seed), x, eps, norm)
 
 
+def _succeeded(objective, adv, y, t):
+    """Per example: broken at `adv`; no forward pass on an empty batch (oneDNN convolutions reject it)."""
+    return tf.cond(
+        tf.size(y) > 0, lambda: objective.success(objective.scores(adv), y, t), lambda: tf.zeros([0], tf.bool)
+    )
+
+
 def _early_stop(objective, x, y, t, eps, alpha, seed, norm, steps, random_start, restarts):
     """PGD that drops each example from the batch as soon as it is broken (misclassified, or
     the target hit), keeping that first successful iterate: the same steps at a fraction of the
@@ -118,10 +125,7 @@ def _early_stop(objective, x, y, t, eps, alpha, seed, norm, steps, random_start,
         _, index, adv, result, done = tf.while_loop(
             cond, body, (tf.constant(0), index, first, result, done), shape_invariants=invariants
         )
-        ya, ta = tf.gather(y, index), tf.gather(t, index)
-        success = tf.cond(  # no forward pass on an empty batch (oneDNN convolutions reject it)
-            tf.size(index) > 0, lambda: objective.success(objective.scores(adv), ya, ta), lambda: tf.zeros([0], tf.bool)
-        )
+        success = _succeeded(objective, adv, tf.gather(y, index), tf.gather(t, index))
         result, done = record(result, done, index, adv, success)
         if restart == restarts - 1:  # the unbroken keep their last iterate
             result = tf.tensor_scatter_nd_update(result, tf.boolean_mask(index, ~success)[:, None], tf.boolean_mask(adv, ~success))
