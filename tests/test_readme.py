@@ -34,3 +34,13 @@ def test_readme_parameter_counts_match_models():
 def test_every_flagfile_named_in_readme_exists():
     for name in set(re.findall(r"configs/([a-z0-9_]+\.flags)", _read("README.md"))):
         assert os.path.exists(os.path.join(REPO_ROOT, "configs", name)), name
+
+
+def test_every_config_is_named_after_its_recipe():
+    from tfadv.experiment import recipes
+
+    folder = os.path.join(REPO_ROOT, "configs")
+    for name in sorted(os.listdir(folder)):
+        recipe = re.search(r"^--recipe=(\w+)", _read(os.path.join("configs", name)), re.M).group(1)
+        assert recipe in recipes.names(), name
+        assert name == f"{recipe}.flags" or name.startswith(f"{recipe}_"), (name, recipe)
