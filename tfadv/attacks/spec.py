@@ -27,20 +27,26 @@ class AttackInfo:
 
     name: str
     fn: Callable
-    defaults: types.MappingProxyType
+    defaults: types.MappingProxyType  # the registry's defaults (e.g. fgsm_targeted's target)
     parameters: frozenset
     takes_seed: bool
     needs_eps: bool
+    function_defaults: types.MappingProxyType  # the function's own keyword defaults
 
     @classmethod
     def of(cls, name: str, fn: Callable, defaults=None) -> "AttackInfo":
         signature = inspect.signature(fn).parameters
         eps = signature.get("eps")
-        parameters = frozenset(n for n, p in signature.items() if p.kind == p.KEYWORD_ONLY)
+        keyword = {n: p for n, p in signature.items() if p.kind == p.KEYWORD_ONLY}
         return cls(
-            name, fn, types.MappingProxyType(dict(defaults or {})), parameters, "seed" in parameters,
+            name, fn, types.MappingProxyType(dict(defaults or {})), frozenset(keyword), "seed" in keyword,
             eps is not None and eps.default is inspect.Parameter.empty,
+            types.MappingProxyType({n: p.default for n, p in keyword.items() if p.default is not inspect.Parameter.empty}),
         )  # fmt: skip
+
+    def option(self, options, key):
+        """The value of option `key` given `options` (else the registry's, else the function's default)."""
+        return options.get(key, self.defaults.get(key, self.function_defaults.get(key)))
 
 
 _REGISTRY: dict = {}

@@ -154,20 +154,10 @@ def _accuracy_and_breaks(model, images, labels, attack, eps, batch_size, seed):
 def _doubled(suite_list):
     """The suite's first attack with twice its steps and restarts (None if it has neither)."""
     for attack in suite_list:
-        changes = {}
-        for key, default in (("steps", 10), ("restarts", 1)):
-            if key in attack.info.parameters:
-                changes[key] = 2 * attack.options.get(key, _default(attack, key, default))
+        changes = {key: 2 * attack.info.option(attack.options, key) for key in ("steps", "restarts") if key in attack.info.parameters}
         if changes:
             return attack.replace(**changes)
     return None
-
-
-def _default(attack, key, fallback):
-    import inspect
-
-    parameter = inspect.signature(attack.info.fn).parameters.get(key)
-    return parameter.default if parameter is not None and parameter.default is not inspect.Parameter.empty else fallback
 
 
 def evaluate(
