@@ -1,0 +1,141 @@
+"""Times tfadv's evaluation against the Adversarial Robustness Toolbox and CleverHans.
+
+    python tools/bench_evaluate.py --models=saved_models/standard_mini,saved_models/adversarial_batch_fgsm \
+        [--data_dir=../shared/data/cifar-10-mini-binary.tar.gz] [--n=500] [--eps=0.0313725] [--out=docs/results/bench_evaluate]
+
+1. The standard suite (APGD-CE 100 steps, APGD-T 9 targets x 100 steps, Square 5000 queries) against ART 1.20's
+   AutoAttack machinery set to the same attacks and budgets: ART's own `auto_attack.run_attack` (what its AutoAttack
+   runs per attack: only on the samples still robust) with AutoProjectedGradientDescent (cross-entropy, 100
+   iterations, 1 random start, initial step 2 * eps as in the reference), then AutoProjectedGradientDescent
+   targeted with the DLR loss toward each of the 9 most likely other classes (100 iterations each), then
+   SquareAttack (5000 iterations, p_init 0.8, 1 restart). ART's AutoAttack class itself cannot be configured to
+   these budgets (with targeted=True it also runs every attack untargeted and targets all classes in index order),
+   hence its per-attack runner. Same model, same images, same eps.
+2. Early exit: PGD-10 robust accuracy of each model with tfadv (each image leaves the batch at its first
+   successful step) against CleverHans 4.0's PGD-10 over every image, then scored.
+
+Prints seconds, robust accuracies and ratios (ART / tfadv, CleverHans / tfadv); writes bench.csv and bench.md
+to --out. Libraries that are not installed are skipped.
+"""
+
+import argparse
+import json
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tfadv  # noqa: E402, F401  (the oneDNN default, before TensorFlow loads)
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from tfadv import attacks, data, evaluation, models  # noqa: E402
+from tfadv.experiment import run_folder  # noqa: E402
+from tfadv.runtime import devices  # noqa: E402
+from tfadv.runtime.files import write_text  # noqa: E402
+
+BATCH = 256
+
+
+def art_suite(clf, x, y, eps, num_classes):
+    """ART's per-attack AutoAttack runner over APGD-CE, APGD-T (top-9 targets, DLR) and Square; (robust, seconds)."""
+    from art.attacks.evasion import AutoProjectedGradientDescent, SquareAttack
+    from art.attacks.evasion.auto_attack import run_attack
+    from art.estimators.classification import TensorFlowV2Classifier
+
+    estimator = TensorFlowV2Classifier(
+        model=lambda images: clf.logits(images), nb_classes=num_classes, input_shape=x.shape[1:],
+        loss_object=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True), clip_values=(0.0, 1.0),
+    )  # fmt: skip
+    one_hot = np.eye(num_classes, dtype=np.float32)[y]
+    start = time.time()
+    predicted = estimator.predict(x, batch_size=BATCH).argmax(1)
+    robust = predicted == y
+    x_adv = x.copy()
+    apgd = dict(norm=np.inf, eps=eps, eps_step=eps, max_iter=100, nb_random_init=1, batch_size=BATCH, verbose=False)
+    ce = AutoProjectedGradientDescent(estimator, targeted=False, loss_type="cross_entropy", **apgd)
+    x_adv, robust = run_attack(x_adv, one_hot, robust, ce, estimator, norm=np.inf, eps=eps)
+    clean_logits = estimator.predict(x, batch_size=BATCH)
+    ranked = np.argsort(-clean_logits, axis=1)
+    dlr = AutoProjectedGradientDescent(estimator, targeted=True, loss_type="difference_logits_ratio", **apgd)
+    for k in range(1, min(10, num_classes)):
+        if not robust.any():
+            break
+        target = np.eye(num_classes, dtype=np.float32)[ranked[:, k]]
+        x_adv, robust = run_attack(x_adv, target, robust, dlr, estimator, norm=np.inf, eps=eps)
+    if robust.any():
+        square = SquareAttack(estimator, norm=np.inf, eps=eps, max_iter=5000, p_init=0.8, nb_restarts=1, batch_size=BATCH, verbose=False)
+        x_adv, robust = run_attack(x_adv, one_hot, robust, square, estimator, norm=np.inf, eps=eps)
+    return float(robust.mean()), time.time() - start
+
+
+def cleverhans_pgd(clf, x, y, eps):
+    from cleverhans.tf2.attacks.projected_gradient_descent import projected_gradient_descent
+
+    start = time.time()
+    adv = np.concatenate([
+        projected_gradient_descent(clf.logits, x[i : i + BATCH], eps, 2.5 * eps / 10, 10, np.inf, clip_min=0.0,
+                                   clip_max=1.0, y=y[i : i + BATCH], rand_init=True).numpy()
+        for i in range(0, len(x), BATCH)
+    ])  # fmt: skip
+    accuracy = float(np.mean(attacks.predict_classes(clf, adv) == y))
+    return accuracy, time.time() - start
+
+
+def installed(module: str) -> bool:
+    try:
+        __import__(module)
+        return True
+    except ImportError:
+        return False
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", required=True, help="comma list of run folders or model files")
+    parser.add_argument("--data_dir", default="../shared/data/cifar-10-mini-binary.tar.gz")
+    parser.add_argument("--n", type=int, default=500, help="first N test images")
+    parser.add_argument("--eps", type=float, default=8 / 255)
+    parser.add_argument("--skip_art", action="store_true")
+    parser.add_argument("--out", default="")
+    args = parser.parse_args()
+    devices.set_seed(0, deterministic=False)
+    test = data.load("cifar10", data_dir=args.data_dir).test.head(args.n)
+    x, y = test.float_images(), test.labels
+    rows = []
+    for path in args.models.split(","):
+        clf = models.as_classifier(run_folder.load_model(path))
+        name = os.path.basename(os.path.normpath(path))
+        row = {"model": name, "n": len(y), "clean": float(np.mean(attacks.predict_classes(clf, x) == y))}
+        evaluation.run_suite(clf, x[:8], y[:8], args.eps, "apgd(steps=2),apgd_t(steps=2, n_targets=1),square(queries=10)")  # compile
+        start = time.time()
+        suite = evaluation.run_suite(clf, x, y, args.eps, "standard", batch_size=BATCH, seed=0)
+        row.update(tfadv_suite_robust=suite.robust_accuracy, tfadv_suite_s=time.time() - start)
+        print(f"[{name}] tfadv standard suite: robust {suite.robust_accuracy:.4f} in {row['tfadv_suite_s']:.1f} s", flush=True)
+        print(suite.table().to_string(index=False), flush=True)
+        if not args.skip_art and installed("art"):
+            robust, seconds = art_suite(clf, x, y, args.eps, 10)
+            row.update(art_suite_robust=robust, art_suite_s=seconds, art_over_tfadv=seconds / row["tfadv_suite_s"])
+            print(f"[{name}] ART AutoAttack runner: robust {robust:.4f} in {seconds:.1f} s = {row['art_over_tfadv']:.2f} x tfadv", flush=True)
+        evaluation.run_suite(clf, x[:8], y[:8], args.eps, "pgd(steps=10, early_stop=True)")  # compile
+        start = time.time()
+        early = evaluation.run_suite(clf, x, y, args.eps, "pgd(steps=10, early_stop=True)", batch_size=BATCH, seed=0)
+        row.update(tfadv_pgd10_robust=early.robust_accuracy, tfadv_pgd10_s=time.time() - start)
+        if installed("cleverhans"):
+            cleverhans_pgd(clf, x[:8], y[:8], args.eps)  # warm-up
+            accuracy, seconds = cleverhans_pgd(clf, x, y, args.eps)
+            row.update(cleverhans_pgd10_robust=accuracy, cleverhans_pgd10_s=seconds, cleverhans_over_tfadv=seconds / row["tfadv_pgd10_s"])
+        print(f"[{name}] PGD-10: {json.dumps({k: round(v, 4) for k, v in row.items() if 'pgd10' in k or 'cleverhans' in k})}", flush=True)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    markdown = table.to_markdown(index=False, floatfmt=".3f")
+    print(markdown)
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        table.to_csv(os.path.join(args.out, "bench.csv"), index=False)
+        write_text(os.path.join(args.out, "bench.md"), markdown + "\n")
+
+
+if __name__ == "__main__":
+    main()
