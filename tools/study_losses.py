@@ -16,9 +16,12 @@ import os
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from tfadv.runtime import onednn  # noqa: E402
+
+onednn.enable_by_default()  # before TensorFlow loads (see tfadv.runtime.onednn)
+
 import pandas as pd  # noqa: E402
 
-import tfadv  # noqa: E402, F401  (the oneDNN default, before TensorFlow loads)
 from tfadv import data, evaluation  # noqa: E402
 from tfadv.experiment import run_folder  # noqa: E402
 from tfadv.runtime import devices  # noqa: E402
