@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfadv import attacks, data
+from tfadv import attacks, data, models
+from tfadv.attacks import checks, gradient, losses, norms
 from tfadv.attacks import compile as attack_compile
-from tfadv.attacks import losses, norms
 
 apgd_module = importlib.import_module("tfadv.attacks.apgd")  # `tfadv.attacks.apgd` is the function
 square_module = importlib.import_module("tfadv.attacks.square")
@@ -234,6 +234,23 @@ def test_square_stops_querying_broken_examples(trained):
     counter.reset()
     attacks.square(counted, x, y, EPS, queries=25, seed=0)
     assert counter.calls.numpy() <= 25 and counter.images.numpy() <= len(x) * 25
+
+
+@pytest.mark.parametrize("norm, eps", [("inf", 16 / 255), ("2", 1.0)])
+def test_square_searches_alike_with_and_without_evaluating_broken_examples(trained, norm, eps):
+    """Without compaction (the XLA path) every example is evaluated on every query; each
+    example's search must not depend on which others are still being searched."""
+    model, x, y = trained
+    clf = models.as_classifier(model)
+    results = []
+    for compact in (True, False):
+        search = gradient.compiled_attack(
+            clf, square_module._square_fn, x, False, norm=norms.get(norm), loss=losses.MARGIN, queries=60,
+            targeted=False, compact=compact,
+        )  # fmt: skip
+        results.append(search(x, y, y, tf.constant(eps), tf.constant(0.8), checks.to_seed(0)).numpy())
+    np.testing.assert_array_equal(*results)
+    assert accuracy(model, results[0], y) < accuracy(model, x, y)
 
 
 def test_square_schedule_and_square_sides():

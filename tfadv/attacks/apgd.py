@@ -135,7 +135,7 @@ def best_over_runs(attack, x, y, run_targets, eps, alpha, seed, won):
     """Calls the compiled `attack(x, y, targets, eps, alpha, seed)` -> (images, success, value)
     once per entry of `run_targets`, each time only on the examples no run has broken yet
     (`won`: broken before the first run), with seed fold(seed, run). Keeps each example's
-    first success, else its highest objective; unbroken examples never run stay x."""
+    first success, else its highest objective; examples broken before the first run stay x."""
     state = (x, tf.fill(tf.shape(y), tf.constant(-math.inf)), won)
     for run, targets in enumerate(run_targets):
         todo = tf.where(~state[2])[:, 0]

@@ -15,13 +15,17 @@ Queries: the clean image is evaluated first (an example already misclassified, o
 target, is returned unchanged), then the start, then one candidate per query; an example is
 no longer evaluated once it succeeds, and the search stops when every example has. So each
 example costs at most `queries` model evaluations. The whole search for a batch is one
-compiled tf.while_loop.
+compiled tf.while_loop. Under XLA (`jit_compile`), which needs static shapes, every example
+of the batch is evaluated on every query and the results of the broken ones are dropped:
+the same budget and the same search per example (each draws its own randomness, whoever
+else is left), without the savings.
 """
 
 import tensorflow as tf
 
 from tfadv.attacks import checks, gradient, losses, norms
 from tfadv.attacks.compile import classifier_of
+from tfadv.runtime import devices
 
 SCHEDULE_QUERIES = 10_000  # the p schedule is defined on this many queries ...
 HALVINGS_AFTER = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)  # ... and halves p after each
@@ -173,8 +177,10 @@ def _l2_candidate(x, best, eps, side, draws):
     return norms.clip_pixels(x + eps * _l2_unit_image(delta))
 
 
-def _square_fn(x, y, t, eps, p_init, seed, *, model_ref, output, norm, loss, queries, targeted):
-    """The search; `t` holds the targets when `targeted`. p_init comes in the alpha slot."""
+def _square_fn(x, y, t, eps, p_init, seed, *, model_ref, output, norm, loss, queries, targeted, compact):
+    """The search; `t` holds the targets when `targeted`; p_init comes in the alpha slot.
+    With `compact`, only unbroken examples are evaluated; without (XLA needs static shapes),
+    every example is, and the broken ones' results are dropped."""
     objective = losses.Objective(classifier_of(model_ref, output), loss, "logits", targeted)
     height, width, channels = x.shape[1], x.shape[2], x.shape[3]
     n = tf.shape(x)[0]
@@ -185,39 +191,40 @@ def _square_fn(x, y, t, eps, p_init, seed, *, model_ref, output, norm, loss, que
         scores, labels, targets = objective.scores(points), tf.gather(y, rows), tf.gather(t, rows)
         return objective.value(scores, labels, targets), objective.success(scores, labels, targets)
 
-    def merge(state, rows, points, accept, value, won):
+    def searched(done):
+        return tf.where(~done)[:, 0] if compact else tf.range(tf.cast(n, tf.int64))
+
+    def merge(state, rows, points, value, won, always=False):
+        """The state with the unbroken examples among `rows` moved to `points` where the
+        objective rose, they succeeded, or `always`."""
         best, best_value, done = state
-        index = rows[:, None]
-        current = tf.gather(best, rows)
+        index, was_done = rows[:, None], tf.gather(done, rows)
+        accept = ~was_done & (won | always | (value > tf.gather(best_value, rows)))
         return (
-            tf.tensor_scatter_nd_update(best, index, tf.where(accept[:, None, None, None], points, current)),
+            tf.tensor_scatter_nd_update(best, index, tf.where(accept[:, None, None, None], points, tf.gather(best, rows))),
             tf.tensor_scatter_nd_update(best_value, index, tf.where(accept, value, tf.gather(best_value, rows))),
-            tf.tensor_scatter_nd_update(done, index, won),
+            tf.tensor_scatter_nd_update(done, index, was_done | won),
         )
 
     start_seed, search_seed = checks.split_seed(seed, 2)
     clean_value, clean_won = evaluate(x, tf.range(tf.cast(n, tf.int64)))
     state = (x, clean_value, clean_won)
     if queries >= 2:
-        rows = tf.where(~clean_won)[:, 0]
+        rows = searched(clean_won)
 
         def started():
-            start = start_fn(tf.gather(x, rows), eps, start_seed)
-            value, won = evaluate(start, rows)
-            return merge(state, rows, start, tf.ones_like(won), value, won)
+            start = tf.gather(start_fn(x, eps, start_seed), rows)  # drawn per example, whoever is left
+            return merge(state, rows, start, *evaluate(start, rows), always=True)
 
-        state = tf.cond(tf.size(rows) > 0, started, lambda: state)  # models may fail on empty batches
+        # models may fail on empty batches
+        state = tf.cond(tf.size(rows) > 0, started, lambda: state) if compact else started()
 
     def body(i, best, best_value, done):
-        p = square_fraction(i, queries, p_init)
-        side = square_side(p, height, width, norm)
-        rows = tf.where(~done)[:, 0]
+        side = square_side(square_fraction(i, queries, p_init), height, width, norm)
+        rows = searched(done)
         draws = [tf.gather(d, rows) for d in _draws(checks.fold_seed(search_seed, i), n, side, height, width, channels)]
-        x_rows = tf.gather(x, rows)
-        candidate = candidate_fn(x_rows, tf.gather(best, rows), eps, side, draws)
-        value, won = evaluate(candidate, rows)
-        accept = won | (value > tf.gather(best_value, rows))
-        return (i + 1, *merge((best, best_value, done), rows, candidate, accept, value, won))
+        candidate = candidate_fn(tf.gather(x, rows), tf.gather(best, rows), eps, side, draws)
+        return (i + 1, *merge((best, best_value, done), rows, candidate, *evaluate(candidate, rows)))
 
     def cond(i, best, best_value, done):
         return (i < queries - 2) & tf.reduce_any(~done)
@@ -275,8 +282,9 @@ def square(
     seed = checks.to_seed(seed)
     chosen = gradient._targets(clf, x, y, target, seed, jit_compile)
     attack = gradient.compiled_attack(
-        clf, _square_fn, x, jit_compile, norm=norm, loss=loss, queries=queries, targeted=chosen is not None
-    )
+        clf, _square_fn, x, jit_compile, norm=norm, loss=loss, queries=queries, targeted=chosen is not None,
+        compact=not devices.resolve_jit_compile(jit_compile),
+    )  # fmt: skip
     targets = y if chosen is None else chosen
     eps = checks.to_scalar(eps)
     return tf.stop_gradient(attack(x, y, targets, eps, checks.to_scalar(p_init), seed))
