@@ -24,7 +24,7 @@ flags.DEFINE_string("model", "", "run folder, .keras file or SavedModel to attac
 flags.DEFINE_string("model_name", "", "model inside a run folder (default: the run's main model)")
 flags.DEFINE_string("model_output", "", "logits or probabilities, for SavedModels that do not say")
 flags.DEFINE_string("surrogate", "", "transfer attack: generate the examples on this model instead")
-flags.DEFINE_string("attack", "pgd", "an attack name (fgsm, fgsm_targeted, fgsm_random, bim, pgd, random_sign, one_pixel, patch, ...) or a spec such as 'pgd(steps=20, loss=margin)'")
+flags.DEFINE_string("attack", "pgd", "an attack name (fgsm, fgsm_targeted, fgsm_random, bim, pgd, random_sign, one_pixel, patch, apgd, apgd_dlr, apgd_t, square, ...) or a spec such as 'pgd(steps=20, loss=margin)'")
 flags.DEFINE_float("eps", None, "budget in pixel scale [0, 1] (required by gradient attacks; patch takes none)")
 flags.DEFINE_string("dataset", "", "data set (default: the run's); synthetic, cifar10 or a TFDS name")
 flags.DEFINE_string("data_dir", "", "data folder or CIFAR-10 archive (default: the run's)")
@@ -34,16 +34,18 @@ flags.DEFINE_integer("batch_size", 256, "images per attack call")
 flags.DEFINE_integer("seed", 0, "seeds random starts, random signs, targets and the searches")
 # attack options: passed only when given
 flags.DEFINE_string("target", None, "targeted: least_likely, least_likely_top5, random or a class id")
-flags.DEFINE_integer("steps", None, "iterations (pgd, bim, patch)")
+flags.DEFINE_integer("steps", None, "iterations (pgd, bim, patch, apgd*)")
 flags.DEFINE_float("alpha", None, "step size in pixel scale (pgd, bim, fgsm_random)")
-flags.DEFINE_string("norm", None, "inf or 2 (fgsm, pgd, bim)")
-flags.DEFINE_integer("restarts", None, "random restarts, best kept per image (pgd)")
+flags.DEFINE_string("norm", None, "inf or 2 (fgsm, pgd, bim, apgd*, square)")
+flags.DEFINE_integer("restarts", None, "random restarts, best kept per image (pgd, apgd, apgd_dlr)")
 flags.DEFINE_bool("random_start", None, "start inside the eps-ball at random (pgd)")
 flags.DEFINE_string("loss", None, "ce, margin, dlr or ce_t")
 flags.DEFINE_string("loss_on", None, "logits (default) or probabilities")
 flags.DEFINE_integer("pixels", None, "pixels changed (one_pixel)")
 flags.DEFINE_integer("population", None, "candidates per image (one_pixel)")
 flags.DEFINE_integer("max_queries", None, "model queries per image (one_pixel)")
+flags.DEFINE_integer("queries", None, "model queries per image, the clean one included (square)")
+flags.DEFINE_integer("n_targets", None, "target classes per image, the most likely first (apgd_t)")
 flags.DEFINE_integer("patch_size", None, "patch side in pixels (patch)")
 flags.DEFINE_float("step_size", None, "patch value change per step (patch)")
 flags.DEFINE_string("jit_compile", None, "XLA: auto (on only with a GPU), true or false")
@@ -59,7 +61,7 @@ OPTION_FLAGS = {  # flag -> keyword of the attack
     "target": "target", "steps": "steps", "alpha": "alpha", "norm": "norm", "restarts": "restarts",
     "random_start": "random_start", "loss": "loss", "loss_on": "loss_on", "pixels": "pixels",
     "population": "population", "max_queries": "max_queries", "patch_size": "size", "step_size": "step_size",
-    "jit_compile": "jit_compile",
+    "queries": "queries", "n_targets": "n_targets", "jit_compile": "jit_compile",
 }  # fmt: skip
 JOB_FLAGS = ("model", "model_name", "model_output", "surrogate", "attack", "eps", "dataset", "data_dir", "split",
              "limit", "batch_size", "seed", "output_dir", "overwrite", "format", "grid_images", "verbose")  # fmt: skip

@@ -13,9 +13,14 @@ and eps in pixel scale. It returns adversarial images (float32, same shape, insi
 eps-ball and [0, 1], no gradient flowing back). Losses (`loss=`: "ce", "margin", "dlr", "ce_t"
 or a callable) are taken on the logits unless `loss_on="probabilities"` (the naive attacker's
 view). Invalid arguments raise ValueError echoing the value.
+
+The AutoAttack-grade attacks: `apgd` (APGD-CE; registered also as "apgd_dlr" with loss="dlr"),
+`apgd_targeted` ("apgd_t": targeted DLR toward the top-9 other classes) and `square`
+(score-based, no gradients).
 """
 
 from tfadv.attacks import losses, norms, targets
+from tfadv.attacks.apgd import apgd, apgd_targeted
 from tfadv.attacks.gradient import (
     bim,
     choose_targets,
@@ -35,6 +40,7 @@ from tfadv.attacks.one_pixel import one_pixel
 from tfadv.attacks.patch import PatchResult, apply_patch, patch
 from tfadv.attacks.runner import AttackResult, predict_classes, run_attack, transfer
 from tfadv.attacks.spec import Attack, get, names, register
+from tfadv.attacks.square import square
 from tfadv.attacks.storage import load, save
 
 for _name, _fn, _defaults in (
@@ -46,12 +52,16 @@ for _name, _fn, _defaults in (
     ("random_sign", random_sign, {}),
     ("one_pixel", one_pixel, {}),
     ("patch", patch, {}),
+    ("apgd", apgd, {}),
+    ("apgd_dlr", apgd, {"loss": "dlr"}),
+    ("apgd_t", apgd_targeted, {}),
+    ("square", square, {}),
 ):
     register(_name, _fn, **_defaults)
 
 __all__ = [
-    "Attack", "AttackResult", "LOSSES", "LOSS_ON", "Loss", "NORMS", "PatchResult", "apply_patch", "bim",
+    "Attack", "AttackResult", "LOSSES", "LOSS_ON", "Loss", "NORMS", "PatchResult", "apgd", "apgd_targeted", "apply_patch", "bim",
     "choose_targets", "fgsm", "fgsm_random", "fgsm_targeted", "get", "input_gradient", "load", "logits_of",
     "losses", "names", "norms", "one_pixel", "patch", "pgd", "predict_classes", "probabilities_of", "random_sign", "register",
-    "run_attack", "save", "steps_to_flip", "targets", "transfer",
+    "run_attack", "save", "square", "steps_to_flip", "targets", "transfer",
 ]  # fmt: skip

@@ -202,10 +202,16 @@ def run(model, fn, images, labels, eps, alpha=0.0, seed=0, target=None, jit_comp
     chosen = _targets(clf, x, y, target, seed, jit_compile)
     if "targeted" in static:
         static["targeted"] = chosen is not None
-    signature = [checks.image_spec(x), LABELS_SPEC, LABELS_SPEC, SCALAR_SPEC, SCALAR_SPEC, SEED_SPEC]
-    attack = compiled(clf, fn, signature, jit_compile, **static)
+    attack = compiled_attack(clf, fn, x, jit_compile, **static)
     t = y if chosen is None else chosen
     return tf.stop_gradient(attack(x, y, t, checks.to_scalar(eps), checks.to_scalar(alpha), seed))
+
+
+def compiled_attack(clf, fn, x, jit_compile="auto", **static):
+    """The compiled `fn` with the shared signature (x, y, targets, eps, alpha, seed) for
+    images shaped like `x` (any batch size): for attacks that call it more than once."""
+    signature = [checks.image_spec(x), LABELS_SPEC, LABELS_SPEC, SCALAR_SPEC, SCALAR_SPEC, SEED_SPEC]
+    return compiled(clf, fn, signature, jit_compile, **static)
 
 
 def _alpha(alpha, eps, default_factor, name, at_most_eps):
@@ -276,10 +282,9 @@ def _forward(model, images, fn, jit_compile):
     clf = as_classifier(model)
     x = checks.to_images(images, clf.input_shape)
     clf.ensure_built(x)
-    signature = [checks.image_spec(x), LABELS_SPEC, LABELS_SPEC, SCALAR_SPEC, SCALAR_SPEC, SEED_SPEC]
     y = tf.zeros(tf.shape(x)[:1], tf.int64)
     zero = tf.constant(0.0)
-    return compiled(clf, fn, signature, jit_compile)(x, y, y, zero, zero, tf.zeros([2], tf.int64))
+    return compiled_attack(clf, fn, x, jit_compile)(x, y, y, zero, zero, tf.zeros([2], tf.int64))
 
 
 def logits_of(model, images, *, jit_compile="auto") -> tf.Tensor:

@@ -1,0 +1,388 @@
+"""Properties of APGD, APGD-T and Square: budgets, eps = 0, never weaker than PGD, successes
+kept, gradient-free Square against masked gradients, query budgets, compilation, seeding and
+argument checks."""
+
+import importlib
+import logging
+import os
+import re
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfadv import attacks, data, models
+from tfadv.attacks import checks, gradient, losses, norms
+from tfadv.attacks import compile as attack_compile
+
+apgd_module = importlib.import_module("tfadv.attacks.apgd")  # `tfadv.attacks.apgd` is the function
+square_module = importlib.import_module("tfadv.attacks.square")
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EPS = 8 / 255
+L2_EPS = 0.5
+FAST = {  # few steps and queries: the properties, not the strength
+    "apgd": {"steps": 5},
+    "apgd_dlr": {"steps": 5},
+    "apgd_t": {"steps": 3, "n_targets": 3},
+    "square": {"queries": 40},
+}
+
+
+@pytest.fixture(scope="module")
+def trained(trained_tiny_cnn):
+    """The shared trained tiny_cnn plus a batch of 48 held-out images."""
+    test = data.make_synthetic(48, seed=1)
+    return trained_tiny_cnn, test.float_images(), test.labels
+
+
+def predictions(model, images):
+    return attacks.logits_of(model, images).numpy().argmax(1)
+
+
+def accuracy(model, images, labels):
+    return float((predictions(model, images) == labels).mean())
+
+
+def l2_lengths(adv, x):
+    return np.sqrt(((adv - x) ** 2).reshape(len(x), -1).sum(1))
+
+
+@pytest.mark.parametrize("name", sorted(FAST))
+def test_linf_results_stay_in_the_ball_and_the_pixel_range(trained, name):
+    model, x, y = trained
+    adv = attacks.get(name, **FAST[name])(model, x, y, EPS, seed=0).numpy()
+    assert adv.shape == x.shape and adv.dtype == np.float32
+    assert adv.min() >= 0.0 and adv.max() <= 1.0
+    assert np.abs(adv - x).max() <= EPS + 1e-6  # float32 rounding of x + delta
+    assert np.abs(adv - x).max() > EPS / 2  # and the attack did move
+
+
+@pytest.mark.parametrize("name", sorted(FAST))
+def test_l2_results_stay_in_the_ball(trained, name):
+    model, x, y = trained
+    adv = attacks.get(name, norm="2", **FAST[name])(model, x, y, L2_EPS, seed=0).numpy()
+    lengths = l2_lengths(adv, x)
+    assert adv.min() >= 0.0 and adv.max() <= 1.0
+    assert lengths.max() <= L2_EPS * (1 + 1e-5)
+    moved = predictions(model, x) == y  # the others are returned unchanged
+    assert np.median(lengths[moved]) > L2_EPS / 2
+
+
+@pytest.mark.parametrize("name", sorted(FAST))
+@pytest.mark.parametrize("norm", ["inf", "2"])
+def test_eps_zero_returns_the_input(trained, name, norm):
+    model, x, y = trained
+    np.testing.assert_array_equal(attacks.get(name, norm=norm, **FAST[name])(model, x, y, 0.0, seed=0).numpy(), x)
+
+
+@pytest.mark.parametrize("eps", [4 / 255, 8 / 255])
+def test_apgd_leaves_no_more_images_correct_than_pgd(trained, eps):
+    model, x, y = trained
+    for seed in (0, 1):
+        pgd = accuracy(model, attacks.pgd(model, x, y, eps, steps=20, seed=seed), y)
+        assert accuracy(model, attacks.apgd(model, x, y, eps, steps=20, seed=seed), y) <= pgd
+        assert accuracy(model, attacks.apgd(model, x, y, eps, steps=20, loss="dlr", seed=seed), y) <= pgd
+        assert accuracy(model, attacks.apgd_targeted(model, x, y, eps, steps=20, n_targets=3, seed=seed), y) <= pgd
+    assert accuracy(model, attacks.apgd(model, x, y, eps, steps=20, loss="dlr", seed=0), y) < accuracy(model, x, y)
+
+
+def test_l2_apgd_leaves_no_more_images_correct_than_l2_pgd(trained):
+    model, x, y = trained
+    pgd = accuracy(model, attacks.pgd(model, x, y, 2.0, steps=10, norm="2", seed=0), y)
+    apgd = accuracy(model, attacks.apgd(model, x, y, 2.0, steps=10, norm="2", loss="dlr", seed=0), y)
+    assert apgd <= pgd < accuracy(model, x, y)
+
+
+def test_checkpoints_follow_the_reference_schedule():
+    windows = apgd_module.checkpoint_windows(100)
+    reviews = [i for i, w in enumerate(windows) if w]
+    assert reviews == [21, 40, 56, 69, 79, 86, 92, 98]  # p = 0.22, 0.41, 0.57, 0.70, 0.80, 0.87, 0.93, 0.99
+    assert [windows[i] for i in reviews] == [22, 19, 16, 13, 10, 7, 6, 6]
+    assert apgd_module.checkpoint_windows(1) == [1]
+
+
+def test_a_success_is_never_given_up(trained):
+    """With a loss whose ascent walks along the decision boundary, iterates cross it back
+    and forth: every example misclassified at any iterate must come back misclassified,
+    although PGD's last iterate often is not."""
+    model, x, y = trained
+    correct = predictions(model, x) == y
+    x, y = x[correct], y[correct]  # all attacked, in place: the loss sees every example at its index
+    ever_wrong = tf.Variable(tf.zeros([len(y)], tf.bool))
+
+    def boundary(scores, labels):
+        seen = ever_wrong.assign(ever_wrong | tf.not_equal(tf.argmax(scores, axis=-1), labels))
+        with tf.control_dependencies([seen]):
+            return -tf.abs(losses.margin(scores, labels))
+
+    adv = attacks.apgd(model, x, y, EPS, steps=20, loss=boundary, seed=0)
+    crossed = ever_wrong.numpy()
+    wrong = predictions(model, adv) != y
+    assert crossed.sum() >= 5
+    assert np.all(wrong[crossed])
+    last_iterate_wrong = predictions(model, attacks.pgd(model, x, y, EPS, steps=10, loss=boundary, seed=0)) != y
+    assert last_iterate_wrong.sum() < crossed.sum()
+
+
+def test_misclassified_images_come_back_unchanged(trained):
+    model, x, y = trained
+    wrong = predictions(model, x) != y
+    assert wrong.any()
+    for name in FAST:
+        adv = attacks.get(name, **FAST[name])(model, x, y, EPS, seed=0).numpy()
+        np.testing.assert_array_equal(adv[wrong], x[wrong])
+
+
+def test_restarts_keep_each_examples_success(trained):
+    model, x, y = trained
+    one = predictions(model, attacks.apgd(model, x, y, 4 / 255, steps=3, seed=5)) != y
+    three = predictions(model, attacks.apgd(model, x, y, 4 / 255, steps=3, restarts=3, seed=5)) != y
+    assert np.all(three[one])  # restart 0 of the 3-restart run is the single run
+    assert three.sum() >= one.sum()
+
+
+def test_targeted_apgd_hits_the_target_more_often_than_untargeted(trained):
+    model, x, y = trained
+    targets = attacks.choose_targets(model, x, y, "random", seed=0).numpy()
+    hits = lambda images: np.mean(predictions(model, images) == targets)  # noqa: E731
+    targeted = hits(attacks.apgd(model, x, y, 16 / 255, steps=10, loss="dlr", target=targets, seed=0))
+    assert targeted > hits(x) and targeted > hits(attacks.apgd(model, x, y, 16 / 255, steps=10, seed=0))
+
+
+def three_class_model():
+    keras.utils.set_random_seed(3)
+    return keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
+
+
+def test_apgd_t_clips_targets_and_uses_the_margin_below_four_classes():
+    model = three_class_model()
+    x = np.random.default_rng(0).uniform(0, 1, (16, 8, 8, 1)).astype(np.float32)
+    y = predictions(model, x)
+    adv = attacks.apgd_targeted(model, x, y, 0.3, steps=10, n_targets=9, seed=0).numpy()
+    assert np.abs(adv - x).max() <= 0.3 + 1e-6
+    assert np.mean(predictions(model, adv) != y) > 0.5
+    with pytest.raises(ValueError, match=re.escape("needs at least 4 classes. Received: 3 classes")):
+        attacks.apgd(model, x, y, 0.3, steps=2, loss="dlr", target=0)
+
+
+class MaskGradient(keras.layers.Layer):
+    """The identity, with a gradient of zero everywhere."""
+
+    def call(self, x):
+        return 0.0 * x + tf.stop_gradient(x)
+
+
+class CountQueries(keras.layers.Layer):
+    """The identity, counting the images it sees and the calls (batches) it gets."""
+
+    def build(self, input_shape):
+        self.images = self.add_weight(shape=(), initializer="zeros", dtype="int64", trainable=False, name="images")
+        self.calls = self.add_weight(shape=(), initializer="zeros", dtype="int64", trainable=False, name="calls")
+
+    def call(self, x):
+        self.images.assign_add(tf.cast(tf.shape(x)[0], tf.int64))
+        self.calls.assign_add(tf.constant(1, tf.int64))
+        return x
+
+    def reset(self):
+        self.images.assign(0)
+        self.calls.assign(0)
+
+
+def test_square_breaks_a_model_whose_gradients_are_zero(trained):
+    model, x, y = trained
+    masked = keras.Sequential([keras.Input(x.shape[1:]), MaskGradient(), model])
+    assert not np.any(attacks.input_gradient(masked, x, y).numpy())
+    eps = 24 / 255
+    pgd = accuracy(masked, attacks.pgd(masked, x, y, eps, steps=10, seed=0), y)
+    found = attacks.square(masked, x, y, eps, queries=300, seed=0)
+    assert accuracy(masked, found, y) <= pgd - 0.15
+    assert pgd >= accuracy(model, x, y) - 0.05  # PGD only moved by its random start
+    # only the logits matter: the same search on the unmasked model
+    np.testing.assert_array_equal(found.numpy(), attacks.square(model, x, y, eps, queries=300, seed=0).numpy())
+
+
+def test_square_spends_exactly_the_budget_on_an_unbreakable_model():
+    counter = CountQueries()
+    bias = keras.initializers.Constant([5.0] + [0.0] * 9)
+    model = keras.Sequential([
+        keras.Input((32, 32, 3)), counter, keras.layers.Flatten(),
+        keras.layers.Dense(10, kernel_initializer="zeros", bias_initializer=bias),
+    ])  # fmt: skip
+    x = data.make_synthetic(6, seed=2).float_images()
+    y = np.zeros(6, np.int64)
+    for norm, eps in (("inf", EPS), ("2", L2_EPS)):
+        counter.reset()
+        attacks.square(model, x, y, eps, queries=30, norm=norm, seed=0)
+        assert counter.calls.numpy() == 30  # clean, start, 28 squares: each a batch of every example
+        assert counter.images.numpy() == 6 * 30
+
+
+def test_square_stops_querying_broken_examples(trained):
+    model, x, y = trained
+    counter = CountQueries()
+    counted = keras.Sequential([keras.Input(x.shape[1:]), counter, model])
+    counted(x[:1])
+    counter.reset()
+    adv = attacks.square(counted, x, y, 0.3, queries=400, seed=0)
+    assert accuracy(model, adv, y) == 0.0
+    calls, images = int(counter.calls.numpy()), int(counter.images.numpy())
+    assert calls < 400  # the search ended when every example was broken ...
+    assert images < len(x) * calls / 2  # ... and broken examples left it earlier
+    counter.reset()
+    attacks.square(counted, x, y, EPS, queries=25, seed=0)
+    assert counter.calls.numpy() <= 25 and counter.images.numpy() <= len(x) * 25
+
+
+@pytest.mark.parametrize("norm, eps", [("inf", 16 / 255), ("2", 1.0)])
+def test_square_searches_alike_with_and_without_evaluating_broken_examples(trained, norm, eps):
+    """Without compaction (the XLA path) every example is evaluated on every query; each
+    example's search must not depend on which others are still being searched."""
+    model, x, y = trained
+    clf = models.as_classifier(model)
+    results = []
+    for compact in (True, False):
+        search = gradient.compiled_attack(
+            clf, square_module._square_fn, x, False, norm=norms.get(norm), loss=losses.MARGIN, queries=30,
+            targeted=False, compact=compact,
+        )  # fmt: skip
+        results.append(search(x, y, y, tf.constant(eps), tf.constant(0.8), checks.to_seed(0)).numpy())
+    np.testing.assert_array_equal(*results)
+    assert np.all(np.abs(results[0] - x).reshape(len(x), -1).max(1)[predictions(model, x) == y] > 0)  # all searched
+
+
+def test_square_schedule_and_square_sides():
+    fractions = [float(square_module.square_fraction(i, 10_000, 0.8)) for i in (0, 10, 11, 50, 51, 8000, 8001, 9999)]
+    np.testing.assert_allclose(fractions, [0.8, 0.8, 0.4, 0.4, 0.2, 0.8 / 256, 0.8 / 512, 0.8 / 512], rtol=1e-6)
+    assert float(square_module.square_fraction(100, 1000, 0.8)) == pytest.approx(0.8 / 16)  # 100 of 1000 = 1000 of 10,000
+    side = lambda p, norm: int(square_module.square_side(tf.constant(p), 32, 32, norms.get(norm)))  # noqa: E731
+    assert [side(0.8, "inf"), side(0.05, "inf"), side(1e-5, "inf")] == [29, 7, 1]
+    assert [side(0.8, "2"), side(0.05, "2"), side(1e-5, "2"), side(1.0, "2")] == [29, 7, 3, 32]
+
+
+def reference_pattern(side):
+    """The L2 square pattern restated with loops: concentric squares weighted 1 / (k + 1)^2
+    over the top half, minus the same over the bottom half, each half of unit length."""
+
+    def rings(rows, cols):
+        out, cr, cc = np.zeros((rows, cols)), rows // 2, cols // 2
+        for k in range(max(cr, cc) + 1):
+            out[max(cr - k, 0) : cr + k + 1, max(cc - k, 0) : cc + k + 1] += 1.0 / (k + 1) ** 2
+        return out / np.sqrt((out**2).sum())
+
+    pattern = np.concatenate([rings(side // 2, side), -rings(side - side // 2, side)])
+    return pattern / np.sqrt((pattern**2).sum())
+
+
+@pytest.mark.parametrize("side", [3, 6, 7, 11])
+def test_l2_square_pattern(side):
+    top, left = tf.constant([2, 0]), tf.constant([1, 32 - side])
+    pattern = square_module.centred_pattern(top, left, side, tf.constant([False, True]), 32, 32).numpy()
+    np.testing.assert_allclose(pattern[0, 2 : 2 + side, 1 : 1 + side], reference_pattern(side), atol=1e-6)
+    np.testing.assert_allclose(pattern[1, :side, 32 - side :], reference_pattern(side).T, atol=1e-6)
+    assert np.sum(pattern[0] ** 2) == pytest.approx(1.0) and np.count_nonzero(pattern[0]) == side * side
+
+
+def _tracing_counts(model):
+    compiled = attack_compile._COMPILED[model]
+    return {key[0].__name__ + str(key[1]): fn.experimental_get_tracing_count() for key, fn in compiled.items()}
+
+
+def test_no_retracing_across_batches_and_eps_values(trained, caplog):
+    model, x, y = trained
+    eps_variable = tf.Variable(0.01)
+    with caplog.at_level(logging.WARNING):
+        for eps in (0.01, tf.constant(0.03), eps_variable):
+            for start in (0, 16, 40):  # batches of 16, 16 and 8
+                part = slice(start, start + 16)
+                attacks.apgd(model, x[part], y[part], eps, restarts=2, seed=start, **FAST["apgd"])
+                attacks.apgd_targeted(model, x[part], y[part], eps, steps=3, n_targets=2, seed=start)
+                attacks.square(model, x[part], y[part], eps, seed=start, **FAST["square"])
+            eps_variable.assign_add(0.01)
+    counts = _tracing_counts(model)
+    ours = {k: v for k, v in counts.items() if k.startswith(("_apgd_fn", "_square_fn"))}
+    assert len(ours) >= 3 and all(count == 1 for count in ours.values()), ours  # here: apgd, apgd_t, square
+    assert "retracing" not in caplog.text
+
+
+@pytest.mark.parametrize("name", ["apgd", "apgd_t", "square"])
+def test_seeded_runs_repeat_exactly(trained, name):
+    model, x, y = trained
+    attack = attacks.get(name, **FAST[name])
+    same = [attack(model, x, y, 16 / 255, seed=7).numpy() for _ in range(2)]
+    np.testing.assert_array_equal(*same)
+    assert not np.array_equal(same[0], attack(model, x, y, 16 / 255, seed=8).numpy())
+
+
+def test_registered_attacks_and_their_defaults(trained):
+    model, x, y = trained
+    assert {"apgd", "apgd_dlr", "apgd_t", "square"} <= set(attacks.names())
+    assert attacks.Attack("apgd_dlr").describe() == "apgd_dlr(loss=dlr)"
+    dlr = attacks.Attack("apgd_dlr", steps=5)(model, x, y, EPS, seed=0)
+    np.testing.assert_array_equal(dlr.numpy(), attacks.apgd(model, x, y, EPS, steps=5, loss="dlr", seed=0).numpy())
+    result = attacks.run_attack(model, (x, y), "square(queries=20)", EPS, batch_size=32, seed=0)
+    assert result.summary()["adversarial_accuracy"] <= result.summary()["clean_accuracy"]
+
+
+def test_attack_cli_flags_reach_the_new_options():
+    from tfadv import attack as attack_cli
+
+    try:
+        attack_cli.FLAGS(["attack", "--model=m.keras", "--attack=apgd_t", "--n_targets=2", "--steps=3", "--queries=7"])
+        job = attack_cli.job_from_flags()
+    finally:
+        attack_cli.FLAGS.unparse_flags()
+    assert job.attack == "apgd_t" and job.options == {"n_targets": 2, "steps": 3, "queries": 7}
+    assert attacks.get(job.attack, n_targets=2, steps=3).describe() == "apgd_t(n_targets=2, steps=3)"
+    assert attacks.get("square", queries=job.options["queries"]).describe() == "square(queries=7)"
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda m, x, y: attacks.apgd(m, x, y, EPS, steps=0), "steps=0"),
+        (lambda m, x, y: attacks.apgd(m, x, y, EPS, restarts=0), "restarts=0"),
+        (lambda m, x, y: attacks.apgd(m, x, y, EPS, rho=1.0), "rho=1.0"),
+        (lambda m, x, y: attacks.apgd(m, x, y, EPS, rho=0), "rho=0"),
+        (lambda m, x, y: attacks.apgd(m, x, y, EPS, loss="hinge"), "loss='hinge'"),
+        (lambda m, x, y: attacks.apgd(m, x, y, 1.5), "eps=1.5"),
+        (lambda m, x, y: attacks.apgd(m, x, y, EPS, norm="l1"), "norm='l1'"),
+        (lambda m, x, y: attacks.apgd(m, x, y, EPS, target=10), "target=10"),
+        (lambda m, x, y: attacks.apgd_targeted(m, x, y, EPS, n_targets=0), "n_targets=0"),
+        (lambda m, x, y: attacks.apgd_targeted(m, x, y, EPS, steps=-3), "steps=-3"),
+        (lambda m, x, y: attacks.apgd_targeted(m, x, y, EPS, rho=1.5), "rho=1.5"),
+        (lambda m, x, y: attacks.square(m, x, y, EPS, queries=0), "queries=0"),
+        (lambda m, x, y: attacks.square(m, x, y, EPS, p_init=0.0), "p_init=0.0"),
+        (lambda m, x, y: attacks.square(m, x, y, EPS, p_init=1.5), "p_init=1.5"),
+        (lambda m, x, y: attacks.square(m, x, y, EPS, loss="hinge"), "loss='hinge'"),
+        (lambda m, x, y: attacks.square(m, x[:, :4, :4], y, EPS, norm="2"), "images.shape=(48, 4, 4, 3)"),
+        (lambda m, x, y: attacks.Attack("apgd_t", restarts=2), "takes no option(s) ['restarts']"),
+        (lambda m, x, y: attacks.Attack("square", steps=2), "takes no option(s) ['steps']"),
+    ],
+)
+def test_invalid_arguments_raise_value_errors_echoing_the_value(trained, call, message):
+    model, x, y = trained
+    with pytest.raises(ValueError, match=re.escape(message)):
+        call(model, x, y)
+
+
+def test_empty_batch_and_a_fully_broken_batch(trained):
+    model, x, y = trained
+    for name in FAST:
+        assert attacks.get(name, **FAST[name])(model, x[:0], y[:0], EPS, seed=0).shape == (0, *x.shape[1:])
+    wrong = predictions(model, x) != y
+    np.testing.assert_array_equal(attacks.apgd(model, x[wrong], y[wrong], EPS, steps=3, seed=0).numpy(), x[wrong])
+
+
+def test_seed_pairs_and_tensors_work_inside_tf_function(trained):
+    model, x, y = trained
+
+    @tf.function
+    def outer(images, labels, step):
+        return attacks.apgd(model, images, labels, EPS, steps=2, restarts=2, seed=(0, step))
+
+    inside = outer(tf.constant(x[:16]), tf.constant(y[:16]), tf.constant(1, tf.int64))
+    eager = attacks.apgd(model, x[:16], y[:16], EPS, steps=2, restarts=2, seed=(0, 1))
+    np.testing.assert_array_equal(inside.numpy(), eager.numpy())

@@ -1,0 +1,294 @@
+"""Auto-PGD (Croce & Hein 2020, "Reliable evaluation of adversarial robustness with an
+ensemble of diverse parameter-free attacks"): APGD and APGD-T.
+
+APGD is PGD with momentum and a step size that adapts itself: it starts at 2 * eps and halves,
+restarting from the best point found so far, at checkpoints where the loss rose on too few of
+the steps since the last checkpoint (at most a fraction `rho`), or where neither the step size
+nor the best loss changed since the last checkpoint. APGD-T runs APGD with the targeted DLR loss
+once per target: the 2nd, 3rd, ... most likely classes of the clean image.
+
+Every run starts from a random point on the surface of the eps-ball (as the reference does),
+keeps each example's first misclassified (successful) iterate and otherwise its highest-loss
+iterate, and runs only on the examples no earlier restart or target has broken. The returned
+image is misclassified (or on target) whenever any evaluated point was, the clean image
+included: an example misclassified before the attack is returned unchanged. One run is a
+compiled tf.while_loop (see `tfadv.attacks.compile`): batch size and eps never retrace.
+"""
+
+import math
+import numbers
+
+import tensorflow as tf
+
+from tfadv.attacks import checks, gradient, losses, norms
+from tfadv.attacks.compile import classifier_of
+
+INITIAL_STEP = 2.0  # step size at the start, in units of eps
+MOMENTUM = 0.75  # weight of the new gradient step; 0.25 goes to the previous move
+FIRST_CHECKPOINT = 0.22  # checkpoints (fractions of the steps): p_1 = 0.22,
+SHORTEST_INTERVAL = 0.06  # p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06), in whole steps as
+INTERVAL_DECREASE = 0.03  # the reference rounds them
+LENGTH_FLOOR = 1e-12  # added to lengths before dividing (as the reference does)
+
+
+def checkpoint_windows(steps: int) -> list:
+    """Per iteration (0-based): the number of steps since the previous checkpoint if the
+    step size is reviewed after it, else 0. For 100 steps the reviews follow iterations
+    21, 40, 56, 69, 79, 86, 92 and 98."""
+    window = max(int(FIRST_CHECKPOINT * steps), 1)
+    shortest = max(int(SHORTEST_INTERVAL * steps), 1)
+    decrease = max(int(INTERVAL_DECREASE * steps), 1)
+    windows, end = [0] * steps, window - 1
+    while end < steps:
+        windows[end] = window
+        window = max(window - decrease, shortest)
+        end += window
+    return windows
+
+
+def random_surface_start(x, eps, norm, seed):
+    """x plus a random direction of length eps (L-inf: uniform noise over its largest entry;
+    L2: Gaussian noise over its length), clipped to [0, 1]."""
+    if norm is norms.LINF:
+        noise = tf.random.stateless_uniform(tf.shape(x), seed, minval=-1.0, maxval=1.0)
+    else:
+        noise = tf.random.stateless_normal(tf.shape(x), seed)
+    length = tf.reshape(norm.length(noise), [-1, 1, 1, 1])
+    return norms.clip_pixels(x + eps * noise / (length + LENGTH_FLOOR))
+
+
+def _per_example(mask):
+    return tf.reshape(mask, [-1, 1, 1, 1])
+
+
+def _pick(mask, a, b):
+    """a where the per-example `mask` holds, else b (images or per-example values)."""
+    if a.shape.rank == 4:
+        mask = _per_example(mask)
+    return tf.where(mask, a, b)
+
+
+def _apgd_fn(
+    x, y, t, eps, alpha, seed, *, model_ref, output, loss, loss_on, norm, steps, rho, targeted, misclassify
+):
+    """One APGD run from a random start; alpha is the initial step size. Returns (images,
+    success, best objective) per example. Success means on target when `targeted`, unless
+    `misclassify` (APGD-T: any wrong class counts)."""
+    objective = losses.Objective(classifier_of(model_ref, output), loss, loss_on, targeted)
+    windows = tf.constant(checkpoint_windows(steps), tf.float32)
+
+    def succeeded(scores):
+        if misclassify:
+            return tf.not_equal(tf.argmax(scores, axis=-1), y)
+        return objective.success(scores, y, t)
+
+    def body(i, s):
+        adv = s["adv"]
+        weight = tf.where(i > 0, MOMENTUM, 1.0)  # no previous move on the first step
+        ahead = norms.project(adv + norm.step(s["grad"], s["step"]), x, eps, norm)
+        new = norms.project(adv + weight * (ahead - adv) + (1.0 - weight) * (adv - s["prev"]), x, eps, norm)
+        scores, value, grad = objective.gradient(new, y, t)
+        hit = succeeded(scores) & ~s["won"]
+        improved = value > s["best_value"]
+        best, best_grad = _pick(improved, new, s["best"]), _pick(improved, grad, s["best_grad"])
+        best_value = tf.where(improved, value, s["best_value"])
+        rises = s["rises"] + tf.cast(value > s["value"], tf.float32)
+        window = windows[i]
+        review = window > 0
+        oscillating = rises <= rho * window
+        stalled = ~s["halved"] & (s["checked_value"] >= best_value)
+        halve = review & (oscillating | stalled)
+        return i + 1, {
+            "adv": _pick(halve, best, new),
+            "prev": adv,
+            "grad": _pick(halve, best_grad, grad),
+            "step": _pick(halve, s["step"] / 2.0, s["step"]),
+            "value": value,
+            "rises": tf.where(review, tf.zeros_like(rises), rises),
+            "best": best,
+            "best_grad": best_grad,
+            "best_value": best_value,
+            "checked_value": tf.where(review, best_value, s["checked_value"]),
+            "halved": tf.where(review, halve, s["halved"]),
+            "won": s["won"] | hit,
+            "found": _pick(hit, new, s["found"]),
+        }
+
+    start = random_surface_start(x, eps, norm, seed)
+    scores, value, grad = objective.gradient(start, y, t)
+    n = tf.shape(x)[0]
+    state = {
+        "adv": start, "prev": start, "grad": grad, "step": tf.fill([n, 1, 1, 1], alpha), "value": value,
+        "rises": tf.zeros([n]), "best": start, "best_grad": grad, "best_value": value, "checked_value": value,
+        "halved": tf.ones([n], tf.bool),  # so the first checkpoint judges by the rises alone
+        "won": succeeded(scores), "found": start,
+    }  # fmt: skip
+
+    def cond(i, s):
+        return (i < steps) & tf.reduce_any(~s["won"])
+
+    _, state = tf.while_loop(cond, body, (tf.constant(0), state))
+    return _pick(state["won"], state["found"], state["best"]), state["won"], state["best_value"]
+
+
+def best_over_runs(attack, x, y, run_targets, eps, alpha, seed, won):
+    """Calls the compiled `attack(x, y, targets, eps, alpha, seed)` -> (images, success, value)
+    once per entry of `run_targets`, each time only on the examples no run has broken yet
+    (`won`: broken before the first run), with seed fold(seed, run). Keeps each example's
+    first success, else its highest objective; examples broken before the first run stay x."""
+    state = (x, tf.fill(tf.shape(y), tf.constant(-math.inf)), won)
+    for run, targets in enumerate(run_targets):
+        todo = tf.where(~state[2])[:, 0]
+        if checks.is_concrete(todo) and todo.shape[0] == 0:
+            break
+        run_seed = checks.fold_seed(seed, run)
+
+        def one_run(state=state, todo=todo, targets=targets, run_seed=run_seed):
+            adv, best_value, won = state
+            take = lambda values: tf.gather(values, todo)  # noqa: E731
+            run_adv, run_won, run_value = attack(take(x), take(y), take(targets), eps, alpha, run_seed)
+            better = run_won | (run_value > take(best_value))
+            rows = todo[:, None]
+            return (
+                tf.tensor_scatter_nd_update(adv, rows, _pick(better, run_adv, take(adv))),
+                tf.tensor_scatter_nd_update(best_value, rows, tf.where(better, run_value, take(best_value))),
+                tf.tensor_scatter_nd_update(won, rows, run_won),
+            )
+
+        # inside a graph: skip the run when nothing is left (models may fail on empty batches)
+        state = tf.cond(tf.size(todo) > 0, one_run, lambda state=state: state)
+    return state[0]
+
+
+def _check_rho(rho) -> float:
+    if isinstance(rho, bool) or not isinstance(rho, numbers.Real) or not 0 < rho < 1:
+        raise ValueError(f"Expected rho to be a number in (0, 1). Received: rho={rho!r}")
+    return float(rho)
+
+
+def _predicted(clf, x, jit_compile):
+    return tf.argmax(gradient.logits_of(clf, x, jit_compile=jit_compile), axis=-1)
+
+
+def apgd(
+    model,
+    images,
+    labels,
+    eps,
+    *,
+    steps=100,
+    restarts=1,
+    norm="inf",
+    loss="ce",
+    loss_on="logits",
+    rho=0.75,
+    target=None,
+    seed=None,
+    jit_compile="auto",
+) -> tf.Tensor:
+    """Auto-PGD: `restarts` APGD runs of `steps` iterations (one gradient each), each from a
+    random point on the eps-ball's surface; each restart attacks only the examples still
+    unbroken.
+
+    Args:
+        model: any classifier `tfadv.models.as_classifier` accepts.
+        images: float (N, H, W, C) in [0, 1].
+        labels: int (N,) true classes.
+        eps: budget, pixel scale (L-inf: per pixel value, at most 1; L2: over the whole image).
+        steps: iterations per restart (>= 1); the step size is reviewed at 22%, 41%, 57%, ...
+        restarts: runs (>= 1); later runs only on examples not yet broken.
+        norm: "inf" (sign steps) or "2" (normalised-gradient steps, projected onto the L2
+            ball, then clipped to [0, 1]).
+        loss: "ce" (APGD-CE), "dlr" (APGD-DLR, needs >= 3 classes), "margin", "ce_t" or a
+            callable (see `tfadv.attacks.losses`).
+        loss_on: "logits" or "probabilities".
+        rho: halve the step at a checkpoint when the loss rose on at most this fraction of
+            the steps since the previous one, in (0, 1).
+        target: None (untargeted: success = misclassified) or a target (see
+            `tfadv.attacks.targets`; success = predicted as the target, the loss is
+            `Loss.targeted`: for "dlr" the targeted DLR, which needs >= 4 classes).
+        seed: None, an int or a pair (see `tfadv.attacks.checks.to_seed`).
+        jit_compile: "auto", "true", "false" or a bool.
+
+    Returns:
+        float32 (N, H, W, C) in the eps-ball and [0, 1], no gradient: per example the first
+        successful iterate, else the highest-loss one; x itself when x already succeeds.
+    """
+    norm = norms.get(norm)
+    steps = checks.check_positive_int("steps", steps)
+    restarts = checks.check_positive_int("restarts", restarts)
+    rho, loss = _check_rho(rho), losses.get(loss)
+    clf, x, y = gradient.prepare(model, images, labels, eps, norm)
+    losses.check_loss_on(clf, loss_on)
+    if x.shape[0] == 0:
+        return tf.stop_gradient(x)
+    seed = checks.to_seed(seed)
+    chosen = gradient._targets(clf, x, y, target, seed, jit_compile)
+    targets = y if chosen is None else chosen
+    predicted = _predicted(clf, x, jit_compile)
+    won = tf.not_equal(predicted, y) if chosen is None else tf.equal(predicted, chosen)
+    attack = gradient.compiled_attack(
+        clf, _apgd_fn, x, jit_compile, loss=loss, loss_on=loss_on, norm=norm, steps=steps, rho=rho,
+        targeted=chosen is not None, misclassify=False,
+    )  # fmt: skip
+    eps = checks.to_scalar(eps)
+    adv = best_over_runs(attack, x, y, [targets] * restarts, eps, INITIAL_STEP * eps, seed, won)
+    return tf.stop_gradient(adv)
+
+
+def apgd_targeted(
+    model,
+    images,
+    labels,
+    eps,
+    *,
+    steps=100,
+    n_targets=9,
+    norm="inf",
+    loss="dlr",
+    loss_on="logits",
+    rho=0.75,
+    seed=None,
+    jit_compile="auto",
+) -> tf.Tensor:
+    """APGD-T: one APGD run toward each of the clean image's 2nd, ..., (n_targets + 1)-th
+    most likely classes (by logits), each from its own random start and only on examples no
+    earlier target broke. Success is misclassification (any wrong class), as in AutoAttack.
+
+    Args:
+        steps: iterations per target (>= 1).
+        n_targets: targets per example (>= 1), clipped to num_classes - 1.
+        loss: raised toward each target with `Loss.targeted`; "dlr" is the targeted DLR,
+            -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2), undefined with fewer than 4
+            classes: there the targeted margin z_t - max_{j != t} z_j is used instead.
+        Others as in `apgd`.
+
+    Returns:
+        float32 (N, H, W, C) in the eps-ball and [0, 1], no gradient: per example the first
+        misclassified result over the targets, else the one with the highest objective.
+    """
+    norm = norms.get(norm)
+    steps = checks.check_positive_int("steps", steps)
+    n_targets = checks.check_positive_int("n_targets", n_targets)
+    rho, loss = _check_rho(rho), losses.get(loss)
+    clf, x, y = gradient.prepare(model, images, labels, eps, norm)
+    losses.check_loss_on(clf, loss_on)
+    if x.shape[0] == 0:
+        return tf.stop_gradient(x)
+    seed = checks.to_seed(seed)
+    logits = gradient.logits_of(clf, x, jit_compile=jit_compile)
+    classes = logits.shape[-1]
+    if classes < 2:
+        raise ValueError(f"apgd_targeted needs a model with >= 2 classes. Received: {classes} classes")
+    n_targets = min(n_targets, classes - 1)
+    if loss is losses.DLR and classes < 4:
+        loss = losses.MARGIN
+    ranked = tf.cast(tf.math.top_k(logits, k=n_targets + 1).indices, tf.int64)
+    attack = gradient.compiled_attack(
+        clf, _apgd_fn, x, jit_compile, loss=loss, loss_on=loss_on, norm=norm, steps=steps, rho=rho,
+        targeted=True, misclassify=True,
+    )  # fmt: skip
+    eps = checks.to_scalar(eps)
+    won = tf.not_equal(tf.argmax(logits, axis=-1), y)
+    runs = [ranked[:, k] for k in range(1, n_targets + 1)]
+    return tf.stop_gradient(best_over_runs(attack, x, y, runs, eps, INITIAL_STEP * eps, seed, won))
