@@ -197,7 +197,7 @@ def test_square_breaks_a_model_whose_gradients_are_zero(trained):
     assert not np.any(attacks.input_gradient(masked, x, y).numpy())
     eps = 24 / 255
     pgd = accuracy(masked, attacks.pgd(masked, x, y, eps, steps=10, seed=0), y)
-    found = attacks.square(masked, x, y, eps, queries=300, seed=0)
+    found = attacks.square(masked, x, y, eps, queries=300, rescale_schedule=True, seed=0)
     assert accuracy(masked, found, y) <= pgd - 0.15
     assert pgd >= accuracy(model, x, y) - 0.05  # PGD only moved by its random start
     # only the logits matter: the same search on the unmasked model
@@ -246,7 +246,7 @@ def test_square_searches_alike_with_and_without_evaluating_broken_examples(train
     for compact in (True, False):
         search = gradient.compiled_attack(
             clf, square_module._square_fn, x, False, norm=norms.get(norm), loss=losses.MARGIN, queries=30,
-            targeted=False, compact=compact,
+            targeted=False, compact=compact, rescale=False,
         )  # fmt: skip
         results.append(search(x, y, y, tf.constant(eps), tf.constant(0.8), checks.to_seed(0)).numpy())
     np.testing.assert_array_equal(*results)
@@ -256,7 +256,8 @@ def test_square_searches_alike_with_and_without_evaluating_broken_examples(train
 def test_square_schedule_and_square_sides():
     fractions = [float(square_module.square_fraction(i, 10_000, 0.8)) for i in (0, 10, 11, 50, 51, 8000, 8001, 9999)]
     np.testing.assert_allclose(fractions, [0.8, 0.8, 0.4, 0.4, 0.2, 0.8 / 256, 0.8 / 512, 0.8 / 512], rtol=1e-6)
-    assert float(square_module.square_fraction(100, 1000, 0.8)) == pytest.approx(0.8 / 16)  # 100 of 1000 = 1000 of 10,000
+    assert float(square_module.square_fraction(100, 1000, 0.8, rescale=True)) == pytest.approx(0.8 / 16)  # 100 of 1000 = 1000 of 10,000
+    assert float(square_module.square_fraction(100, 5000, 0.8)) == pytest.approx(0.8 / 4)  # AutoAttack: not rescaled
     side = lambda p, norm: int(square_module.square_side(tf.constant(p), 32, 32, norms.get(norm)))  # noqa: E731
     assert [side(0.8, "inf"), side(0.05, "inf"), side(1e-5, "inf")] == [29, 7, 1]
     assert [side(0.8, "2"), side(0.05, "2"), side(1e-5, "2"), side(1.0, "2")] == [29, 7, 3, 32]

@@ -27,16 +27,18 @@ from tfadv.attacks import checks, gradient, losses, norms
 from tfadv.attacks.compile import classifier_of
 from tfadv.runtime import devices
 
-SCHEDULE_QUERIES = 10_000  # the p schedule is defined on this many queries ...
-HALVINGS_AFTER = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)  # ... and halves p after each
+SCHEDULE_QUERIES = 10_000  # with rescale_schedule, the query index is mapped onto this many queries ...
+HALVINGS_AFTER = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)  # ... and p halves after each
 L2_GRID = 5  # the L2 start tiles the image with 5 x 5 squares of side min(H, W) // 5
 LENGTH_FLOOR = 1e-12  # added to lengths before dividing (as the reference does)
 
 
-def square_fraction(i, queries: int, p_init):
-    """p for query i (0-based, after the start): p_init halved once for each threshold that
-    i, rescaled to a 10,000-query budget, has passed."""
-    scaled = tf.floor(tf.cast(i, tf.float64) / queries * SCHEDULE_QUERIES)
+def square_fraction(i, queries: int, p_init, rescale: bool = False):
+    """p for query i (0-based, after the start): p_init halved once for each threshold that i
+    has passed (with `rescale`, i mapped onto a 10,000-query budget first)."""
+    scaled = tf.cast(i, tf.float64)
+    if rescale:
+        scaled = tf.floor(scaled / queries * SCHEDULE_QUERIES)
     halvings = tf.reduce_sum(tf.cast(scaled > tf.constant(HALVINGS_AFTER, tf.float64), tf.float32))
     return p_init / 2.0**halvings
 
@@ -177,7 +179,7 @@ def _l2_candidate(x, best, eps, side, draws):
     return norms.clip_pixels(x + eps * _l2_unit_image(delta))
 
 
-def _square_fn(x, y, t, eps, p_init, seed, *, model_ref, output, norm, loss, queries, targeted, compact):
+def _square_fn(x, y, t, eps, p_init, seed, *, model_ref, output, norm, loss, queries, targeted, compact, rescale):
     """The search; `t` holds the targets when `targeted`; p_init comes in the alpha slot.
     With `compact`, only unbroken examples are evaluated; without (XLA needs static shapes),
     every example is, and the broken ones' results are dropped."""
@@ -220,7 +222,7 @@ def _square_fn(x, y, t, eps, p_init, seed, *, model_ref, output, norm, loss, que
         state = tf.cond(tf.size(rows) > 0, started, lambda: state) if compact else started()
 
     def body(i, best, best_value, done):
-        side = square_side(square_fraction(i, queries, p_init), height, width, norm)
+        side = square_side(square_fraction(i, queries, p_init, rescale), height, width, norm)
         rows = searched(done)
         draws = [tf.gather(d, rows) for d in _draws(checks.fold_seed(search_seed, i), n, side, height, width, channels)]
         candidate = candidate_fn(tf.gather(x, rows), tf.gather(best, rows), eps, side, draws)
@@ -243,6 +245,7 @@ def square(
     norm="inf",
     loss="margin",
     target=None,
+    rescale_schedule=False,
     seed=None,
     jit_compile="auto",
 ) -> tf.Tensor:
@@ -255,8 +258,11 @@ def square(
         eps: budget, pixel scale (L-inf: per pixel value, at most 1; L2: over the whole image).
         queries: model evaluations per example (>= 1), the clean image and the start included;
             an example stops being queried once it succeeds.
-        p_init: fraction of the pixels the first squares cover, in (0, 1]; it halves along the
-            reference's schedule (rescaled to `queries`).
+        p_init: fraction of the pixels the first squares cover, in (0, 1]; it halves after
+            queries 10, 50, 200, 500, 1000, 2000, 4000, 6000 and 8000, as in the reference
+            and in AutoAttack's standard version (5000 queries, not rescaled).
+        rescale_schedule: map the query index onto 10,000 queries first (the reference's
+            option for budgets other than 10,000).
         norm: "inf" or "2".
         loss: raised by the search (on the logits): "margin" (default; the reference's
             margin), "ce", "dlr", "ce_t" or a callable (see `tfadv.attacks.losses`).
@@ -283,7 +289,7 @@ def square(
     chosen = gradient._targets(clf, x, y, target, seed, jit_compile)
     attack = gradient.compiled_attack(
         clf, _square_fn, x, jit_compile, norm=norm, loss=loss, queries=queries, targeted=chosen is not None,
-        compact=not devices.resolve_jit_compile(jit_compile),
+        compact=not devices.resolve_jit_compile(jit_compile), rescale=bool(rescale_schedule),
     )  # fmt: skip
     targets = y if chosen is None else chosen
     eps = checks.to_scalar(eps)

@@ -26,7 +26,7 @@ from tfadv import attacks
 
 SUITES = {
     "standard": ("apgd(steps=100, loss=ce)", "apgd_t(steps=100, n_targets=9)", "square(queries=5000)"),
-    "fast": ("pgd(steps=20, loss=margin, early_stop=True)", "apgd_t(steps=20, n_targets=3)", "square(queries=500)"),
+    "fast": ("pgd(steps=20, loss=margin, early_stop=True)", "apgd_t(steps=20, n_targets=3)", "square(queries=500, rescale_schedule=True)"),
 }
 CLEAN_WRONG, ROBUST = -2, -1  # values of SuiteResult.broken_by besides the index of the breaking attack
 
