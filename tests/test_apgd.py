@@ -201,7 +201,7 @@ def test_square_breaks_a_model_whose_gradients_are_zero(trained):
     assert accuracy(masked, found, y) <= pgd - 0.15
     assert pgd >= accuracy(model, x, y) - 0.05  # PGD only moved by its random start
     # only the logits matter: the same search on the unmasked model
-    np.testing.assert_array_equal(found.numpy(), attacks.square(model, x, y, eps, queries=300, seed=0).numpy())
+    np.testing.assert_array_equal(found.numpy(), attacks.square(model, x, y, eps, queries=300, rescale_schedule=True, seed=0).numpy())
 
 
 def test_square_spends_exactly_the_budget_on_an_unbreakable_model():
