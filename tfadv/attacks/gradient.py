@@ -9,7 +9,9 @@ tensors of the images' shape, inside the eps-ball and [0, 1], with no gradient f
 Shared options: `loss` ("ce", "margin", "dlr", "ce_t" or a callable; see `tfadv.attacks.losses`),
 `loss_on` ("logits", the default, or "probabilities": the naive attacker's view), `norm`
 ("inf" or "2"), `target` (None, "least_likely", "least_likely_top5", "random", a class id or
-per-image ids; see `tfadv.attacks.targets`), `seed` and `jit_compile`. Every attack is a
+per-image ids; see `tfadv.attacks.targets`), `seed` and `jit_compile`; fgsm, bim and pgd take
+`eot_samples` (expectation over transformation: gradients averaged over that many forward passes
+of a randomised model, e.g. one with noise on at inference). Every attack is a
 `tf.function` compiled once per (model, attack, static options), run in inference mode.
 """
 
@@ -30,8 +32,8 @@ MAX_UNROLLED_STEPS = 20
 TARGET_SEED_SALT = 7919  # random targets draw from fold(seed, salt), random starts from fold(seed, restart)
 
 
-def _objective(model_ref, output, loss, loss_on, targeted) -> losses.Objective:
-    return losses.Objective(classifier_of(model_ref, output), loss, loss_on, targeted)
+def _objective(model_ref, output, loss, loss_on, targeted, eot_samples=1) -> losses.Objective:
+    return losses.Objective(classifier_of(model_ref, output), loss, loss_on, targeted, eot_samples)
 
 
 def _step(objective, adv, x, y, t, eps, alpha, norm):
@@ -42,16 +44,17 @@ def _step(objective, adv, x, y, t, eps, alpha, norm):
     return scores, norms.project(stepped, x, eps, norm)
 
 
-def _fgsm_fn(x, y, t, eps, alpha, seed, *, model_ref, output, loss, loss_on, norm, targeted):
-    objective = _objective(model_ref, output, loss, loss_on, targeted)
+def _fgsm_fn(x, y, t, eps, alpha, seed, *, model_ref, output, loss, loss_on, norm, targeted, eot_samples=1):
+    objective = _objective(model_ref, output, loss, loss_on, targeted, eot_samples)
     _, _, grad = objective.gradient(x, y, t)
     return norms.clip_pixels(x + norm.step(grad, eps))
 
 
 def _iterative_fn(
-    x, y, t, eps, alpha, seed, *, model_ref, output, loss, loss_on, norm, steps, random_start, restarts, targeted
-):
-    objective = _objective(model_ref, output, loss, loss_on, targeted)
+    x, y, t, eps, alpha, seed, *, model_ref, output, loss, loss_on, norm, steps, random_start, restarts, targeted,
+    eot_samples=1,
+):  # fmt: skip
+    objective = _objective(model_ref, output, loss, loss_on, targeted, eot_samples)
 
     def body(adv):
         return _step(objective, adv, x, y, t, eps, alpha, norm)[1]
@@ -168,8 +171,9 @@ def _alpha(alpha, eps, default_factor, name, at_most_eps):
 
 
 def fgsm(
-    model, images, labels, eps, *, norm="inf", loss="ce", loss_on="logits", target=None, seed=None, jit_compile="auto"
-) -> tf.Tensor:
+    model, images, labels, eps, *, norm="inf", loss="ce", loss_on="logits", target=None, eot_samples=1, seed=None,
+    jit_compile="auto",
+) -> tf.Tensor:  # fmt: skip
     """Fast gradient sign method: x + eps * sign(grad_x L(x, y)), clipped to [0, 1].
 
     Untargeted (default) ascends the loss of the true class; with a `target` it descends
@@ -181,24 +185,29 @@ def fgsm(
         labels: int (N,) true classes.
         eps: step size, pixel scale (L-inf), or L2 length of the step for `norm="2"`.
         norm: "inf" (sign of the gradient) or "2" (normalised gradient).
+        eot_samples: expectation over transformation for randomised models (noise on at
+            inference): the gradient is averaged over this many forward passes (the batch tiled).
         loss, loss_on, target, seed, jit_compile: see the module docstring.
     """
     norm = norms.get(norm)
     return run(
         model, _fgsm_fn, images, labels, eps, seed=seed, target=target, jit_compile=jit_compile,
         loss=losses.get(loss), loss_on=loss_on, norm=norm, targeted=False,
+        eot_samples=checks.check_positive_int("eot_samples", eot_samples),
     )  # fmt: skip
 
 
 def fgsm_targeted(
-    model, images, labels, eps, *, target="least_likely", norm="inf", loss="ce", loss_on="logits", seed=None, jit_compile="auto"
-) -> tf.Tensor:
+    model, images, labels, eps, *, target="least_likely", norm="inf", loss="ce", loss_on="logits", eot_samples=1,
+    seed=None, jit_compile="auto",
+) -> tf.Tensor:  # fmt: skip
     """Targeted FGSM: `fgsm` toward `target` (default the least likely class)."""
     if target is None:
         raise ValueError("fgsm_targeted needs a target. Received: target=None")
     return fgsm(
-        model, images, labels, eps, norm=norm, loss=loss, loss_on=loss_on, target=target, seed=seed, jit_compile=jit_compile
-    )
+        model, images, labels, eps, norm=norm, loss=loss, loss_on=loss_on, target=target, eot_samples=eot_samples,
+        seed=seed, jit_compile=jit_compile,
+    )  # fmt: skip
 
 
 def _targets(clf, x, y, target, seed, jit_compile):
@@ -260,6 +269,7 @@ def pgd(
     loss="ce",
     loss_on="logits",
     target=None,
+    eot_samples=1,
     seed=None,
     jit_compile="auto",
 ) -> tf.Tensor:
@@ -275,6 +285,8 @@ def pgd(
             default eps * min(1, 2.5 / steps).
         random_start: start uniformly inside the ball (needed for restarts > 1).
         restarts: independent runs, best kept per example.
+        eot_samples: expectation over transformation (see `fgsm`): every step's gradient is
+            the mean over this many forward passes.
         seed: None (fresh draw from TF's global RNG), an int, or a pair such as
             (seed, step) which may be tensors.
         Others as in `fgsm`.
@@ -288,18 +300,18 @@ def pgd(
     return run(
         model, _iterative_fn, images, labels, eps, alpha, seed, target, jit_compile,
         loss=losses.get(loss), loss_on=loss_on, norm=norm, steps=steps, random_start=bool(random_start),
-        restarts=restarts, targeted=False,
+        restarts=restarts, targeted=False, eot_samples=checks.check_positive_int("eot_samples", eot_samples),
     )  # fmt: skip
 
 
 def bim(
     model, images, labels, eps, *, steps=10, alpha=None, norm="inf", loss="ce", loss_on="logits", target=None,
-    seed=None, jit_compile="auto",
+    eot_samples=1, seed=None, jit_compile="auto",
 ) -> tf.Tensor:  # fmt: skip
     """Basic iterative method (iterative FGSM, Kurakin et al.): `pgd` without random start."""
     return pgd(
         model, images, labels, eps, steps=steps, alpha=alpha, norm=norm, random_start=False,
-        loss=loss, loss_on=loss_on, target=target, seed=seed, jit_compile=jit_compile,
+        loss=loss, loss_on=loss_on, target=target, eot_samples=eot_samples, seed=seed, jit_compile=jit_compile,
     )  # fmt: skip
 
 

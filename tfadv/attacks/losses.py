@@ -138,10 +138,13 @@ class Objective:
         loss: a Loss.
         loss_on: "logits" or "probabilities".
         targeted: raise `loss.targeted(scores, labels, targets)` instead of `loss.untargeted`.
+        samples: expectation over transformation (Athalye et al. 2018) for a randomised model
+            (e.g. noise on at inference): `gradient` averages the objective, and so its gradient,
+            over this many forward passes (the batch tiled `samples` times, one pass).
     """
 
-    def __init__(self, clf, loss: Loss, loss_on: str, targeted: bool):
-        self.clf, self.loss, self.loss_on, self.targeted = clf, loss, loss_on, targeted
+    def __init__(self, clf, loss: Loss, loss_on: str, targeted: bool, samples: int = 1):
+        self.clf, self.loss, self.loss_on, self.targeted, self.samples = clf, loss, loss_on, targeted, samples
 
     def scores(self, x):
         scores = self.clf.scores(x, self.loss_on)
@@ -155,11 +158,19 @@ class Objective:
         return self.loss.untargeted(scores, labels)
 
     def gradient(self, x, labels, targets):
-        """(scores at x, per-example objective, gradient of the summed objective w.r.t. x)."""
+        """(scores at x, per-example objective, gradient of the summed objective w.r.t. x);
+        with samples > 1, the scores and objective are means over the samples."""
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(x)
-            scores = self.scores(x)
-            values = self.value(scores, labels, targets)
+            if self.samples == 1:
+                scores = self.scores(x)
+                values = self.value(scores, labels, targets)
+            else:
+                k, n = self.samples, tf.shape(x)[0]
+                tiled = self.scores(tf.tile(x, [k] + [1] * (x.shape.rank - 1)))  # copy j of image i: row j * n + i
+                values = self.value(tiled, tf.tile(labels, [k]), tf.tile(targets, [k]))
+                values = tf.reduce_mean(tf.reshape(values, [k, n]), axis=0)
+                scores = tf.reduce_mean(tf.reshape(tiled, [k, n, -1]), axis=0)
         return scores, values, tape.gradient(values, x)
 
     def success(self, scores, labels, targets):
