@@ -42,7 +42,9 @@ def flags(argv=None):
     p.add_argument("--smoothing_batch_size", type=int, default=1000, help="noisy copies per forward pass")
     p.add_argument("--radius_grid", default="0,0.125,0.25,0.375,0.5,0.75,1.0")
     p.add_argument("--certify_base", action="store_true", help="also certify the base model (trained without noise)")
+    p.add_argument("--parts", default="1,2", help="1: accuracy over eps, 2: certification (e.g. --parts=2 with a larger --n)")
     args = p.parse_args(argv)
+    args.parts = [int(part) for part in args.parts.split(",")]
     args.eps = [float(e) for e in args.eps.split(",")]
     args.radius_grid = [float(r) for r in args.radius_grid.split(",")]
     return args
@@ -162,18 +164,20 @@ def main(argv=None):
     common.start(args)
     train, val, test, names = common.load_data(args)
     x, y = test.float_images(), test.labels
-    table1 = part1(args, train, val, x, y, len(names))
-    common.save_figure(args, accuracy_figure(table1), "accuracy_vs_eps")
-    table2 = part2(args, train, val, x, y, len(names))
+    sections = []
+    if 1 in args.parts:
+        table1 = part1(args, train, val, x, y, len(names))
+        common.save_figure(args, accuracy_figure(table1), "accuracy_vs_eps")
+        sections.append(common.write_table(args, table1, "accuracy_vs_eps", "Accuracy over eps (L-inf, pixel scale)"))
+    if 2 in args.parts:
+        table2 = part2(args, train, val, x, y, len(names))
+        sections.append(common.write_table(args, table2, "certified_accuracy", "Randomized smoothing: certified accuracy over L2 radius"))
     header = (
         f"Noise as a defence: {args.model}, {args.epochs} epochs on {len(train)} images, noise stddev {args.noise_stddev}; "
         f"{len(x)} test images attacked (strong = PGD-20, 2 restarts, margin; EOT over {args.eot_samples} draws); "
         f"smoothing sigma {args.smoothing_sigma} on {min(args.certify_images, len(x))} images, n0={args.n0}, n={args.n}, alpha={args.alpha}"
     )
-    common.finish(args, [
-        common.write_table(args, table1, "accuracy_vs_eps", "Accuracy over eps (L-inf, pixel scale)"),
-        common.write_table(args, table2, "certified_accuracy", "Randomized smoothing: certified accuracy over L2 radius"),
-    ], header)  # fmt: skip
+    common.finish(args, sections, header)
 
 
 if __name__ == "__main__":
