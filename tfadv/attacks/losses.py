@@ -138,15 +138,23 @@ class Objective:
         loss: a Loss.
         loss_on: "logits" or "probabilities".
         targeted: raise `loss.targeted(scores, labels, targets)` instead of `loss.untargeted`.
+
+    For the expectation view of a randomised model (`tfadv.models.expectation(model, k)`: noise on
+    at inference), `gradient` follows expectation over transformation (Athalye et al. 2018): the
+    objective is computed on each of k draws of the underlying model (the batch tiled k times, one
+    pass) and averaged, so its gradient is the mean gradient over the draws; `scores` are the
+    view's own averaged scores.
     """
 
     def __init__(self, clf, loss: Loss, loss_on: str, targeted: bool):
         self.clf, self.loss, self.loss_on, self.targeted = clf, loss, loss_on, targeted
+        self.samples = getattr(clf, "samples", 1)
 
-    def scores(self, x):
-        scores = self.clf.scores(x, self.loss_on)
+    def scores(self, x, clf=None):
+        clf = clf or self.clf
+        scores = clf.scores(x, self.loss_on)
         if self.loss.divide_by_temperature:
-            scores = scores / tf.cast(self.clf.temperature(), scores.dtype)
+            scores = scores / tf.cast(clf.temperature(), scores.dtype)
         return scores
 
     def value(self, scores, labels, targets):
@@ -155,11 +163,19 @@ class Objective:
         return self.loss.untargeted(scores, labels)
 
     def gradient(self, x, labels, targets):
-        """(scores at x, per-example objective, gradient of the summed objective w.r.t. x)."""
+        """(scores at x, per-example objective, gradient of the summed objective w.r.t. x);
+        with samples > 1, the scores and objective are means over the samples."""
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(x)
-            scores = self.scores(x)
-            values = self.value(scores, labels, targets)
+            if self.samples == 1:
+                scores = self.scores(x)
+                values = self.value(scores, labels, targets)
+            else:
+                k, n = self.samples, tf.shape(x)[0]
+                tiled = self.scores(tf.tile(x, [k] + [1] * (x.shape.rank - 1)), self.clf.base)  # draw j of image i: row j * n + i
+                values = self.value(tiled, tf.tile(labels, [k]), tf.tile(targets, [k]))
+                values = tf.reduce_mean(tf.reshape(values, [k, n]), axis=0)
+                scores = tf.reduce_mean(tf.reshape(tiled, [k, n, -1]), axis=0)
         return scores, values, tape.gradient(values, x)
 
     def success(self, scores, labels, targets):

@@ -338,9 +338,11 @@ def expectation(model, samples: int) -> Classifier:
     """Expectation over transformation (EOT) for a classifier that is random at inference
     (noise layers left on): logits and probabilities averaged over `samples` draws.
 
-    Attacking these averages follows the gradient of the expected logits over the noise
-    (Athalye et al. 2018), which a single noisy draw hides. The batch is repeated `samples`
-    times in one call, so memory grows by that factor.
+    Gradient attacks on this view follow the mean gradient of their loss over `samples` draws
+    (expectation over transformation, Athalye et al. 2018; see `tfadv.attacks.losses.Objective`),
+    which a single noisy draw hides; predictions use the mean probabilities. The batch is
+    repeated `samples` times in one call, so memory grows by that factor. `.base` is the
+    classifier itself.
     """
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise ValueError(f"Expected samples to be an integer >= 1. Received: samples={samples!r}")
@@ -359,7 +361,7 @@ def expectation(model, samples: int) -> Classifier:
         clf.model, clf.output, repeat(clf.logits), probabilities, clf.logits_source, clf._temperature,
         name=f"{clf.name} (EOT x{samples})", shapes=(clf.input_shape, clf.num_classes),
     )  # fmt: skip
-    eot.samples = samples
+    eot.samples, eot.base = samples, clf
     return eot
 
 
