@@ -48,7 +48,7 @@ def art_suite(clf, x, y, eps, num_classes):
     from art.estimators.classification import TensorFlowV2Classifier
 
     estimator = TensorFlowV2Classifier(
-        model=lambda images: clf.logits(images), nb_classes=num_classes, input_shape=x.shape[1:],
+        model=lambda images, training=False: clf.logits(images), nb_classes=num_classes, input_shape=x.shape[1:],
         loss_object=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True), clip_values=(0.0, 1.0),
     )  # fmt: skip
     one_hot = np.eye(num_classes, dtype=np.float32)[y]

@@ -38,7 +38,13 @@ from tfadv.attacks.losses import LOSS_ON, LOSSES, Loss
 from tfadv.attacks.norms import NORMS
 from tfadv.attacks.one_pixel import one_pixel
 from tfadv.attacks.patch import PatchResult, apply_patch, patch
-from tfadv.attacks.runner import AttackResult, predict_classes, run_attack, transfer
+from tfadv.attacks.runner import (
+    AttackResult,
+    adversarial_images,
+    predict_classes,
+    run_attack,
+    transfer,
+)
 from tfadv.attacks.spec import Attack, get, names, register
 from tfadv.attacks.square import square
 from tfadv.attacks.storage import load, save
@@ -60,7 +66,7 @@ for _name, _fn, _defaults in (
     register(_name, _fn, **_defaults)
 
 __all__ = [
-    "Attack", "AttackResult", "LOSSES", "LOSS_ON", "Loss", "NORMS", "PatchResult", "apgd", "apgd_targeted", "apply_patch", "bim",
+    "Attack", "AttackResult", "LOSSES", "LOSS_ON", "Loss", "NORMS", "PatchResult", "adversarial_images", "apgd", "apgd_targeted", "apply_patch", "bim",
     "choose_targets", "fgsm", "fgsm_random", "fgsm_targeted", "get", "input_gradient", "load", "logits_of",
     "losses", "names", "norms", "one_pixel", "patch", "pgd", "predict_classes", "probabilities_of", "random_sign", "register",
     "run_attack", "save", "square", "steps_to_flip", "targets", "transfer",

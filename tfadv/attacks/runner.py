@@ -58,6 +58,34 @@ def batch_seed(seed, index: int):
     return None if seed is None else (int(seed), index)
 
 
+def _attacked_batches(model, data, attack, eps, batch_size, seed, progress):
+    """Yields (images, labels, adversarial images, targets or None) per batch of `data`."""
+    if seed is not None and not attack.takes_seed:
+        raise ValueError(f"Attack {attack.name!r} takes no seed. Received: seed={seed!r}")
+    iterator, size = batches(data, batch_size)
+    bar = keras.utils.Progbar(size, unit_name="image") if progress else None
+    done = 0
+    for index, (x, y) in enumerate(iterator):
+        overrides = {"seed": batch_seed(seed, index)} if seed is not None else {}
+        chosen = None
+        if attack.target is not None:
+            chosen = gradient.choose_targets(model, x, y, attack.target, seed=batch_seed(seed, index))
+            overrides["target"] = chosen
+        adv = np.asarray(attack(model, x, y, eps, **overrides), np.float32)
+        yield x, y, adv, chosen
+        done += len(adv)
+        if bar is not None:
+            bar.update(done)
+
+
+def adversarial_images(model, images, labels, attack, eps=None, *, batch_size: int = 256, seed=None, **options) -> np.ndarray:
+    """The adversarial images (float32 NumPy) of `attack` on every batch, batch i seeded (seed, i)."""
+    attack = spec.get(attack, **options)
+    if len(images) == 0:
+        return np.zeros(np.shape(images), np.float32)
+    return np.concatenate([adv for _, _, adv, _ in _attacked_batches(model, (images, labels), attack, eps, batch_size, seed, False)])
+
+
 def run_attack(
     model, data, attack, eps=None, *, batch_size: int = 256, seed=None, progress: bool = False, eval_model=None,
     **options,
@@ -79,27 +107,15 @@ def run_attack(
             on `model` and kept in the result.
     """
     attack = spec.get(attack, **options)
-    if seed is not None and not attack.takes_seed:
-        raise ValueError(f"Attack {attack.name!r} takes no seed. Received: seed={seed!r}")
     eval_model = model if eval_model is None else eval_model
-    iterator, size = batches(data, batch_size)
-    bar = keras.utils.Progbar(size, unit_name="image") if progress else None
     parts = {key: [] for key in (*NPZ_KEYS, "targets")}
-    done = 0
-    for index, (x, y) in enumerate(iterator):
-        overrides = {"seed": batch_seed(seed, index)} if seed is not None else {}
-        if attack.target is not None:
-            chosen = gradient.choose_targets(model, x, y, attack.target, seed=batch_seed(seed, index))
-            overrides["target"] = chosen
-            parts["targets"].append(np.asarray(chosen))
-        adv = np.asarray(attack(model, x, y, eps, **overrides), np.float32)
+    for x, y, adv, chosen in _attacked_batches(model, data, attack, eps, batch_size, seed, progress):
         parts["adversarial"].append(adv)
         parts["labels"].append(np.asarray(y, np.int64))
         parts["clean_predictions"].append(predict_classes(eval_model, x))
         parts["adversarial_predictions"].append(predict_classes(eval_model, adv))
-        done += len(parts["labels"][-1])
-        if bar is not None:
-            bar.update(done)
+        if chosen is not None:
+            parts["targets"].append(np.asarray(chosen))
     if not parts["labels"]:
         raise ValueError("Expected at least one image to attack. Received: an empty data set")
     return AttackResult(**{key: np.concatenate(values) if values else None for key, values in parts.items()})

@@ -22,7 +22,6 @@ import tensorflow as tf
 
 from tfadv import attacks
 from tfadv.data.augment import make_augment_fn
-from tfadv.data.batching import map_batches
 
 
 def eps_at(epoch: int, eps: float, warmup_epochs: int = 0, ramp_epochs: int = 0) -> float:
@@ -113,22 +112,8 @@ class AdversarialTrainer(keras.Model):
 
 
 def generate(model, attack, images, labels, eps, batch_size=256, seed=None) -> np.ndarray:
-    """Runs `attack` (an Attack) over float images in batches; returns float32 adversarial images (NumPy).
-
-    With an int `seed` (attacks that take one), batch i uses the seed (seed, i).
-    """
-    if len(images) == 0:
-        return np.zeros_like(images, dtype=np.float32)
-    if seed is not None and attack.takes_seed:
-        starts = np.arange(len(images))
-
-        def run(x, y, first):
-            return attack(model, x, y, eps, seed=(int(seed), int(first[0]) // batch_size))
-
-        adversarial = map_batches(run, images, labels, starts, batch_size=batch_size)
-    else:
-        adversarial = map_batches(lambda x, y: attack(model, x, y, eps), images, labels, batch_size=batch_size)
-    return adversarial.astype(np.float32, copy=False)
+    """`tfadv.attacks.adversarial_images` (batch i seeded (seed, i) when the attack takes a seed)."""
+    return attacks.adversarial_images(model, images, labels, attack, eps, batch_size=batch_size, seed=seed if attack.takes_seed else None)
 
 
 class TrainingSetWithCopy:

@@ -172,15 +172,16 @@ def run_suite(
         if len(active):
             if progress:
                 print(f"[{k + 1}/{len(attack_list)}] {attack.describe()} on {len(active)} images", flush=True)
-            result = attacks.run_attack(
-                model, (images[active], labels[active]), attack, eps, batch_size=batch_size,
-                seed=seed + k if attack.takes_seed else None, progress=progress,
+            found = attacks.adversarial_images(
+                model, images[active], labels[active], attack, eps, batch_size=batch_size,
+                seed=seed + k if attack.takes_seed else None,
             )  # fmt: skip
-            broken = result.adversarial_predictions != labels[active]
+            predicted = attacks.predict_classes(model, found, batch_size)
+            broken = predicted != labels[active]
             hit = active[broken]
             broken_by[hit] = k
-            predictions[hit] = result.adversarial_predictions[broken]
-            adversarial[hit] = result.adversarial[broken]
+            predictions[hit] = predicted[broken]
+            adversarial[hit] = found[broken]
         seconds.append(time.time() - start)
     return SuiteResult(
         float(eps), [a.describe() for a in attack_list], labels, clean_predictions, predictions, adversarial,
