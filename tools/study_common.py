@@ -344,9 +344,9 @@ def test_split(args, classes=None):
     return test.float_images(), test.labels, names
 
 
-def suite_evaluation(args, key: str, model, x, y, eps: float, class_names=None, source: str | None = None) -> dict:
+def suite_evaluation(args, key: str, model, x, y, eps: float, class_names=None, source: str | None = None, images: int = 0) -> dict:
     """Scores one model with tfadv.evaluation.evaluate (suite --suite, the masking checklist) on the
-    first --eval_images of (x, y) at `eps`; the report goes to --out/evaluations/<key>-eps<eps>/ and
+    first --eval_images (or `images`, when smaller) of (x, y) at `eps`; the report goes to --out/evaluations/<key>-eps<eps>/ and
     is reused when present (and newer than `source`, the model's file) unless --reevaluate.
 
     Returns {} with --suite=none, else: suite robust (the headline worst case over all attacks,
@@ -355,23 +355,26 @@ def suite_evaluation(args, key: str, model, x, y, eps: float, class_names=None, 
     """
     if args.suite == "none":
         return {}
+    from tfadv.evaluation import suite_attacks
     from tfadv.evaluation.report_files import folder_name
     from tfadv.experiment import run_folder
 
     folder = os.path.join(args.out, "evaluations", f"{folder_name(key)}-eps{eps:g}")
     summary_path = os.path.join(folder, "summary.json")
-    fresh = os.path.exists(summary_path) and not args.reevaluate
+    n = min(n for n in (args.eval_images, images, len(y)) if n)
+    suite = [a.describe() for a in suite_attacks(args.suite)]
+    saved = run_folder.read_json(summary_path) if not args.reevaluate else {}
+    fresh = saved.get("n") == n and saved.get("suite") == suite and key in saved.get("models", {})
     if fresh and source is not None and os.path.exists(source):
         fresh = os.path.getmtime(summary_path) >= os.path.getmtime(source)
-    if fresh and run_folder.read_json(summary_path).get("suite") and key in run_folder.read_json(summary_path)["models"]:
-        headline = run_folder.read_json(summary_path)["models"][key]
+    if fresh:
+        headline = saved["models"][key]
         log(f"[{key}] reusing the evaluation {folder}")
     else:
         from tfadv import evaluation
 
-        n = args.eval_images or len(y)
         start = time.time()
-        log(f"[{key}] evaluating: suite {args.suite}, eps {eps:g}, {min(n, len(y))} images")
+        log(f"[{key}] evaluating: suite {args.suite}, eps {eps:g}, {n} images")
         report = evaluation.evaluate({key: model}, x[:n], y[:n], eps, suite=args.suite, class_names=class_names, seed=args.seed)
         report.write(folder, overwrite=True)
         headline = report.summary()["models"][key]

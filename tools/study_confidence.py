@@ -217,9 +217,14 @@ def findings(table: pd.DataFrame, buckets: pd.DataFrame) -> str:
     for eps, part in table.groupby("eps", sort=False):
         for view in VIEWS:
             errors = {b: float(part.loc[part["bucket"] == b, f"{view} top1"].iloc[0]) for b in present}
-            ordered = all(errors[a] <= errors[b] for a, b in zip(present, present[1:], strict=False))
-            lines.append(f"- eps {eps:g}, {view}: top-1 error " + ", ".join(f"{b} {e:.3f}" for b, e in errors.items())
-                         + (" (rises as confidence falls)" if ordered else " (does not rise monotonically as confidence falls)"))  # fmt: skip
+            pairs = list(zip(present, present[1:], strict=False))
+            if all(errors[a] < errors[b] for a, b in pairs):
+                trend = "rises as confidence falls"
+            elif all(errors[a] <= errors[b] for a, b in pairs):
+                trend = "never lower at lower confidence" + (" (saturated: all equal)" if len(set(errors.values())) == 1 else "")
+            else:
+                trend = "lower at some lower confidence: the finding does not hold here"
+            lines.append(f"- eps {eps:g}, {view}: top-1 error " + ", ".join(f"{b} {e:.3f}" for b, e in errors.items()) + f" ({trend})")
     small = buckets[(buckets["selected"] > 0) & (buckets["selected"] < 30)]
     if len(small):
         lines.append(f"\nFew images in {', '.join(small['bucket'])} ({', '.join(map(str, small['selected']))}): those cells are noisy.")

@@ -60,6 +60,7 @@ def flags(argv=None):
     p.add_argument("--variant_temperature", type=float, default=4.0, help="distill_variant: raised teacher and student temperature")
     p.add_argument("--final_temperature", type=float, default=50.0, help="final: soft-label and student temperature (deployed at T = 1)")
     p.add_argument("--final_teacher", default="", help=f"final: teacher run ({', '.join(ADVERSARIAL)}); default: the best by suite robust accuracy")
+    p.add_argument("--final_eval_images", type=int, default=200, help="final (random at test time, attacked with EOT: ~8x the cost): suite images")
     p.add_argument("--test_noise_eps", type=float, default=0.0, help="final: random-sign noise at test time (0: --eps)")
     return common.parse(p, argv, check)
 
@@ -83,6 +84,8 @@ def check(args):
     for name in ("temperature", "variant_temperature", "final_temperature", "pgd_steps"):
         if getattr(args, name) <= 0:
             raise ValueError(f"--{name}={getattr(args, name)}: must be > 0")
+    if args.final_eval_images < 0:
+        raise ValueError(f"--final_eval_images={args.final_eval_images}: must be >= 0 (0: --eval_images)")
     if args.test_noise_eps < 0:
         raise ValueError(f"--test_noise_eps={args.test_noise_eps}: must be >= 0")
 
@@ -163,7 +166,8 @@ def score(args, key, run_name, label, model, info, x, y, names) -> dict:
     row.update({"own perturbed (paper)": fgsm["adversarial_accuracy"], "perturbation": "FGSM (logits)", "FGSM on probabilities": probabilities["adversarial_accuracy"]})
     common.log(f"[{key}] clean {row['clean']:.3f}, own FGSM {row['own perturbed (paper)']:.3f} (on probabilities {row['FGSM on probabilities']:.3f})")
     if "all" in args.suite_models or key in args.suite_models:
-        row.update(common.suite_evaluation(args, key, model, x, y, args.eps, names, source=os.path.join(info["dir"], "summary.json")))
+        images = args.final_eval_images if key == "final" else 0
+        row.update(common.suite_evaluation(args, key, model, x, y, args.eps, names, source=os.path.join(info["dir"], "summary.json"), images=images))
     return row
 
 
@@ -228,7 +232,8 @@ def main(argv=None):
         f"Defences: {args.model} on the CIFAR-10 mini archive, {args.epochs} epochs unless --epochs_per_model "
         f"({args.epochs_per_model or 'none'}), batch {args.batch_size}, Adam {args.learning_rate:g} {args.lr_schedule}, "
         f"augment {args.augment}, eps {args.eps:g} ({args.eps * 255:.1f}/255) for training and evaluation; clean and own-FGSM "
-        f"accuracy on {len(y)} test images, suite {args.suite} on the first {min(args.eval_images or len(y), len(y))}"
+        f"accuracy on {len(y)} test images, suite {args.suite} on the first {min(args.eval_images or len(y), len(y))} "
+        f"(the final model with test noise, attacked with EOT: {min(args.final_eval_images or len(y), args.eval_images or len(y), len(y))})"
     )
     common.finish(args, sections, header)
 

@@ -14,7 +14,8 @@ step 2.5 eps / steps, --pgd_restarts; loss --loss on the logits) at every --atta
 first --eval_images test images, worst case over the suite and the masking checklist's attacks)
 over the same model's initially correct images among them.
 
-Tables: sweep (long), table1 (Castro Ros layout: rows eps, a column per model and attack);
+Tables: table1 (Castro Ros layout: rows eps, a column per model and attack; CSV + study.md),
+sweep.csv (long form), suite;
 PNG: eps_sweep.png.
 """
 
@@ -96,9 +97,10 @@ def main(argv=None):
     table1.columns = [f"{m}: {a}" for m, a in table1.columns]
     table1 = table1.reset_index().sort_values("eps")
     table1.insert(1, "eps_255", table1["eps"] * 255)
+    sweep.to_csv(os.path.join(args.out, "sweep.csv"), index=False)
     sections = [
         common.write_table(args, table1, "table1", "Accuracy on the initially correct test images (Castro Ros Table 1 layout)"),
-        common.write_table(args, sweep, "sweep", "The sweep (long form)"),
+        sweep_findings(sweep, args),
     ]
     if len(suite):
         sections.append(common.write_table(args, suite, "suite", "Evaluation suite (headline robust accuracy over the initially correct images)"))
@@ -112,9 +114,25 @@ def main(argv=None):
     common.finish(args, sections, header)
 
 
+def sweep_findings(sweep, args) -> str:
+    """Castro Ros's finding (PGD stronger than FGSM) and FGSM's non-monotone tail, per model."""
+    lines = ["## Findings", ""]
+    for model, part in sweep.groupby("model", sort=False):
+        fgsm = part[part["attack"] == "FGSM"].set_index("eps")["adversarial_accuracy"]
+        pgd = part[part["attack"] == f"PGD-{args.pgd_steps}"].set_index("eps")["adversarial_accuracy"]
+        stronger, ties = int((pgd < fgsm).sum()), int((pgd == fgsm).sum())
+        rises = [f"{e:g}" for e, prev, cur in zip(fgsm.index[1:], fgsm.to_numpy()[:-1], fgsm.to_numpy()[1:], strict=True) if cur > prev + 1e-9]
+        lines.append(
+            f"- {model} ({int(part['n_correct'].iloc[0])} initially correct images): PGD-{args.pgd_steps} leaves fewer images correct than "
+            f"FGSM at {stronger} of {len(fgsm)} eps ({ties} ties, never more: {bool((pgd <= fgsm).all())}); "
+            + (f"FGSM accuracy rises again as eps grows at eps {', '.join(rises)} (a single step overshoots)." if rises else "FGSM accuracy never rises with eps.")
+        )
+    return "\n".join(lines) + "\n"
+
+
 def suite_findings(sweep, suite, args) -> str:
     """How far PGD alone is from the suite's worst case at the suite's eps."""
-    lines = ["## PGD alone vs the suite", ""]
+    lines = ["## PGD alone vs the suite", "", "(PGD on the initially correct images among --test_images, the suite on those among the first --eval_images.)", ""]
     for _, row in suite.iterrows():
         at = (sweep["model"] == row["model"]) & (sweep["attack"] == f"PGD-{args.pgd_steps}") & ((sweep["eps"] - row["eps"]).abs() < 1e-9)
         if at.any():
