@@ -25,7 +25,7 @@ perturbs them with FGSM ("fast") and BIM-<--steps> ("iterative"), ascending the 
 ("inverse", untargeted) or descending toward the least likely class ("least-likely", targeted), and
 tabulates top-1 and top-5 error per bucket (`tfadv.evaluation.metrics.confidence_table`: the
 paper's layout). With --suite, the classifier is also scored by `tfadv.evaluation.evaluate` on the
-first --eval_images pool images at the first eps.
+first --eval_images pool images at the largest eps.
 
 Tables: buckets, confidence (one per eps), CSV + study.md; PNGs: confidence_error.png, confidence_histogram.png.
 """
@@ -198,8 +198,9 @@ def main(argv=None):
     common.save_figure(args, error_figure(table, label), "confidence_error")
     common.save_figure(args, histogram(confidence, label), "confidence_histogram")
     if args.suite != "none":
-        result = common.suite_evaluation(args, label, model, x, y, args.eps[0], names, source=source)
-        sections.append(common.write_table(args, pd.DataFrame([{"model": label, "eps": args.eps[0], **result}]), "suite", "Evaluation suite (headline robust accuracy)"))
+        eps = max(args.eps)
+        result = common.suite_evaluation(args, label, model, x, y, eps, names, source=source)
+        sections.append(common.write_table(args, pd.DataFrame([{"model": label, "eps": eps, **result}]), "suite", "Evaluation suite (headline robust accuracy)"))
     header = (
         f"Confidence study: {label}, {len(selected)} images ({', '.join(f'{r.bucket} {r.selected}' for r in buckets.itertuples())}) "
         f"from {len(y)}; fast = FGSM, iterative = BIM-{args.steps}; inverse = untargeted (true class), least-likely = targeted; "
