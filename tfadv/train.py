@@ -53,6 +53,8 @@ HELP = {
     "adv_fraction": "adversarial_epoch: share of the training set regenerated each epoch",
     "robust_eval_size": "validation images attacked each epoch to log robust accuracy",
     "monitor_attack": "evaluation attack of that per-epoch robust accuracy (a spec), or 'training' for the training attack",
+    "guard_images": "adversarial_batch: training images PGD-10-checked at each epoch end against catastrophic overfitting (0: off)",
+    "guard_drop": "stop and restore the previous epoch's weights when that robust accuracy falls more than this below its best",
     "teacher_temperature": "distillation: temperature the teacher trains at",
     "student_temperature": "distillation: temperature the student trains at",
     "deploy_temperature": "distillation: temperature the student is deployed at",

@@ -136,3 +136,271 @@ def save_figure(args, fig, name: str) -> str:
     path = save_png(fig, os.path.join(args.out, f"{name}.png"))
     log(f"figure -> {path}")
     return path
+
+
+# ---- Issue 11 (the seeds' experiments as studies): reruns from flags.json, one-line flag errors,
+# training through tfadv.experiment.run.run_training (cached run folders, seconds per epoch),
+# trained models given as paths, and every model scored by tfadv.evaluation.evaluate.
+
+TIMES_FILE = "epoch_times.json"  # written by train_run next to a run's summary.json
+
+
+def fail(message: str) -> None:
+    """One line on stderr, exit code 2 (bad flags)."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def float_list(text) -> list:
+    """'0.01,0.03' -> [0.01, 0.03] (a list, e.g. from flags.json, passes through)."""
+    if isinstance(text, (list, tuple)):
+        return [float(v) for v in text]
+    try:
+        return [float(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma list of numbers, got {text!r}") from None
+
+
+def str_list(text) -> list:
+    """'a,b' -> ['a', 'b'] (a list passes through; '' -> [])."""
+    if isinstance(text, (list, tuple)):
+        return [str(v) for v in text]
+    return [v.strip() for v in str(text).split(",") if v.strip()]
+
+
+def add_training_flags(p, augment: str = "none", lr_schedule: str = "cosine") -> None:
+    """Flags of the runs trained through run_training (besides parser()'s epochs, batch size, ...)."""
+    p.add_argument("--augment", default=augment, help="none, standard (flip,crop), all, or a comma list")
+    p.add_argument("--lr_schedule", default=lr_schedule, choices=("constant", "cosine"))
+    p.add_argument("--monitor_images", type=int, default=0, help="adversarial recipes: validation images PGD-checked per epoch for TensorBoard (0: off)")
+
+
+def add_evaluation_flags(p, suite: str = "standard", eval_images: int = 500) -> None:
+    """The shared evaluation path: every (defended) model scored by tfadv.evaluation.evaluate."""
+    p.add_argument("--suite", default=suite, help="suite of tfadv.evaluation.evaluate: standard, fast, a comma list of attack specs, or none")
+    p.add_argument("--eval_images", type=int, default=eval_images, help="first N test images scored by the suite (0: all)")
+    p.add_argument("--reevaluate", action="store_true", help="rerun the suite even where its report exists in --out/evaluations")
+
+
+def parse(p: argparse.ArgumentParser, argv=None, check=None):
+    """Parses the flags. --from_flags=OUT/flags.json takes a study's resolved flags as defaults
+    (flags given as well override them). A bad flag, or a ValueError from check(args), is one
+    line 'error: ...' and exit code 2."""
+    import json
+
+    p.add_argument("--from_flags", default="", help="rerun from a study's flags.json (flags given too override it)")
+    p.error = fail  # argparse's own errors: one line, exit 2
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--from_flags", default="")
+    known, _ = pre.parse_known_args(argv)
+    if known.from_flags:
+        try:
+            with open(known.from_flags) as f:
+                saved = json.load(f)
+        except (OSError, ValueError) as e:
+            fail(f"--from_flags={known.from_flags}: {e}")
+        actions = {a.dest: a for a in p._actions}
+        values = {k: v for k, v in saved.items() if k in actions and k not in ("help", "from_flags")}
+        p.set_defaults(**values)
+        for name in values:
+            actions[name].required = False
+    args = p.parse_args(argv)
+    from tfadv.runtime.quiet import native_stderr_silenced
+
+    with native_stderr_silenced():  # TensorFlow's start-up chatter (the checks load it)
+        import tensorflow  # noqa: F401
+    try:
+        check_common(args)
+        if check is not None:
+            check(args)
+    except (ValueError, FileNotFoundError) as e:
+        fail(str(e).strip().splitlines()[0])
+    return args
+
+
+def check_common(args) -> None:
+    """Checks of the shared flags (raises ValueError naming the flag)."""
+    for name in ("epochs", "batch_size"):
+        if getattr(args, name, 1) <= 0:
+            raise ValueError(f"--{name}={getattr(args, name)}: must be > 0")
+    for name in ("train_images", "test_images", "eval_images", "monitor_images"):
+        if getattr(args, name, 0) < 0:
+            raise ValueError(f"--{name}={getattr(args, name)}: must be >= 0")
+    if getattr(args, "data_dir", None) and not os.path.exists(args.data_dir):
+        raise ValueError(f"--data_dir={args.data_dir}: no such file or folder")
+    if getattr(args, "suite", "none") != "none":
+        from tfadv.evaluation import suite_attacks
+
+        try:
+            suite_attacks(args.suite)
+        except ValueError as e:
+            raise ValueError(f"--suite={args.suite}: {str(e).splitlines()[0]}") from None
+    if getattr(args, "model", None) is not None and not _is_model_path(args.model):
+        from tfadv import models
+
+        for name in str_list(args.model):
+            if not _is_model_path(name) and name not in models.REGISTRY:
+                raise ValueError(f"--model={name}: neither an architecture ({', '.join(sorted(models.REGISTRY))}) nor an existing model path")
+
+
+def _is_model_path(spec: str) -> bool:
+    return os.path.exists(str(spec).rsplit(":", 1)[0]) or os.path.exists(str(spec))
+
+
+def _epoch_timer():
+    """A Keras callback recording each epoch's seconds (epoch begin to end, after the callbacks
+    listed before it, e.g. the overfitting guard) and its numeric logs, per fit call ("stage")."""
+    import keras  # tfadv is imported by then (start()), so its oneDNN default is in force
+
+    class EpochTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.rows, self.stage, self._start = [], 0, 0.0
+
+        def on_train_begin(self, logs=None):
+            self.stage += 1
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start = time.time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            numeric = {k: float(v) for k, v in (logs or {}).items() if np.ndim(v) == 0 and np.isfinite(float(v))}
+            self.rows.append({"stage": self.stage, "epoch": epoch + 1, "seconds": time.time() - self._start, **numeric})
+
+    return EpochTimer()
+
+
+def train_run(args, name: str, retrain: bool | None = None, probes=(), **overrides) -> dict:
+    """Trains (or reuses) the run --out/runs/<name> through run_training(TrainConfig(...)): the
+    CIFAR-10 archive of --data_dir, --model, --epochs, --batch_size, --learning_rate,
+    --lr_schedule, --augment, --train_images, --seed, then `overrides` (recipe, attack, ...).
+
+    A finished run (summary.json present) is reused unless --retrain (or retrain=True).
+    `probes` are extra callbacks run after the epoch timer (not timed). Returns {dir, summary,
+    epochs (seconds and logs per epoch), probes (their summary()), seconds, reused}.
+    """
+    from tfadv.experiment import run, run_folder
+    from tfadv.experiment.config import TrainConfig
+    from tfadv.runtime.files import write_json
+
+    output_dir = os.path.join(args.out, "runs", name)
+    summary_path = os.path.join(output_dir, run_folder.SUMMARY_FILE)
+    retrain = args.retrain if retrain is None else retrain
+    if os.path.exists(summary_path) and not retrain:
+        log(f"[{name}] reusing {output_dir}")
+        times = run_folder.read_json(os.path.join(output_dir, TIMES_FILE))
+        summary = run_folder.read_json(summary_path)
+        return {"dir": output_dir, "summary": summary, "epochs": times.get("epochs", []), "probes": times.get("probes", []),
+                "seconds": summary.get("seconds", float("nan")), "reused": True}  # fmt: skip
+    fields = dict(
+        dataset="cifar10", data_dir=args.data_dir, model=args.model, epochs=args.epochs, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, lr_schedule=getattr(args, "lr_schedule", "cosine"),
+        augment=getattr(args, "augment", "none"), train_limit=args.train_images,
+        robust_eval_size=getattr(args, "monitor_images", 0), seed=args.seed, verbose=2, output_dir=output_dir, overwrite=True,
+    )  # fmt: skip
+    fields.update(overrides)
+    config = TrainConfig(**fields)
+    shown = ", ".join(f"{k}={v}" for k, v in overrides.items())
+    log(f"[{name}] training {config.epochs} epoch(s): {shown}")
+    timer = _epoch_timer()
+    summary = run.run_training(config, extra_callbacks=[timer, *probes])
+    probe_summaries = [p.summary() for p in probes]
+    write_json(os.path.join(output_dir, TIMES_FILE), {"epochs": timer.rows, "probes": probe_summaries, "seconds": summary.seconds})
+    log(f"[{name}] done in {summary.seconds:.0f} s: clean test accuracy " + ", ".join(f"{k} {v:.3f}" for k, v in summary.test_accuracy.items()))
+    import dataclasses
+
+    return {"dir": output_dir, "summary": dataclasses.asdict(summary), "epochs": timer.rows, "probes": probe_summaries,
+            "seconds": summary.seconds, "reused": False}  # fmt: skip
+
+
+def epoch_seconds(info: dict, stage: int | None = None) -> list:
+    """Seconds of each epoch of a train_run result (of one fit call `stage`, 1-based, or all)."""
+    return [row["seconds"] for row in info["epochs"] if stage is None or row["stage"] == stage]
+
+
+def load_run_model(info_or_dir, name: str = ""):
+    from tfadv.experiment import run_folder
+
+    path = info_or_dir["dir"] if isinstance(info_or_dir, dict) else info_or_dir
+    return run_folder.load_model(path, name)
+
+
+def model_from_spec(spec: str):
+    """'PATH' or 'PATH:NAME' (a run folder and one of its models, a .keras file or a SavedModel)
+    -> (label, model, path for staleness checks)."""
+    from tfadv.experiment import run_folder
+
+    path, name = (spec, "")
+    if not os.path.exists(spec) and ":" in spec:
+        path, name = spec.rsplit(":", 1)
+    model = run_folder.load_model(path, name)
+    label = os.path.basename(os.path.normpath(path)) + (f":{name}" if name else "")
+    return label, model, path
+
+
+def test_split(args, classes=None):
+    """(float images, labels, class names) of the first --test_images test images."""
+    _, _, test, names = load_data(args, classes)
+    return test.float_images(), test.labels, names
+
+
+def suite_evaluation(args, key: str, model, x, y, eps: float, class_names=None, source: str | None = None, images: int = 0) -> dict:
+    """Scores one model with tfadv.evaluation.evaluate (suite --suite, the masking checklist) on the
+    first --eval_images (or `images`, when smaller) of (x, y) at `eps`; the report goes to --out/evaluations/<key>-eps<eps>/ and
+    is reused when present (and newer than `source`, the model's file) unless --reevaluate.
+
+    Returns {} with --suite=none, else: suite robust (the headline worst case over all attacks,
+    over all images), suite robust on correct, suite alone, eval clean, masking checks failed,
+    eval seconds, report.
+    """
+    if args.suite == "none":
+        return {}
+    from tfadv.evaluation import suite_attacks
+    from tfadv.evaluation.report_files import folder_name
+    from tfadv.experiment import run_folder
+
+    folder = os.path.join(args.out, "evaluations", f"{folder_name(key)}-eps{eps:g}")
+    summary_path = os.path.join(folder, "summary.json")
+    n = min(n for n in (args.eval_images, images, len(y)) if n)
+    suite = [a.describe() for a in suite_attacks(args.suite)]
+    saved = run_folder.read_json(summary_path) if not args.reevaluate else {}
+    fresh = saved.get("n") == n and saved.get("suite") == suite and key in saved.get("models", {})
+    if fresh and source is not None and os.path.exists(source):
+        fresh = os.path.getmtime(summary_path) >= os.path.getmtime(source)
+    if fresh:
+        headline = saved["models"][key]
+        log(f"[{key}] reusing the evaluation {folder}")
+    else:
+        from tfadv import evaluation
+
+        start = time.time()
+        log(f"[{key}] evaluating: suite {args.suite}, eps {eps:g}, {n} images")
+        report = evaluation.evaluate({key: model}, x[:n], y[:n], eps, suite=args.suite, class_names=class_names, seed=args.seed)
+        report.write(folder, overwrite=True)
+        headline = report.summary()["models"][key]
+        log(f"[{key}] evaluated in {time.time() - start:.0f} s: robust {headline['robust_accuracy']:.3f}, failed checks {headline['masking_checks_failed']}")
+    return {
+        "eval clean": headline["clean_accuracy"], "suite robust": headline["robust_accuracy"],
+        "suite robust on correct": headline["robust_accuracy_on_correct"], "suite alone": headline["suite_robust_accuracy"],
+        "masking checks failed": headline["masking_checks_failed"], "eval seconds": headline["seconds"],
+        "report": os.path.relpath(os.path.join(folder, "report.md"), args.out),
+    }  # fmt: skip
+
+
+def gradient_figure(args, key: str, model, x, y, title: str = "") -> dict:
+    """Input-gradient norm histograms (tfadv.evaluation.plots.gradient_histograms: initially
+    correct images in one colour, incorrect in another) on the loss over probabilities (for models
+    that output them) and logits, saved as gradients_<key>.png; returns summary numbers."""
+    from tfadv import attacks, evaluation, models
+    from tfadv.evaluation import plots
+
+    views = attacks.LOSS_ON if models.as_classifier(model).output == "probabilities" else ("logits",)
+    norms = {view: evaluation.gradient_norms(model, x, y, loss_on=view) for view in views}
+    correct = attacks.predict_classes(model, x) == y
+    save_figure(args, plots.gradient_histograms(norms, correct, title or key), f"gradients_{key}")
+    row = {"model": key}
+    for view, values in norms.items():
+        row[f"grad = 0 ({view})"] = float(np.mean(values == 0))
+        row[f"median grad norm ({view}), correct"] = float(np.median(values[correct])) if correct.any() else float("nan")
+        row[f"median grad norm ({view}), incorrect"] = float(np.median(values[~correct])) if (~correct).any() else float("nan")
+    return row

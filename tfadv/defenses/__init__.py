@@ -20,6 +20,7 @@ from tfadv.defenses.latent import (
     embedding_model,
     embeddings,
 )
+from tfadv.defenses.overfitting_guard import OverfittingGuard
 from tfadv.defenses.smoothing import (
     ABSTAIN,
     Certification,
@@ -31,7 +32,7 @@ from tfadv.defenses.test_noise import TEST_NOISES, noise_layer, with_test_noise
 
 __all__ = [
     "ABSTAIN", "AdversarialTrainer", "Certification", "ContrastiveTrainer", "Distiller", "EpsSchedule",
-    "NearestReferenceClassifier", "ReferenceLogits", "RegenerateAdversarialCopy", "SmoothedClassifier", "TEST_NOISES",
+    "NearestReferenceClassifier", "OverfittingGuard", "ReferenceLogits", "RegenerateAdversarialCopy", "SmoothedClassifier", "TEST_NOISES",
     "TrainingSetWithCopy", "certified_accuracy", "choose_references", "choose_subset", "clopper_pearson_lower",
     "contrastive_loss", "embedding_model", "embeddings", "eps_at", "generate", "noise_layer", "soft_label_loss",
     "soft_labels", "with_test_noise",

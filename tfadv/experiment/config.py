@@ -50,6 +50,8 @@ class TrainConfig:
     adv_fraction: float = 1.0  # per-epoch recipe: share of the training set regenerated
     robust_eval_size: int = 256  # fixed validation subset for robust accuracy per epoch
     monitor_attack: str = "pgd(steps=10, loss=margin)"  # evaluation attack of that monitor; "training": the training attack
+    guard_images: int = 0  # adversarial_batch: training images PGD-checked each epoch against catastrophic overfitting (0: off)
+    guard_drop: float = 0.2  # stop and restore the previous epoch's weights when that robust accuracy falls this far below its best
     # distillation (recipes defensive_distillation / distillation_variant)
     teacher_temperature: float = 50.0
     student_temperature: float = 50.0
@@ -131,6 +133,18 @@ class TrainConfig:
             raise ValueError(f"test_noise={self.test_noise} needs test_noise_eps > 0. Received: test_noise_eps={self.test_noise_eps}")
         if self.test_noise_eps < 0:
             raise ValueError(f"test_noise_eps={self.test_noise_eps}: must be >= 0")
+        if self.guard_images < 0:
+            raise ValueError(f"guard_images={self.guard_images}: must be >= 0 (0: off)")
+        if not 0 < self.guard_drop <= 1:
+            raise ValueError(f"guard_drop={self.guard_drop}: must be in (0, 1]")
+        batch_trained = self.recipe == "adversarial_batch" or (
+            self.recipe in ("distill", "distill_variant") and not self.teacher_dir and self.teacher_recipe == "adversarial_batch"
+        )
+        if self.guard_images and not batch_trained:
+            raise ValueError(
+                f"guard_images={self.guard_images}: the guard is an option of recipe adversarial_batch "
+                f"(or teacher_recipe=adversarial_batch); recipe={self.recipe!r}"
+            )
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

@@ -38,6 +38,20 @@ def monitor_callbacks(ctx, classifier, eps_variable, stage):
     ]  # fmt: skip
 
 
+def guard_callbacks(ctx, classifier):
+    """[OverfittingGuard] checking the first guard_images training images at the full eps ([] when 0)."""
+    config = ctx.config
+    held = ctx.data.train.head(config.guard_images)
+    if config.guard_images <= 0 or len(held) == 0:
+        return []
+    return [
+        defenses.OverfittingGuard(
+            held.float_images(), held.labels, config.eps, drop=config.guard_drop, classifier=classifier,
+            batch_size=ATTACK_BATCH_SIZE, seed=config.seed,
+        )
+    ]  # fmt: skip
+
+
 def _eps_schedule(config, variable):
     return defenses.EpsSchedule(variable, config.eps, config.warmup_epochs, config.eps_ramp_epochs)
 
@@ -59,6 +73,8 @@ def notes(config) -> dict:
         out["eps_schedule"] = f"warm-up {config.warmup_epochs} epochs, ramp {config.eps_ramp_epochs} epochs"
     if config.robust_eval_size:
         out["monitor_attack"] = training.monitor_attack(config).describe()
+    if config.guard_images:
+        out["guard"] = f"{defenses.overfitting_guard.DEFAULT_ATTACK} on {config.guard_images} training images, stop at a drop > {config.guard_drop:g}"
     return out
 
 
@@ -73,6 +89,7 @@ def train_batch(ctx, stage="model", **option_overrides):
         )
         training.compile_model(ctx, trainer)
     extra = [_eps_schedule(config, trainer.eps), *monitor_callbacks(ctx, classifier, trainer.eps, stage)]
+    extra += guard_callbacks(ctx, classifier)
     training.fit(ctx, trainer, stage, extra_callbacks=extra)
     return classifier
 
