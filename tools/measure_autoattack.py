@@ -14,7 +14,9 @@ import os
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import tfadv  # noqa: E402, F401  (oneDNN default before TensorFlow loads)
+from tfadv.runtime import onednn  # noqa: E402
+
+onednn.enable_by_default()  # before TensorFlow loads (see tfadv.runtime.onednn)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
