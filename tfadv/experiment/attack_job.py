@@ -14,6 +14,8 @@ import os
 
 SPLITS = ("test", "val", "train")
 FORMATS = ("npz", "tfrecord")
+COUNT_OPTIONS = ("steps", "restarts", "pixels", "population", "max_queries", "size")  # integers >= 1
+SIZE_OPTIONS = ("alpha", "step_size")  # finite numbers >= 0
 
 
 @dataclasses.dataclass
@@ -77,6 +79,7 @@ def check(job: AttackJob) -> str:
     if job.eps is not None and not (math.isfinite(job.eps) and 0 <= job.eps <= 1):
         if not (job.options.get("norm") in ("2", "l2", 2) and math.isfinite(job.eps) and job.eps >= 0):
             raise ValueError(f"Expected eps in [0, 1] (pixel scale; L2 eps may exceed 1). Received: eps={job.eps}")
+    check_options(job.options)
     if job.batch_size < 1:
         raise ValueError(f"Expected batch_size >= 1. Received: batch_size={job.batch_size}")
     for name in ("limit", "grid_images"):
@@ -89,6 +92,17 @@ def check(job: AttackJob) -> str:
     output_dir = job.output_dir or default_output_dir(job)
     run_folder.check_new_folder(output_dir, job.overwrite)
     return output_dir
+
+
+def check_options(options: dict) -> None:
+    """The attack options that are plain numbers (the attack checks the rest when it is made)."""
+    for name, value in options.items():
+        if name in COUNT_OPTIONS and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"Expected {name} to be an integer >= 1. Received: {name}={value!r}")
+        if name in SIZE_OPTIONS and not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            raise ValueError(f"Expected a finite {name} >= 0 (pixel scale). Received: {name}={value!r}")
+        if name == "target" and isinstance(value, int) and value < 0:
+            raise ValueError(f"Expected a target class >= 0. Received: target={value!r}")
 
 
 def load_split(job: AttackJob):
@@ -117,15 +131,18 @@ def load_split(job: AttackJob):
     return split, data.class_names
 
 
-def check_compatible(clf, split, class_names, argument: str = "model") -> None:
-    """The model takes the split's image shape and has as many classes as the data set."""
+def check_compatible(clf, split, class_names, argument: str = "model", path: str = "") -> None:
+    """The model takes the split's image shape and has as many classes as the data set.
+
+    Errors name `argument` (and echo `path`, where the model came from)."""
     shape = clf.input_shape
     images = tuple(split.images.shape[1:])
+    where = f"{argument}={path!r}" if path else argument
     if shape is not None and all(s is not None for s in shape[1:]) and tuple(shape[1:]) != images:
-        raise ValueError(f"{argument}: the model takes {tuple(shape[1:])} images; the data set has {images}")
+        raise ValueError(f"{where}: the model takes {tuple(shape[1:])} images; the data set has {images}")
     classes = clf.num_classes
     if classes is not None and classes != len(class_names):
-        raise ValueError(f"{argument}: the model has {classes} classes; the data set has {len(class_names)}")
+        raise ValueError(f"{where}: the model has {classes} classes; the data set has {len(class_names)}")
 
 
 def run_attack_job(job: AttackJob) -> list:
@@ -145,9 +162,9 @@ def run_attack_job(job: AttackJob) -> list:
     model = run_folder.load_model(job.model, job.model_name, "model", output=output)
     surrogate = run_folder.load_model(job.surrogate, argument="surrogate", output=output) if job.surrogate else model
     split, class_names = load_split(job)
-    check_compatible(models.as_classifier(model), split, class_names, "model")
+    check_compatible(models.as_classifier(model), split, class_names, "model", job.model)
     if job.surrogate:
-        check_compatible(models.as_classifier(surrogate), split, class_names, "surrogate")
+        check_compatible(models.as_classifier(surrogate), split, class_names, "surrogate", job.surrogate)
     targets = attack.target
     if isinstance(targets, int) and not 0 <= targets < len(class_names):
         raise ValueError(f"Expected a target class in [0, {len(class_names)}). Received: target={targets}")
