@@ -150,3 +150,13 @@ def test_test_noise_wraps_the_main_model_of_any_recipe(tmp_path):
     x = tf.fill((8, 32, 32, 3), 0.5)
     a, b = served(images=x)["probabilities"].numpy(), served(images=x)["probabilities"].numpy()
     assert not np.allclose(a, b)  # the exported model keeps its noise on at inference
+
+
+def test_config_choices_checked_without_tensorflow_match_the_library():
+    """config.py repeats a few choices so that the CLI can check them before TensorFlow loads."""
+    from tfadv import defenses
+    from tfadv.experiment import config
+    from tfadv.runtime import devices
+
+    assert config.TEST_NOISES == ("none", *defenses.TEST_NOISES)
+    assert config.DISTRIBUTIONS == devices.DISTRIBUTIONS and config.JIT_CHOICES == devices.JIT_CHOICES

@@ -70,13 +70,15 @@ def wait_all(workers, timeout: float) -> list:
     return codes
 
 
-def step_time(log_text: str):
-    """Seconds per training step in the last epoch Keras reported (verbose=2), or None."""
+def step_times(log_text: str) -> list:
+    """Seconds per training step of every epoch Keras reported (verbose=2)."""
     found = re.findall(r"- (\d+(?:\.\d+)?)(ms|s)/step", log_text)
-    if not found:
-        return None
-    value, unit = found[-1]
-    return float(value) / (1000.0 if unit == "ms" else 1.0)
+    return [float(value) / (1000.0 if unit == "ms" else 1.0) for value, unit in found]
+
+
+def median(values):
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2] if ordered else None
 
 
 def main():
@@ -95,8 +97,8 @@ def main():
     for index, code in enumerate(codes):
         text = open(os.path.join(log_dir, f"worker{index}.log")).read()
         accuracy = re.findall(r"clean test accuracy .*", text)
-        step = step_time(text)
-        rate = f", {args.batch_size / step:.0f} images/s in the last epoch" if step and args.batch_size else ""
+        step = median(step_times(text)[1:])  # the first epoch traces
+        rate = f", {args.batch_size / step:.0f} images/s (median epoch after the first)" if step and args.batch_size else ""
         print(f"worker {index}: exit {code}{rate}; {accuracy[-1] if accuracy else 'no result'}")
     print(f"{args.workers} worker(s): {seconds:.1f} s wall; logs in {log_dir}")
     return 0 if all(code == 0 for code in codes) else 1

@@ -100,7 +100,10 @@ def build(size: int, element, batch_size: int, *, shuffle=False, seed=0, epoch=N
 
     ds = _epoch_source(epoch).flat_map(pass_over)
     ds = ds.apply(tf.data.experimental.assert_cardinality(kept))
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    # several workers: each takes its part of every global batch (there are no files to shard)
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
 def image_element(images, labels, augment=()):

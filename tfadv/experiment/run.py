@@ -16,7 +16,7 @@ from tfadv import evaluation, models
 from tfadv.experiment import recipes, resume, run_folder, training
 from tfadv.experiment.config import TrainConfig
 from tfadv.runtime import devices, onednn
-from tfadv.runtime.files import write_json, write_text
+from tfadv.runtime.files import is_temporary, write_json, write_text
 
 
 @dataclasses.dataclass
@@ -166,8 +166,6 @@ def _train_and_export(config, dataset, strategy, write_dir, extra_callbacks) -> 
 
 def remove_temporaries(output_dir: str) -> int:
     """Deletes what an interrupted atomic write leaves in a run folder (see tfadv.runtime.files)."""
-    from tfadv.runtime.files import is_temporary
-
     count = 0
     for parent, folders, files in os.walk(output_dir):
         for name in [*folders, *files]:

@@ -147,9 +147,15 @@ def load_model(path: str, name: str = "", argument: str = "model", output=None):
 
 
 def replace_folder(path: str) -> None:
-    """Deletes a previous run folder (only a tfadv run folder) before a new run is written there."""
+    """Deletes a previous run folder (only a tfadv run folder) before a new run is written there.
+
+    The folder is first renamed away in one step, so a kill while deleting leaves a hidden
+    `.NAME.old-*` folder beside it, never half a run folder under its name."""
     if os.path.isdir(path):
         if os.listdir(path) and not is_run_folder(path):
             raise ValueError(f"overwrite refuses to delete {path!r}: it is not a tfadv run folder (no {CONFIG_FILE})")
-        shutil.rmtree(path)
+        parent = os.path.dirname(os.path.abspath(path))
+        old = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.normpath(path))}.old-", dir=parent)
+        os.replace(path, os.path.join(old, "run"))
+        shutil.rmtree(old)
 
