@@ -61,17 +61,14 @@ ROWS = [
     ("train", f"{TINY} --output_dir={{run}}", "already exists"),
     ("train", f"{TINY} --output_dir={{run}} --resume --epochs=3", "--epochs=3 differs from the run being resumed"),
     ("train", f"{TINY} --output_dir={{run}} --resume --seed=1", "--seed=1 differs"),
-    # train: names and models (these load TensorFlow)
+    # train: names and models (these load TensorFlow: a few rows, each kind of check once;
+    # the library test below covers more names in one process)
     ("train", f"{TINY} --model=resnet999", "--model='resnet999'"),
     ("train", f"{TINY} --recipe=magic", "--recipe='magic'"),
     ("train", f"{TINY} --dataset=imagenet_but_not", "unknown dataset"),
-    ("train", f"{TINY} --augment=flip,rotate", "--augment='flip,rotate'"),
-    ("train", f"{TINY} --imbalance=under:3", "--imbalance"),
-    ("train", f"{TINY} --recipe=adversarial_batch --attack=one_pixel", "--attack='one_pixel': expected one of"),
     ("train", f"{TINY} --recipe=adversarial_batch --attack=pgd(steps=0)", "steps=0"),
     ("train", f"{DISTILL} --teacher_dir={{fixtures}}/corrupt.keras", "cannot load the Keras model"),
     ("train", f"{DISTILL} --teacher_dir={{fixtures}}/gray28.keras", "takes (28, 28, 1) images"),
-    ("train", f"{DISTILL} --teacher_dir={{fixtures}}/five_classes.keras", "has 5 classes"),
     ("train", f"{TINY} --dataset=cifar10 --data_dir={{fixtures}}/broken.tar.gz", "corrupt or truncated"),
     # attack: numbers and paths (checked before TensorFlow loads)
     ("attack", f"{ATTACK} --eps=nan", "--eps=nan"),
@@ -96,12 +93,9 @@ ROWS = [
     ("attack", f"{ATTACK} --bogus=1", "bogus"),
     # attack: attacks and models (these load TensorFlow)
     ("attack", f"{ATTACK} --attack=deepfool", "Unknown attack 'deepfool'"),
-    ("attack", f"{ATTACK} --attack=fgsm --steps=3", "takes no option(s) ['steps']"),
     ("attack", f"{ATTACK} --attack=fgsm_targeted --target=99", "--target=99"),
-    ("attack", f"{ATTACK} --attack=fgsm_targeted --target=sideways", "--target='sideways'"),
     ("attack", f"{ATTACK} --model={{fixtures}}/corrupt.keras", "cannot load the Keras model"),
     ("attack", f"{ATTACK} --model={{fixtures}}/gray28.keras --dataset=synthetic", "takes (28, 28, 1) images"),
-    ("attack", f"{ATTACK} --model={{fixtures}}/five_classes.keras --dataset=synthetic", "has 5 classes"),
     ("attack", f"{ATTACK} --surrogate={{fixtures}}/five_classes.keras", "--surrogate="),
     ("attack", f"{ATTACK} --model_name=ghost", "no model 'ghost'"),
 ]
@@ -185,7 +179,7 @@ def _library_calls():
     import numpy as np
 
     from tfadv import attacks, defenses, models
-    from tfadv.data import make_synthetic, to_dataset
+    from tfadv.data import make_synthetic, parse_augment, parse_imbalance, to_dataset
     from tfadv.experiment.attack_job import AttackJob, check
     from tfadv.experiment.config import TrainConfig
 
@@ -208,6 +202,14 @@ def _library_calls():
         (lambda: defenses.with_test_noise(model, "random_sign", float("nan")), "eps=nan"),
         (lambda: to_dataset(make_synthetic(4), 0), "batch_size=0"),
         (lambda: models.load("/nonexistent/model.keras"), "does not exist"),
+        (lambda: TrainConfig(recipe="adversarial_batch", attack="one_pixel").validate(), "attack='one_pixel'"),
+        (lambda: TrainConfig(teacher_recipe="distill").validate(), "teacher_recipe='distill'"),
+        (lambda: parse_augment("flip,rotate"), "augment='flip,rotate'"),
+        (lambda: parse_imbalance("under:3", [str(c) for c in range(10)]), "imbalance='under:3'"),
+        (lambda: attacks.Attack("fgsm", steps=3), "takes no option(s) ['steps']"),
+        (lambda: attacks.Attack("fgsm_targeted", target="sideways"), "target='sideways'"),
+        (lambda: attacks.Attack("pgd", norm="3"), "norm='3'"),
+        (lambda: attacks.Attack("pgd", loss="hinge"), "hinge"),
     ]
 
 

@@ -1,7 +1,10 @@
 """Multi-worker training: two `python -m tfadv.train` workers of one MultiWorkerMirroredStrategy
-cluster on localhost (free ports, a TF_CONFIG each, bounded time), for the recipes that compute
-something per replica: adversarial examples in the train step, a per-epoch adversarial copy,
-and a teacher's soft labels. The chief alone writes the run folder; the workers agree."""
+cluster on localhost (free ports, a TF_CONFIG each, bounded time), for what is computed per
+replica: adversarial examples in the train step (adversarial_batch, with the robust monitor),
+and in one run a per-epoch adversarial copy (a teacher trained by adversarial_epoch) and that
+teacher's soft labels (the distillation student). The chief alone writes the run folder; the
+workers agree bit for bit. (Standard and random_noise training take the same paths as the
+teacher's; distill_variant differs from distill only in temperatures.)"""
 
 import importlib.util
 import json
@@ -17,8 +20,9 @@ TINY = ["--dataset=synthetic", "--model=tiny_cnn", "--epochs=1", "--batch_size=3
 RECIPES = {
     "adversarial_batch": ["--recipe=adversarial_batch", "--attack=pgd", "--attack_steps=2", "--augment=standard",
                           "--epochs=2", "--robust_eval_size=16", "--monitor_attack=pgd(steps=2)"],
-    "adversarial_epoch": ["--recipe=adversarial_epoch", "--attack=fgsm_random", "--adv_fraction=0.5"],
-    "distill_variant": ["--recipe=distill_variant", "--student_temperature=4"],
+    "distill_adversarial_epoch_teacher": ["--recipe=distill", "--teacher_recipe=adversarial_epoch",
+                                          "--attack=fgsm_random", "--adv_fraction=0.5", "--teacher_temperature=10",
+                                          "--student_temperature=10"],
 }  # fmt: skip
 TIMEOUT = 420
 
