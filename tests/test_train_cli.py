@@ -1,4 +1,4 @@
-"""tfadv.train end to end: CLI, export and reload, resume, repeatability, distribution, bad input."""
+"""tfadv.train end to end: CLI, export and reload, resume, repeatability, distribution (bad input: test_bad_input.py)."""
 
 import json
 import os
@@ -113,48 +113,6 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     assert (tmp_path / "m" / "models" / "model" / "saved_model.pb").exists()
 
 
-def _corrupt_archive(tmp_path):
-    path = tmp_path / "broken.tar.gz"
-    path.write_bytes(b"\x1f\x8b\x08\x00" + b"\x00" * 64)
-    return path
-
-
-@pytest.mark.parametrize(
-    "make_args, fragment",
-    [
-        (lambda t: ["--dataset=imagenet_but_not"], "unknown dataset"),
-        (lambda t: ["--model=resnet999"], "--model='resnet999'"),
-        (lambda t: ["--recipe=magic"], "--recipe='magic'"),
-        (lambda t: ["--epochs=0"], "--epochs=0"),
-        (lambda t: ["--batch_size=-4"], "--batch_size=-4"),
-        (lambda t: ["--flagfile=configs/does_not_exist.flags"], "does_not_exist.flags"),
-        (lambda t: [f"--output_dir={_file(t)}/sub"], "not writable"),
-        (lambda t: ["--dataset=cifar10", f"--data_dir={_corrupt_archive(t)}"], "corrupt or truncated"),
-        (lambda t: ["--imbalance=under:3"], "--imbalance"),
-        (lambda t: ["--jit_compile=maybe"], "--jit_compile"),
-    ],
-    ids=["dataset", "model", "recipe", "epochs", "batch_size", "flagfile", "unwritable", "corrupt_archive", "imbalance", "jit"],
-)
-def test_bad_input_one_line_error_nothing_written(tmp_path, make_args, fragment):
-    out = tmp_path / "out"
-    args = make_args(tmp_path)
-    if not any(a.startswith("--output_dir") for a in args):
-        args.append(f"--output_dir={out}")
-    result = run_cli(*TINY_FLAGS, *args, timeout=120)
-    assert result.returncode != 0
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr[-2000:]
-    assert fragment in lines[0]
-    assert "Traceback" not in result.stderr
-    assert not out.exists()
-
-
-def _file(tmp_path):
-    path = tmp_path / "a_file"
-    path.write_text("x")
-    return path
-
-
 def test_existing_output_dir_needs_overwrite(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
@@ -192,3 +150,13 @@ def test_test_noise_wraps_the_main_model_of_any_recipe(tmp_path):
     x = tf.fill((8, 32, 32, 3), 0.5)
     a, b = served(images=x)["probabilities"].numpy(), served(images=x)["probabilities"].numpy()
     assert not np.allclose(a, b)  # the exported model keeps its noise on at inference
+
+
+def test_config_choices_checked_without_tensorflow_match_the_library():
+    """config.py repeats a few choices so that the CLI can check them before TensorFlow loads."""
+    from tfadv import defenses
+    from tfadv.experiment import config
+    from tfadv.runtime import devices
+
+    assert config.TEST_NOISES == ("none", *defenses.TEST_NOISES)
+    assert config.DISTRIBUTIONS == devices.DISTRIBUTIONS and config.JIT_CHOICES == devices.JIT_CHOICES

@@ -3,24 +3,21 @@
 Every flag has a default; any flag in a flagfile can be overridden after it on the
 command line. The run folder gets config.json (the resolved flags), logs/ (TensorBoard),
 checkpoints/ (for --resume), models/ (SavedModels and .keras files) and summary.json.
+`--resume` continues the run in --output_dir (--overwrite is then not consulted) if its
+config.json has the same settings. Values and paths are checked before TensorFlow loads.
 """
 
+import dataclasses
 import os
 
+from absl import app, logging
+
+from tfadv.experiment import flags as cli
+from tfadv.experiment import run_folder
+from tfadv.experiment.config import TrainConfig
 from tfadv.runtime.quiet import native_stderr_silenced, quiet_tensorflow_logs
 
 quiet_tensorflow_logs()
-with native_stderr_silenced():
-    import dataclasses
-
-    from absl import app, logging
-
-    from tfadv.experiment import flags as cli
-    from tfadv.experiment.config import TrainConfig
-    from tfadv.experiment.run import run_training
-    from tfadv.runtime.devices import gpu_available
-
-    gpu_available()  # the one-time CUDA probe, silenced here instead of logging mid-run
 
 HELP = {
     "dataset": "synthetic, cifar10, or any TFDS image-classification dataset (mnist, fashion_mnist, ...)",
@@ -65,9 +62,9 @@ HELP = {
     "test_noise_eps": "magnitude of that test-time noise (pixel scale)",
     "output_dir": "run folder (default saved_models/<run_name>)",
     "run_name": "run name (default <recipe>-<model>-<dataset>)",
-    "overwrite": "replace an existing run folder",
-    "resume": "continue an interrupted run in --output_dir from its last checkpoint",
-    "distribution": "tf.distribute strategy: default, mirrored, multi_worker",
+    "overwrite": "replace an existing run folder (not consulted with --resume)",
+    "resume": "continue the run in --output_dir from its last epoch (same settings as its config.json; the result equals an uninterrupted run)",
+    "distribution": "tf.distribute strategy: default, mirrored, multi_worker (reads TF_CONFIG; start one process per worker)",
     "logical_cpus": "split the CPU into N logical devices (to run mirrored on one CPU)",
     "jit_compile": "XLA: auto (on only with a GPU), true or false",
     "deterministic": "ask TensorFlow for deterministic ops (repeatable runs on CPU)",
@@ -84,8 +81,20 @@ def main(argv):
     config = cli.dataclass_from_flags(TrainConfig)
     names = [field.name for field in dataclasses.fields(TrainConfig)]
     interrupted = f"interrupted; continue with --resume --output_dir={config.output_dir or '...'}"
-    summary = cli.run_main(lambda: run_training(config), names, interrupted=interrupted)
+    summary = cli.run_main(lambda: work(config), names, interrupted=interrupted)
     print(os.linesep.join(summary.lines()))
+
+
+def work(config: TrainConfig):
+    config.check_values()
+    if config.distribution != "multi_worker":  # there only the chief checks, once it knows it is the chief
+        run_folder.check_output_dir(config)
+    with native_stderr_silenced():
+        from tfadv.experiment.run import run_training
+        from tfadv.runtime.devices import gpu_available
+
+        gpu_available()  # the one-time CUDA probe, silenced here instead of logging mid-run
+    return run_training(config)
 
 
 if __name__ == "__main__":

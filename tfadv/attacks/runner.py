@@ -10,7 +10,7 @@ import dataclasses
 import keras
 import numpy as np
 
-from tfadv.attacks import gradient, spec
+from tfadv.attacks import checks, gradient, spec
 from tfadv.data.batching import batches, map_batches
 
 NPZ_KEYS = ("adversarial", "labels", "clean_predictions", "adversarial_predictions")  # + "targets" if targeted
@@ -54,8 +54,13 @@ def predict_classes(model, images, batch_size: int = 256) -> np.ndarray:
 
 
 def batch_seed(seed, index: int):
-    """The seed of batch `index` for a run seeded with `seed` (None stays None)."""
-    return None if seed is None else (int(seed), index)
+    """The seed of batch `index` for a run seeded with `seed`: (seed, index) for an int, the
+    pair's seed folded with index for a pair such as (seed, epoch); None stays None."""
+    if seed is None:
+        return None
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        return (int(seed), index)
+    return checks.fold_seed(checks.to_seed(seed), index)
 
 
 def _attacked_batches(model, data, attack, eps, batch_size, seed, progress):

@@ -71,8 +71,19 @@ def lookup(name) -> AttackInfo:
     return _REGISTRY[name]
 
 
+COUNT_OPTIONS = ("steps", "restarts", "pixels", "population", "max_queries", "chunk_queries", "size", "batch_size", "max_steps")
+SIZE_OPTIONS = ("alpha", "step_size", "mutation")  # finite numbers >= 0
+
+
 def _normalise(name: str, value):
     """Checks option values shared by many attacks; returns the canonical value."""
+    if value is None:
+        return value
+    if name in COUNT_OPTIONS:
+        return checks.check_positive_int(name, value)
+    if name in SIZE_OPTIONS:
+        checks.check_eps(value, name)
+        return value
     if name == "norm":
         return norms.get(value).name
     if name == "loss":

@@ -24,7 +24,8 @@ def check_target(target, num_classes=None):
     if isinstance(target, bool) or not isinstance(target, numbers.Integral):
         raise ValueError(f"Expected target None, {STRATEGIES}, a class id or per-image class ids. Received: target={target!r}")
     if target < 0 or (num_classes and target >= num_classes):
-        raise ValueError(f"Expected a target class in [0, {num_classes}). Received: target={target!r}")
+        allowed = f"in [0, {num_classes})" if num_classes else ">= 0"
+        raise ValueError(f"Expected a target class {allowed}. Received: target={target!r}")
     return int(target)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from tfadv.data.augment import parse_augment
 from tfadv.data.cifar_binary import load_cifar10_binary
 from tfadv.data.imbalance import Imbalance, apply_imbalance, parse_imbalance
-from tfadv.data.pipeline import to_dataset
+from tfadv.data.pipeline import epoch_variable, to_dataset
 from tfadv.data.synthetic import CLASS_NAMES as SYNTHETIC_CLASS_NAMES
 from tfadv.data.synthetic import make_synthetic
 from tfadv.data.types import ImageDataset, ImageSet
@@ -18,7 +18,7 @@ SYNTHETIC_TRAIN_SIZE = 6000
 SYNTHETIC_TEST_SIZE = 1000
 
 __all__ = [
-    "ImageDataset", "ImageSet", "Imbalance", "apply_imbalance", "load", "load_cifar10_binary",
+    "ImageDataset", "ImageSet", "Imbalance", "apply_imbalance", "epoch_variable", "load", "load_cifar10_binary",
     "make_synthetic", "parse_augment", "parse_imbalance", "split_validation", "to_dataset",
 ]  # fmt: skip
 

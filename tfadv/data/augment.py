@@ -1,4 +1,5 @@
-"""Training-time augmentation on float32 images in [0, 1] (one image at a time)."""
+"""Training-time augmentation on float32 images in [0, 1] (one image at a time), stateless:
+the draws are a function of the seed each image gets (see tfadv.data.pipeline)."""
 
 import tensorflow as tf
 
@@ -21,18 +22,22 @@ def parse_augment(spec: str) -> tuple:
 
 
 def make_augment_fn(ops: tuple, pad: int = 4):
-    """Returns image -> image applying the chosen ops with random parameters."""
+    """Returns (image, seed) -> image applying the chosen ops; `seed` is a (2,) int stateless seed."""
+    unknown = [op for op in ops if op not in CHOICES]
+    if unknown:
+        raise ValueError(f"Expected augmentation ops from {CHOICES}. Received: ops={tuple(ops)!r}")
 
-    def augment(image):
+    def augment(image, seed):
+        seeds = tf.unstack(tf.random.experimental.stateless_split(seed, 4))
         if "flip" in ops:
-            image = tf.image.random_flip_left_right(image)
+            image = tf.image.stateless_random_flip_left_right(image, seeds[0])
         if "crop" in ops:
             shape = tf.shape(image)
             padded = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
-            image = tf.image.random_crop(padded, shape)
+            image = tf.image.stateless_random_crop(padded, shape, seeds[1])
         if "color" in ops:
-            image = tf.image.random_brightness(image, 0.1)
-            image = tf.image.random_contrast(image, 0.8, 1.2)
+            image = tf.image.stateless_random_brightness(image, 0.1, seeds[2])
+            image = tf.image.stateless_random_contrast(image, 0.8, 1.2, seeds[3])
             image = tf.clip_by_value(image, 0.0, 1.0)
         return image
 

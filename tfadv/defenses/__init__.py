@@ -8,6 +8,7 @@ from tfadv.defenses.adversarial_training import (
     choose_subset,
     eps_at,
     generate,
+    generate_per_replica,
 )
 from tfadv.defenses.callbacks import EpsSchedule, RegenerateAdversarialCopy
 from tfadv.defenses.distillation import Distiller, soft_label_loss, soft_labels
@@ -32,8 +33,8 @@ from tfadv.defenses.test_noise import TEST_NOISES, noise_layer, with_test_noise
 
 __all__ = [
     "ABSTAIN", "AdversarialTrainer", "Certification", "ContrastiveTrainer", "Distiller", "EpsSchedule",
-    "NearestReferenceClassifier", "OverfittingGuard", "ReferenceLogits", "RegenerateAdversarialCopy", "SmoothedClassifier", "TEST_NOISES",
-    "TrainingSetWithCopy", "certified_accuracy", "choose_references", "choose_subset", "clopper_pearson_lower",
-    "contrastive_loss", "embedding_model", "embeddings", "eps_at", "generate", "noise_layer", "soft_label_loss",
-    "soft_labels", "with_test_noise",
+    "NearestReferenceClassifier", "OverfittingGuard", "ReferenceLogits", "RegenerateAdversarialCopy", "SmoothedClassifier",
+    "TEST_NOISES", "TrainingSetWithCopy", "certified_accuracy", "choose_references", "choose_subset", "clopper_pearson_lower",
+    "contrastive_loss", "embedding_model", "embeddings", "eps_at", "generate", "generate_per_replica", "noise_layer",
+    "soft_label_loss", "soft_labels", "with_test_noise",
 ]  # fmt: skip

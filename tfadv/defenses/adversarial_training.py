@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfadv import attacks
+from tfadv.data import pipeline
 from tfadv.data.augment import make_augment_fn
 
 
@@ -55,16 +56,22 @@ class AdversarialTrainer(keras.Model):
         eps: initial attack budget, pixel scale; lives in the non-trainable variable
             `self.eps` (change it with `self.eps.assign` or `tfadv.defenses.EpsSchedule`).
         ratio: share in [0, 1] of each batch that is adversarial (1: Madry-style).
+        seed: None (random starts drawn from TensorFlow's global RNG) or an int: the attack's
+            random draws in training step k on replica r come from (seed, k, r), so a run
+            resumed from a checkpoint (which restores the step count) repeats them.
     """
 
-    def __init__(self, classifier, attack="fgsm", eps=0.03, ratio=1.0, **kwargs):
+    def __init__(self, classifier, attack="fgsm", eps=0.03, ratio=1.0, seed=None, **kwargs):
         super().__init__(**kwargs)
         attack = attacks.get(attack)
         ratio = attacks.checks.check_fraction("ratio", ratio)
         attacks.checks.check_eps(eps, at_most=1.0)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+            raise ValueError(f"Expected seed to be None or an int. Received: seed={seed!r}")
         self.classifier = classifier
         self.attack = attack
         self.ratio = ratio
+        self.seed = None if seed is None else int(seed)
         self.eps = self.add_weight(
             name="eps", shape=(), initializer=keras.initializers.Constant(float(eps)), trainable=False
         )
@@ -73,6 +80,17 @@ class AdversarialTrainer(keras.Model):
     def call(self, inputs, training=False):
         return self.classifier(inputs, training=training)
 
+    def step_seed(self):
+        """{"seed": (2,) int64 tensor from (seed, training step, replica)}, or {} when unseeded."""
+        if self.seed is None or not self.attack.takes_seed:
+            return {}
+        step = self.optimizer.iterations if self.optimizer is not None else 0
+        step = tf.cast(attacks.checks.unwrap_variable(step), tf.int64)
+        replica = tf.distribute.get_replica_context()
+        replica_id = replica.replica_id_in_sync_group if replica is not None else 0
+        seed = attacks.checks.to_seed((tf.constant(self.seed, tf.int64), step))
+        return {"seed": attacks.checks.fold_seed(seed, tf.cast(replica_id, tf.int64))}
+
     def adversarial_batch(self, images, labels):
         """The batch the step trains on: adversarial head, clean tail (traceable)."""
         if self.ratio == 0.0:
@@ -80,11 +98,12 @@ class AdversarialTrainer(keras.Model):
         eps = self.eps.value  # the backing tf.Variable, read at run time
 
         def attacked():
+            seed = self.step_seed()
             if self.ratio == 1.0:
-                return self.attack(self.classifier, images, labels, eps)
+                return self.attack(self.classifier, images, labels, eps, **seed)
             batch = tf.cast(tf.shape(images)[0], tf.float32)
             n_adv = tf.cast(tf.round(self.ratio * batch), tf.int32)
-            head = self.attack(self.classifier, images[:n_adv], labels[:n_adv], eps)
+            head = self.attack(self.classifier, images[:n_adv], labels[:n_adv], eps, **seed)
             return tf.concat([head, images[n_adv:]], axis=0)
 
         return tf.cond(eps > 0.0, attacked, lambda: tf.identity(images))
@@ -101,6 +120,7 @@ class AdversarialTrainer(keras.Model):
             "attack": self.attack.to_config(),
             "eps": float(keras.ops.convert_to_numpy(self.eps)),
             "ratio": self.ratio,
+            "seed": self.seed,
         }
 
     @classmethod
@@ -112,8 +132,45 @@ class AdversarialTrainer(keras.Model):
 
 
 def generate(model, attack, images, labels, eps, batch_size=256, seed=None) -> np.ndarray:
-    """`tfadv.attacks.adversarial_images` (batch i seeded (seed, i) when the attack takes a seed)."""
+    """`tfadv.attacks.adversarial_images`: batch i seeded (seed, i) for an int seed, or the pair's
+    seed folded with i for a pair such as (seed, epoch), when the attack takes a seed."""
     return attacks.adversarial_images(model, images, labels, attack, eps, batch_size=batch_size, seed=seed if attack.takes_seed else None)
+
+
+def generate_per_replica(strategy, model, attack, images, labels, eps, batch_size=256, seed=None) -> np.ndarray:
+    """`generate` with the work split over the replicas of a tf.distribute `strategy`.
+
+    The images go in chunks of (replicas x batch_size); replica r attacks rows
+    [r * batch_size, (r + 1) * batch_size) of each chunk on its own device (seeded from
+    (seed, chunk, r)), and an all-gather gives every worker the whole chunk. With one replica
+    this is `generate`. `model` must have been built under `strategy.scope()`.
+    """
+    replicas = strategy.num_replicas_in_sync
+    if replicas == 1 or len(images) == 0:
+        return generate(model, attack, images, labels, eps, batch_size, seed)
+    images, labels = np.asarray(images, np.float32), np.asarray(labels, np.int64)
+    chunk = replicas * batch_size
+    base = attacks.checks.to_seed(seed if seed is not None else 0)
+    seeded = seed is not None and attack.takes_seed
+    parts = []
+    for start in range(0, len(images), chunk):
+        rows = np.minimum(np.arange(start, start + chunk), len(images) - 1)  # the last chunk repeats its last row
+
+        def shard(context, rows=rows, index=start // chunk):
+            mine = rows[context.replica_id_in_sync_group * batch_size :][:batch_size]
+            replica_seed = attacks.checks.fold_seed(attacks.checks.fold_seed(base, index), context.replica_id_in_sync_group)
+            return tf.constant(images[mine]), tf.constant(labels[mine]), replica_seed
+
+        x, y, replica_seed = strategy.experimental_distribute_values_from_function(shard)
+
+        def attack_and_gather(x, y, replica_seed):
+            options = {"seed": replica_seed} if seeded else {}
+            adversarial = attack(model, x, y, eps, **options)
+            return tf.distribute.get_replica_context().all_gather(adversarial, axis=0)
+
+        gathered = strategy.run(attack_and_gather, args=(x, y, replica_seed))
+        parts.append(np.asarray(strategy.experimental_local_results(gathered)[0]))
+    return np.concatenate(parts)[: len(images)].astype(np.float32, copy=False)
 
 
 class TrainingSetWithCopy:
@@ -122,7 +179,8 @@ class TrainingSetWithCopy:
     The copy (e.g. adversarial or noisy versions of some training images) lives in
     TensorFlow variables that `dataset()` reads while iterating, so one pipeline passed
     to `fit` sees a new copy every epoch. Clean images get the run's augmentation; the
-    copy is used as is (an augmented adversarial example is no longer one).
+    copy is used as is (an augmented adversarial example is no longer one). The order and
+    augmentation are functions of (seed, epoch, index) (see `tfadv.data.pipeline.build`).
 
     Create it outside any `strategy.scope()`: its variables are data, not model state.
 
@@ -131,25 +189,26 @@ class TrainingSetWithCopy:
         copy_size: number of images in the extra copy (>= 0).
         batch_size: global batch size of `dataset()`.
         augment: augmentation ops for the clean images (see tfadv.data.parse_augment).
-        seed: seeds the shuffling.
+        seed: seeds the shuffling and augmentation.
         replicas: replicas of the tf.distribute strategy; each epoch is trimmed to a
             multiple of it (see tfadv.data.to_dataset).
+        epoch: a tf.Variable holding the epoch (`tfadv.data.pipeline.epoch_variable`, set by the
+            training loop at every epoch start), or None to count passes over `dataset()`.
     """
 
-    def __init__(self, clean, copy_size: int, batch_size: int, augment=(), seed: int = 0, replicas: int = 1):
-        if copy_size < 0:
-            raise ValueError(f"Expected copy_size >= 0. Received: copy_size={copy_size!r}")
-        if batch_size <= 0:
-            raise ValueError(f"Expected batch_size > 0. Received: batch_size={batch_size!r}")
+    def __init__(self, clean, copy_size: int, batch_size: int, augment=(), seed: int = 0, replicas: int = 1, epoch=None):
+        if isinstance(copy_size, bool) or not isinstance(copy_size, (int, np.integer)) or copy_size < 0:
+            raise ValueError(f"Expected copy_size to be an integer >= 0. Received: copy_size={copy_size!r}")
+        pipeline._check_batching(batch_size, replicas)
         self.clean = clean
         self.copy_size = int(copy_size)
         self.batch_size = int(batch_size)
         self.augment = tuple(augment)
         self.seed = seed
-        if batch_size % replicas:
-            raise ValueError(f"Expected batch_size to be a multiple of replicas={replicas}. Received: batch_size={batch_size}")
         self.replicas = replicas
+        self.epoch = epoch
         shape = clean.images.shape[1:]
+        pipeline.check_outside_strategy()
         self._clean_images = tf.Variable(clean.images, trainable=False, name="clean_images")
         self._copy_images = tf.Variable(tf.zeros((self.copy_size, *shape), tf.float32), trainable=False, name="copy_images")
         labels = np.concatenate([clean.labels, np.zeros(self.copy_size, np.int64)])
@@ -182,23 +241,21 @@ class TrainingSetWithCopy:
         clean_images, copy_images, labels = self._clean_images, self._copy_images, self._labels
         augment = make_augment_fn(self.augment) if self.augment else None
 
-        def clean_image(i):
+        def clean_image(i, seed):
             image = tf.cast(tf.gather(clean_images, i), tf.float32) / 255.0
-            return augment(image) if augment else image
+            return augment(image, seed) if augment else image
 
-        def element(i):
+        def element(i, seed):
             image = tf.cond(
                 i < n_clean,
-                lambda: clean_image(tf.minimum(i, n_clean - 1)),
+                lambda: clean_image(tf.minimum(i, n_clean - 1), seed),
                 lambda: tf.gather(copy_images, tf.maximum(i - n_clean, 0)),
             )
             return image, tf.gather(labels, i)
 
-        total = len(self)
-        ds = tf.data.Dataset.range(total).shuffle(total, seed=self.seed, reshuffle_each_iteration=True)
-        ds = ds.take(total - total % self.replicas)
-        ds = ds.map(element, num_parallel_calls=tf.data.AUTOTUNE)
-        return ds.batch(self.batch_size).prefetch(tf.data.AUTOTUNE)
+        return pipeline.build(
+            len(self), element, self.batch_size, shuffle=True, seed=self.seed, epoch=self.epoch, replicas=self.replicas
+        )
 
 
 def choose_subset(n: int, fraction: float, seed: int, epoch: int = 0) -> np.ndarray:

@@ -8,6 +8,7 @@ import time
 
 import keras
 
+from tfadv.attacks import checks
 from tfadv.defenses import adversarial_training as adversarial
 
 
@@ -33,6 +34,7 @@ class EpsSchedule(keras.callbacks.Callback):
             raise ValueError(
                 f"Expected warmup_epochs, ramp_epochs >= 0. Received: {warmup_epochs!r}, {ramp_epochs!r}"
             )
+        checks.check_eps(eps, at_most=1.0)
         self.variable = variable
         self.eps = float(eps)
         self.warmup_epochs = int(warmup_epochs)
@@ -59,17 +61,23 @@ class RegenerateAdversarialCopy(keras.callbacks.Callback):
         eps_variable: scalar variable holding the budget in force (pixel scale).
         classifier: model attacked; default: the model being fit.
         batch_size: attack batch size.
-        seed: seeds the subset drawn each epoch.
+        seed: seeds the subset drawn each epoch and the attack's random draws: epoch e
+            uses (seed, e), so a resumed run regenerates the copy it had.
+        strategy: the tf.distribute strategy the classifier was built under; with several
+            replicas each attacks its share of the copy (see `generate_per_replica`).
     """
 
-    def __init__(self, training_set, attack, eps_variable, classifier=None, batch_size=256, seed=0):
+    def __init__(self, training_set, attack, eps_variable, classifier=None, batch_size=256, seed=0, strategy=None):
         super().__init__()
+        checks.check_eps(eps_variable, at_most=1.0)
+        checks.check_positive_int("batch_size", batch_size)
         self.training_set = training_set
         self.attack = attack
         self.eps_variable = eps_variable
         self.classifier = classifier
         self.batch_size = batch_size
         self.seed = seed
+        self.strategy = strategy
         self.seconds = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -83,9 +91,14 @@ class RegenerateAdversarialCopy(keras.callbacks.Callback):
         eps = _read(self.eps_variable)
         if eps > 0:
             model = self.classifier if self.classifier is not None else self.model
-            images = adversarial.generate(model, self.attack, images, labels, eps, self.batch_size)
+            images = self._generate(model, images, labels, eps, seed=(self.seed, epoch))
         self.training_set.set_copy(images, labels)
         self.seconds = time.time() - start
+
+    def _generate(self, model, images, labels, eps, seed):
+        if self.strategy is None:
+            return adversarial.generate(model, self.attack, images, labels, eps, self.batch_size, seed=seed)
+        return adversarial.generate_per_replica(self.strategy, model, self.attack, images, labels, eps, self.batch_size, seed=seed)
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:

@@ -15,6 +15,8 @@ import os
 from tfadv.experiment.splits import SPLITS
 
 FORMATS = ("npz", "tfrecord")
+COUNT_OPTIONS = ("steps", "restarts", "pixels", "population", "max_queries", "size", "queries", "n_targets")  # integers >= 1
+SIZE_OPTIONS = ("alpha", "step_size")  # finite numbers >= 0
 
 
 @dataclasses.dataclass
@@ -78,6 +80,7 @@ def check(job: AttackJob) -> str:
     if job.eps is not None and not (math.isfinite(job.eps) and 0 <= job.eps <= 1):
         if not (job.options.get("norm") in ("2", "l2", 2) and math.isfinite(job.eps) and job.eps >= 0):
             raise ValueError(f"Expected eps in [0, 1] (pixel scale; L2 eps may exceed 1). Received: eps={job.eps}")
+    check_options(job.options)
     if job.batch_size < 1:
         raise ValueError(f"Expected batch_size >= 1. Received: batch_size={job.batch_size}")
     for name in ("limit", "grid_images"):
@@ -90,6 +93,17 @@ def check(job: AttackJob) -> str:
     output_dir = job.output_dir or default_output_dir(job)
     run_folder.check_new_folder(output_dir, job.overwrite)
     return output_dir
+
+
+def check_options(options: dict) -> None:
+    """The attack options that are plain numbers (the attack checks the rest when it is made)."""
+    for name, value in options.items():
+        if name in COUNT_OPTIONS and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"Expected {name} to be an integer >= 1. Received: {name}={value!r}")
+        if name in SIZE_OPTIONS and not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            raise ValueError(f"Expected a finite {name} >= 0 (pixel scale). Received: {name}={value!r}")
+        if name == "target" and isinstance(value, int) and value < 0:
+            raise ValueError(f"Expected a target class >= 0. Received: target={value!r}")
 
 
 def run_attack_job(job: AttackJob) -> list:
@@ -109,9 +123,9 @@ def run_attack_job(job: AttackJob) -> list:
     model = run_folder.load_model(job.model, job.model_name, "model", output=output)
     surrogate = run_folder.load_model(job.surrogate, argument="surrogate", output=output) if job.surrogate else model
     split, class_names = splits.load_split(job.model, job.dataset, job.data_dir, job.split, job.limit)
-    splits.check_compatible(models.as_classifier(model), split, class_names, "model")
+    splits.check_compatible(models.as_classifier(model), split, class_names, "model", job.model)
     if job.surrogate:
-        splits.check_compatible(models.as_classifier(surrogate), split, class_names, "surrogate")
+        splits.check_compatible(models.as_classifier(surrogate), split, class_names, "surrogate", job.surrogate)
     targets = attack.target
     if isinstance(targets, int) and not 0 <= targets < len(class_names):
         raise ValueError(f"Expected a target class in [0, {len(class_names)}). Received: target={targets}")

@@ -1,17 +1,22 @@
 """The resolved configuration of a training run (one field per `tfadv.train` flag).
 
 Errors name the fields as Python arguments (`epochs=0: must be > 0`); the CLI shows them as flags.
+Importing this module imports no TensorFlow: `check_values` runs before the CLI loads it.
 """
 
 import dataclasses
 import json
 import math
-
-from tfadv.defenses.test_noise import TEST_NOISES as _NOISES
+import os
 
 # Attacks that can run inside a training step (compiled gradient attacks and the control).
 TRAINING_ATTACKS = ("fgsm", "fgsm_random", "pgd", "bim", "random_sign")
-TEST_NOISES = ("none", *_NOISES)
+TEST_NOISES = ("none", "random_sign", "gaussian")  # "none" and tfadv.defenses.test_noise.TEST_NOISES
+DISTRIBUTIONS = ("default", "mirrored", "multi_worker")  # tfadv.runtime.devices.DISTRIBUTIONS
+JIT_CHOICES = ("auto", "true", "false")
+DISTILLATION_RECIPES = ("distill", "distill_variant")
+# Fields that cannot change a run's results: they may differ when a run is resumed.
+RESULT_NEUTRAL_FIELDS = ("resume", "overwrite", "verbose", "output_dir", "run_name")
 
 
 @dataclasses.dataclass
@@ -73,10 +78,18 @@ class TrainConfig:
     verbose: int = 1
 
     def validate(self) -> "TrainConfig":
+        """All checks of the values (TensorFlow is imported for the attack names)."""
+        self.check_values()
+        self._validate_adversarial()
+        return self
+
+    def check_values(self) -> "TrainConfig":
+        """The checks that need no TensorFlow: numbers, ranges, plain choices and the teacher's path."""
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"{field.name}={value}: must be a finite number")
+        self._check_run_values()
         positive_ints = ("epochs", "batch_size")
         for name in positive_ints:
             value = getattr(self, name)
@@ -100,25 +113,29 @@ class TrainConfig:
             raise ValueError(
                 f"warmup_epochs={self.warmup_epochs}, eps_ramp_epochs={self.eps_ramp_epochs}: must be >= 0"
             )
-        if self.resume and self.overwrite:
-            raise ValueError("resume=True and overwrite=True contradict each other; pick one")
-        self._validate_adversarial()
+        self._check_adversarial_values()
         return self
 
-    def _validate_adversarial(self) -> None:
-        """Checks of the adversarial-training and distillation flags."""
-        from tfadv import attacks
+    def _check_run_values(self) -> None:
+        """Data, model and run fields."""
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed={self.seed}: must be in [0, 2**32)")
+        if not 0 <= self.validation_fraction < 1:
+            raise ValueError(f"validation_fraction={self.validation_fraction}: must be in [0, 1)")
+        for name in ("train_limit", "test_limit", "logical_cpus", "noise_stddev"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)}: must be >= 0")
+        choices = {"distribution": DISTRIBUTIONS, "jit_compile": JIT_CHOICES, "verbose": (0, 1, 2)}
+        for name, allowed in choices.items():
+            value = getattr(self, name)
+            if (value.lower() if isinstance(value, str) else value) not in allowed:
+                raise ValueError(f"{name}={value!r}: expected one of {', '.join(map(str, allowed))}")
+        if self.recipe in DISTILLATION_RECIPES and self.teacher_dir and not os.path.exists(self.teacher_dir):
+            raise FileNotFoundError(f"teacher_dir={self.teacher_dir!r} does not exist")
 
-        name = attacks.get(self.attack).name  # a name or a spec such as 'pgd(steps=7)'
-        if name not in TRAINING_ATTACKS:
-            raise ValueError(f"attack={self.attack!r}: expected one of {', '.join(TRAINING_ATTACKS)}")
-        from tfadv.experiment import recipes
-
-        choices = {
-            "attack_loss_on": ("logits", "probabilities"),
-            "test_noise": TEST_NOISES,
-            "teacher_recipe": recipes.trainer_names(),
-        }
+    def _check_adversarial_values(self) -> None:
+        """TensorFlow-free checks of the adversarial-training and distillation flags."""
+        choices = {"attack_loss_on": ("logits", "probabilities"), "test_noise": TEST_NOISES}
         for name, allowed in choices.items():
             value = getattr(self, name)
             if value not in allowed:
@@ -144,6 +161,30 @@ class TrainConfig:
             raise ValueError(
                 f"guard_images={self.guard_images}: the guard is an option of recipe adversarial_batch "
                 f"(or teacher_recipe=adversarial_batch); recipe={self.recipe!r}"
+            )
+
+    def _validate_adversarial(self) -> None:
+        """The training attack and the teacher recipe, looked up in their registries."""
+        from tfadv import attacks
+
+        name = attacks.get(self.attack).name  # a name or a spec such as 'pgd(steps=7)'
+        if name not in TRAINING_ATTACKS:
+            raise ValueError(f"attack={self.attack!r}: expected one of {', '.join(TRAINING_ATTACKS)}")
+        from tfadv.experiment import recipes
+
+        if self.teacher_recipe not in recipes.trainer_names():
+            raise ValueError(f"teacher_recipe={self.teacher_recipe!r}: expected one of {', '.join(recipes.trainer_names())}")
+
+    def check_resumable(self, stored: dict) -> None:
+        """Raises ValueError naming the first field where this config differs from `stored` (a run
+        folder's config.json), fields that cannot change results aside."""
+        current = json.loads(self.to_json())
+        for name in sorted(current):
+            if name in RESULT_NEUTRAL_FIELDS or name not in stored or current[name] == stored[name]:
+                continue
+            raise ValueError(
+                f"{name}={current[name]!r} differs from the run being resumed, which has {stored[name]!r} "
+                "in its config.json; resume with the same settings or start a new run"
             )
 
     def to_json(self) -> str:

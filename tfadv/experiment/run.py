@@ -7,14 +7,16 @@ behind. Errors name the configuration's fields (`epochs=0`); the CLI shows them 
 
 import dataclasses
 import os
+import shutil
+import tempfile
 import time
 
 from tfadv import data as data_lib
 from tfadv import evaluation, models
-from tfadv.experiment import recipes, run_folder, training
+from tfadv.experiment import recipes, resume, run_folder, training
 from tfadv.experiment.config import TrainConfig
 from tfadv.runtime import devices, onednn
-from tfadv.runtime.files import write_json, write_text
+from tfadv.runtime.files import is_temporary, write_json, write_text
 
 
 @dataclasses.dataclass
@@ -23,6 +25,7 @@ class RunSummary:
     main: str
     test_accuracy: dict
     exports: dict
+    weights: dict  # name -> models.weights_checksum: equal for bit-identical runs
     seconds: float
     dataset: str
     notes: dict = dataclasses.field(default_factory=dict)
@@ -32,41 +35,11 @@ class RunSummary:
         for name, acc in self.test_accuracy.items():
             marker = " (main)" if name == self.main else ""
             out.append(f"clean test accuracy {name}{marker}: {acc:.4f}  -> {self.exports[name]}")
+        out.append("weights: " + ", ".join(f"{name} {checksum}" for name, checksum in self.weights.items()))
         for key, value in self.notes.items():
             out.append(f"{key}: {value}")
         out.append(f"TensorBoard: tensorboard --logdir {os.path.join(self.output_dir, 'logs')}")
         return out
-
-
-def default_output_dir(config: TrainConfig) -> str:
-    name = config.run_name or f"{config.recipe}-{config.model}-{config.dataset}"
-    return os.path.join("saved_models", name)
-
-
-def check_output_dir(config: TrainConfig) -> str:
-    """Validates output_dir against overwrite/resume without touching the disk.
-
-    With resume=True an existing run folder is continued (overwrite is then not consulted,
-    so a config that sets overwrite can be resumed as it is); an absent one is started.
-    """
-    output_dir = config.output_dir or default_output_dir(config)
-    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
-        raise ValueError(f"output_dir={output_dir!r} exists and is not a folder")
-    run_folder.check_writable(output_dir)
-    if os.path.isdir(output_dir) and os.listdir(output_dir):
-        is_run = run_folder.is_run_folder(output_dir)
-        if config.resume:
-            if not is_run:
-                raise ValueError(f"resume=True: {output_dir!r} is not a tfadv run folder (no {run_folder.CONFIG_FILE})")
-        elif not config.overwrite:
-            raise ValueError(
-                f"output folder {output_dir!r} already exists; pass overwrite=True to replace it or resume=True to continue it"
-            )
-        elif not is_run:
-            raise ValueError(
-                f"overwrite=True refuses to delete {output_dir!r}: it is not a tfadv run folder (no {run_folder.CONFIG_FILE})"
-            )
-    return output_dir
 
 
 def validate_names(config: TrainConfig) -> None:
@@ -95,60 +68,110 @@ def load_data(config: TrainConfig):
 
 
 def prepare_output_dir(config: TrainConfig, output_dir: str) -> None:
-    resuming = config.resume and run_folder.is_run_folder(output_dir)
-    if not resuming and config.overwrite:
+    """Makes (or, with overwrite, replaces) the run folder and writes config.json; a resumed
+    run keeps its config.json and loses only the temporaries a kill left behind."""
+    if config.resume and run_folder.is_run_folder(output_dir):
+        removed = remove_temporaries(output_dir)
+        if removed:
+            print(f"resume: removed {removed} unfinished temporary file(s) or folder(s) left by the interrupted run", flush=True)
+        return
+    if config.overwrite:
         run_folder.replace_folder(output_dir)
     os.makedirs(output_dir, exist_ok=True)
     write_text(os.path.join(output_dir, run_folder.CONFIG_FILE), config.to_json())
 
 
-def run_training(config: TrainConfig, extra_callbacks=()) -> RunSummary:
-    """Runs a whole training job as `python -m tfadv.train` does (importable for tests and tools)."""
-    start = time.time()
-    config.validate()
-    validate_names(config)
-    output_dir = check_output_dir(config)
-    config = dataclasses.replace(config, output_dir=output_dir)
-    devices.split_cpu(config.logical_cpus)
-    devices.set_seed(config.seed, config.deterministic)
-    strategy = devices.make_strategy(config.distribution)
-    replicas = strategy.num_replicas_in_sync
+def check_data(config: TrainConfig, dataset, replicas: int) -> None:
     if config.batch_size % replicas:
         raise ValueError(f"batch_size={config.batch_size} must be a multiple of the {replicas} replicas")
-    dataset = load_data(config)
     if len(dataset.train) == 0 or len(dataset.test) == 0:
         raise ValueError(f"dataset={config.dataset!r}: empty training or test split after limits")
     training.check_teacher(config, dataset)
-    print(dataset.summary(), flush=True)
-    prepare_output_dir(config, output_dir)
 
+
+def run_training(config: TrainConfig, extra_callbacks=()) -> RunSummary:
+    """Runs a whole training job as `python -m tfadv.train` does (importable for tests and tools).
+
+    Under `distribution="multi_worker"` every worker runs this; only the chief checks and writes
+    the run folder, the others write into a scratch folder that is deleted at the end. Resuming
+    a multi-worker run reads the run folder on every worker (a shared file system).
+    """
+    start = time.time()
+    config.validate()
+    validate_names(config)
+    config = dataclasses.replace(config, output_dir=config.output_dir or run_folder.default_output_dir(config))
+    devices.split_cpu(config.logical_cpus)
+    devices.set_seed(config.seed, config.deterministic)
+    strategy = devices.make_strategy(config.distribution)
+    chief = devices.is_chief(strategy)
+    if chief:
+        run_folder.check_output_dir(config)
+    dataset = load_data(config)
+    check_data(config, dataset, strategy.num_replicas_in_sync)
+    print(dataset.summary(), flush=True)
+    if chief:
+        prepare_output_dir(config, config.output_dir)
+    devices.barrier(strategy)  # the run folder is ready before any worker reads it
+    write_dir = config.output_dir if chief else tempfile.mkdtemp(prefix="tfadv-worker-")
+    try:
+        summary = _train_and_export(config, dataset, strategy, write_dir, extra_callbacks)
+    finally:
+        if not chief:
+            shutil.rmtree(write_dir, ignore_errors=True)
+    summary.seconds = time.time() - start
+    if chief:
+        write_json(os.path.join(config.output_dir, run_folder.SUMMARY_FILE), dataclasses.asdict(summary))
+    return summary
+
+
+def _train_and_export(config, dataset, strategy, write_dir, extra_callbacks) -> RunSummary:
     def callbacks(stage):
-        return list(extra_callbacks) + training.standard_callbacks(config, output_dir, stage)
+        return list(extra_callbacks) + training.standard_callbacks(config, write_dir, stage)
 
     ctx = recipes.RunContext(
         config=config,
         data=dataset,
         strategy=strategy,
-        output_dir=output_dir,
+        output_dir=write_dir,
         jit_compile=devices.resolve_jit_compile(config.jit_compile),
         callbacks=callbacks,
+        run_dir=config.output_dir,
+        epoch=data_lib.epoch_variable(),
     )
     result = recipes.get(config.recipe)(ctx)
     result.models, result.main = recipes.add_test_noise(ctx, result.models, result.main)
-    exports = run_folder.export_models(output_dir, result.models)
+    for model in result.models.values():
+        resume.reseed_generators(model, config.seed, config.epochs)  # evaluation draws: a function of the seed
+    print(f"exporting {', '.join(result.models)} to {os.path.join(config.output_dir, run_folder.MODELS_DIR)}", flush=True)
+    exports = run_folder.export_models(write_dir, result.models)
+    exports = {name: os.path.join(config.output_dir, os.path.relpath(path, write_dir)) for name, path in exports.items()}
     test_images, test_labels = dataset.test.float_images(), dataset.test.labels
     accuracy = {
         name: float((evaluation.predict_probabilities(model, test_images).argmax(axis=1) == test_labels).mean())
         for name, model in result.models.items()
     }
-    summary = RunSummary(
-        output_dir=output_dir,
+    task, index = devices.worker_task(strategy)
+    workers = {"worker": f"{task} {index} of {strategy.num_replicas_in_sync} replicas"} if task else {}
+    return RunSummary(
+        output_dir=config.output_dir,
         main=result.main,
         test_accuracy=accuracy,
         exports=exports,
-        seconds=time.time() - start,
+        weights={name: models.weights_checksum(model) for name, model in result.models.items()},
+        seconds=0.0,
         dataset=dataset.summary(),
-        notes={"replicas": strategy.num_replicas_in_sync, "onednn": onednn.is_enabled(), **result.notes},
+        notes={"replicas": strategy.num_replicas_in_sync, **workers, "onednn": onednn.is_enabled(), **result.notes},
     )
-    write_json(os.path.join(output_dir, run_folder.SUMMARY_FILE), dataclasses.asdict(summary))
-    return summary
+
+
+def remove_temporaries(output_dir: str) -> int:
+    """Deletes what an interrupted atomic write leaves in a run folder (see tfadv.runtime.files)."""
+    count = 0
+    for parent, folders, files in os.walk(output_dir):
+        for name in [*folders, *files]:
+            if is_temporary(name):
+                path = os.path.join(parent, name)
+                shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
+                count += 1
+        folders[:] = [f for f in folders if not is_temporary(f)]
+    return count

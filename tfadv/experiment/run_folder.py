@@ -19,6 +19,51 @@ SUMMARY_FILE = "summary.json"
 MODELS_DIR = "models"
 
 
+def default_output_dir(config) -> str:
+    name = config.run_name or f"{config.recipe}-{config.model}-{config.dataset}"
+    return os.path.join("saved_models", name)
+
+
+def check_output_dir(config) -> str:
+    """Validates output_dir against overwrite/resume without touching the disk.
+
+    With resume=True an existing run folder is continued (overwrite is then not consulted,
+    so a config that sets overwrite can be resumed as it is) if its config.json matches this
+    one (fields that cannot change results aside); an absent one is started.
+    """
+    output_dir = config.output_dir or default_output_dir(config)
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise ValueError(f"output_dir={output_dir!r} exists and is not a folder")
+    check_writable(output_dir)
+    if os.path.isdir(output_dir) and os.listdir(output_dir):
+        is_run = is_run_folder(output_dir)
+        if config.resume:
+            if not is_run:
+                raise ValueError(f"resume=True: {output_dir!r} is not a tfadv run folder (no {CONFIG_FILE})")
+            config.check_resumable(stored_config(output_dir))
+        elif not config.overwrite:
+            raise ValueError(
+                f"output folder {output_dir!r} already exists; pass overwrite=True to replace it or resume=True to continue it"
+            )
+        elif not is_run:
+            raise ValueError(
+                f"overwrite=True refuses to delete {output_dir!r}: it is not a tfadv run folder (no {CONFIG_FILE})"
+            )
+    return output_dir
+
+
+def stored_config(output_dir: str) -> dict:
+    """The config.json of a run folder, as a dict (ValueError when it cannot be read)."""
+    path = os.path.join(output_dir, CONFIG_FILE)
+    try:
+        stored = read_json(path)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"resume=True: cannot read {path!r} ({str(e).splitlines()[0]})") from None
+    if not isinstance(stored, dict):
+        raise ValueError(f"resume=True: {path!r} does not hold a configuration")
+    return stored
+
+
 def is_run_folder(path: str) -> bool:
     return os.path.isdir(path) and os.path.exists(os.path.join(path, CONFIG_FILE))
 
@@ -102,9 +147,15 @@ def load_model(path: str, name: str = "", argument: str = "model", output=None):
 
 
 def replace_folder(path: str) -> None:
-    """Deletes a previous run folder (only a tfadv run folder) before a new run is written there."""
+    """Deletes a previous run folder (only a tfadv run folder) before a new run is written there.
+
+    The folder is first renamed away in one step, so a kill while deleting leaves a hidden
+    `.NAME.old-*` folder beside it, never half a run folder under its name."""
     if os.path.isdir(path):
         if os.listdir(path) and not is_run_folder(path):
             raise ValueError(f"overwrite refuses to delete {path!r}: it is not a tfadv run folder (no {CONFIG_FILE})")
-        shutil.rmtree(path)
+        parent = os.path.dirname(os.path.abspath(path))
+        old = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.normpath(path))}.old-", dir=parent)
+        os.replace(path, os.path.join(old, "run"))
+        shutil.rmtree(old)
 

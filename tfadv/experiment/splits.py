@@ -34,11 +34,13 @@ def load_split(model_path: str, dataset: str = "", data_dir: str = "", split: st
     return images, data.class_names
 
 
-def check_compatible(clf, images, class_names, argument: str = "model") -> None:
-    """The model takes the images' shape and has as many classes as the data set."""
+def check_compatible(clf, images, class_names, argument: str = "model", path: str = "") -> None:
+    """The model takes the images' shape and has as many classes as the data set; errors name
+    `argument` (and echo `path`, where the model came from)."""
     shape = clf.input_shape
     found = tuple(images.images.shape[1:])
+    where = f"{argument}={path!r}" if path else argument
     if shape is not None and all(s is not None for s in shape[1:]) and tuple(shape[1:]) != found:
-        raise ValueError(f"{argument}: the model takes {tuple(shape[1:])} images; the data set has {found}")
+        raise ValueError(f"{where}: the model takes {tuple(shape[1:])} images; the data set has {found}")
     if clf.num_classes is not None and clf.num_classes != len(class_names):
-        raise ValueError(f"{argument}: the model has {clf.num_classes} classes; the data set has {len(class_names)}")
+        raise ValueError(f"{where}: the model has {clf.num_classes} classes; the data set has {len(class_names)}")

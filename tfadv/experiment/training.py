@@ -9,7 +9,8 @@ import keras
 
 from tfadv import attacks, models
 from tfadv import data as data_lib
-from tfadv.experiment import run_folder
+from tfadv.experiment import resume, run_folder
+from tfadv.experiment.config import DISTILLATION_RECIPES
 from tfadv.runtime.files import atomic_file
 
 DONE_WEIGHTS = "done.weights.h5"
@@ -47,7 +48,6 @@ def monitor_attack(config) -> attacks.Attack:
     return attack.replace(seed=config.seed) if attack.takes_seed else attack
 
 
-DISTILLATION_RECIPES = ("distill", "distill_variant")
 
 
 def load_teacher(config, dataset):
@@ -77,12 +77,16 @@ def check_teacher(config, dataset) -> None:
 
 
 def build_model(ctx, **option_overrides):
-    """Builds the configured architecture for the run's data (call under the strategy scope)."""
+    """Builds the configured architecture for the run's data (call under the strategy scope).
+
+    With several replicas, batch normalisation is synchronised over them: every worker keeps
+    the same moving statistics, and training sees the statistics of the global batch."""
+    options = {"synchronized_batchnorm": ctx.strategy.num_replicas_in_sync > 1, **option_overrides}
     return models.build(
         ctx.config.model,
         input_shape=ctx.data.input_shape,
         num_classes=ctx.data.num_classes,
-        options=model_options(ctx.config, **option_overrides),
+        options=model_options(ctx.config, **options),
     )
 
 
@@ -126,7 +130,8 @@ def build_and_compile(ctx, **option_overrides):
 
 
 def train_dataset(ctx, images=None):
-    """The run's shuffled, augmented training pipeline (or one over `images`, an ImageSet)."""
+    """The run's shuffled, augmented training pipeline (or one over `images`, an ImageSet):
+    order and augmentation are functions of (seed, epoch, image), the epoch set by `fit`."""
     config = ctx.config
     return data_lib.to_dataset(
         images if images is not None else ctx.data.train,
@@ -135,6 +140,7 @@ def train_dataset(ctx, images=None):
         augment=data_lib.parse_augment(config.augment),
         seed=config.seed,
         replicas=ctx.strategy.num_replicas_in_sync,
+        epoch=ctx.epoch,
     )
 
 
@@ -144,30 +150,54 @@ def eval_dataset(ctx, split="val"):
     )
 
 
-def stage_checkpoint_dir(ctx, stage: str) -> str:
-    return os.path.join(ctx.output_dir, "checkpoints", stage)
+def stage_checkpoint_dir(folder: str, stage: str) -> str:
+    return os.path.join(folder, "checkpoints", stage)
 
 
 def fit(ctx, model, stage="model", train_data=None, epochs=None, extra_callbacks=()):
     """model.fit with the run's callbacks; resumable, and skipped when `stage` already finished.
 
+    Resuming reads the run folder (`ctx.run_dir`): the stage's finished weights, else its last
+    epoch backup (weights, optimizer state, next epoch). Writes go to `ctx.output_dir` (the run
+    folder, or a scratch folder on workers other than the chief). At every epoch start the
+    pipelines' epoch is set and the model's generators reseeded from (seed, epoch); at the end
+    they are reseeded from (seed, epochs), whichever way the stage ended.
+
     Returns the History (None when the stage was restored from a finished checkpoint).
     """
-    done_path = os.path.join(stage_checkpoint_dir(ctx, stage), DONE_WEIGHTS)
+    epochs = epochs or ctx.config.epochs
+    done_path = os.path.join(stage_checkpoint_dir(ctx.run_dir, stage), DONE_WEIGHTS)
+    history = None
     if os.path.exists(done_path):
-        model.load_weights(done_path)
+        resume.load_weights(model, done_path, ctx.strategy)
         print(f"[{stage}] already trained in this run; restored {done_path}", flush=True)
-        return None
-    has_val = len(ctx.data.val) > 0
+    else:
+        history = _fit_stage(ctx, model, stage, train_data, epochs, extra_callbacks)
+    resume.reseed_generators(model, ctx.config.seed, epochs)
+    return history
+
+
+def _fit_stage(ctx, model, stage, train_data, epochs, extra_callbacks):
+    """Trains from the stage's backup (or from the start), then marks the stage finished."""
+    initial_epoch = resume.restore(model, os.path.join(stage_checkpoint_dir(ctx.run_dir, stage), "backup"), ctx.strategy)
+    if initial_epoch:
+        print(f"[{stage}] resuming at epoch {initial_epoch + 1} of {epochs}", flush=True)
+    elif ctx.config.verbose:
+        print(f"[{stage}] training {epochs} epochs", flush=True)
+    write_dir = stage_checkpoint_dir(ctx.output_dir, stage)
+    first = [resume.EpochStart(ctx.config.seed, ctx.epoch)]  # before anything that uses the model or the data
     history = model.fit(
         train_data if train_data is not None else train_dataset(ctx),
-        validation_data=eval_dataset(ctx, "val") if has_val else None,
-        epochs=epochs or ctx.config.epochs,
-        callbacks=list(extra_callbacks) + ctx.callbacks(stage),
+        validation_data=eval_dataset(ctx, "val") if len(ctx.data.val) > 0 else None,
+        epochs=epochs,
+        initial_epoch=initial_epoch,
+        callbacks=[*first, *extra_callbacks, *ctx.callbacks(stage), resume.Backup(os.path.join(write_dir, "backup"))],
         verbose=ctx.config.verbose,
         shuffle=False,  # the pipeline shuffles
     )
-    atomic_file(done_path, model.save_weights)  # its existence marks the stage as finished
+    # its existence marks the stage as finished; then the backup is no longer needed
+    atomic_file(os.path.join(write_dir, DONE_WEIGHTS), model.save_weights)
+    resume.remove_backup(os.path.join(write_dir, "backup"))
     return history
 
 
@@ -182,11 +212,11 @@ class LearningRateLogger(keras.callbacks.Callback):
 
 
 def standard_callbacks(config, output_dir: str, stage: str):
-    """The LR schedule, TensorBoard (logs/<stage>), the learning-rate logger, and a resumable backup."""
+    """The LR schedule, the learning-rate logger and TensorBoard (logs/<stage>); `fit` adds the
+    epoch start (pipeline epoch, generator seeds) first and the resumable backup last."""
     return [
         *learning_rate_callbacks(config),
         LearningRateLogger(),
-        keras.callbacks.BackupAndRestore(os.path.join(output_dir, "checkpoints", stage, "backup")),
         keras.callbacks.TensorBoard(os.path.join(output_dir, "logs", stage), write_graph=False),
     ]
 

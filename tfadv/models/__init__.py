@@ -23,11 +23,11 @@ from tfadv.models.architectures import (
     tiny_cnn,
     vgg_small,
 )
-from tfadv.models.saving import export_saved_model, load, save_keras
+from tfadv.models.saving import export_saved_model, load, save_keras, weights_checksum
 
 __all__ = [
     "ACTIVATIONS", "Classifier", "LOGITS_LAYER", "NOISE_PLACEMENTS", "OUTPUTS", "REGISTRY", "SOFTMAX_LAYER",
     "ModelOptions", "as_classifier", "baseline_cnn", "build", "count_parameters", "expectation", "export_saved_model",
     "get_temperature", "is_stochastic", "load", "logits_model", "register", "save_keras", "set_temperature", "softmax_layer",
-    "tiny_cnn", "vgg_small",
+    "tiny_cnn", "vgg_small", "weights_checksum",
 ]  # fmt: skip

@@ -28,6 +28,8 @@ class ModelOptions:
         noise_at_inference: keep that noise on at inference.
         temperature: initial softmax temperature T > 0.
         seed: seed for the noise layer.
+        synchronized_batchnorm: BatchNormalization over the global batch of all replicas of a
+            tf.distribute strategy (the same statistics on every worker); per replica otherwise.
     """
 
     activation: str = "relu"
@@ -36,6 +38,7 @@ class ModelOptions:
     noise_at_inference: bool = False
     temperature: float = 1.0
     seed: int | None = None
+    synchronized_batchnorm: bool = False
 
     def __post_init__(self):
         if self.activation not in ACTIVATIONS:
@@ -81,11 +84,12 @@ class _Builder:
 
 def _conv_blocks(b, x, filters_per_block, convs_per_block, dropout, batchnorm):
     first = True
+    synchronized = b.options.synchronized_batchnorm
     for block, filters in enumerate(filters_per_block, start=1):
         for conv in range(1, convs_per_block + 1):
             x = keras.layers.Conv2D(filters, 3, padding="same", name=f"block{block}_conv{conv}")(x)
             if batchnorm:
-                x = keras.layers.BatchNormalization(momentum=0.9, name=f"block{block}_bn{conv}")(x)
+                x = keras.layers.BatchNormalization(momentum=0.9, synchronized=synchronized, name=f"block{block}_bn{conv}")(x)
             x = b.activation(f"block{block}_act{conv}")(x)
             if first:
                 noise = b.noise("after_first_conv")

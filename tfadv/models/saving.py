@@ -8,6 +8,7 @@ A tfadv SavedModel has two signatures, `serving_default` (images float32 in [0, 
 {"probabilities"}) and `logits` (-> {"logits"}), so its logits stay reachable after export.
 """
 
+import hashlib
 import os
 
 import keras
@@ -35,6 +36,17 @@ def export_saved_model(model, path: str) -> str:
         archive.write_out(tmp, verbose=False)
 
     return atomic_dir(path, write)
+
+
+def weights_checksum(model) -> str:
+    """16 hex digits of sha256 over a Keras model's weights (paths, shapes, dtypes, bytes):
+    equal for bit-identical weights."""
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        value = keras.ops.convert_to_numpy(weight)
+        digest.update(f"{weight.path}:{value.shape}:{value.dtype}".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()[:16]
 
 
 def save_keras(model, path: str) -> str:

@@ -58,5 +58,47 @@ def make_strategy(name: str = "default"):
         ]
         return tf.distribute.MirroredStrategy(devices=devices)
     if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()  # reads TF_CONFIG; one worker without it
+        return _MultiWorkerStrategy()  # reads TF_CONFIG; one worker without it
     raise ValueError(f"distribution={name!r}: expected one of {DISTRIBUTIONS}")
+
+
+class _MultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+    """MultiWorkerMirroredStrategy whose `reduce` takes what Keras 3.15's fit hands it.
+
+    With two workers, Keras' TF trainer calls `strategy.reduce("MEAN", batch, axis=None)` on a
+    nest (images, labels) of PerReplica values to build the model symbolically, and
+    `strategy.reduce("MEAN", metric, axis=0)` on scalar metrics; the TF 2.21 strategy accepts
+    neither ("Attempt to convert a value (PerReplica: ...) to a Tensor", "Invalid reduction
+    dimension 0"). This reduces a nest value by value, and scalars across replicas only.
+    """
+
+    def reduce(self, reduce_op, value, axis=None):
+        def one(v):
+            first = v.values[0] if isinstance(v, tf.distribute.DistributedValues) else tf.convert_to_tensor(v)
+            return super(_MultiWorkerStrategy, self).reduce(reduce_op, v, axis if first.shape.rank else None)
+
+        return tf.nest.map_structure(one, value)
+
+
+def worker_task(strategy) -> tuple:
+    """(task type, task index) of this process in a multi-worker cluster; ("", 0) otherwise."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return "", 0
+    return resolver.task_type, int(resolver.task_id or 0)
+
+
+def is_chief(strategy) -> bool:
+    """True for the one process that writes results: the "chief" task, else worker 0, else the only process."""
+    task_type, index = worker_task(strategy)
+    if not task_type:
+        return True
+    if "chief" in strategy.cluster_resolver.cluster_spec().as_dict():
+        return task_type == "chief"
+    return task_type == "worker" and index == 0
+
+
+def barrier(strategy) -> None:
+    """Returns once every worker got here (a one-number all-reduce); a no-op in one process."""
+    if worker_task(strategy)[0]:
+        strategy.reduce("SUM", tf.constant(1.0), axis=None)

@@ -25,7 +25,10 @@ class RunContext:
         config: the TrainConfig.
         data: the loaded ImageDataset.
         strategy: the tf.distribute strategy; build and compile models under `strategy.scope()`.
-        output_dir: the run's folder (logs, checkpoints and exports go below it).
+        output_dir: where this process writes (logs, checkpoints): the run folder, or a scratch
+            folder on a worker other than the chief of a multi-worker run.
+        run_dir: the run folder, read when resuming (the same as output_dir in one process).
+        epoch: the tf.Variable the training pipelines read as their epoch (set by `training.fit`).
         jit_compile: resolved XLA choice for model.compile and attacks.
         callbacks: callbacks(stage) -> list of the run's standard callbacks for the
             model trained in `stage` (e.g. "model", "teacher", "student"): TensorBoard
@@ -39,6 +42,11 @@ class RunContext:
     output_dir: str
     jit_compile: bool
     callbacks: object
+    run_dir: str = ""
+    epoch: object = None
+
+    def __post_init__(self):
+        self.run_dir = self.run_dir or self.output_dir
 
 
 @dataclasses.dataclass

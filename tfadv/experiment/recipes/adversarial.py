@@ -85,7 +85,7 @@ def train_batch(ctx, stage="model", **option_overrides):
     with ctx.strategy.scope():
         classifier = training.build_model(ctx, **option_overrides)
         trainer = defenses.AdversarialTrainer(
-            classifier, training.training_attack(config), eps=_first_eps(config), ratio=config.adv_ratio
+            classifier, training.training_attack(config), eps=_first_eps(config), ratio=config.adv_ratio, seed=config.seed
         )
         training.compile_model(ctx, trainer)
     extra = [_eps_schedule(config, trainer.eps), *monitor_callbacks(ctx, classifier, trainer.eps, stage)]
@@ -104,6 +104,7 @@ def _training_set_with_copy(ctx):
         augment=parse_augment(config.augment),
         seed=config.seed,
         replicas=ctx.strategy.num_replicas_in_sync,
+        epoch=ctx.epoch,
     )
 
 
@@ -115,7 +116,8 @@ def train_epoch(ctx, stage="model", **option_overrides):
     eps = tf.Variable(_first_eps(config), trainable=False, dtype=tf.float32, name="eps")
     model = training.build_and_compile(ctx, **option_overrides)
     regenerate = defenses.RegenerateAdversarialCopy(
-        data, training.training_attack(config), eps, classifier=model, batch_size=ATTACK_BATCH_SIZE, seed=config.seed
+        data, training.training_attack(config), eps, classifier=model, batch_size=ATTACK_BATCH_SIZE, seed=config.seed,
+        strategy=ctx.strategy,
     )
     extra = [_eps_schedule(config, eps), regenerate, *monitor_callbacks(ctx, model, eps, stage)]
     training.fit(ctx, model, stage, train_data=data.dataset(), extra_callbacks=extra)

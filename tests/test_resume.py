@@ -1,0 +1,170 @@
+"""Exact resume: a run interrupted anywhere and continued with resume=True ends with the same
+weights and the same summary figures as the run that was never interrupted.
+
+In-process interruptions (KeyboardInterrupt mid-epoch, any recipe and stage) test that every
+random draw is a function of (seed, epoch, step); one real `kill -9` of the CLI tests the
+on-disk state (atomic backups, temporaries left behind)."""
+
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import REPO_ROOT, tiny_config
+from tfadv import data as data_lib
+from tfadv.experiment import resume
+from tfadv.experiment.run import run_training
+from tfadv.runtime import files
+
+
+class _InterruptAt(keras.callbacks.Callback):
+    """Raises KeyboardInterrupt after batch `batch` of epoch `epoch` in the `call`-th fit of the run."""
+
+    def __init__(self, call, epoch, batch):
+        super().__init__()
+        self.target = (call, epoch, batch)
+        self.calls = 0
+        self.epoch = -1
+
+    def on_train_begin(self, logs=None):
+        self.calls += 1
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (self.calls, self.epoch, batch) == self.target:
+            raise KeyboardInterrupt
+
+
+def _weights(run_dir):
+    models_dir = os.path.join(run_dir, "models")
+    names = sorted(n for n in os.listdir(models_dir) if n.endswith(".keras"))
+    return {n: keras.saving.load_model(os.path.join(models_dir, n), compile=False).get_weights() for n in names}
+
+
+ADVERSARIAL = dict(attack="pgd", attack_steps=2, adv_ratio=0.5, eps_ramp_epochs=1, robust_eval_size=0)
+CASES = {  # recipe settings, (fit call, epoch, batch) of the interruption; each recipe trains once
+    "standard_noise_augment": (dict(noise="after_first_conv", noise_stddev=0.2, augment="all"), (1, 1, 2)),
+    "adversarial_epoch": (dict(recipe="adversarial_epoch", attack="fgsm_random", adv_fraction=0.5, robust_eval_size=0), (1, 1, 3)),
+    "distill_adversarial_batch_teacher_cut_in_teacher": (
+        dict(recipe="distill", teacher_recipe="adversarial_batch", augment="standard", **ADVERSARIAL), (1, 1, 1)
+    ),
+    "distill_variant_random_noise_teacher_cut_in_student": (
+        dict(recipe="distill_variant", teacher_recipe="random_noise", adv_fraction=0.5, student_temperature=4.0), (2, 0, 2)
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_interrupted_and_resumed_run_equals_the_uninterrupted_run(tmp_path, case):
+    settings, at = CASES[case]
+    fields = dict(epochs=2, seed=3, **settings)
+    whole = run_training(tiny_config(tmp_path / "whole", **fields))
+    interrupt = _InterruptAt(*at)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(tiny_config(tmp_path / "cut", **fields), extra_callbacks=[interrupt])
+    assert interrupt.calls == at[0] and interrupt.epoch == at[1]
+    resumed = run_training(tiny_config(tmp_path / "cut", resume=True, **fields))
+    assert resumed.test_accuracy == whole.test_accuracy
+    a, b = _weights(tmp_path / "whole"), _weights(tmp_path / "cut")
+    assert sorted(a) == sorted(b)
+    for name in a:
+        for x, y in zip(a[name], b[name], strict=True):
+            np.testing.assert_array_equal(x, y, err_msg=name)
+
+
+def test_cli_killed_with_sigkill_resumes_to_the_same_run(tmp_path):
+    """A real `kill -9` soon after epoch 2 of 3 starts (tiny_cnn with input noise and augmentation),
+    resumed with the README's quickstart config, which sets --overwrite (not consulted with --resume)."""
+    assert "--overwrite" in open(os.path.join(REPO_ROOT, "configs", "standard_quickstart.flags")).read().split()
+    args = [
+        "--flagfile=configs/standard_quickstart.flags", "--model=tiny_cnn", "--epochs=3", "--train_limit=400",
+        "--test_limit=100", "--batch_size=32", "--augment=standard", "--noise=input", "--noise_stddev=0.05", "--seed=3",
+    ]  # fmt: skip
+    tool = os.path.join(REPO_ROOT, "tools", "check_resume.py")
+    command = [sys.executable, tool, f"--work_dir={tmp_path}", "--kill_at=Epoch 2/", "--delay=0.2", "--", *args]
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "SAME" in result.stdout
+    killed = open(tmp_path / "killed.log").read()
+    assert "Epoch 2/3" in killed and "clean test accuracy" not in killed  # it died mid-run
+    assert "resuming at epoch 2 of 3" in open(tmp_path / "resume.log").read()
+    assert not [p for p in (tmp_path / "resumed").rglob("*") if files.is_temporary(p.name)]
+
+
+def test_pipeline_batches_are_a_function_of_seed_and_epoch():
+    train = data_lib.make_synthetic(40, seed=0)
+    epoch = data_lib.epoch_variable()
+    ds = data_lib.to_dataset(train, 8, shuffle=True, augment=("flip", "crop", "color"), seed=5, epoch=epoch)
+
+    def first_epoch_batches(e):
+        epoch.assign(e)
+        return np.concatenate([x.numpy() for x, _ in ds])
+
+    e2 = first_epoch_batches(2)
+    e0 = first_epoch_batches(0)
+    np.testing.assert_array_equal(first_epoch_batches(2), e2)  # the history of iterations does not matter
+    assert not np.array_equal(e0, e2)
+    labels = np.concatenate([y.numpy() for _, y in ds])
+    assert sorted(labels) == sorted(train.labels)  # a permutation of the set
+    fresh = data_lib.to_dataset(train, 8, shuffle=True, augment=("flip", "crop", "color"), seed=5, epoch=2)
+    np.testing.assert_array_equal(np.concatenate([x.numpy() for x, _ in fresh]), e2)
+
+
+def test_pipeline_without_epoch_counts_passes():
+    train = data_lib.make_synthetic(24, seed=0)
+    ds = data_lib.to_dataset(train, 8, shuffle=True, seed=1)
+    passes = [np.concatenate([y.numpy() for _, y in ds]) for _ in range(2)]
+    assert not np.array_equal(*passes)  # a new order each pass, as with reshuffle_each_iteration
+    for k, labels in enumerate(passes):
+        fixed = data_lib.to_dataset(train, 8, shuffle=True, seed=1, epoch=k)
+        np.testing.assert_array_equal(np.concatenate([y.numpy() for _, y in fixed]), labels)
+
+
+def test_pipeline_refuses_to_be_made_inside_a_strategy_scope():
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope(), pytest.raises(ValueError, match="outside strategy.scope"):
+        data_lib.epoch_variable()
+
+
+def test_epoch_start_reseeds_generators_from_seed_and_epoch():
+    from tfadv import models
+
+    model = models.build("tiny_cnn", noise="input", noise_stddev=0.5, seed=1)
+    x = tf.fill((2, 32, 32, 3), 0.5)
+    callback = resume.EpochStart(seed=7)
+    callback.set_model(model)
+    callback.on_epoch_begin(3)
+    first = model(x, training=True).numpy()
+    model(x, training=True)  # advances the generator
+    callback.on_epoch_begin(3)
+    np.testing.assert_array_equal(model(x, training=True).numpy(), first)
+    callback.on_epoch_begin(4)
+    assert not np.array_equal(model(x, training=True).numpy(), first)
+    assert len(resume.generator_states(model)) == 1
+
+
+def test_backup_is_written_whole_and_restored(tmp_path):
+    from tfadv import models
+
+    model = models.build("tiny_cnn")
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    x, y = np.random.default_rng(0).uniform(0, 1, (8, 32, 32, 3)).astype("float32"), np.arange(8) % 10
+    model.fit(x, y, epochs=1, verbose=0)
+    backup = resume.Backup(str(tmp_path / "backup"))
+    backup.set_model(model)
+    backup.on_epoch_end(4)
+    assert sorted(os.listdir(tmp_path)) == ["backup"]  # no temporary left
+    assert sorted(os.listdir(tmp_path / "backup")) == [resume.WEIGHTS_FILE, resume.STATE_FILE]
+    fresh = models.build("tiny_cnn")
+    fresh.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    assert resume.restore(fresh, str(tmp_path / "backup")) == 5
+    for a, b in zip(model.get_weights(), fresh.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert int(fresh.optimizer.iterations.numpy()) == int(model.optimizer.iterations.numpy()) == 1
+    assert resume.restore(fresh, str(tmp_path / "absent")) == 0
