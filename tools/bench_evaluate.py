@@ -42,7 +42,8 @@ BATCH = 256
 
 
 def art_suite(clf, x, y, eps, num_classes):
-    """ART's per-attack AutoAttack runner over APGD-CE, APGD-T (top-9 targets, DLR) and Square; (robust, seconds)."""
+    """ART's per-attack AutoAttack runner over APGD-CE, APGD-T (top-9 targets, DLR) and Square;
+    (robust accuracy, {attack: seconds})."""
     from art.attacks.evasion import AutoProjectedGradientDescent, SquareAttack
     from art.attacks.evasion.auto_attack import run_attack
     from art.estimators.classification import TensorFlowV2Classifier
@@ -52,13 +53,14 @@ def art_suite(clf, x, y, eps, num_classes):
         loss_object=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True), clip_values=(0.0, 1.0),
     )  # fmt: skip
     one_hot = np.eye(num_classes, dtype=np.float32)[y]
-    start = time.time()
+    seconds, start = {}, time.time()
     predicted = estimator.predict(x, batch_size=BATCH).argmax(1)
     robust = predicted == y
     x_adv = x.copy()
     apgd = dict(norm=np.inf, eps=eps, eps_step=eps, max_iter=100, nb_random_init=1, batch_size=BATCH, verbose=False)
     ce = AutoProjectedGradientDescent(estimator, targeted=False, loss_type="cross_entropy", **apgd)
     x_adv, robust = run_attack(x_adv, one_hot, robust, ce, estimator, norm=np.inf, eps=eps)
+    seconds["apgd-ce"], start = time.time() - start, time.time()
     clean_logits = estimator.predict(x, batch_size=BATCH)
     ranked = np.argsort(-clean_logits, axis=1)
     dlr = AutoProjectedGradientDescent(estimator, targeted=True, loss_type="difference_logits_ratio", **apgd)
@@ -67,10 +69,12 @@ def art_suite(clf, x, y, eps, num_classes):
             break
         target = np.eye(num_classes, dtype=np.float32)[ranked[:, k]]
         x_adv, robust = run_attack(x_adv, target, robust, dlr, estimator, norm=np.inf, eps=eps)
+    seconds["apgd-t"], start = time.time() - start, time.time()
     if robust.any():
         square = SquareAttack(estimator, norm=np.inf, eps=eps, max_iter=5000, p_init=0.8, nb_restarts=1, batch_size=BATCH, verbose=False)
         x_adv, robust = run_attack(x_adv, one_hot, robust, square, estimator, norm=np.inf, eps=eps)
-    return float(robust.mean()), time.time() - start
+    seconds["square"] = time.time() - start
+    return float(robust.mean()), seconds
 
 
 def cleverhans_pgd(clf, x, y, eps):
@@ -84,6 +88,26 @@ def cleverhans_pgd(clf, x, y, eps):
     ])  # fmt: skip
     accuracy = float(np.mean(attacks.predict_classes(clf, adv) == y))
     return accuracy, time.time() - start
+
+
+def early_exit_rounds(clf, x, y, eps, rounds, row):
+    """PGD-10 robust accuracy: tfadv (early exit) and CleverHans (every image), interleaved rounds."""
+    suite = "pgd(steps=10, early_stop=True)"
+    evaluation.run_suite(clf, x[:8], y[:8], eps, suite)  # compile
+    cleverhans_pgd(clf, x[:8], y[:8], eps)
+    ratios, ours, theirs = [], [], []
+    for _ in range(rounds):
+        start = time.time()
+        early = evaluation.run_suite(clf, x, y, eps, suite, batch_size=BATCH, seed=0)
+        ours.append(time.time() - start)
+        accuracy, seconds = cleverhans_pgd(clf, x, y, eps)
+        theirs.append(seconds)
+        ratios.append(seconds / ours[-1])
+    row.update(
+        tfadv_pgd10_robust=early.robust_accuracy, tfadv_pgd10_s=float(np.median(ours)), cleverhans_pgd10_robust=accuracy,
+        cleverhans_pgd10_s=float(np.median(theirs)), cleverhans_over_tfadv=float(np.median(ratios)),
+        cleverhans_over_tfadv_range=f"{min(ratios):.2f}-{max(ratios):.2f}",
+    )  # fmt: skip
 
 
 def installed(module: str) -> bool:
@@ -101,6 +125,7 @@ def main():
     parser.add_argument("--n", type=int, default=500, help="first N test images")
     parser.add_argument("--eps", type=float, default=8 / 255)
     parser.add_argument("--skip_art", action="store_true")
+    parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds of the PGD-10 comparison")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     devices.set_seed(0, deterministic=False)
@@ -117,18 +142,18 @@ def main():
         row.update(tfadv_suite_robust=suite.robust_accuracy, tfadv_suite_s=time.time() - start)
         print(f"[{name}] tfadv standard suite: robust {suite.robust_accuracy:.4f} in {row['tfadv_suite_s']:.1f} s", flush=True)
         print(suite.table().to_string(index=False), flush=True)
+        ours = dict(zip(("apgd-ce", "apgd-t", "square"), suite.table()["seconds"], strict=True))
         if not args.skip_art and installed("art"):
             robust, seconds = art_suite(clf, x, y, args.eps, 10)
-            row.update(art_suite_robust=robust, art_suite_s=seconds, art_over_tfadv=seconds / row["tfadv_suite_s"])
-            print(f"[{name}] ART AutoAttack runner: robust {robust:.4f} in {seconds:.1f} s = {row['art_over_tfadv']:.2f} x tfadv", flush=True)
-        evaluation.run_suite(clf, x[:8], y[:8], args.eps, "pgd(steps=10, early_stop=True)")  # compile
-        start = time.time()
-        early = evaluation.run_suite(clf, x, y, args.eps, "pgd(steps=10, early_stop=True)", batch_size=BATCH, seed=0)
-        row.update(tfadv_pgd10_robust=early.robust_accuracy, tfadv_pgd10_s=time.time() - start)
+            total = sum(seconds.values())
+            row.update(art_suite_robust=robust, art_suite_s=total, art_over_tfadv=total / row["tfadv_suite_s"])
+            for key, value in seconds.items():  # per attack: both libraries ran it on the same images
+                row[f"{key} art/tfadv"] = value / ours[key] if ours[key] > 0.01 else float("nan")
+            print(f"[{name}] ART AutoAttack runner: robust {robust:.4f} in {total:.1f} s = {row['art_over_tfadv']:.2f} x tfadv; "
+                  f"per attack ART s {json.dumps({k: round(v, 1) for k, v in seconds.items()})}, tfadv s "
+                  f"{json.dumps({k: round(v, 1) for k, v in ours.items()})}", flush=True)  # fmt: skip
         if installed("cleverhans"):
-            cleverhans_pgd(clf, x[:8], y[:8], args.eps)  # warm-up
-            accuracy, seconds = cleverhans_pgd(clf, x, y, args.eps)
-            row.update(cleverhans_pgd10_robust=accuracy, cleverhans_pgd10_s=seconds, cleverhans_over_tfadv=seconds / row["tfadv_pgd10_s"])
+            early_exit_rounds(clf, x, y, args.eps, args.rounds, row)
         print(f"[{name}] PGD-10: {json.dumps({k: round(v, 4) for k, v in row.items() if 'pgd10' in k or 'cleverhans' in k})}", flush=True)
         rows.append(row)
     table = pd.DataFrame(rows)
