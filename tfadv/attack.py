@@ -15,7 +15,8 @@ import os
 from absl import app, flags, logging
 
 from tfadv.experiment import flags as cli
-from tfadv.experiment.attack_job import FORMATS, SPLITS, AttackJob
+from tfadv.experiment.attack_job import FORMATS, AttackJob
+from tfadv.experiment.splits import SPLITS
 from tfadv.runtime.quiet import native_stderr_silenced, quiet_tensorflow_logs
 
 quiet_tensorflow_logs()  # TensorFlow itself is imported only after the cheap checks

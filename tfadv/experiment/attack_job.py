@@ -12,8 +12,6 @@ import dataclasses
 import math
 import os
 
-from tfadv.experiment.splits import SPLITS
-
 FORMATS = ("npz", "tfrecord")
 COUNT_OPTIONS = ("steps", "restarts", "pixels", "population", "max_queries", "size", "queries", "n_targets")  # integers >= 1
 SIZE_OPTIONS = ("alpha", "step_size")  # finite numbers >= 0
@@ -69,7 +67,7 @@ def default_output_dir(job: AttackJob) -> str:
 
 def check(job: AttackJob) -> str:
     """Checks that need no TensorFlow; returns the output folder."""
-    from tfadv.experiment import run_folder
+    from tfadv.experiment import run_folder, splits
 
     if not job.model:
         raise ValueError("model='' : a run folder, .keras file or SavedModel is required")
@@ -77,19 +75,12 @@ def check(job: AttackJob) -> str:
         path = getattr(job, name)
         if path and not os.path.exists(path):
             raise FileNotFoundError(f"{name}={path!r} does not exist")
-    if job.eps is not None and not (math.isfinite(job.eps) and 0 <= job.eps <= 1):
-        if not (job.options.get("norm") in ("2", "l2", 2) and math.isfinite(job.eps) and job.eps >= 0):
-            raise ValueError(f"Expected eps in [0, 1] (pixel scale; L2 eps may exceed 1). Received: eps={job.eps}")
+    if job.eps is not None:
+        splits.check_eps(job.eps, job.options.get("norm", "inf"))
     check_options(job.options)
-    if job.batch_size < 1:
-        raise ValueError(f"Expected batch_size >= 1. Received: batch_size={job.batch_size}")
-    for name in ("limit", "grid_images"):
-        if getattr(job, name) < 0:
-            raise ValueError(f"Expected {name} >= 0. Received: {name}={getattr(job, name)}")
-    if job.split not in SPLITS or job.format not in FORMATS:
-        raise ValueError(f"Expected split in {SPLITS} and format in {FORMATS}. Received: split={job.split!r}, format={job.format!r}")
-    if job.model_output not in ("", "logits", "probabilities"):
-        raise ValueError(f"Expected model_output '', 'logits' or 'probabilities'. Received: model_output={job.model_output!r}")
+    splits.check_fields(job, {"batch_size": 1, "limit": 0, "grid_images": 0})
+    if job.format not in FORMATS:
+        raise ValueError(f"Expected format in {FORMATS}. Received: format={job.format!r}")
     output_dir = job.output_dir or default_output_dir(job)
     run_folder.check_new_folder(output_dir, job.overwrite)
     return output_dir

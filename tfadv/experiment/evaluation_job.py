@@ -14,8 +14,7 @@ import math
 import os
 import time
 
-from tfadv.experiment import run_folder
-from tfadv.experiment.splits import SPLITS
+from tfadv.experiment import run_folder, splits
 
 
 @dataclasses.dataclass
@@ -100,21 +99,11 @@ def check(job: EvaluationJob) -> str:
         run_folder.resolve_model_path(path, name, "model")
     if job.eps is None:
         raise ValueError("eps=None: the evaluation budget is required (pixel scale, e.g. eps=0.03)")
-    limit = 1.0 if job.norm in ("inf", "linf") else math.inf
-    if not (math.isfinite(job.eps) and 0 <= job.eps <= limit):
-        raise ValueError(f"Expected eps in [0, 1] (pixel scale) for the L-inf norm, >= 0 for L2. Received: eps={job.eps}")
     if job.norm not in ("inf", "linf", "2", "l2"):
         raise ValueError(f"Expected norm 'inf' or '2'. Received: norm={job.norm!r}")
+    splits.check_eps(job.eps, job.norm)
     parse_eps_list(job.sweep_eps)
-    if job.split not in SPLITS:
-        raise ValueError(f"Expected split to be one of {SPLITS}. Received: split={job.split!r}")
-    for name in ("batch_size", "eot_samples"):
-        if getattr(job, name) < 1:
-            raise ValueError(f"Expected {name} >= 1. Received: {name}={getattr(job, name)}")
-    if job.limit < 0:
-        raise ValueError(f"Expected limit >= 0. Received: limit={job.limit}")
-    if job.model_output not in ("", "logits", "probabilities"):
-        raise ValueError(f"Expected model_output '', 'logits' or 'probabilities'. Received: model_output={job.model_output!r}")
+    splits.check_fields(job, {"batch_size": 1, "eot_samples": 1, "limit": 0})
     output_dir = job.output_dir or default_output_dir(job)
     run_folder.check_new_folder(output_dir, job.overwrite)
     return output_dir
@@ -124,7 +113,6 @@ def run_evaluation_job(job: EvaluationJob) -> list:
     """Runs the job; returns the lines to print."""
     output_dir = check(job)
     from tfadv import evaluation
-    from tfadv.experiment import splits
     from tfadv.runtime import devices
 
     start = time.time()

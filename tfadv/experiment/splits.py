@@ -1,10 +1,31 @@
-"""The images a job runs on: a split of a run's own data set, or of one named explicitly."""
+"""What the attack and evaluation jobs share: the images they run on (a split of a run's own data
+set, or of one named explicitly), the model's fit to them, and the checks of their common fields."""
 
+import math
 import os
 
 from tfadv.experiment import run_folder
 
 SPLITS = ("test", "val", "train")
+MODEL_OUTPUTS = ("", "logits", "probabilities")
+
+
+def check_eps(eps, norm="inf") -> None:
+    """A finite eps >= 0; at most 1 (pixel scale) unless the norm is L2."""
+    l2 = str(norm).lower() in ("2", "l2")
+    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 0 and (l2 or eps <= 1)):
+        raise ValueError(f"Expected eps in [0, 1] (pixel scale; an L2 eps may exceed 1). Received: eps={eps}")
+
+
+def check_fields(job, minimums: dict) -> None:
+    """Integer fields at least their minimum ({name: minimum}), the split and the declared model output."""
+    for name, minimum in minimums.items():
+        if getattr(job, name) < minimum:
+            raise ValueError(f"Expected {name} >= {minimum}. Received: {name}={getattr(job, name)}")
+    if job.split not in SPLITS:
+        raise ValueError(f"Expected split to be one of {SPLITS}. Received: split={job.split!r}")
+    if job.model_output not in MODEL_OUTPUTS:
+        raise ValueError(f"Expected model_output '', 'logits' or 'probabilities'. Received: model_output={job.model_output!r}")
 
 
 def load_split(model_path: str, dataset: str = "", data_dir: str = "", split: str = "test", limit: int = 0):
