@@ -154,7 +154,8 @@ def main():
                   f"{json.dumps({k: round(v, 1) for k, v in ours.items()})}", flush=True)  # fmt: skip
         if installed("cleverhans"):
             early_exit_rounds(clf, x, y, args.eps, args.rounds, row)
-        print(f"[{name}] PGD-10: {json.dumps({k: round(v, 4) for k, v in row.items() if 'pgd10' in k or 'cleverhans' in k})}", flush=True)
+        early = {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items() if "pgd10" in k or "cleverhans" in k}
+        print(f"[{name}] PGD-10: {json.dumps(early)}", flush=True)
         rows.append(row)
     table = pd.DataFrame(rows)
     markdown = table.to_markdown(index=False, floatfmt=".3f")

@@ -170,6 +170,16 @@ def _predicted(clf, x, jit_compile):
     return tf.argmax(gradient.logits_of(clf, x, jit_compile=jit_compile), axis=-1)
 
 
+def _checked(model, images, labels, eps, norm, steps, rho, loss, loss_on):
+    """The shared argument checks of `apgd` and `apgd_targeted`."""
+    norm = norms.get(norm)
+    steps = checks.check_positive_int("steps", steps)
+    rho, loss = _check_rho(rho), losses.get(loss)
+    clf, x, y = gradient.prepare(model, images, labels, eps, norm)
+    losses.check_loss_on(clf, loss_on)
+    return norm, steps, rho, loss, clf, x, y
+
+
 def apgd(
     model,
     images,
@@ -214,12 +224,8 @@ def apgd(
         float32 (N, H, W, C) in the eps-ball and [0, 1], no gradient: per example the first
         successful iterate, else the highest-loss one; x itself when x already succeeds.
     """
-    norm = norms.get(norm)
-    steps = checks.check_positive_int("steps", steps)
     restarts = checks.check_positive_int("restarts", restarts)
-    rho, loss = _check_rho(rho), losses.get(loss)
-    clf, x, y = gradient.prepare(model, images, labels, eps, norm)
-    losses.check_loss_on(clf, loss_on)
+    norm, steps, rho, loss, clf, x, y = _checked(model, images, labels, eps, norm, steps, rho, loss, loss_on)
     if x.shape[0] == 0:
         return tf.stop_gradient(x)
     seed = checks.to_seed(seed)
@@ -267,12 +273,8 @@ def apgd_targeted(
         float32 (N, H, W, C) in the eps-ball and [0, 1], no gradient: per example the first
         misclassified result over the targets, else the one with the highest objective.
     """
-    norm = norms.get(norm)
-    steps = checks.check_positive_int("steps", steps)
     n_targets = checks.check_positive_int("n_targets", n_targets)
-    rho, loss = _check_rho(rho), losses.get(loss)
-    clf, x, y = gradient.prepare(model, images, labels, eps, norm)
-    losses.check_loss_on(clf, loss_on)
+    norm, steps, rho, loss, clf, x, y = _checked(model, images, labels, eps, norm, steps, rho, loss, loss_on)
     if x.shape[0] == 0:
         return tf.stop_gradient(x)
     seed = checks.to_seed(seed)
