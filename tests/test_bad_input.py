@@ -17,10 +17,11 @@ import pytest
 
 from conftest import REPO_ROOT, tiny_config
 
-COMMANDS = {"train": "tfadv.train", "attack": "tfadv.attack"}
+COMMANDS = {"train": "tfadv.train", "attack": "tfadv.attack", "evaluate": "tfadv.evaluate"}
 TINY = "--dataset=synthetic --model=tiny_cnn --epochs=1 --batch_size=32 --train_limit=160 --test_limit=64 --verbose=0"
 DISTILL = f"{TINY} --recipe=distill"
 ATTACK = "--model={run} --attack=pgd --eps=0.03 --limit=16 --verbose=0"
+EVALUATE = "--model={run} --suite=pgd(steps=2,early_stop=True) --sweep_eps=0.01 --limit=16 --output_dir={out} --verbose=0"
 
 ROWS = [
     # train: numbers and plain choices (checked before TensorFlow loads)
@@ -98,6 +99,31 @@ ROWS = [
     ("attack", f"{ATTACK} --model={{fixtures}}/gray28.keras --dataset=synthetic", "takes (28, 28, 1) images"),
     ("attack", f"{ATTACK} --surrogate={{fixtures}}/five_classes.keras", "--surrogate="),
     ("attack", f"{ATTACK} --model_name=ghost", "no model 'ghost'"),
+    # evaluate: numbers, paths and choices (checked before TensorFlow loads)
+    ("evaluate", f"{EVALUATE} --eps=nan", "Received: --eps=nan"),
+    ("evaluate", f"{EVALUATE} --eps=inf", "Received: --eps=inf"),
+    ("evaluate", f"{EVALUATE} --eps=2", "Received: --eps=2.0"),
+    ("evaluate", f"{EVALUATE} --eps=-0.1", "Received: --eps=-0.1"),
+    ("evaluate", EVALUATE, "--eps=None: the evaluation budget is required"),
+    ("evaluate", f"{EVALUATE} --eps=0.03 --norm=l1", "--norm='l1'"),
+    ("evaluate", f"{EVALUATE} --eps=0.03 --sweep_eps=0.1,x", "--sweep_eps='0.1,x'"),
+    ("evaluate", f"{EVALUATE} --eps=0.03 --sweep_eps=2", "--sweep_eps='2'"),
+    ("evaluate", f"{EVALUATE} --eps=0.03 --batch_size=0", "--batch_size=0"),
+    ("evaluate", f"{EVALUATE} --eps=0.03 --eot_samples=0", "--eot_samples=0"),
+    ("evaluate", f"{EVALUATE} --eps=0.03 --limit=-1", "--limit=-1"),
+    ("evaluate", f"{EVALUATE} --eps=0.03 --split=holdout", "holdout"),
+    ("evaluate", f"{EVALUATE} --eps=0.03 --model_output=maybe", "--model_output='maybe'"),
+    ("evaluate", f"{EVALUATE} --eps=0.03 --model=/nonexistent", "--model='/nonexistent' does not exist"),
+    ("evaluate", f"{EVALUATE} --eps=0.03 --model={{run}}:ghost", "no model 'ghost'"),
+    ("evaluate", f"{EVALUATE} --eps=0.03 --output_dir={{fixtures}}/foreign", "already exists"),
+    ("evaluate", f"{EVALUATE} --eps=0.03 --bogus=1", "bogus"),
+    ("evaluate", "--eps=0.03 --output_dir={out}", "at least one model is required"),
+    # evaluate: suites and models (these load TensorFlow)
+    ("evaluate", f"{EVALUATE} --eps=0.03 --suite=deepfool", "Unknown attack 'deepfool'"),
+    ("evaluate", f"{EVALUATE} --eps=0.03 --suite=patch", "another threat model"),
+    ("evaluate", f"{EVALUATE} --eps=0.03 --model={{fixtures}}/corrupt.keras", "cannot load the Keras model"),
+    ("evaluate", f"{EVALUATE} --eps=0.03 --model={{fixtures}}/gray28.keras --dataset=synthetic", "takes (28, 28, 1) images"),
+    ("evaluate", f"{EVALUATE} --eps=0.03 --model={{fixtures}}/five_classes.keras --dataset=synthetic", "has 5 classes"),
 ]
 
 

@@ -83,12 +83,15 @@ def _attacked_batches(model, data, attack, eps, batch_size, seed, progress):
             bar.update(done)
 
 
-def adversarial_images(model, images, labels, attack, eps=None, *, batch_size: int = 256, seed=None, **options) -> np.ndarray:
+def adversarial_images(
+    model, images, labels, attack, eps=None, *, batch_size: int = 256, seed=None, progress: bool = False, **options
+) -> np.ndarray:
     """The adversarial images (float32 NumPy) of `attack` on every batch, batch i seeded (seed, i)."""
     attack = spec.get(attack, **options)
     if len(images) == 0:
         return np.zeros(np.shape(images), np.float32)
-    return np.concatenate([adv for _, _, adv, _ in _attacked_batches(model, (images, labels), attack, eps, batch_size, seed, False)])
+    batches_ = _attacked_batches(model, (images, labels), attack, eps, batch_size, seed, progress)
+    return np.concatenate([adv for _, _, adv, _ in batches_])
 
 
 def run_attack(
