@@ -17,6 +17,7 @@ import keras
 import tensorflow as tf
 
 from tfadv import models
+from tfadv.defenses.reduction import replica_share, weighted_mean
 from tfadv.layers._checks import check_positive
 from tfadv.models import as_classifier
 
@@ -39,12 +40,6 @@ def soft_label_loss(teacher_logits, student_logits, temperature):
     log_targets = keras.ops.log(keras.ops.maximum(targets, keras.backend.epsilon()))
     kl = keras.ops.sum(targets * (log_targets - log_student), axis=-1)
     return kl * t * t
-
-
-def _replica_share(loss):
-    """Divides a per-replica mean loss by the replica count (gradients are summed across replicas)."""
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    return loss / replicas if replicas > 1 else loss
 
 
 @keras.saving.register_keras_serializable(package="tfadv")
@@ -104,12 +99,12 @@ class Distiller(keras.Model):
         soft = soft_label_loss(teacher_logits, y_pred, self.temperature)
         hard = keras.losses.sparse_categorical_crossentropy(y, y_pred, from_logits=True)
         per_example = self.alpha * soft + (1.0 - self.alpha) * hard
-        loss = _weighted_mean(per_example, sample_weight)
+        loss = weighted_mean(per_example, sample_weight)
         if self.student.losses:
             loss = loss + keras.ops.sum(self.student.losses)
         self.loss_tracker.update_state(loss)
-        self.soft_loss_tracker.update_state(_weighted_mean(soft, sample_weight))
-        self.hard_loss_tracker.update_state(_weighted_mean(hard, sample_weight))
+        self.soft_loss_tracker.update_state(weighted_mean(soft, sample_weight))
+        self.hard_loss_tracker.update_state(weighted_mean(hard, sample_weight))
         self.accuracy_metric.update_state(y, y_pred, sample_weight=sample_weight)
         return loss
 
@@ -119,7 +114,7 @@ class Distiller(keras.Model):
         with tf.GradientTape() as tape:
             student_logits = self.student_logits(x, training=True)
             loss = self.compute_loss(x, y, student_logits, sample_weight, training=True)
-            loss = self.optimizer.scale_loss(_replica_share(loss))
+            loss = self.optimizer.scale_loss(replica_share(loss))
         self.optimizer.apply(tape.gradient(loss, weights), weights)
         return {m.name: m.result() for m in self.metrics}
 
@@ -145,9 +140,3 @@ class Distiller(keras.Model):
         student = keras.saving.deserialize_keras_object(config.pop("student"))
         return cls(teacher, student, **config)
 
-
-def _weighted_mean(values, sample_weight=None):
-    if sample_weight is None:
-        return keras.ops.mean(values)
-    weight = keras.ops.cast(sample_weight, values.dtype)
-    return keras.ops.sum(values * weight) / keras.ops.maximum(keras.ops.sum(weight), keras.backend.epsilon())

@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfadv.data.batching import map_batches
+from tfadv.defenses.reduction import replica_share, weighted_mean
 from tfadv.layers._checks import check_nonnegative, check_positive
 from tfadv.models import LOGITS_LAYER
 
@@ -72,11 +73,6 @@ def _masked_mean(values, mask):
     return keras.ops.sum(values * mask) / keras.ops.maximum(keras.ops.sum(mask), 1.0)
 
 
-def _replica_share(loss):
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    return loss / replicas if replicas > 1 else loss
-
-
 @keras.saving.register_keras_serializable(package="tfadv")
 class ContrastiveTrainer(keras.Model):
     """Trains a tfadv classifier with cross-entropy plus `weight` x the contrastive loss on its embedding.
@@ -119,12 +115,7 @@ class ContrastiveTrainer(keras.Model):
 
         `sample_weight` weighs the cross-entropy only."""
         embedded, logits = y_pred
-        ce = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
-        if sample_weight is None:
-            ce = keras.ops.mean(ce)
-        else:
-            w = keras.ops.cast(sample_weight, ce.dtype)
-            ce = keras.ops.sum(ce * w) / keras.ops.maximum(keras.ops.sum(w), keras.backend.epsilon())
+        ce = weighted_mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True), sample_weight)
         contrastive = contrastive_loss(embedded, y, self.margin)
         loss = ce + self.weight * contrastive
         if self.classifier.losses:
@@ -141,7 +132,7 @@ class ContrastiveTrainer(keras.Model):
         with tf.GradientTape() as tape:
             y_pred = self.heads(x, training=True)
             loss = self.compute_loss(x, y, y_pred, sample_weight, training=True)
-            loss = self.optimizer.scale_loss(_replica_share(loss))
+            loss = self.optimizer.scale_loss(replica_share(loss))
         self.optimizer.apply(tape.gradient(loss, weights), weights)
         return {m.name: m.result() for m in self.metrics}
 
