@@ -14,10 +14,10 @@ distils at is its own `temperature`, whatever the models' softmax layers are set
 import copy
 
 import keras
-import tensorflow as tf
 
 from tfadv import models
-from tfadv.defenses.reduction import replica_share, weighted_mean
+from tfadv.defenses.reduction import weighted_mean
+from tfadv.defenses.train_steps import OneNetworkSteps
 from tfadv.layers._checks import check_positive
 from tfadv.models import as_classifier
 
@@ -43,7 +43,7 @@ def soft_label_loss(teacher_logits, student_logits, temperature):
 
 
 @keras.saving.register_keras_serializable(package="tfadv")
-class Distiller(keras.Model):
+class Distiller(OneNetworkSteps):
     """Trains `student` on the soft labels of a frozen `teacher` at a temperature.
 
     loss = alpha * T^2 * KL(softmax(z_teacher / T) || softmax(z_student / T))
@@ -108,21 +108,11 @@ class Distiller(keras.Model):
         self.accuracy_metric.update_state(y, y_pred, sample_weight=sample_weight)
         return loss
 
-    def train_step(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        weights = self.student.trainable_weights
-        with tf.GradientTape() as tape:
-            student_logits = self.student_logits(x, training=True)
-            loss = self.compute_loss(x, y, student_logits, sample_weight, training=True)
-            loss = self.optimizer.scale_loss(replica_share(loss))
-        self.optimizer.apply(tape.gradient(loss, weights), weights)
-        return {m.name: m.result() for m in self.metrics}
+    def trained_network(self):
+        return self.student
 
-    def test_step(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        student_logits = self.student_logits(x, training=False)
-        self.compute_loss(x, y, student_logits, sample_weight, training=False)
-        return {m.name: m.result() for m in self.metrics}
+    def predictions(self, x, training=False):
+        return self.student_logits(x, training=training)
 
     def get_config(self):
         return {

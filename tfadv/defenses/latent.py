@@ -22,10 +22,10 @@ import copy
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from tfadv.data.batching import map_batches
-from tfadv.defenses.reduction import replica_share, weighted_mean
+from tfadv.defenses.reduction import weighted_mean
+from tfadv.defenses.train_steps import OneNetworkSteps
 from tfadv.layers._checks import check_nonnegative, check_positive
 from tfadv.models import LOGITS_LAYER
 
@@ -74,7 +74,7 @@ def _masked_mean(values, mask):
 
 
 @keras.saving.register_keras_serializable(package="tfadv")
-class ContrastiveTrainer(keras.Model):
+class ContrastiveTrainer(OneNetworkSteps):
     """Trains a tfadv classifier with cross-entropy plus `weight` x the contrastive loss on its embedding.
 
     Calling the trainer calls the classifier. Train and validation metrics: loss, ce_loss,
@@ -126,20 +126,11 @@ class ContrastiveTrainer(keras.Model):
         self.accuracy_metric.update_state(y, logits, sample_weight=sample_weight)
         return loss
 
-    def train_step(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        weights = self.classifier.trainable_weights
-        with tf.GradientTape() as tape:
-            y_pred = self.heads(x, training=True)
-            loss = self.compute_loss(x, y, y_pred, sample_weight, training=True)
-            loss = self.optimizer.scale_loss(replica_share(loss))
-        self.optimizer.apply(tape.gradient(loss, weights), weights)
-        return {m.name: m.result() for m in self.metrics}
+    def trained_network(self):
+        return self.classifier
 
-    def test_step(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        self.compute_loss(x, y, self.heads(x, training=False), sample_weight, training=False)
-        return {m.name: m.result() for m in self.metrics}
+    def predictions(self, x, training=False):
+        return self.heads(x, training=training)
 
     def get_config(self):
         return {
