@@ -6,6 +6,8 @@ embeddings. Each returns a figure; write it with `save_png` (atomic, closes the 
     save_png(fig, "saliency.png")
 """
 
+import textwrap
+
 import numpy as np
 
 from tfadv.evaluation.plots import plt, save_png
@@ -88,7 +90,7 @@ def roc_figure(fpr, tpr, auc: float, title: str = "", operating_point=None):
     ax.set_ylim(0, 1.01)
     ax.legend(fontsize=7, loc="lower right")
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title("\n".join(textwrap.wrap(title, 48)), fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -104,7 +106,7 @@ def certified_accuracy_figure(radius_grid, curves: dict, title: str = ""):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title("\n".join(textwrap.wrap(title, 48)), fontsize=9)
     fig.tight_layout()
     return fig
 
