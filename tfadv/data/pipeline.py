@@ -47,7 +47,7 @@ def element_seed(seed_of_epoch, index) -> tf.Tensor:
     return tf.cast(tf.random.experimental.stateless_fold_in(seed_of_epoch, tf.cast(index, tf.int64)), tf.int64)
 
 
-def _check_batching(batch_size, replicas) -> None:
+def check_batching(batch_size, replicas) -> None:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
         raise ValueError(f"Expected batch_size to be an integer > 0. Received: batch_size={batch_size!r}")
     if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas <= 0:
@@ -86,7 +86,7 @@ def build(size: int, element, batch_size: int, *, shuffle=False, seed=0, epoch=N
             `replicas` elements (the few left out change every epoch when shuffling): with
             Keras 3.15 / TF 2.21, fit fails when a batch does not split evenly over replicas.
     """
-    _check_batching(batch_size, replicas)
+    check_batching(batch_size, replicas)
     kept = size - size % replicas
     last = tf.constant(max(size - 1, 0), tf.int64)
 
@@ -125,7 +125,7 @@ def to_dataset(data: ImageSet, batch_size: int, shuffle: bool = False, augment=(
     Shuffling and augmentation are new every epoch and repeatable: functions of (seed, epoch,
     image). With `epoch` None the k-th pass over the dataset is epoch k.
     """
-    _check_batching(batch_size, replicas)
+    check_batching(batch_size, replicas)
     element = image_element(data.images, data.labels, augment)
     if epoch is None and not (shuffle or augment):
         epoch = 0  # nothing random: no epoch counter needed

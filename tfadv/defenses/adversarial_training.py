@@ -199,7 +199,7 @@ class TrainingSetWithCopy:
     def __init__(self, clean, copy_size: int, batch_size: int, augment=(), seed: int = 0, replicas: int = 1, epoch=None):
         if isinstance(copy_size, bool) or not isinstance(copy_size, (int, np.integer)) or copy_size < 0:
             raise ValueError(f"Expected copy_size to be an integer >= 0. Received: copy_size={copy_size!r}")
-        pipeline._check_batching(batch_size, replicas)
+        pipeline.check_batching(batch_size, replicas)
         self.clean = clean
         self.copy_size = int(copy_size)
         self.batch_size = int(batch_size)
