@@ -48,8 +48,6 @@ def monitor_attack(config) -> attacks.Attack:
     return attack.replace(seed=config.seed) if attack.takes_seed else attack
 
 
-
-
 def load_teacher(config, dataset):
     """The teacher from teacher_dir (a run folder or .keras file), checked against the data set."""
     path = config.teacher_dir
