@@ -106,7 +106,8 @@ def test_checkpoints_follow_the_reference_schedule():
 def test_a_success_is_never_given_up(trained):
     """With a loss whose ascent walks along the decision boundary, iterates cross it back
     and forth: every example misclassified at any iterate must come back misclassified,
-    although PGD's last iterate often is not."""
+    although PGD's last iterate often is not. Run without dropping broken examples (the XLA
+    path), where they keep stepping; with dropping they leave at their first success."""
     model, x, y = trained
     correct = predictions(model, x) == y
     x, y = x[correct], y[correct]  # all attacked, in place: the loss sees every example at its index
@@ -117,13 +118,44 @@ def test_a_success_is_never_given_up(trained):
         with tf.control_dependencies([seen]):
             return -tf.abs(losses.margin(scores, labels))
 
-    adv = attacks.apgd(model, x, y, EPS, steps=20, loss=boundary, seed=0)
+    run = gradient.compiled_attack(
+        models.as_classifier(model), apgd_module._apgd_fn, x, False, loss=losses.get(boundary), loss_on="logits",
+        norm=norms.LINF, steps=20, rho=0.75, targeted=False, misclassify=False, compact=False,
+    )  # fmt: skip
+    adv, won, _ = run(x, y, y, tf.constant(EPS), tf.constant(2 * EPS), checks.to_seed(0))
     crossed = ever_wrong.numpy()
-    wrong = predictions(model, adv) != y
+    wrong = predictions(model, adv.numpy()) != y
     assert crossed.sum() >= 5
-    assert np.all(wrong[crossed])
+    assert np.all(wrong[crossed]) and np.array_equal(won.numpy(), wrong)
     last_iterate_wrong = predictions(model, attacks.pgd(model, x, y, EPS, steps=10, loss=boundary, seed=0)) != y
     assert last_iterate_wrong.sum() < crossed.sum()
+
+
+@pytest.mark.parametrize("targeted", [False, True])
+def test_apgd_searches_alike_with_and_without_dropping_broken_examples(trained, targeted):
+    """Dropping an example at its first success (the default off XLA) changes no result and
+    saves the gradients the reference spends stepping broken examples."""
+    model, x, y = trained
+    counter = CountQueries()
+    counted = keras.Sequential([keras.Input(x.shape[1:]), counter, model])
+    clf = models.as_classifier(counted)
+    targets = np.asarray(attacks.choose_targets(model, x, y, "random", seed=0)) if targeted else y
+    results, images = [], []
+    for compact in (True, False):
+        run = gradient.compiled_attack(
+            clf, apgd_module._apgd_fn, x, False, loss=losses.DLR if targeted else losses.CE, loss_on="logits",
+            norm=norms.LINF, steps=12, rho=0.75, targeted=targeted, misclassify=False, compact=compact,
+        )  # fmt: skip
+        counter.reset()
+        results.append([v.numpy() for v in run(x, y, targets, tf.constant(EPS), tf.constant(2 * EPS), checks.to_seed(3))])
+        images.append(int(counter.images.numpy()))
+    (adv, won, value), (adv_kept, won_kept, value_kept) = results
+    np.testing.assert_allclose(adv, adv_kept, atol=1e-6)
+    np.testing.assert_array_equal(won, won_kept)
+    np.testing.assert_allclose(value[~won], value_kept[~won], rtol=1e-5)  # a broken one's value no longer matters
+    assert 0 < won.sum() < len(y)
+    assert images[1] == len(y) * 13  # the start and 12 steps for every example
+    assert images[0] < images[1] - won.sum()  # each broken example skipped at least one step
 
 
 def test_misclassified_images_come_back_unchanged(trained):

@@ -14,8 +14,12 @@
 2. Early exit: PGD-10 robust accuracy of each model with tfadv (each image leaves the batch at its first
    successful step) against CleverHans 4.0's PGD-10 over every image, then scored.
 
-Prints seconds, robust accuracies and ratios (ART / tfadv, CleverHans / tfadv); writes bench.csv and bench.md
-to --out. Libraries that are not installed are skipped.
+Also prints the floor: the bare model evaluations that no implementation of the suite at these budgets can skip
+(every image that survives all three attacks takes 1,000 gradients and 5,000 forward passes), so ART / floor is the
+best ratio any implementation could reach on this machine.
+
+Prints seconds, robust accuracies and ratios (ART / tfadv, CleverHans / tfadv, tfadv / floor, ART / floor); writes
+bench.csv and bench.md to --out. Libraries that are not installed are skipped.
 """
 
 import argparse
@@ -75,6 +79,45 @@ def art_suite(clf, x, y, eps, num_classes):
         x_adv, robust = run_attack(x_adv, one_hot, robust, square, estimator, norm=np.inf, eps=eps)
     seconds["square"] = time.time() - start
     return float(robust.mean()), seconds
+
+
+def per_image_seconds(fn, x, reps):
+    """Median seconds per image of the compiled `fn` on the batch x (3 blocks of `reps` calls)."""
+    images = tf.constant(x)
+    fn(images)
+    blocks = []
+    for _ in range(3):
+        start = time.time()
+        for _ in range(reps):
+            out = fn(images)
+        out.numpy()
+        blocks.append((time.time() - start) / reps / len(x))
+    return float(np.median(blocks))
+
+
+def floor_seconds(clf, x, robust, gradients, queries):
+    """The model evaluations no implementation of the suite at these budgets can skip: every
+    image that survives it costs `gradients` forward+backward passes (APGD-CE's steps and
+    APGD-T's steps per target) and `queries` forward passes (Square). Bare compiled passes,
+    timed at the robust images' batch and at 256 images; the cheaper per-image cost counts.
+    Returns (seconds, per-image forward s, per-image gradient s)."""
+    if not robust.any():
+        return 0.0, float("nan"), float("nan")
+    forward = tf.function(lambda images: clf.logits(images), reduce_retracing=True)
+
+    @tf.function(reduce_retracing=True)
+    def gradient(images):
+        with tf.GradientTape() as tape:  # cross-entropy toward class 0: the cost of any label
+            tape.watch(images)
+            logits = clf.logits(images)
+            loss = tf.keras.losses.sparse_categorical_crossentropy(tf.zeros(tf.shape(logits)[:1], tf.int64), logits, from_logits=True)
+        return tape.gradient(loss, images)
+
+    batches = [x[robust], np.resize(x, (BATCH, *x.shape[1:]))]
+    fwd = min(per_image_seconds(forward, b, 30) for b in batches)
+    grad = min(per_image_seconds(gradient, b, 10) for b in batches)
+    count = int(robust.sum())
+    return count * (gradients * grad + queries * fwd), fwd, grad
 
 
 def cleverhans_pgd(clf, x, y, eps):
@@ -143,10 +186,16 @@ def main():
         print(f"[{name}] tfadv standard suite: robust {suite.robust_accuracy:.4f} in {row['tfadv_suite_s']:.1f} s", flush=True)
         print(suite.table().to_string(index=False), flush=True)
         ours = dict(zip(("apgd-ce", "apgd-t", "square"), suite.table()["seconds"], strict=True))
+        floor, fwd, grad = floor_seconds(clf, x, suite.robust, gradients=100 + 9 * 100, queries=5000)
+        row.update(floor_s=floor, tfadv_over_floor=row["tfadv_suite_s"] / floor if floor else float("nan"))
+        print(f"[{name}] floor: {int(suite.robust.sum())} robust images x (1,000 gradients at {grad * 1e3:.2f} ms + 5,000 "
+              f"forward passes at {fwd * 1e3:.3f} ms per image) = {floor:.1f} s; tfadv = {row['tfadv_over_floor']:.2f} x floor",
+              flush=True)  # fmt: skip
         if not args.skip_art and installed("art"):
             robust, seconds = art_suite(clf, x, y, args.eps, 10)
             total = sum(seconds.values())
             row.update(art_suite_robust=robust, art_suite_s=total, art_over_tfadv=total / row["tfadv_suite_s"])
+            row["art_over_floor"] = total / floor if floor else float("nan")  # the best ratio any implementation can reach
             for key, value in seconds.items():  # per attack: both libraries ran it on the same images
                 row[f"{key} art/tfadv"] = value / ours[key] if ours[key] > 0.01 else float("nan")
             print(f"[{name}] ART AutoAttack runner: robust {robust:.4f} in {total:.1f} s = {row['art_over_tfadv']:.2f} x tfadv; "

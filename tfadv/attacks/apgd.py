@@ -20,8 +20,9 @@ import numbers
 
 import tensorflow as tf
 
-from tfadv.attacks import checks, gradient, losses, norms
+from tfadv.attacks import active, checks, gradient, losses, norms
 from tfadv.attacks.compile import classifier_of
+from tfadv.runtime import devices
 
 INITIAL_STEP = 2.0  # step size at the start, in units of eps
 MOMENTUM = 0.75  # weight of the new gradient step; 0.25 goes to the previous move
@@ -69,26 +70,28 @@ def _pick(mask, a, b):
 
 
 def _apgd_fn(
-    x, y, t, eps, alpha, seed, *, model_ref, output, loss, loss_on, norm, steps, rho, targeted, misclassify
+    x, y, t, eps, alpha, seed, *, model_ref, output, loss, loss_on, norm, steps, rho, targeted, misclassify, compact
 ):
     """One APGD run from a random start; alpha is the initial step size. Returns (images,
     success, best objective) per example. Success means on target when `targeted`, unless
-    `misclassify` (APGD-T: any wrong class counts)."""
+    `misclassify` (APGD-T: any wrong class counts). With `compact`, an example leaves the
+    batch at its first success (its result is final then: the reference keeps stepping it to
+    no effect); without (XLA needs static shapes), every example steps to the end."""
     objective = losses.Objective(classifier_of(model_ref, output), loss, loss_on, targeted)
     windows = tf.constant(checkpoint_windows(steps), tf.float32)
 
-    def succeeded(scores):
+    def succeeded(scores, s):
         if misclassify:
-            return tf.not_equal(tf.argmax(scores, axis=-1), y)
-        return objective.success(scores, y, t)
+            return tf.not_equal(tf.argmax(scores, axis=-1), s["y"])
+        return objective.success(scores, s["y"], s["t"])
 
-    def body(i, s):
+    def body(i, s, out):
         adv = s["adv"]
         weight = tf.where(i > 0, MOMENTUM, 1.0)  # no previous move on the first step
-        ahead = norms.project(adv + norm.step(s["grad"], s["step"]), x, eps, norm)
-        new = norms.project(adv + weight * (ahead - adv) + (1.0 - weight) * (adv - s["prev"]), x, eps, norm)
-        scores, value, grad = objective.gradient(new, y, t)
-        hit = succeeded(scores) & ~s["won"]
+        ahead = norms.project(adv + norm.step(s["grad"], s["step"]), s["x"], eps, norm)
+        new = norms.project(adv + weight * (ahead - adv) + (1.0 - weight) * (adv - s["prev"]), s["x"], eps, norm)
+        scores, value, grad = objective.gradient(new, s["y"], s["t"])
+        hit = succeeded(scores, s) & ~s["won"]
         improved = value > s["best_value"]
         best, best_grad = _pick(improved, new, s["best"]), _pick(improved, grad, s["best_grad"])
         best_value = tf.where(improved, value, s["best_value"])
@@ -98,37 +101,54 @@ def _apgd_fn(
         oscillating = rises <= rho * window
         stalled = ~s["halved"] & (s["checked_value"] >= best_value)
         halve = review & (oscillating | stalled)
-        return i + 1, {
-            "adv": _pick(halve, best, new),
-            "prev": adv,
-            "grad": _pick(halve, best_grad, grad),
-            "step": _pick(halve, s["step"] / 2.0, s["step"]),
-            "value": value,
-            "rises": tf.where(review, tf.zeros_like(rises), rises),
-            "best": best,
-            "best_grad": best_grad,
-            "best_value": best_value,
-            "checked_value": tf.where(review, best_value, s["checked_value"]),
-            "halved": tf.where(review, halve, s["halved"]),
-            "won": s["won"] | hit,
-            "found": _pick(hit, new, s["found"]),
-        }
+        s = dict(
+            s,
+            adv=_pick(halve, best, new),
+            prev=adv,
+            grad=_pick(halve, best_grad, grad),
+            step=_pick(halve, s["step"] / 2.0, s["step"]),
+            value=value,
+            rises=tf.where(review, tf.zeros_like(rises), rises),
+            best=best,
+            best_grad=best_grad,
+            best_value=best_value,
+            checked_value=tf.where(review, best_value, s["checked_value"]),
+            halved=tf.where(review, halve, s["halved"]),
+            won=s["won"] | hit,
+            found=_pick(hit, new, s["found"]),
+        )
+        return (i + 1, *active.drop_finished(s, out, s["won"], _recorded)) if compact else (i + 1, s, out)
 
     start = random_surface_start(x, eps, norm, seed)
-    scores, value, grad = objective.gradient(start, y, t)
     n = tf.shape(x)[0]
-    state = {
-        "adv": start, "prev": start, "grad": grad, "step": tf.fill([n, 1, 1, 1], alpha), "value": value,
-        "rises": tf.zeros([n]), "best": start, "best_grad": grad, "best_value": value, "checked_value": value,
-        "halved": tf.ones([n], tf.bool),  # so the first checkpoint judges by the rises alone
-        "won": succeeded(scores), "found": start,
-    }  # fmt: skip
+    state = {"x": x, "y": y, "t": t, "rows": tf.range(tf.cast(n, tf.int64))}
+    scores, value, grad = objective.gradient(start, y, t)
+    state.update(
+        adv=start, prev=start, grad=grad, step=tf.fill([n, 1, 1, 1], alpha), value=value, rises=tf.zeros([n]),
+        best=start, best_grad=grad, best_value=value, checked_value=value,
+        halved=tf.ones([n], tf.bool),  # so the first checkpoint judges by the rises alone
+        won=succeeded(scores, state), found=start,
+    )  # fmt: skip
+    out = {"images": x, "won": tf.zeros([n], tf.bool), "value": value}
+    if compact:
+        state, out = active.drop_finished(state, out, state["won"], _recorded)
 
-    def cond(i, s):
-        return (i < steps) & tf.reduce_any(~s["won"])
+    def cond(i, s, out):
+        return (i < steps) & tf.reduce_any(~s["won"])  # with compact, False once the batch is empty
 
-    _, state = tf.while_loop(cond, body, (tf.constant(0), state))
-    return _pick(state["won"], state["found"], state["best"]), state["won"], state["best_value"]
+    _, state, out = tf.while_loop(cond, body, (tf.constant(0), state, out))
+    out = _recorded(out, state)
+    return out["images"], out["won"], out["value"]
+
+
+def _recorded(out, s):
+    """The run's outputs with the examples of `s` written in at their `rows`: the first
+    success, else the best point."""
+    return {
+        "images": active.write_rows(out["images"], s["rows"], _pick(s["won"], s["found"], s["best"])),
+        "won": active.write_rows(out["won"], s["rows"], s["won"]),
+        "value": active.write_rows(out["value"], s["rows"], s["best_value"]),
+    }
 
 
 def best_over_runs(attack, x, y, run_targets, eps, alpha, seed, won):
@@ -235,7 +255,7 @@ def apgd(
     won = tf.not_equal(predicted, y) if chosen is None else tf.equal(predicted, chosen)
     attack = gradient.compiled_attack(
         clf, _apgd_fn, x, jit_compile, loss=loss, loss_on=loss_on, norm=norm, steps=steps, rho=rho,
-        targeted=chosen is not None, misclassify=False,
+        targeted=chosen is not None, misclassify=False, compact=not devices.resolve_jit_compile(jit_compile),
     )  # fmt: skip
     eps = checks.to_scalar(eps)
     adv = best_over_runs(attack, x, y, [targets] * restarts, eps, INITIAL_STEP * eps, seed, won)
@@ -288,7 +308,7 @@ def apgd_targeted(
     ranked = tf.cast(tf.math.top_k(logits, k=n_targets + 1).indices, tf.int64)
     attack = gradient.compiled_attack(
         clf, _apgd_fn, x, jit_compile, loss=loss, loss_on=loss_on, norm=norm, steps=steps, rho=rho,
-        targeted=True, misclassify=True,
+        targeted=True, misclassify=True, compact=not devices.resolve_jit_compile(jit_compile),
     )  # fmt: skip
     eps = checks.to_scalar(eps)
     won = tf.not_equal(tf.argmax(logits, axis=-1), y)

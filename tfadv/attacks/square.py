@@ -23,7 +23,7 @@ else is left), without the savings.
 
 import tensorflow as tf
 
-from tfadv.attacks import checks, gradient, losses, norms
+from tfadv.attacks import active, checks, gradient, losses, norms
 from tfadv.attacks.compile import classifier_of
 from tfadv.runtime import devices
 
@@ -181,57 +181,58 @@ def _l2_candidate(x, best, eps, side, draws):
 
 def _square_fn(x, y, t, eps, p_init, seed, *, model_ref, output, norm, loss, queries, targeted, compact, rescale):
     """The search; `t` holds the targets when `targeted`; p_init comes in the alpha slot.
-    With `compact`, only unbroken examples are evaluated; without (XLA needs static shapes),
-    every example is, and the broken ones' results are dropped."""
+    With `compact`, an example leaves the batch at its first success and only the others are
+    evaluated; without (XLA needs static shapes), every example is, and the results of the
+    finished ones are dropped."""
     objective = losses.Objective(classifier_of(model_ref, output), loss, "logits", targeted)
     height, width, channels = x.shape[1], x.shape[2], x.shape[3]
     n = tf.shape(x)[0]
     start_fn, candidate_fn = (_linf_start, _linf_candidate) if norm is norms.LINF else (_l2_start, _l2_candidate)
 
-    def evaluate(points, rows):
-        """(objective, success) of the examples `rows`, evaluated at `points`: one query each."""
-        scores, labels, targets = objective.scores(points), tf.gather(y, rows), tf.gather(t, rows)
-        return objective.value(scores, labels, targets), objective.success(scores, labels, targets)
-
-    def searched(done):
-        return tf.where(~done)[:, 0] if compact else tf.range(tf.cast(n, tf.int64))
-
-    def merge(state, rows, points, value, won, always=False):
-        """The state with the unbroken examples among `rows` moved to `points` where the
-        objective rose, they succeeded, or `always`."""
-        best, best_value, done = state
-        index, was_done = rows[:, None], tf.gather(done, rows)
-        accept = ~was_done & (won | always | (value > tf.gather(best_value, rows)))
-        return (
-            tf.tensor_scatter_nd_update(best, index, tf.where(accept[:, None, None, None], points, tf.gather(best, rows))),
-            tf.tensor_scatter_nd_update(best_value, index, tf.where(accept, value, tf.gather(best_value, rows))),
-            tf.tensor_scatter_nd_update(done, index, was_done | won),
+    def evaluated(s, out, points, always=False):
+        """`s` with each unfinished example moved to its `points` where the objective rose, it
+        succeeded, or `always`; one query per example."""
+        scores = objective.scores(points)
+        value, won = objective.value(scores, s["y"], s["t"]), objective.success(scores, s["y"], s["t"])
+        accept = ~s["done"] & (won | always | (value > s["best_value"]))
+        s = dict(
+            s,
+            best=tf.where(accept[:, None, None, None], points, s["best"]),
+            best_value=tf.where(accept, value, s["best_value"]),
+            done=s["done"] | won,
         )
+        return active.drop_finished(s, out, s["done"], _recorded) if compact else (s, out)
+
+    def _recorded(out, finished):
+        return active.write_rows(out, finished["rows"], finished["best"])
 
     start_seed, search_seed = checks.split_seed(seed, 2)
-    clean_value, clean_won = evaluate(x, tf.range(tf.cast(n, tf.int64)))
-    state = (x, clean_value, clean_won)
+    out = x  # the clean image, for examples that already succeed
+    s = {
+        "rows": tf.range(tf.cast(n, tf.int64)), "x": x, "y": y, "t": t, "best": x,
+        "best_value": tf.fill([n], tf.constant(-float("inf"))), "done": tf.zeros([n], tf.bool),
+    }  # fmt: skip
+    s, out = evaluated(s, out, x, always=True)  # the clean query
     if queries >= 2:
-        rows = searched(clean_won)
 
-        def started():
-            start = tf.gather(start_fn(x, eps, start_seed), rows)  # drawn per example, whoever is left
-            return merge(state, rows, start, *evaluate(start, rows), always=True)
+        def started():  # drawn per example, whoever is left
+            return evaluated(s, out, tf.gather(start_fn(x, eps, start_seed), s["rows"]), always=True)
 
         # models may fail on empty batches
-        state = tf.cond(tf.size(rows) > 0, started, lambda: state) if compact else started()
+        s, out = tf.cond(tf.size(s["rows"]) > 0, started, lambda: (s, out)) if compact else started()
 
-    def body(i, best, best_value, done):
+    def body(i, s, out):
         side = square_side(square_fraction(i, queries, p_init, rescale), height, width, norm)
-        rows = searched(done)
-        draws = [tf.gather(d, rows) for d in _draws(checks.fold_seed(search_seed, i), n, side, height, width, channels)]
-        candidate = candidate_fn(tf.gather(x, rows), tf.gather(best, rows), eps, side, draws)
-        return (i + 1, *merge((best, best_value, done), rows, candidate, *evaluate(candidate, rows)))
+        draws = _draws(checks.fold_seed(search_seed, i), n, side, height, width, channels)  # per example, ...
+        if compact:
+            draws = [tf.gather(d, s["rows"]) for d in draws]  # ... whoever is left
+        return (i + 1, *evaluated(s, out, candidate_fn(s["x"], s["best"], eps, side, draws)))
 
-    def cond(i, best, best_value, done):
-        return (i < queries - 2) & tf.reduce_any(~done)
+    def cond(i, s, out):
+        return (i < queries - 2) & tf.reduce_any(~s["done"])
 
-    return tf.while_loop(cond, body, (tf.constant(0), *state))[1]
+    _, s, out = tf.while_loop(cond, body, (tf.constant(0), s, out))
+    return _recorded(out, s)
 
 
 def square(
