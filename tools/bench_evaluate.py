@@ -188,9 +188,10 @@ def main():
         ours = dict(zip(("apgd-ce", "apgd-t", "square"), suite.table()["seconds"], strict=True))
         floor, fwd, grad = floor_seconds(clf, x, suite.robust, gradients=100 + 9 * 100, queries=5000)
         row.update(floor_s=floor, tfadv_over_floor=row["tfadv_suite_s"] / floor if floor else float("nan"))
-        print(f"[{name}] floor: {int(suite.robust.sum())} robust images x (1,000 gradients at {grad * 1e3:.2f} ms + 5,000 "
-              f"forward passes at {fwd * 1e3:.3f} ms per image) = {floor:.1f} s; tfadv = {row['tfadv_over_floor']:.2f} x floor",
-              flush=True)  # fmt: skip
+        if floor:
+            print(f"[{name}] floor: {int(suite.robust.sum())} robust images x (1,000 gradients at {grad * 1e3:.2f} ms + 5,000 "
+                  f"forward passes at {fwd * 1e3:.3f} ms per image) = {floor:.1f} s; tfadv = {row['tfadv_over_floor']:.2f} x floor",
+                  flush=True)  # fmt: skip
         if not args.skip_art and installed("art"):
             robust, seconds = art_suite(clf, x, y, args.eps, 10)
             total = sum(seconds.values())

@@ -9,7 +9,9 @@ once per target: the 2nd, 3rd, ... most likely classes of the clean image.
 
 Every run starts from a random point on the surface of the eps-ball (as the reference does),
 keeps each example's first misclassified (successful) iterate and otherwise its highest-loss
-iterate, and runs only on the examples no earlier restart or target has broken. The returned
+iterate, and runs only on the examples no earlier restart or target has broken; inside a run an
+example leaves the batch at its first success (off XLA), which changes no result and saves the
+gradients the reference spends stepping broken examples. The returned
 image is misclassified (or on target) whenever any evaluated point was, the clean image
 included: an example misclassified before the attack is returned unchanged. One run is a
 compiled tf.while_loop (see `tfadv.attacks.compile`): batch size and eps never retrace.
