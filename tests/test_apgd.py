@@ -1,4 +1,4 @@
-"""Properties of APGD, APGD-T and Square: budgets, eps = 0, never weaker than PGD, successes
+"""Properties of APGD, APGD-T, FAB-T and Square: budgets, eps = 0, never weaker than PGD, successes
 kept, gradient-free Square against masked gradients, query budgets, compilation, seeding and
 argument checks."""
 
@@ -18,6 +18,7 @@ from tfadv.attacks import compile as attack_compile
 
 apgd_module = importlib.import_module("tfadv.attacks.apgd")  # `tfadv.attacks.apgd` is the function
 square_module = importlib.import_module("tfadv.attacks.square")
+fab_module = importlib.import_module("tfadv.attacks.fab")
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPS = 8 / 255
@@ -26,6 +27,7 @@ FAST = {  # few steps and queries: the properties, not the strength
     "apgd": {"steps": 5},
     "apgd_dlr": {"steps": 5},
     "apgd_t": {"steps": 3, "n_targets": 3},
+    "fab_t": {"steps": 5, "n_targets": 2},
     "square": {"queries": 40},
 }
 
@@ -67,7 +69,10 @@ def test_l2_results_stay_in_the_ball(trained, name):
     assert adv.min() >= 0.0 and adv.max() <= 1.0
     assert lengths.max() <= L2_EPS * (1 + 1e-5)
     moved = predictions(model, x) == y  # the others are returned unchanged
-    assert np.median(lengths[moved]) > L2_EPS / 2
+    if name == "fab_t":  # minimum-norm: only what it breaks moves
+        moved &= predictions(model, adv) != y
+        assert moved.any() and np.all(lengths[predictions(model, adv) == y] == 0)
+    assert np.median(lengths[moved]) > (0 if name == "fab_t" else L2_EPS / 2)
 
 
 @pytest.mark.parametrize("name", sorted(FAST))
@@ -351,7 +356,7 @@ def test_seeded_runs_repeat_exactly(trained, name):
 
 def test_registered_attacks_and_their_defaults(trained):
     model, x, y = trained
-    assert {"apgd", "apgd_dlr", "apgd_t", "square"} <= set(attacks.names())
+    assert {"apgd", "apgd_dlr", "apgd_t", "fab_t", "square"} <= set(attacks.names())
     assert attacks.Attack("apgd_dlr").describe() == "apgd_dlr(loss=dlr)"
     dlr = attacks.Attack("apgd_dlr", steps=5)(model, x, y, EPS, seed=0)
     np.testing.assert_array_equal(dlr.numpy(), attacks.apgd(model, x, y, EPS, steps=5, loss="dlr", seed=0).numpy())
@@ -419,3 +424,99 @@ def test_seed_pairs_and_tensors_work_inside_tf_function(trained):
     inside = outer(tf.constant(x[:16]), tf.constant(y[:16]), tf.constant(1, tf.int64))
     eager = attacks.apgd(model, x[:16], y[:16], EPS, steps=2, restarts=2, seed=(0, 1))
     np.testing.assert_array_equal(inside.numpy(), eager.numpy())
+
+
+def _hyperplanes(n=40, dims=30, seed=0):
+    rng = np.random.default_rng(seed)
+    points = rng.uniform(0, 1, (n, dims)).astype(np.float32)
+    w = rng.normal(size=(n, dims)).astype(np.float32)
+    w[0, :10] = 0.0  # coordinates the hyperplane ignores
+    b = (np.sum(w * points, 1) + rng.normal(size=n) * 2.0).astype(np.float32)
+    b[1] = np.sum(w[1] * points[1]) + 1e3  # beyond the box
+    return points, w, b
+
+
+@pytest.mark.parametrize("norm", ["inf", "2"])
+def test_fab_hyperplane_step_is_the_shortest_move_in_the_box(norm):
+    """Lands on the hyperplane inside [0, 1]; no shorter move in the box reaches it: the
+    furthest w . d a move of 99.9% of the length can reach (each coordinate toward its bound)
+    falls short. Beyond the box: every coordinate at the bound that helps."""
+    points, w, b = _hyperplanes()
+    step = fab_module.hyperplane_step(tf.constant(points), tf.constant(w), tf.constant(b), norms.get(norm)).numpy()
+    moved = points + step
+    assert moved.min() >= -1e-6 and moved.max() <= 1 + 1e-6
+    gap = b - np.sum(w * points, 1)
+    sign = np.sign(gap)[:, None]
+    room = np.where(w * sign > 0, 1 - points, np.where(w * sign < 0, points, 0.0))
+    reachable = np.abs(np.sum(np.abs(w) * room, 1)) >= np.abs(gap)
+    assert not reachable[1] and reachable.sum() == len(b) - 1
+    np.testing.assert_allclose(np.sum(w * moved, 1)[reachable], b[reachable], atol=1e-3)
+    np.testing.assert_allclose(step[1], np.sign(w[1] * sign[1]) * room[1], atol=1e-6)
+    for i in np.flatnonzero(reachable):
+        if norm == "inf":
+            budget = 0.999 * np.abs(step[i]).max()
+            best = np.sum(np.abs(w[i]) * np.minimum(budget, room[i]))
+        else:  # the L2-shortest move toward a hyperplane inside a box: d_j = min(lam |w_j|, room_j)
+            length = np.linalg.norm(step[i])
+            lam_hi = 1e6
+            lam_lo = 0.0
+            for _ in range(100):  # the largest reach within 99.9% of the length, by bisection on lam
+                lam = (lam_lo + lam_hi) / 2
+                if np.linalg.norm(np.minimum(lam * np.abs(w[i]), room[i])) <= 0.999 * length:
+                    lam_lo = lam
+                else:
+                    lam_hi = lam
+            best = np.sum(np.abs(w[i]) * np.minimum(lam_lo * np.abs(w[i]), room[i]))
+        assert best < abs(gap[i])
+
+
+def test_fab_t_finds_the_nearest_boundary_of_a_linear_model():
+    """On a linear classifier the boundaries are exact hyperplanes: FAB-T breaks every image
+    whose nearest wrong-class boundary (in the box) lies within eps, and none beyond it."""
+    rng = np.random.default_rng(1)
+    model = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Flatten(), keras.layers.Dense(5)])
+    model.layers[-1].set_weights([rng.normal(size=(48, 5)).astype(np.float32), np.zeros(5, np.float32)])
+    x = rng.uniform(0.2, 0.8, (30, 4, 4, 3)).astype(np.float32)
+    y = predictions(model, x)
+    kernel = model.layers[-1].get_weights()[0]
+    flat = x.reshape(len(x), -1)
+    nearest = np.full(len(x), np.inf)
+    for j in range(5):  # the L-inf distance to each boundary z_y = z_j
+        w = (kernel[:, y] - kernel[:, [j]]).T
+        b = np.zeros(len(x), np.float32)
+        step = fab_module.hyperplane_step(tf.constant(flat), tf.constant(w), tf.constant(b), norms.LINF).numpy()
+        distance = np.where(j == y, np.inf, np.abs(step).max(1))
+        nearest = np.minimum(nearest, distance)
+    eps = float(np.median(nearest))
+    adv = attacks.fab_targeted(model, x, y, eps, steps=50, n_targets=4, seed=0).numpy()
+    broken = predictions(model, adv) != y
+    assert np.abs(adv - x).max() <= eps + 1e-6
+    assert not broken[nearest > eps].any()  # no success where none exists
+    assert broken[nearest < 0.95 * eps].all()  # and every clear one found (overshoot eta = 1.05)
+
+
+def test_fab_t_is_as_strong_as_apgd_t_on_a_trained_model(trained):
+    model, x, y = trained
+    fab = accuracy(model, attacks.fab_targeted(model, x, y, EPS, steps=20, n_targets=3, seed=0), y)
+    apgd_t = accuracy(model, attacks.apgd_targeted(model, x, y, EPS, steps=20, n_targets=3, seed=0), y)
+    assert fab < accuracy(model, x, y)
+    assert fab <= apgd_t + 2 / len(y)
+
+
+def test_fab_t_drops_broken_examples_without_changing_results(trained):
+    model, x, y = trained
+    clf = models.as_classifier(model)
+    targets = attacks.choose_targets(model, x, y, "random", seed=0)
+    results = []
+    for compact in (True, False):
+        run = gradient.compiled_attack(
+            clf, fab_module._fab_fn, x, False, norm=norms.LINF, steps=10, eta=1.05, beta=0.9, alpha_max=0.1, compact=compact
+        )  # fmt: skip
+        results.append([v.numpy() for v in run(x, y, targets, tf.constant(EPS), tf.constant(0.0), checks.to_seed(0))])
+    (adv, won, value), (adv_kept, won_kept, value_kept) = results
+    np.testing.assert_array_equal(won, won_kept)  # the same examples broken ...
+    assert 0 < won.sum() < len(y)
+    for images in (adv, adv_kept):
+        assert np.all(predictions(model, images)[won] != y[won]) and np.abs(images - x).max() <= EPS + 1e-6
+        np.testing.assert_array_equal(images[~won], x[~won])
+    assert np.all(value_kept[won] >= value[won])  # ... searched on, FAB only gets closer; dropped at the first within eps

@@ -49,7 +49,7 @@ def test_suite_attacks_only_the_unbroken_and_keeps_the_worst_case(setup):
 
 
 def test_named_suites_and_bad_specs():
-    assert [a.name for a in evaluation.suite_attacks("standard")] == ["apgd", "apgd_t", "square"]
+    assert [a.name for a in evaluation.suite_attacks("standard")] == ["apgd", "apgd_t", "fab_t", "square"]
     assert [a.options["norm"] for a in evaluation.suite_attacks("pgd,fgsm", norm="2")] == ["2", "2"]
     for bad in ("", "nope", "pgd(steps=0"):
         with pytest.raises(ValueError):

@@ -15,12 +15,13 @@ or a callable) are taken on the logits unless `loss_on="probabilities"` (the nai
 view). Invalid arguments raise ValueError echoing the value.
 
 The AutoAttack-grade attacks: `apgd` (APGD-CE; registered also as "apgd_dlr" with loss="dlr"),
-`apgd_targeted` ("apgd_t": targeted DLR toward the top-9 other classes) and `square`
-(score-based, no gradients).
+`apgd_targeted` ("apgd_t": targeted DLR toward the top-9 other classes), `fab_targeted`
+("fab_t": minimum-norm FAB toward the same targets) and `square` (score-based, no gradients).
 """
 
 from tfadv.attacks import losses, norms, targets
 from tfadv.attacks.apgd import apgd, apgd_targeted
+from tfadv.attacks.fab import fab_targeted
 from tfadv.attacks.gradient import (
     bim,
     choose_targets,
@@ -61,12 +62,13 @@ for _name, _fn, _defaults in (
     ("apgd", apgd, {}),
     ("apgd_dlr", apgd, {"loss": "dlr"}),
     ("apgd_t", apgd_targeted, {}),
+    ("fab_t", fab_targeted, {}),
     ("square", square, {}),
 ):
     register(_name, _fn, **_defaults)
 
 __all__ = [
-    "Attack", "AttackResult", "LOSSES", "LOSS_ON", "Loss", "NORMS", "PatchResult", "adversarial_images", "apgd", "apgd_targeted", "apply_patch", "bim",
+    "Attack", "AttackResult", "LOSSES", "LOSS_ON", "Loss", "NORMS", "PatchResult", "adversarial_images", "apgd", "apgd_targeted", "apply_patch", "fab_targeted", "bim",
     "choose_targets", "fgsm", "fgsm_random", "fgsm_targeted", "get", "input_gradient", "load", "logits_of",
     "losses", "names", "norms", "one_pixel", "patch", "pgd", "predict_classes", "probabilities_of", "random_sign", "register",
     "run_attack", "save", "square", "steps_to_flip", "targets", "transfer",

@@ -156,16 +156,18 @@ def _recorded(out, s):
 def best_over_runs(attack, x, y, run_targets, eps, alpha, seed, won):
     """Calls the compiled `attack(x, y, targets, eps, alpha, seed)` -> (images, success, value)
     once per entry of `run_targets`, each time only on the examples no run has broken yet
-    (`won`: broken before the first run), with seed fold(seed, run). Keeps each example's
-    first success, else its highest objective; examples broken before the first run stay x."""
+    (`won`: broken before the first run), with seed fold(seed, run); `alpha` is one value or
+    one per run. Keeps each example's first success, else its highest objective; examples
+    broken before the first run stay x."""
     state = (x, tf.fill(tf.shape(y), tf.constant(-math.inf)), won)
-    for run, targets in enumerate(run_targets):
+    alphas = alpha if isinstance(alpha, (list, tuple)) else [alpha] * len(run_targets)
+    for run, (targets, alpha) in enumerate(zip(run_targets, alphas, strict=True)):
         todo = tf.where(~state[2])[:, 0]
         if checks.is_concrete(todo) and todo.shape[0] == 0:
             break
-        run_seed = checks.fold_seed(seed, run)
+        run_seed, alpha = checks.fold_seed(seed, run), checks.to_scalar(alpha)
 
-        def one_run(state=state, todo=todo, targets=targets, run_seed=run_seed):
+        def one_run(state=state, todo=todo, targets=targets, alpha=alpha, run_seed=run_seed):
             adv, best_value, won = state
             take = lambda values: tf.gather(values, todo)  # noqa: E731
             run_adv, run_won, run_value = attack(take(x), take(y), take(targets), eps, alpha, run_seed)

@@ -190,8 +190,9 @@ def _square_fn(x, y, t, eps, p_init, seed, *, model_ref, output, norm, loss, que
     start_fn, candidate_fn = (_linf_start, _linf_candidate) if norm is norms.LINF else (_l2_start, _l2_candidate)
 
     def evaluated(s, out, points, always=False):
-        """`s` with each unfinished example moved to its `points` where the objective rose, it
-        succeeded, or `always`; one query per example."""
+        """(s, out) with each unfinished example moved to its `points` where the objective rose,
+        it succeeded, or `always`; one query per example. With `compact`, the examples that
+        succeeded are written to `out` and leave `s`."""
         scores = objective.scores(points)
         value, won = objective.value(scores, s["y"], s["t"]), objective.success(scores, s["y"], s["t"])
         accept = ~s["done"] & (won | always | (value > s["best_value"]))
@@ -201,9 +202,9 @@ def _square_fn(x, y, t, eps, p_init, seed, *, model_ref, output, norm, loss, que
             best_value=tf.where(accept, value, s["best_value"]),
             done=s["done"] | won,
         )
-        return active.drop_finished(s, out, s["done"], _recorded) if compact else (s, out)
+        return active.drop_finished(s, out, s["done"], recorded) if compact else (s, out)
 
-    def _recorded(out, finished):
+    def recorded(out, finished):  # the finished examples' points, at their rows of the batch
         return active.write_rows(out, finished["rows"], finished["best"])
 
     start_seed, search_seed = checks.split_seed(seed, 2)
@@ -232,7 +233,7 @@ def _square_fn(x, y, t, eps, p_init, seed, *, model_ref, output, norm, loss, que
         return (i < queries - 2) & tf.reduce_any(~s["done"])
 
     _, s, out = tf.while_loop(cond, body, (tf.constant(0), s, out))
-    return _recorded(out, s)
+    return recorded(out, s)
 
 
 def square(

@@ -8,8 +8,8 @@ per-image worst case). Images misclassified when clean are never attacked, and e
 only the images that all earlier attacks failed on, so a strong first attack makes the rest
 cheap. Suites:
 
-    standard  APGD-CE (100 steps), APGD-T (targeted DLR, 9 targets x 100 steps), Square (5000
-              queries): the reference AutoAttack 'standard' version without FAB-T (see README).
+    standard  APGD-CE (100 steps), APGD-T (targeted DLR, 9 targets x 100 steps), FAB-T (9 targets x
+              100 steps), Square (5000 queries): the reference AutoAttack 'standard' version.
     fast      PGD-20 with the margin loss, APGD-T (3 targets x 20 steps), Square (500 queries):
               a quick look, weaker than standard.
     or a comma list of attack specs, e.g. "pgd(steps=50, loss=margin),square(queries=1000)".
@@ -25,7 +25,7 @@ import pandas as pd
 from tfadv import attacks
 
 SUITES = {
-    "standard": ("apgd(steps=100, loss=ce)", "apgd_t(steps=100, n_targets=9)", "square(queries=5000)"),
+    "standard": ("apgd(steps=100, loss=ce)", "apgd_t(steps=100, n_targets=9)", "fab_t(steps=100, n_targets=9)", "square(queries=5000)"),
     "fast": ("pgd(steps=20, loss=margin, early_stop=True)", "apgd_t(steps=20, n_targets=3)", "square(queries=500, rescale_schedule=True)"),
 }
 CLEAN_WRONG, ROBUST = -2, -1  # values of SuiteResult.broken_by besides the index of the breaking attack
