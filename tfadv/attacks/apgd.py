@@ -184,6 +184,18 @@ def best_over_runs(attack, x, y, run_targets, eps, alpha, seed, won):
     return state[0]
 
 
+def other_classes(clf, x, y, n_targets: int, name: str, jit_compile):
+    """For targeted runs: the clean images' 2nd, ..., (n_targets + 1)-th most likely classes (by
+    logits; n_targets clipped to classes - 1) as a list of int64 (N,) targets, the number of
+    classes, and which images are misclassified already (bool (N,))."""
+    logits = gradient.logits_of(clf, x, jit_compile=jit_compile)
+    classes = logits.shape[-1]
+    if classes < 2:
+        raise ValueError(f"{name} needs a model with >= 2 classes. Received: {classes} classes")
+    ranked = tf.cast(tf.math.top_k(logits, k=min(n_targets, classes - 1) + 1).indices, tf.int64)
+    return [ranked[:, k] for k in range(1, ranked.shape[1])], classes, tf.not_equal(tf.argmax(logits, axis=-1), y)
+
+
 def _check_rho(rho) -> float:
     if isinstance(rho, bool) or not isinstance(rho, numbers.Real) or not 0 < rho < 1:
         raise ValueError(f"Expected rho to be a number in (0, 1). Received: rho={rho!r}")
@@ -302,19 +314,12 @@ def apgd_targeted(
     if x.shape[0] == 0:
         return tf.stop_gradient(x)
     seed = checks.to_seed(seed)
-    logits = gradient.logits_of(clf, x, jit_compile=jit_compile)
-    classes = logits.shape[-1]
-    if classes < 2:
-        raise ValueError(f"apgd_targeted needs a model with >= 2 classes. Received: {classes} classes")
-    n_targets = min(n_targets, classes - 1)
+    runs, classes, won = other_classes(clf, x, y, n_targets, "apgd_targeted", jit_compile)
     if loss is losses.DLR and classes < 4:
         loss = losses.MARGIN
-    ranked = tf.cast(tf.math.top_k(logits, k=n_targets + 1).indices, tf.int64)
     attack = gradient.compiled_attack(
         clf, _apgd_fn, x, jit_compile, loss=loss, loss_on=loss_on, norm=norm, steps=steps, rho=rho,
         targeted=True, misclassify=True, compact=not devices.resolve_jit_compile(jit_compile),
     )  # fmt: skip
     eps = checks.to_scalar(eps)
-    won = tf.not_equal(tf.argmax(logits, axis=-1), y)
-    runs = [ranked[:, k] for k in range(1, n_targets + 1)]
     return tf.stop_gradient(best_over_runs(attack, x, y, runs, eps, INITIAL_STEP * eps, seed, won))

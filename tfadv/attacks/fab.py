@@ -17,12 +17,13 @@ logit gap and one forward pass.
 import tensorflow as tf
 
 from tfadv.attacks import active, checks, gradient, norms
-from tfadv.attacks.apgd import best_over_runs
+from tfadv.attacks.apgd import best_over_runs, other_classes
 from tfadv.attacks.compile import classifier_of
 from tfadv.runtime import devices
 
 LENGTH_FLOOR = 1e-8  # move lengths are floored at this before forming the weight a1 / (a1 + a2)
 FAR = 1e30  # saturation point of a coordinate the hyperplane does not depend on (L2)
+RESTART_RADIUS = 0.5  # restarts after the first start this far from the clean image, in units of eps
 
 
 def hyperplane_step(points, w, b, norm):
@@ -171,18 +172,12 @@ def fab_targeted(
     if x.shape[0] == 0:
         return tf.stop_gradient(x)
     seed = checks.to_seed(seed)
-    logits = gradient.logits_of(clf, x, jit_compile=jit_compile)
-    classes = logits.shape[-1]
-    if classes < 2:
-        raise ValueError(f"fab_targeted needs a model with >= 2 classes. Received: {classes} classes")
-    n_targets = min(n_targets, classes - 1)
-    ranked = tf.cast(tf.math.top_k(logits, k=n_targets + 1).indices, tf.int64)
+    targets, _, won = other_classes(clf, x, y, n_targets, "fab_targeted", jit_compile)
     attack = gradient.compiled_attack(
         clf, _fab_fn, x, jit_compile, norm=norm, steps=steps, eta=float(eta), beta=beta, alpha_max=alpha_max,
         compact=not devices.resolve_jit_compile(jit_compile),
     )  # fmt: skip
-    won = tf.not_equal(tf.argmax(logits, axis=-1), y)
-    runs = [ranked[:, k] for k in range(1, n_targets + 1) for _ in range(restarts)]
-    radii = [0.0 if r == 0 else 0.5 for _ in range(1, n_targets + 1) for r in range(restarts)]
+    runs = [target for target in targets for _ in range(restarts)]
+    radii = [0.0 if r == 0 else RESTART_RADIUS for _ in targets for r in range(restarts)]
     adv = best_over_runs(attack, x, y, runs, checks.to_scalar(eps), radii, seed, won)
     return tf.stop_gradient(adv)
