@@ -477,6 +477,16 @@ def test_fab_hyperplane_step_is_the_shortest_move_in_the_box(norm):
         assert best < abs(gap[i])
 
 
+@pytest.mark.parametrize("norm", ["inf", "2"])
+def test_fab_hyperplane_through_the_far_corner_with_an_ignored_coordinate(norm):
+    """The hyperplane is just reachable (through the corner) and one coordinate has w = 0: the
+    move is to the corner, not zero (float rounding once put L2 in a zero-slope segment)."""
+    points = tf.constant([[0.006785466, 0.14796288, 0.20988652]])
+    w = tf.constant([[-0.6778862, -0.82115996, 0.0]])
+    step = fab_module.hyperplane_step(points, w, tf.constant([0.0]), norms.get(norm)).numpy()
+    np.testing.assert_allclose(step[0], [-0.006785466, -0.14796288, 0.0], atol=1e-6)
+
+
 def test_fab_t_finds_the_nearest_boundary_of_a_linear_model():
     """On a linear classifier the boundaries are exact hyperplanes: FAB-T breaks every image
     whose nearest wrong-class boundary (in the box) lies within eps, and none beyond it."""

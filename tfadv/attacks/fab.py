@@ -22,7 +22,6 @@ from tfadv.attacks.compile import classifier_of
 from tfadv.runtime import devices
 
 LENGTH_FLOOR = 1e-8  # move lengths are floored at this before forming the weight a1 / (a1 + a2)
-FAR = 1e30  # saturation point of a coordinate the hyperplane does not depend on (L2)
 RESTART_RADIUS = 0.5  # restarts after the first start this far from the clean image, in units of eps
 
 
@@ -43,7 +42,8 @@ def hyperplane_step(points, w, b, norm):
     if norm is norms.LINF:
         saturates, slope = room, size
     else:
-        saturates, slope = tf.where(size > 0, room / tf.maximum(size, 1e-30), FAR), tf.square(size)
+        # coordinates the hyperplane ignores add nothing: sorted first, never in the slope
+        saturates, slope = tf.where(size > 0, room / tf.maximum(size, 1e-30), 0.0), tf.square(size)
     order = tf.argsort(saturates, axis=1)
     at = tf.gather(saturates, order, batch_dims=1)
     before = tf.cumsum(tf.gather(size * room, order, batch_dims=1), axis=1, exclusive=True)  # saturated ones' share
@@ -157,8 +157,10 @@ def fab_targeted(
         jit_compile: "auto", "true", "false" or a bool.
 
     Returns:
-        float32 (N, H, W, C), no gradient: per example the closest misclassified point found
-        if it is within eps, else x (also x for an example misclassified before the attack).
+        float32 (N, H, W, C), no gradient: per example a misclassified point within eps if one
+        was found (off XLA the first such point, as the example then leaves the search; under
+        XLA, which keeps every example, the closest by the end), else x (also x for an example
+        misclassified before the attack).
     """
     norm = norms.get(norm)
     steps = checks.check_positive_int("steps", steps)
