@@ -77,6 +77,22 @@ def test_pgd_leaves_no_more_images_correct_than_fgsm(trained):
     assert accuracy(model, attacks.pgd(model, x, y, EPS, seed=0), y) < accuracy(model, x, y)
 
 
+@pytest.mark.parametrize("restarts", [1, 2])
+def test_pgd_with_early_stop_breaks_every_image_plain_pgd_breaks(trained, restarts):
+    """Early stop follows the same steps until an image breaks and keeps that iterate, so it
+    breaks at least the images whose last iterate is broken, stays in the eps-ball, and
+    returns the unbroken ones' last iterate."""
+    model, x, y = trained
+    options = dict(steps=8, restarts=restarts, loss="margin", seed=4)
+    early = attacks.pgd(model, x, y, EPS, early_stop=True, **options).numpy()
+    plain = attacks.pgd(model, x, y, EPS, **options).numpy()
+    broken = attacks.predict_classes(model, early) != y
+    assert np.all(broken[attacks.predict_classes(model, plain) != y])
+    assert 0 < broken.sum() < len(y) and np.abs(early - x).max() <= EPS + 1e-6
+    if restarts == 1:
+        np.testing.assert_allclose(early[~broken], plain[~broken], atol=1e-6)
+
+
 def test_restarts_keep_each_examples_strongest_result(trained):
     model, x, y = trained
     one = attacks.pgd(model, x, y, 2 / 255, steps=3, seed=5)

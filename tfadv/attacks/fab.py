@@ -60,8 +60,8 @@ def hyperplane_step(points, w, b, norm):
 
 def _fab_fn(x, y, t, eps, start_radius, seed, *, model_ref, output, norm, steps, eta, beta, alpha_max, compact):
     """One FAB run toward the targets `t`; start_radius (in the alpha slot, in units of eps)
-    > 0 starts from a random point at that radius. Returns (images, broken, -distance): the
-    closest misclassified point found within eps, else x."""
+    > 0 starts from a random point at that radius. Returns (images, broken, -distance): a
+    misclassified point found within eps (see `fab_targeted`), else x."""
     clf = classifier_of(model_ref, output)
     n, shape = tf.shape(x)[0], tf.shape(x)
     flat = lambda images: tf.reshape(images, [tf.shape(images)[0], -1])  # noqa: E731
@@ -93,27 +93,27 @@ def _fab_fn(x, y, t, eps, start_radius, seed, *, model_ref, output, norm, steps,
             best=tf.where(closer[:, None, None, None], new, s["best"]),
             distance=tf.where(closer, distance, s["distance"]),
         )
-        s["done"] = s["distance"] <= eps
-        return (i + 1, *active.drop_finished(s, out, s["done"], recorded)) if compact else (i + 1, s, out)
+        return (i + 1, *active.drop_finished(s, out, s["distance"] <= eps, recorded)) if compact else (i + 1, s, out)
 
     def recorded(out, finished):
         """`out` with the finished examples written in: the closest misclassified point if
         within eps (else x), whether it is, and minus its distance (the objective)."""
-        images = tf.where(finished["done"][:, None, None, None], finished["best"], finished["x"])
+        within = finished["distance"] <= eps
+        images = tf.where(within[:, None, None, None], finished["best"], finished["x"])
         return {
             "images": active.write_rows(out["images"], finished["rows"], images),
-            "won": active.write_rows(out["won"], finished["rows"], finished["done"]),
+            "won": active.write_rows(out["won"], finished["rows"], within),
             "value": active.write_rows(out["value"], finished["rows"], -finished["distance"]),
         }
 
     s = {
         "rows": tf.range(tf.cast(n, tf.int64)), "x": x, "y": y, "t": t, "cur": start, "best": x,
-        "distance": tf.fill([n], tf.constant(float("inf"))), "done": tf.zeros([n], tf.bool),
+        "distance": tf.fill([n], tf.constant(float("inf"))),
     }  # fmt: skip
     out = {"images": x, "won": tf.zeros([n], tf.bool), "value": tf.fill([n], tf.constant(-float("inf")))}
 
     def cond(i, s, out):
-        return (i < steps) & tf.reduce_any(~s["done"])
+        return (i < steps) & tf.reduce_any(s["distance"] > eps)
 
     _, s, out = tf.while_loop(cond, body, (tf.constant(0), s, out))
     out = recorded(out, s)

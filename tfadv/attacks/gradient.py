@@ -15,7 +15,7 @@ per-image ids; see `tfadv.attacks.targets`), `seed` and `jit_compile`. Every att
 
 import tensorflow as tf
 
-from tfadv.attacks import checks, losses, norms, targets
+from tfadv.attacks import active, checks, losses, norms, targets
 from tfadv.attacks.checks import LABELS_SPEC, SCALAR_SPEC, SEED_SPEC
 from tfadv.attacks.compile import classifier_of, compiled
 from tfadv.models import as_classifier
@@ -96,40 +96,27 @@ def _early_stop(objective, x, y, t, eps, alpha, seed, norm, steps, random_start,
     """PGD that drops each example from the batch as soon as it is broken (misclassified, or
     the target hit), keeping that first successful iterate: the same steps at a fraction of the
     cost on weak models. Later restarts run only on the examples still unbroken."""
-    n = tf.shape(x)[0]
-    result, done = x, tf.zeros([n], tf.bool)
+    out = {"images": x, "done": tf.zeros([tf.shape(x)[0]], tf.bool)}
 
-    def record(result, done, index, adv, success):
-        hit = tf.boolean_mask(index, success)[:, None]
-        return tf.tensor_scatter_nd_update(result, hit, tf.boolean_mask(adv, success)), tf.tensor_scatter_nd_update(
-            done, hit, tf.ones(tf.shape(hit)[:1], tf.bool)
-        )
+    def record(out, finished):
+        return {
+            "images": active.write_rows(out["images"], finished["rows"], finished["adv"]),
+            "done": active.write_rows(out["done"], finished["rows"], tf.ones_like(finished["rows"], tf.bool)),
+        }
+
+    def body(i, s, out):
+        scores, _, grad = objective.gradient(s["adv"], s["y"], s["t"])
+        stepped = norms.project(norms.clip_pixels(s["adv"] + norm.step(grad, alpha)), s["x"], eps, norm)
+        s, out = active.drop_finished(dict(s, stepped=stepped), out, objective.success(scores, s["y"], s["t"]), record)
+        return i + 1, dict(s, adv=s["stepped"]), out
 
     for restart in range(restarts):
-        index = tf.cast(tf.where(~done)[:, 0], tf.int32)
-        first = _start(tf.gather(x, index), eps, checks.fold_seed(seed, restart), norm, random_start)
-
-        def body(i, index, adv, result, done):
-            xa, ya, ta = tf.gather(x, index), tf.gather(y, index), tf.gather(t, index)
-            scores, _, grad = objective.gradient(adv, ya, ta)
-            success = objective.success(scores, ya, ta)
-            result, done = record(result, done, index, adv, success)
-            stepped = norms.project(norms.clip_pixels(adv + norm.step(grad, alpha)), xa, eps, norm)
-            keep = ~success
-            return i + 1, tf.boolean_mask(index, keep), tf.boolean_mask(stepped, keep), result, done
-
-        def cond(i, index, adv, result, done):
-            return (i < steps) & (tf.size(index) > 0)
-
-        invariants = (tf.TensorShape([]), tf.TensorShape([None]), tf.TensorShape([None, *x.shape[1:]]), x.shape, done.shape)
-        _, index, adv, result, done = tf.while_loop(
-            cond, body, (tf.constant(0), index, first, result, done), shape_invariants=invariants
-        )
-        success = _succeeded(objective, adv, tf.gather(y, index), tf.gather(t, index))
-        result, done = record(result, done, index, adv, success)
-        if restart == restarts - 1:  # the unbroken keep their last iterate
-            result = tf.tensor_scatter_nd_update(result, tf.boolean_mask(index, ~success)[:, None], tf.boolean_mask(adv, ~success))
-    return result
+        rows = tf.where(~out["done"])[:, 0]
+        s = {"rows": rows, "x": tf.gather(x, rows), "y": tf.gather(y, rows), "t": tf.gather(t, rows)}
+        s["adv"] = s["stepped"] = _start(s["x"], eps, checks.fold_seed(seed, restart), norm, random_start)
+        _, s, out = tf.while_loop(lambda i, s, out: (i < steps) & (tf.size(s["rows"]) > 0), body, (tf.constant(0), s, out))
+        s, out = active.drop_finished(s, out, _succeeded(objective, s["adv"], s["y"], s["t"]), record)
+    return active.write_rows(out["images"], s["rows"], s["adv"])  # the unbroken keep their last iterate
 
 
 def _repeat(body, start, steps: int, unroll: bool):
