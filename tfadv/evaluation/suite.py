@@ -78,7 +78,8 @@ class SuiteResult:
         eps: the budget (pixel scale).
         attacks: the attacks' descriptions, in the order they ran.
         labels, clean_predictions, predictions: int (N,); `predictions` are the worst-case ones.
-        adversarial: float32 (N, H, W, C): the breaking image of each broken example, else the clean one.
+        adversarial: float32 (N, H, W, C): the breaking image of each broken example, the last
+            attack's image of a survivor (a random model scores it over fresh draws), else the clean one.
         broken_by: int (N,): -2 misclassified when clean, -1 robust, k: broken by attack k.
         ran_on: images each attack was run on; seconds: time each attack took.
     """
@@ -182,6 +183,7 @@ def run_suite(
             broken_by[hit] = k
             predictions[hit] = predicted[broken]
             adversarial[hit] = found[broken]
+            adversarial[active[~broken]] = found[~broken]  # a survivor keeps the last attack's try
         seconds.append(time.time() - start)
     return SuiteResult(
         float(eps), [a.describe() for a in attack_list], labels, clean_predictions, predictions, adversarial,
