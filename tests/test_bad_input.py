@@ -144,9 +144,13 @@ def _make_fixtures(folder):
 
 
 def _tree(path) -> dict:
-    """{relative path: (size, mtime) of a file, None for a folder} of everything below `path`."""
+    """{relative path: (size, mtime) of a file, None for a folder} of everything below `path`.
+
+    The writability probe folders that rows running in parallel create and remove at once in the
+    shared run folder (`run_folder.check_writable`) are left out: they are not a row's output."""
     found = {}
     for parent, folders, files in os.walk(path):
+        folders[:] = [name for name in folders if not name.startswith(".tfadv-probe-")]
         for name in folders:
             found[os.path.relpath(os.path.join(parent, name), path)] = None
         for name in files:

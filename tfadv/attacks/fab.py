@@ -76,7 +76,7 @@ def _fab_fn(x, y, t, eps, start_radius, seed, *, model_ref, output, norm, steps,
             tape.watch(cur)
             logits = clf.logits(cur)
             gap = tf.gather(logits, s["y"], batch_dims=1) - tf.gather(logits, s["t"], batch_dims=1)
-        w, here, clean = flat(tape.gradient(gap, cur)), flat(cur), flat(xs)
+        w, here, clean = flat(tape.gradient(gap, cur, unconnected_gradients=tf.UnconnectedGradients.ZERO)), flat(cur), flat(xs)
         b = tf.reduce_sum(w * here, axis=1) - gap  # the linearised gap is zero on w . z = b
         moves = hyperplane_step(tf.concat([here, clean], 0), tf.concat([w, w], 0), tf.concat([b, b], 0), norm)
         lengths = tf.maximum(norm.length(moves), LENGTH_FLOOR)

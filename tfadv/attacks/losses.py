@@ -176,7 +176,8 @@ class Objective:
                 values = self.value(tiled, tf.tile(labels, [k]), tf.tile(targets, [k]))
                 values = tf.reduce_mean(tf.reshape(values, [k, n]), axis=0)
                 scores = tf.reduce_mean(tf.reshape(tiled, [k, n, -1]), axis=0)
-        return scores, values, tape.gradient(values, x)
+        # an input the loss does not reach (a stop_gradient or rounding layer) has gradient zero, not None
+        return scores, values, tape.gradient(values, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
 
     def success(self, scores, labels, targets):
         """Per example: misclassified (untargeted) or predicted as the target (targeted)."""

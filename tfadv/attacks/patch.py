@@ -67,7 +67,7 @@ def _train_patch_fn(
             tape.watch(patch)
             scores = objective.scores(paste(tf.gather(x, batch), patch, positions))
             value = tf.reduce_sum(objective.value(scores, tf.gather(y, batch), tf.gather(t, batch)))
-        return i + 1, norms.clip_pixels(patch + norms.LINF.step(tape.gradient(value, patch), step_size))
+        return i + 1, norms.clip_pixels(patch + norms.LINF.step(tape.gradient(value, patch, unconnected_gradients="zero"), step_size))
 
     return tf.while_loop(lambda i, _: i < steps, body, (tf.constant(0), start))[1]
 

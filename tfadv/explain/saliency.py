@@ -27,7 +27,8 @@ def _saliency_fn(x, classes, *, model_ref, output):
         logits = clf.logits(x)
         chosen = tf.where(classes < 0, tf.argmax(logits, axis=-1), classes)
         score = tf.reduce_sum(tf.gather(logits, chosen, batch_dims=1))  # images are independent
-    return tf.reduce_max(tf.abs(tape.gradient(score, x)), axis=-1), chosen
+    grad = tape.gradient(score, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    return tf.reduce_max(tf.abs(grad), axis=-1), chosen
 
 
 def prepare(model, images, classes, name="classes"):

@@ -24,10 +24,15 @@ from tfadv.models.architectures import (
     vgg_small,
 )
 from tfadv.models.saving import export_saved_model, load, save_keras, weights_checksum
+from tfadv.models.straight_through import (
+    StraightThrough,
+    nondifferentiable_layers,
+    straight_through,
+)
 
 __all__ = [
     "ACTIVATIONS", "Classifier", "LOGITS_LAYER", "NOISE_PLACEMENTS", "OUTPUTS", "REGISTRY", "SOFTMAX_LAYER",
     "ModelOptions", "as_classifier", "baseline_cnn", "build", "count_parameters", "expectation", "export_saved_model",
-    "get_temperature", "is_stochastic", "load", "logits_model", "register", "save_keras", "set_temperature", "softmax_layer",
-    "tiny_cnn", "vgg_small", "weights_checksum",
+    "get_temperature", "is_stochastic", "load", "logits_model", "nondifferentiable_layers", "register", "save_keras",
+    "set_temperature", "softmax_layer", "StraightThrough", "straight_through", "tiny_cnn", "vgg_small", "weights_checksum",
 ]  # fmt: skip
