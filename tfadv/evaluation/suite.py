@@ -17,18 +17,19 @@ cheap. Suites:
 
 import dataclasses
 import re
-import time
 
 import numpy as np
 import pandas as pd
 
 from tfadv import attacks
+from tfadv.evaluation import engine
+from tfadv.evaluation.store import EvaluationStore
 
 SUITES = {
     "standard": ("apgd(steps=100, loss=ce)", "apgd_t(steps=100, n_targets=9)", "fab_t(steps=100, n_targets=9)", "square(queries=5000)"),
     "fast": ("pgd(steps=20, loss=margin, early_stop=True)", "apgd_t(steps=20, n_targets=3)", "square(queries=500, rescale_schedule=True)"),
 }
-CLEAN_WRONG, ROBUST = -2, -1  # values of SuiteResult.broken_by besides the index of the breaking attack
+CLEAN_WRONG, ROBUST = engine.CLEAN_WRONG, engine.ROBUST  # SuiteResult.broken_by besides the breaking attack
 
 
 def _split_specs(text: str) -> list:
@@ -140,9 +141,9 @@ class SuiteResult:
 
 def run_suite(
     model, images, labels, eps, suite="standard", *, norm="inf", batch_size: int = 256, seed: int = 0,
-    progress: bool = False,
-) -> SuiteResult:  # fmt: skip
-    """Runs the suite's attacks in sequence, each on the images still unbroken.
+    progress: bool = False, store=None, chunk_size: int = engine.CHUNK_SIZE, strategy=None, worker=(0, 1),
+) -> SuiteResult | None:  # fmt: skip
+    """Runs the suite's attacks in sequence, each on the images still unbroken, chunk by chunk.
 
     Args:
         model: any classifier `tfadv.models.as_classifier` accepts (for a model that is random at
@@ -152,8 +153,18 @@ def run_suite(
         suite: see `suite_attacks`.
         norm: "inf" or "2".
         batch_size: images per attack call.
-        seed: attack k uses seed (seed + k) for its per-batch seeds.
-        progress: one progress line per attack.
+        seed: attack k draws from (seed + k, image index): an image's outcome does not depend on
+            the batch, chunk, device or worker.
+        progress: one progress line per chunk and attack.
+        store: a folder (or `EvaluationStore`) keeping every (chunk, attack) outcome: a killed run
+            resumes, appended attacks run on the survivors only, more images add chunks; None
+            keeps the outcomes in memory.
+        chunk_size: images per work unit.
+        strategy: a tf.distribute strategy whose local replicas share each attack call.
+        worker: (index, count) of this process among the workers sharing `store`.
+
+    Returns:
+        The SuiteResult, or None for a worker whose store still misses other workers' chunks.
     """
     attack_list = suite_attacks(suite, norm)
     attacks.checks.check_eps(eps, at_most=1.0 if attacks.norms.get(norm) is attacks.norms.LINF else None)
@@ -161,30 +172,15 @@ def run_suite(
     labels = np.asarray(labels, np.int64)
     if len(images) == 0:
         raise ValueError("Expected at least one image to evaluate. Received: 0 images")
-    clean_predictions = attacks.predict_classes(model, images, batch_size)
-    broken_by = np.where(clean_predictions == labels, ROBUST, CLEAN_WRONG)
-    predictions, adversarial = clean_predictions.copy(), images.copy()
-    ran_on, seconds = [], []
-    for k, attack in enumerate(attack_list):
-        active = np.flatnonzero(broken_by == ROBUST)
-        ran_on.append(len(active))
-        start = time.time()
-        if len(active):
-            if progress:
-                print(f"[{k + 1}/{len(attack_list)}] {attack.describe()} on {len(active)} images", flush=True)
-            found = attacks.adversarial_images(
-                model, images[active], labels[active], attack, eps, batch_size=batch_size,
-                seed=seed + k if attack.takes_seed else None, progress=progress,
-            )  # fmt: skip
-            predicted = attacks.predict_classes(model, found, batch_size)
-            broken = predicted != labels[active]
-            hit = active[broken]
-            broken_by[hit] = k
-            predictions[hit] = predicted[broken]
-            adversarial[hit] = found[broken]
-        seconds.append(time.time() - start)
-    return SuiteResult(
-        float(eps), [a.describe() for a in attack_list], labels, clean_predictions, predictions, adversarial,
-        broken_by, ran_on, seconds,
+    if not isinstance(store, EvaluationStore):
+        store = EvaluationStore(store)
+    out = engine.run_chunked(
+        model, images, labels, eps, attack_list, store=store, norm=norm, batch_size=batch_size, seed=seed,
+        chunk_size=chunk_size, strategy=strategy, worker=worker, progress=progress,
     )  # fmt: skip
-
+    if out is None:
+        return None
+    return SuiteResult(
+        float(eps), [a.describe() for a in attack_list], labels, out["clean_predictions"], out["predictions"],
+        out["adversarial"], out["broken_by"], out["ran_on"], out["seconds"],
+    )  # fmt: skip
