@@ -24,7 +24,9 @@ import tensorflow as tf
 from tfadv import attacks, models
 from tfadv.evaluation.store import EvaluationStore, fingerprint
 
-CHUNK_SIZE = 512  # images per work unit: big enough for full batches, small enough to lose little on a kill
+CHUNK_SIZE = (
+    512  # images per work unit: big enough for full batches, small enough to lose little on a kill
+)
 CLEAN_WRONG, ROBUST = -2, -1
 
 
@@ -41,7 +43,10 @@ def model_fingerprint(model) -> str:
 def _logits(model, images, batch_size):
     if len(images) == 0:
         return np.zeros((0, 0), np.float32)
-    parts = [np.asarray(attacks.logits_of(model, images[i : i + batch_size])) for i in range(0, len(images), batch_size)]
+    parts = [
+        np.asarray(attacks.logits_of(model, images[i : i + batch_size]))
+        for i in range(0, len(images), batch_size)
+    ]
     return np.concatenate(parts)
 
 
@@ -63,7 +68,11 @@ def _adversarial(model, images, labels, rows, attack, eps, batch_size, seed):
     """The attack's images for the images at global indices `rows` (their draws keyed by the index)."""
     import inspect  # TODO(merge): indices= lands with per-image seeding
 
-    keyed = {"indices": rows} if "indices" in inspect.signature(attacks.adversarial_images).parameters else {}
+    keyed = (
+        {"indices": rows}
+        if "indices" in inspect.signature(attacks.adversarial_images).parameters
+        else {}
+    )
     return attacks.adversarial_images(
         model, images[rows], labels[rows], attack, eps, batch_size=batch_size, seed=seed, **keyed
     )
@@ -74,7 +83,9 @@ def _attack_rows(model, images, labels, rows, attack, eps, batch_size, seed, str
     while True:
         try:
             if _replicas(strategy) > 1:
-                return _on_replicas(model, images, labels, rows, attack, eps, batch_size, seed, strategy)
+                return _on_replicas(
+                    model, images, labels, rows, attack, eps, batch_size, seed, strategy
+                )
             return _adversarial(model, images, labels, rows, attack, eps, batch_size, seed)
         except tf.errors.ResourceExhaustedError:
             if batch_size == 1:
@@ -102,7 +113,9 @@ def _on_replicas(model, images, labels, rows, attack, eps, batch_size, seed, str
             share = share.numpy() if hasattr(share, "numpy") else share
             if len(share) == 0:
                 return tf.zeros([0, *images.shape[1:]], tf.float32)
-            return tf.convert_to_tensor(_adversarial(model, images, labels, share, attack, eps, len(share), seed))
+            return tf.convert_to_tensor(
+                _adversarial(model, images, labels, share, attack, eps, len(share), seed)
+            )
 
         outputs = strategy.experimental_local_results(strategy.run(run, args=(share_rows,)))
         parts.extend(np.asarray(out) for out in outputs)
@@ -156,7 +169,18 @@ def run_chunked(
                 found = np.zeros((0, *images.shape[1:]), np.float32)
                 if len(todo):
                     attack_seed = seed + k if attack.takes_seed else None
-                    found = _attack_rows(model, images, labels, todo, attack, eps, batch_size, attack_seed, strategy, log)
+                    found = _attack_rows(
+                        model,
+                        images,
+                        labels,
+                        todo,
+                        attack,
+                        eps,
+                        batch_size,
+                        attack_seed,
+                        strategy,
+                        log,
+                    )
                 logits = _logits(model, found, batch_size)
                 predicted = logits.argmax(axis=1) if len(todo) else np.zeros(0, np.int64)
                 broken = predicted != labels[todo]
@@ -164,7 +188,9 @@ def run_chunked(
                     start, unit, indices=todo, broken=broken, predictions=predicted, margins=_margins(logits, labels[todo]),
                     adversarial=found[broken], seconds=np.float64(time.time() - began),
                 )  # fmt: skip
-                log(f"images {start}-{rows[-1]}: {described[k]} on {len(todo)}, broke {int(broken.sum())}")
+                log(
+                    f"images {start}-{rows[-1]}: {described[k]} on {len(todo)}, broke {int(broken.sum())}"
+                )
             result = store.get(start, unit)
             alive[np.isin(rows, result["indices"][result["broken"]])] = False
     if not _complete(store, n, chunk_size, len(attack_list)):
@@ -199,7 +225,10 @@ def _clean_unit(model, images, labels, rows, store, batch_size, log):
 def _complete(store, n, chunk_size, attacks_count) -> bool:
     for start in range(0, n, chunk_size):
         stop = min(start + chunk_size, n)
-        if not store.has(start, "clean") or len(store.get(start, "clean")["indices"]) != stop - start:
+        if (
+            not store.has(start, "clean")
+            or len(store.get(start, "clean")["indices"]) != stop - start
+        ):
             return False
         if not all(store.has(start, f"a{k}") for k in range(attacks_count)):
             return False

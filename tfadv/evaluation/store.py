@@ -132,7 +132,11 @@ class EvaluationStore:
         folder = os.path.join(self.folder, CHUNKS)
         if not os.path.isdir(folder):
             return []
-        found = [int(name[1:]) for name in os.listdir(folder) if name.startswith("c") and name[1:].isdigit()]
+        found = [
+            int(name[1:])
+            for name in os.listdir(folder)
+            if name.startswith("c") and name[1:].isdigit()
+        ]
         return sorted(start for start in found if self.has(start, "clean"))
 
     # -------------------------------------------------------------- reading
@@ -161,7 +165,11 @@ class EvaluationStore:
         for start in range(0, n, size):
             unit = self.get(start, "clean")
             rows = unit["indices"]
-            labels[rows], clean[rows], predictions[rows] = unit["labels"], unit["predictions"], unit["predictions"]
+            labels[rows], clean[rows], predictions[rows] = (
+                unit["labels"],
+                unit["predictions"],
+                unit["predictions"],
+            )
             margins[rows] = unit["margins"]
             broken_by[rows] = np.where(unit["predictions"] == unit["labels"], -1, -2)
             for k in range(attacks):
@@ -188,12 +196,24 @@ class EvaluationStore:
                 if not self.has(start, f"a{k}"):
                     continue
                 unit = self.get(start, f"a{k}")
-                labels = dict(zip(*(self.get(start, "clean")[key] for key in ("indices", "labels")), strict=True))
+                labels = dict(
+                    zip(
+                        *(self.get(start, "clean")[key] for key in ("indices", "labels")),
+                        strict=True,
+                    )
+                )
                 for index, broken, prediction, margin in zip(
-                    unit["indices"], unit["broken"], unit["predictions"], unit["margins"], strict=True
+                    unit["indices"],
+                    unit["broken"],
+                    unit["predictions"],
+                    unit["margins"],
+                    strict=True,
                 ):
                     rows.append({
                         "index": int(index), "label": int(labels[int(index)]), "attack": name, "attack_index": k,
                         "broken": bool(broken), "prediction": int(prediction), "margin": float(margin),
                     })  # fmt: skip
-        return pd.DataFrame(rows, columns=["index", "label", "attack", "attack_index", "broken", "prediction", "margin"])
+        return pd.DataFrame(
+            rows,
+            columns=["index", "label", "attack", "attack_index", "broken", "prediction", "margin"],
+        )
