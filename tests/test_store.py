@@ -123,9 +123,15 @@ def test_changed_settings_are_refused_in_one_line(setup, tmp_path):
             args["images"] = change["images"][:32]
         with pytest.raises(ValueError, match=message) as raised:
             evaluation.run_suite(
-                args["model"], args["images"], args["labels"], args["eps"], args["suite"], store=folder,
-                chunk_size=args["chunk_size"], seed=0,
-            )  # fmt: skip
+                args["model"],
+                args["images"],
+                args["labels"],
+                args["eps"],
+                args["suite"],
+                store=folder,
+                chunk_size=args["chunk_size"],
+                seed=0,
+            )
         assert "\n" not in str(raised.value)
 
 
@@ -156,7 +162,8 @@ devices.split_cpu(int(sys.argv[2]))
 model = keras.saving.load_model(sys.argv[4])
 test = data.make_synthetic(48, seed=6)
 strategy = devices.make_strategy("mirrored") if int(sys.argv[2]) > 1 else None
-result = evaluation.run_suite(model, test.float_images(), test.labels, 8 / 255, sys.argv[3], store=sys.argv[1],
+x, y = test.float_images(), test.labels
+result = evaluation.run_suite(model, x, y, 8 / 255, sys.argv[3], store=sys.argv[1],
                               chunk_size=16, seed=0, strategy=strategy, progress=True)
 np.savez(sys.argv[1] + ".npz", broken_by=result.broken_by, adversarial=result.adversarial)
 """
@@ -164,8 +171,13 @@ np.savez(sys.argv[1] + ".npz", broken_by=result.broken_by, adversarial=result.ad
 
 def _child(folder, model_path, devices=1, suite=SUITE):
     env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, "-c", _CHILD, folder, str(devices), suite, model_path], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-c", _CHILD, folder, str(devices), suite, model_path],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 @PER_IMAGE_SEEDS

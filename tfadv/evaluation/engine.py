@@ -1,4 +1,4 @@
-"""Running a suite over chunks of images: stored, resumable, growing, spread over devices and workers.
+"""Running a suite over chunks of images: stored, resumable, growing, over devices and workers.
 
     result = run_chunked(model, images, labels, eps, attack_list, store=EvaluationStore(folder))
 
@@ -65,7 +65,7 @@ def _replicas(strategy) -> int:
 
 
 def _adversarial(model, images, labels, rows, attack, eps, batch_size, seed):
-    """The attack's images for the images at global indices `rows` (their draws keyed by the index)."""
+    """The attack's images for the images at global indices `rows` (draws keyed by the index)."""
     import inspect  # TODO(merge): indices= lands with per-image seeding
 
     keyed = (
@@ -79,7 +79,7 @@ def _adversarial(model, images, labels, rows, attack, eps, batch_size, seed):
 
 
 def _attack_rows(model, images, labels, rows, attack, eps, batch_size, seed, strategy, log):
-    """The attack's images for `rows` (global indices); halves the batch on ResourceExhaustedError."""
+    """The attack's images for `rows` (global indices); halves the batch when out of memory."""
     while True:
         try:
             if _replicas(strategy) > 1:
@@ -123,9 +123,21 @@ def _on_replicas(model, images, labels, rows, attack, eps, batch_size, seed, str
 
 
 def run_chunked(
-    model, images, labels, eps, attack_list, *, store: EvaluationStore, norm="inf", batch_size=256, seed=0,
-    chunk_size=CHUNK_SIZE, strategy=None, worker=(0, 1), progress=False,
-) -> dict:  # fmt: skip
+    model,
+    images,
+    labels,
+    eps,
+    attack_list,
+    *,
+    store: EvaluationStore,
+    norm="inf",
+    batch_size=256,
+    seed=0,
+    chunk_size=CHUNK_SIZE,
+    strategy=None,
+    worker=(0, 1),
+    progress=False,
+) -> dict:
     """Fills `store` with every missing (chunk, attack) unit this worker owns; returns the
     per-image outcomes (`EvaluationStore.outcomes`) once the store is complete, else None.
 
@@ -144,11 +156,17 @@ def run_chunked(
     """
     n = len(images)
     described = [attack.describe() for attack in attack_list]
-    store.open({
-        "eps": float(eps), "norm": attacks.norms.get(norm).name, "seed": int(seed),
-        "chunk_size": int(chunk_size), "model": model_fingerprint(model),
-        "data": fingerprint(images[:1], labels[:1]), "attacks": described,
-    })  # fmt: skip
+    store.open(
+        {
+            "eps": float(eps),
+            "norm": attacks.norms.get(norm).name,
+            "seed": int(seed),
+            "chunk_size": int(chunk_size),
+            "model": model_fingerprint(model),
+            "data": fingerprint(images[:1], labels[:1]),
+            "attacks": described,
+        }
+    )
     index, count = worker
     start_time = time.time()
 
@@ -185,11 +203,18 @@ def run_chunked(
                 predicted = logits.argmax(axis=1) if len(todo) else np.zeros(0, np.int64)
                 broken = predicted != labels[todo]
                 store.put(
-                    start, unit, indices=todo, broken=broken, predictions=predicted, margins=_margins(logits, labels[todo]),
-                    adversarial=found[broken], seconds=np.float64(time.time() - began),
-                )  # fmt: skip
+                    start,
+                    unit,
+                    indices=todo,
+                    broken=broken,
+                    predictions=predicted,
+                    margins=_margins(logits, labels[todo]),
+                    adversarial=found[broken],
+                    seconds=np.float64(time.time() - began),
+                )
                 log(
-                    f"images {start}-{rows[-1]}: {described[k]} on {len(todo)}, broke {int(broken.sum())}"
+                    f"images {start}-{rows[-1]}: {described[k]} on {len(todo)}, "
+                    f"broke {int(broken.sum())}"
                 )
             result = store.get(start, unit)
             alive[np.isin(rows, result["indices"][result["broken"]])] = False
@@ -216,8 +241,15 @@ def _clean_unit(model, images, labels, rows, store, batch_size, log):
     logits = _logits(model, images[rows], batch_size)
     predictions = logits.argmax(axis=1)
     store.drop_chunk(start)
-    store.put(start, "clean", indices=rows, labels=labels[rows], predictions=predictions,
-              margins=_margins(logits, labels[rows]), data=np.array(data))  # fmt: skip
+    store.put(
+        start,
+        "clean",
+        indices=rows,
+        labels=labels[rows],
+        predictions=predictions,
+        margins=_margins(logits, labels[rows]),
+        data=np.array(data),
+    )
     log(f"images {start}-{rows[-1]}: clean accuracy {np.mean(predictions == labels[rows]):.4f}")
     return predictions == labels[rows]
 

@@ -6,11 +6,11 @@
 
 Layout (one work unit = one chunk of image indices and one attack; one file each):
 
-    FOLDER/store.json                 the settings every chunk was made with, and the attacks in order
-    FOLDER/chunks/c<start>/clean.npz  indices, labels, clean predictions, the chunk's data fingerprint
-    FOLDER/chunks/c<start>/a<k>.npz   attack k on the images still unbroken before it: indices it ran
-                                      on, broken, predictions and margins at its result, its adversarial
-                                      images of the broken ones, seconds
+    FOLDER/store.json                the settings every chunk was made with; the attacks in order
+    FOLDER/chunks/c<start>/clean.npz indices, labels, clean predictions and margins, data hash
+    FOLDER/chunks/c<start>/a<k>.npz  attack k on the images still unbroken before it: the indices it
+                                     ran on, broken, predictions and margins at its result, the
+                                     adversarial images of the broken ones, seconds
 
 Format: NumPy .npz, one file per unit written under a temporary name and renamed
 (`tfadv.runtime.files.atomic_file`), so a kill at any moment leaves a unit whole or absent and
@@ -81,13 +81,15 @@ class EvaluationStore:
             for key in FIXED:
                 if stored.get(key) != settings.get(key):
                     raise ValueError(
-                        f"The evaluation in {self.folder!r} was made with {key}={stored.get(key)!r}; "
-                        f"it cannot continue with {key}={settings.get(key)!r}. Received: {key}={settings.get(key)!r}"
+                        f"The evaluation in {self.folder!r} was made with "
+                        f"{key}={stored.get(key)!r} and cannot continue with another. "
+                        f"Received: {key}={settings.get(key)!r}"
                     )
             old, new = stored["attacks"], settings["attacks"]
             if new[: len(old)] != old:
                 raise ValueError(
-                    f"The evaluation in {self.folder!r} ran the attacks {old}; attacks can only be appended. "
+                    f"The evaluation in {self.folder!r} ran the attacks {old}; "
+                    "attacks can only be appended. "
                     f"Received: attacks={new}"
                 )
         self.settings = dict(settings)
@@ -114,7 +116,7 @@ class EvaluationStore:
         return os.path.exists(self._path(start, unit))
 
     def put(self, start: int, unit: str, **arrays) -> None:
-        """Writes one unit ("clean" or "a<k>") of the chunk starting at image `start`, atomically."""
+        """Writes one unit ("clean" or "a<k>") of the chunk starting at `start`, atomically."""
         if self.folder is None:
             self._memory[(start, unit)] = {k: np.asarray(v) for k, v in arrays.items()}
         else:
@@ -183,12 +185,19 @@ class EvaluationStore:
                 predictions[hit] = result["predictions"][broken]
                 adversarial[hit] = result["adversarial"]
         return {
-            "labels": labels, "clean_predictions": clean, "broken_by": broken_by, "predictions": predictions,
-            "margins": margins, "adversarial": adversarial, "ran_on": ran_on.tolist(), "seconds": seconds.tolist(),
-        }  # fmt: skip
+            "labels": labels,
+            "clean_predictions": clean,
+            "broken_by": broken_by,
+            "predictions": predictions,
+            "margins": margins,
+            "adversarial": adversarial,
+            "ran_on": ran_on.tolist(),
+            "seconds": seconds.tolist(),
+        }
 
     def table(self) -> pd.DataFrame:
-        """One row per (image, attack run on it): index, label, attack, broken, prediction, margin."""
+        """One row per (image, attack run on it): index, label, attack, broken, prediction,
+        margin."""
         rows = []
         attacks = self.settings.get("attacks", [])
         for start in self.starts():
@@ -209,10 +218,17 @@ class EvaluationStore:
                     unit["margins"],
                     strict=True,
                 ):
-                    rows.append({
-                        "index": int(index), "label": int(labels[int(index)]), "attack": name, "attack_index": k,
-                        "broken": bool(broken), "prediction": int(prediction), "margin": float(margin),
-                    })  # fmt: skip
+                    rows.append(
+                        {
+                            "index": int(index),
+                            "label": int(labels[int(index)]),
+                            "attack": name,
+                            "attack_index": k,
+                            "broken": bool(broken),
+                            "prediction": int(prediction),
+                            "margin": float(margin),
+                        }
+                    )
         return pd.DataFrame(
             rows,
             columns=["index", "label", "attack", "attack_index", "broken", "prediction", "margin"],
