@@ -139,6 +139,17 @@ class SuiteResult:
             rows.append(row)
         return pd.DataFrame(rows)
 
+    def robustbench(self, norm: str, model: str = "", dataset: str = "", suite: str = "") -> dict:
+        """A RobustBench-style entry (JSON-able): clean_acc, autoattack_acc (the suite's robust
+        accuracy: AutoAttack's standard version for suite "standard"), eps, norm ("Linf" / "L2"),
+        n_examples and the forward passes and gradients spent."""
+        return {
+            "model": model, "dataset": dataset, "threat_model": "Linf" if norm in ("inf", "linf") else "L2",
+            "eps": self.eps, "norm": norm, "n_examples": self.n, "clean_acc": self.clean_accuracy,
+            "autoattack_acc": self.robust_accuracy, "suite": suite or ", ".join(self.attacks),
+            "forward_passes": int(sum(self.forwards)), "gradients": int(sum(self.gradients)),
+        }  # fmt: skip
+
     def cost(self, images: int | None = None) -> dict:
         """Passes spent in all (forwards, gradients, seconds) and, for `images` images, the same
         projected from the rate measured here (per image evaluated)."""
