@@ -30,8 +30,16 @@ def setup(trained_tiny_cnn):
 def test_probing_finds_the_quantizer_and_nothing_else(setup, trained_tiny_cnn):
     quantized, x, _ = setup
     assert models.nondifferentiable_layers(quantized, x) == ["quantize"]
-    sequential = keras.Sequential([keras.Input((32, 32, 3)), Quantize(name="q"), keras.layers.Conv2D(4, 3),
-                                   keras.layers.ReLU(), keras.layers.Flatten(), keras.layers.Dense(10)])  # fmt: skip
+    sequential = keras.Sequential(
+        [
+            keras.Input((32, 32, 3)),
+            Quantize(name="q"),
+            keras.layers.Conv2D(4, 3),
+            keras.layers.ReLU(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10),
+        ]
+    )
     assert models.nondifferentiable_layers(sequential, x) == ["q"]
     assert models.nondifferentiable_layers(trained_tiny_cnn, x) == []
 
@@ -73,7 +81,10 @@ def test_gradient_attacks_run_on_the_masked_model_and_bpda_breaks_what_they_miss
     through = attacks.pgd(
         models.straight_through(quantized, ["quantize"]), x, y, eps, steps=10, seed=0
     )
-    correct = lambda adv: int(np.sum(attacks.predict_classes(quantized, adv) == y))  # noqa: E731  scored on the original
+
+    def correct(adv):  # scored on the original model
+        return int(np.sum(attacks.predict_classes(quantized, adv) == y))
+
     assert correct(through) < correct(masked) - 5, (correct(through), correct(masked))
 
 

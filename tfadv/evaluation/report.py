@@ -122,7 +122,8 @@ class ModelEvaluation:
 
         white_box: the attack saw this model (else it is transfer: only the headline changes).
         attempt: bool mask over `index` (random models): survivors the attack really tried keep its
-            images as their final ones, to be scored over fresh draws.
+            images as their final ones, to be scored over fresh draws (a suite keeps the images
+            of broken examples only).
         """
         index = np.asarray(index)
         wrong = np.asarray(predictions) != labels[index]
@@ -348,7 +349,7 @@ def _evaluate_one(name, clf, stochastic, x, y, eps, suite_list, norm, sweep_eps,
             again = run_suite(clf, x[survivors], y[survivors], eps, doubled, norm=norm, batch_size=batch_size, seed=seed + 100)
             attacked = again.broken_by != CLEAN_WRONG
             predicted = np.where(attacked, again.predictions, y[survivors])
-            extra_broken = m.fold(y, survivors, again.adversarial, predicted, attempt=attacked if stochastic else None)
+            extra_broken = m.fold(y, survivors, again.adversarial, predicted)
         m.attack_accuracy[f"doubled: {_describe(doubled)} (on the suite's survivors)"] = float(np.mean(m.robust))
     _log(progress, name, f"doubled budget broke {extra_broken} more", start)
 
@@ -378,7 +379,8 @@ def _evaluate_one(name, clf, stochastic, x, y, eps, suite_list, norm, sweep_eps,
         if label == "random_sign" and norm != "inf":
             continue
         accuracy[label], result = _accuracy_and_breaks(clf, x, y, attack, eps, batch_size, seed)
-        m.fold(y, np.arange(len(y)), result.adversarial, result.adversarial_predictions)
+        tried = stochastic and attack is pgd  # a random model's survivors keep PGD's images, for the draws
+        m.fold(y, np.arange(len(y)), result.adversarial, result.adversarial_predictions, attempt=m.correct if tried else None)
     _log(progress, name, "checklist attacks " + ", ".join(f"{k} {v:.4f}" for k, v in accuracy.items() if not k.startswith("doubled")), start)
     m.sweep = sweep = _sweep(clf, x, y, sweep_eps, norm, batch_size, seed)
     _log(progress, name, "eps sweep done", start)
@@ -575,7 +577,7 @@ def _run_remedy(m, label, trigger, view, clf, x, y, eps, attack_list, norm, batc
                 "remedy": label, "trigger": trigger, "attack": f"{label}: {attack}", "ran_on": ran_on, "broke": broke,
                 "white_box_robust_accuracy": (np.sum(m.white_box_robust) - (len(survivors) - remaining)) / len(y),
             })  # fmt: skip
-        m.fold(y, survivors, result.adversarial, judged, attempt=attacked if m.stochastic else None)
+        m.fold(y, survivors, result.adversarial, judged)
     m.remedies = pd.concat([m.remedies, pd.DataFrame(rows, columns=REMEDY_COLUMNS)], ignore_index=True) if rows else m.remedies
     broke = int(sum(row["broke"] for row in rows))
     m.remedy_notes.append(

@@ -17,18 +17,19 @@ cheap. Suites:
 
 import dataclasses
 import re
-import time
 
 import numpy as np
 import pandas as pd
 
 from tfadv import attacks
+from tfadv.evaluation import engine
+from tfadv.evaluation.store import EvaluationStore
 
 SUITES = {
     "standard": ("apgd(steps=100, loss=ce)", "apgd_t(steps=100, n_targets=9)", "fab_t(steps=100, n_targets=9)", "square(queries=5000)"),
     "fast": ("pgd(steps=20, loss=margin, early_stop=True)", "apgd_t(steps=20, n_targets=3)", "square(queries=500, rescale_schedule=True)"),
 }
-CLEAN_WRONG, ROBUST = -2, -1  # values of SuiteResult.broken_by besides the index of the breaking attack
+CLEAN_WRONG, ROBUST = engine.CLEAN_WRONG, engine.ROBUST  # SuiteResult.broken_by besides the breaking attack
 
 
 def _split_specs(text: str) -> list:
@@ -78,10 +79,11 @@ class SuiteResult:
         eps: the budget (pixel scale).
         attacks: the attacks' descriptions, in the order they ran.
         labels, clean_predictions, predictions: int (N,); `predictions` are the worst-case ones.
-        adversarial: float32 (N, H, W, C): the breaking image of each broken example, the last
-            attack's image of a survivor (a random model scores it over fresh draws), else the clean one.
+        adversarial: float32 (N, H, W, C): the breaking image of each broken example, else the clean one.
         broken_by: int (N,): -2 misclassified when clean, -1 robust, k: broken by attack k.
         ran_on: images each attack was run on; seconds: time each attack took.
+        forwards, gradients: model forward passes and input gradients each attack spent
+            (images x passes; a gradient includes its forward pass).
     """
 
     eps: float
@@ -93,6 +95,8 @@ class SuiteResult:
     broken_by: np.ndarray
     ran_on: list
     seconds: list
+    forwards: list = dataclasses.field(default_factory=list)
+    gradients: list = dataclasses.field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -119,17 +123,43 @@ class SuiteResult:
 
     def table(self) -> pd.DataFrame:
         """One row per attack: images it ran on, images it broke, robust accuracy after it (all
-        images and clean-correct ones; cumulative), seconds."""
+        images and clean-correct ones; cumulative), seconds, and (when counted) the forward passes
+        and gradients it spent."""
         n_correct = int(np.sum(self.broken_by != CLEAN_WRONG))
         rows, remaining = [], n_correct
         for k, (name, ran, seconds) in enumerate(zip(self.attacks, self.ran_on, self.seconds, strict=True)):
             broke = int(np.sum(self.broken_by == k))
             remaining -= broke
-            rows.append({
+            row = {
                 "attack": name, "ran_on": ran, "broke": broke, "robust_accuracy": remaining / self.n,
                 "robust_accuracy_on_correct": remaining / n_correct if n_correct else float("nan"), "seconds": seconds,
-            })  # fmt: skip
+            }  # fmt: skip
+            if self.forwards:
+                row.update(forwards=self.forwards[k], gradients=self.gradients[k])
+            rows.append(row)
         return pd.DataFrame(rows)
+
+    def robustbench(self, norm: str, model: str = "", dataset: str = "", suite: str = "") -> dict:
+        """A RobustBench-style entry (JSON-able): clean_acc, autoattack_acc (the suite's robust
+        accuracy: AutoAttack's standard version for suite "standard"), eps, norm ("Linf" / "L2"),
+        n_examples and the forward passes and gradients spent."""
+        return {
+            "model": model, "dataset": dataset, "threat_model": "Linf" if norm in ("inf", "linf") else "L2",
+            "eps": self.eps, "norm": norm, "n_examples": self.n, "clean_acc": self.clean_accuracy,
+            "autoattack_acc": self.robust_accuracy, "suite": suite or ", ".join(self.attacks),
+            "forward_passes": int(sum(self.forwards)), "gradients": int(sum(self.gradients)),
+        }  # fmt: skip
+
+    def cost(self, images: int | None = None) -> dict:
+        """Passes spent in all (forwards, gradients, seconds) and, for `images` images, the same
+        projected from the rate measured here (per image evaluated)."""
+        spent = {"forwards": int(sum(self.forwards)), "gradients": int(sum(self.gradients)),
+                 "seconds": float(sum(self.seconds)), "images": self.n}  # fmt: skip
+        if images is not None:
+            scale = images / self.n
+            spent["projected"] = {key: spent[key] * scale for key in ("forwards", "gradients", "seconds")}
+            spent["projected"]["images"] = images
+        return spent
 
     def summary(self) -> dict:
         return {
@@ -141,9 +171,9 @@ class SuiteResult:
 
 def run_suite(
     model, images, labels, eps, suite="standard", *, norm="inf", batch_size: int = 256, seed: int = 0,
-    progress: bool = False,
-) -> SuiteResult:  # fmt: skip
-    """Runs the suite's attacks in sequence, each on the images still unbroken.
+    progress: bool = False, store=None, chunk_size: int = engine.CHUNK_SIZE, strategy=None, worker=(0, 1),
+) -> SuiteResult | None:  # fmt: skip
+    """Runs the suite's attacks in sequence, each on the images still unbroken, chunk by chunk.
 
     Args:
         model: any classifier `tfadv.models.as_classifier` accepts (for a model that is random at
@@ -153,8 +183,18 @@ def run_suite(
         suite: see `suite_attacks`.
         norm: "inf" or "2".
         batch_size: images per attack call.
-        seed: attack k uses seed (seed + k) for its per-batch seeds.
-        progress: one progress line per attack.
+        seed: attack k draws from (seed + k, image index): an image's outcome does not depend on
+            the batch, chunk, device or worker.
+        progress: one progress line per chunk and attack.
+        store: a folder (or `EvaluationStore`) keeping every (chunk, attack) outcome: a killed run
+            resumes, appended attacks run on the survivors only, more images add chunks; None
+            keeps the outcomes in memory.
+        chunk_size: images per work unit.
+        strategy: a tf.distribute strategy whose local replicas share each attack call.
+        worker: (index, count) of this process among the workers sharing `store`.
+
+    Returns:
+        The SuiteResult, or None for a worker whose store still misses other workers' chunks.
     """
     attack_list = suite_attacks(suite, norm)
     attacks.checks.check_eps(eps, at_most=1.0 if attacks.norms.get(norm) is attacks.norms.LINF else None)
@@ -162,31 +202,15 @@ def run_suite(
     labels = np.asarray(labels, np.int64)
     if len(images) == 0:
         raise ValueError("Expected at least one image to evaluate. Received: 0 images")
-    clean_predictions = attacks.predict_classes(model, images, batch_size)
-    broken_by = np.where(clean_predictions == labels, ROBUST, CLEAN_WRONG)
-    predictions, adversarial = clean_predictions.copy(), images.copy()
-    ran_on, seconds = [], []
-    for k, attack in enumerate(attack_list):
-        active = np.flatnonzero(broken_by == ROBUST)
-        ran_on.append(len(active))
-        start = time.time()
-        if len(active):
-            if progress:
-                print(f"[{k + 1}/{len(attack_list)}] {attack.describe()} on {len(active)} images", flush=True)
-            found = attacks.adversarial_images(
-                model, images[active], labels[active], attack, eps, batch_size=batch_size,
-                seed=seed + k if attack.takes_seed else None, progress=progress,
-            )  # fmt: skip
-            predicted = attacks.predict_classes(model, found, batch_size)
-            broken = predicted != labels[active]
-            hit = active[broken]
-            broken_by[hit] = k
-            predictions[hit] = predicted[broken]
-            adversarial[hit] = found[broken]
-            adversarial[active[~broken]] = found[~broken]  # a survivor keeps the last attack's try
-        seconds.append(time.time() - start)
-    return SuiteResult(
-        float(eps), [a.describe() for a in attack_list], labels, clean_predictions, predictions, adversarial,
-        broken_by, ran_on, seconds,
+    if not isinstance(store, EvaluationStore):
+        store = EvaluationStore(store)
+    out = engine.run_chunked(
+        model, images, labels, eps, attack_list, store=store, norm=norm, batch_size=batch_size, seed=seed,
+        chunk_size=chunk_size, strategy=strategy, worker=worker, progress=progress,
     )  # fmt: skip
-
+    if out is None:
+        return None
+    return SuiteResult(
+        float(eps), [a.describe() for a in attack_list], labels, out["clean_predictions"], out["predictions"],
+        out["adversarial"], out["broken_by"], out["ran_on"], out["seconds"], out["forwards"], out["gradients"],
+    )  # fmt: skip

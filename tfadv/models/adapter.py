@@ -361,7 +361,7 @@ def expectation(model, samples: int) -> Classifier:
         clf.model, clf.output, repeat(clf.logits), probabilities, clf.logits_source, clf._temperature,
         name=f"{clf.name} (EOT x{samples})", shapes=(clf.input_shape, clf.num_classes),
     )  # fmt: skip
-    eot.samples, eot.base = samples, clf
+    eot.samples, eot.base, eot.budget = samples, clf, getattr(clf, "budget", None)
     return eot
 
 

@@ -115,7 +115,7 @@ def straight_through(model, layers=None, images=None):
         model: a Functional or Sequential Keras model.
         layers: names of layers to pass straight through (each must keep its input's shape);
             None: the layers `nondifferentiable_layers(model, images)` finds.
-        images: float32 (N, H, W, C) in [0, 1] to probe the layers with (needed when layers is None).
+        images: float32 (N, H, W, C) in [0, 1] to probe the layers with (when layers is None).
 
     Returns:
         A new Keras model computing exactly `model`'s outputs, named "<name>_bpda".
@@ -128,7 +128,8 @@ def straight_through(model, layers=None, images=None):
     if layers is None:
         if images is None:
             raise ValueError(
-                "straight_through needs images to find the layers (or layers=[names]). Received: images=None"
+                "straight_through needs images to find the layers (or layers=[names]). "
+                "Received: images=None"
             )
         layers = nondifferentiable_layers(model, images)
         if not layers:
