@@ -1,6 +1,7 @@
 """Times FGSM and PGD-10 for tfadv, CleverHans and the Adversarial Robustness Toolbox.
 
     python tools/bench_attacks.py [--model=RUN_OR_KERAS_FILE] [--batch_size=256] [--repeats=7] [--processes=3]
+        [--out=docs/results/attack_speed]
 
 One model (baseline_cnn, random weights unless --model), one batch, the same inputs for
 every library, all libraries in the same process. After warm-up, each round times every
@@ -18,15 +19,23 @@ CleverHans is timed as documented ("eager": its loop runs eagerly around a gradi
 CleverHans itself compiles with tf.function) and wrapped whole in tf.function. ART runs its
 TensorFlowV2Classifier eagerly (its own design: no compiled step). Libraries that are not
 installed are skipped.
+
+Also measured, on the same batch: the largest absolute difference between tfadv's and
+CleverHans's L-inf FGSM, BIM-10 and PGD-10 without random start (0 means the same bits).
+With --out, writes report.md (the printed report, the command and the load average before
+and after each process), times.csv (seconds of every method in every round), ratios.csv and
+agreement.csv there.
 """
 
 import argparse
+import csv
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from tfadv.runtime import onednn  # noqa: E402
@@ -114,8 +123,33 @@ def art_fns(logits_model, x, y, batch_size):
     }
 
 
+def cleverhans_agreement(model, logits_model, x, y) -> dict:
+    """{attack: largest |tfadv - CleverHans|} for L-inf FGSM, BIM-10 and PGD-10 without random start."""
+    try:
+        from cleverhans.tf2.attacks.fast_gradient_method import fast_gradient_method
+        from cleverhans.tf2.attacks.projected_gradient_descent import projected_gradient_descent
+    except ImportError:
+        return {}
+
+    def ch_iterative(rand_init):
+        return projected_gradient_descent(
+            logits_model, x, EPS, ALPHA, STEPS, np.inf, clip_min=0.0, clip_max=1.0, y=y, rand_init=rand_init
+        )
+
+    pairs = {
+        "fgsm": (attacks.fgsm(model, x, y, EPS),
+                 fast_gradient_method(logits_model, x, EPS, np.inf, clip_min=0.0, clip_max=1.0, y=y)),
+        "bim-10": (attacks.bim(model, x, y, EPS, steps=STEPS, alpha=ALPHA), ch_iterative(False)),
+        "pgd-10 (no random start)": (
+            attacks.pgd(model, x, y, EPS, steps=STEPS, alpha=ALPHA, random_start=False), ch_iterative(False)
+        ),
+    }
+    return {name: float(np.abs(np.asarray(a) - np.asarray(b)).max()) for name, (a, b) in pairs.items()}
+
+
 def time_methods(args) -> dict:
     """{method: [seconds per round]} in this process."""
+    load_before = os.getloadavg()
     runtime.set_seed(0, deterministic=False)
     model = run_folder.load_model(args.model) if args.model else models.build("baseline_cnn")
     logits_model = models.logits_model(model)
@@ -143,7 +177,11 @@ def time_methods(args) -> dict:
             start = time.perf_counter()
             np.asarray(fns[name](x, y))  # forces the result
             times[name].append(time.perf_counter() - start)
-    return {"times": times, "jit": jit, "onednn": onednn.is_enabled()}
+    return {
+        "times": times, "jit": jit, "onednn": onednn.is_enabled(),
+        "agreement": cleverhans_agreement(model, logits_model, x, y),
+        "load": [load_before, os.getloadavg()],
+    }
 
 
 def time_in_processes(args) -> list:
@@ -161,28 +199,76 @@ def time_in_processes(args) -> list:
     return results
 
 
-def report(results, args) -> None:
-    first = results[0]
-    names = list(first["times"])
-    pooled = {name: [t for r in results for t in r["times"][name]] for name in names}
-    print(f"baseline_cnn, batch {args.batch_size}, eps {EPS:.4f}, jit_compile={first['jit']}, "
-          f"oneDNN {'on' if first['onednn'] else 'off'} (TF_ENABLE_ONEDNN_OPTS=0 for TensorFlow's own kernels), "
-          f"{len(results)} processes x {args.repeats} rounds after warm-up, {os.cpu_count()} CPUs")  # fmt: skip
-    print(f"{'method':34s} {'median s':>9s} {'min s':>9s}")
-    for name in names:
-        print(f"{name:34s} {statistics.median(pooled[name]):9.4f} {min(pooled[name]):9.4f}")
-    print("\nratios: median over all rounds of the ratio within each round [lowest, highest];")
-    print("then the median within each process (the spread between processes); (target)")
+def ratio_rows(results) -> list:
+    """One dict per ratio of RATIOS whose methods ran: median over every round, range, per-process medians."""
+    rows = []
     for numerator, denominator, target in RATIOS:
-        if numerator not in pooled or denominator not in pooled:
+        if numerator not in results[0]["times"] or denominator not in results[0]["times"]:
             continue
         per_process = [
             [a / b for a, b in zip(r["times"][numerator], r["times"][denominator], strict=True)] for r in results
         ]
         every = [ratio for ratios in per_process for ratio in ratios]
-        medians = " ".join(f"{statistics.median(ratios):.2f}" for ratios in per_process)
-        label = f"{numerator} / {denominator}"
-        print(f"{label:58s}{statistics.median(every):6.3f} [{min(every):.2f}, {max(every):.2f}]  {medians}  {target}")
+        rows.append({
+            "numerator": numerator, "denominator": denominator, "median": round(statistics.median(every), 4),
+            "lowest": round(min(every), 4), "highest": round(max(every), 4),
+            "process_medians": " ".join(f"{statistics.median(ratios):.3f}" for ratios in per_process),
+            "rounds": len(every), "target": target,
+        })
+    return rows
+
+
+def report(results, args) -> list:
+    """The report's lines."""
+    first = results[0]
+    names = list(first["times"])
+    pooled = {name: [t for r in results for t in r["times"][name]] for name in names}
+    onednn_state = "on" if first["onednn"] else "off (TF_ENABLE_ONEDNN_OPTS=0)"
+    lines = [
+        f"baseline_cnn, batch {args.batch_size}, eps {EPS:.4f}, jit_compile={first['jit']}, oneDNN {onednn_state}, "
+        f"{len(results)} processes x {args.repeats} rounds after warm-up, {os.cpu_count()} CPUs",
+        "load average (1, 5, 15 min) before and after each process: "
+        + "; ".join(" -> ".join(" ".join(f"{v:.2f}" for v in load) for load in r["load"]) for r in results),
+        f"{'method':34s} {'median s':>9s} {'min s':>9s}",
+    ]
+    lines += [f"{name:34s} {statistics.median(pooled[name]):9.4f} {min(pooled[name]):9.4f}" for name in names]
+    lines += [
+        "",
+        "ratios: median over all rounds of the ratio within each round [lowest, highest];",
+        "then the median within each process (the spread between processes); (target)",
+    ]
+    for row in ratio_rows(results):
+        label = f"{row['numerator']} / {row['denominator']}"
+        lines.append(f"{label:58s}{row['median']:6.3f} [{row['lowest']:.2f}, {row['highest']:.2f}]  "
+                     f"{row['process_medians']}  {row['target']}")
+    if first["agreement"]:
+        lines += ["", "largest |tfadv - CleverHans| on this batch (L-inf; 0 = the same bits):"]
+        lines += [f"{name:34s} {diff:.3g}" for name, diff in first["agreement"].items()]
+    return lines
+
+
+def write_outputs(out: str, results, lines) -> None:
+    """report.md, times.csv, ratios.csv and agreement.csv in `out`."""
+    os.makedirs(out, exist_ok=True)
+    command = "python " + " ".join([os.path.relpath(__file__), *sys.argv[1:]])
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    with open(os.path.join(out, "report.md"), "w") as f:
+        f.write(f"# Attack speed\n\n`{command}` ({when})\n\n```\n" + "\n".join(lines) + "\n```\n")
+    with open(os.path.join(out, "times.csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["process", "round", "method", "seconds"])
+        for p, result in enumerate(results):
+            for name, times in result["times"].items():
+                writer.writerows([p, r, name, f"{t:.5f}"] for r, t in enumerate(times))
+    rows = ratio_rows(results)
+    with open(os.path.join(out, "ratios.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with open(os.path.join(out, "agreement.csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["attack", "max_abs_difference_vs_cleverhans"])
+        writer.writerows(results[0]["agreement"].items())
 
 
 def main():
@@ -192,6 +278,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=7, help="rounds per process")
     parser.add_argument("--processes", type=int, default=3, help="fresh processes, one after another")
     parser.add_argument("--jit_compile", default="auto")
+    parser.add_argument("--out", default="", help="folder for report.md and the CSVs (default: print only)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.repeats < 1 or args.processes < 1:
@@ -200,7 +287,11 @@ def main():
         print(json.dumps(time_methods(args)))
         return
     results = time_in_processes(args) if args.processes > 1 else [time_methods(args)]
-    report(results, args)
+    lines = report(results, args)
+    print("\n".join(lines))
+    if args.out:
+        write_outputs(args.out, results, lines)
+        print(f"written to {args.out}")
 
 
 RATIOS = (  # (numerator, denominator, target)

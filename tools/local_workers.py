@@ -7,6 +7,11 @@ and reports each worker's result and the training throughput.
 
 On several machines, start the same command on each with TF_CONFIG naming all workers and this
 machine's index (see the README). Exit code 0 when every worker succeeded.
+
+Besides worker<i>.log, writes result.json (the command, the load average before and after,
+each worker's exit code, images/s and clean accuracy, the wall time) and result.txt (the
+printed lines) into --log_dir. --workers=1 without --distribution=multi_worker times one
+ordinary process the same way.
 """
 
 import argparse
@@ -91,16 +96,31 @@ def main():
     args = parser.parse_args()
     train_args = [a for a in args.train_args if a != "--"]
     log_dir = args.log_dir or os.path.join(REPO_ROOT, "saved_models", f"workers-{int(time.time())}")
+    load_before = os.getloadavg()
     start = time.time()
     codes = wait_all(start_workers(train_args, args.workers, log_dir), args.timeout)
     seconds = time.time() - start
+    lines, workers = [], []
     for index, code in enumerate(codes):
         text = open(os.path.join(log_dir, f"worker{index}.log")).read()
         accuracy = re.findall(r"clean test accuracy .*", text)
         step = median(step_times(text)[1:])  # the first epoch traces
-        rate = f", {args.batch_size / step:.0f} images/s (median epoch after the first)" if step and args.batch_size else ""
-        print(f"worker {index}: exit {code}{rate}; {accuracy[-1] if accuracy else 'no result'}")
-    print(f"{args.workers} worker(s): {seconds:.1f} s wall; logs in {log_dir}")
+        images_per_second = args.batch_size / step if step and args.batch_size else None
+        rate = f", {images_per_second:.0f} images/s (median epoch after the first)" if images_per_second else ""
+        lines.append(f"worker {index}: exit {code}{rate}; {accuracy[-1] if accuracy else 'no result'}")
+        workers.append({"exit": code, "images_per_second": images_per_second,
+                        "result": accuracy[-1] if accuracy else None})
+    lines.append(f"{args.workers} worker(s): {seconds:.1f} s wall; logs in {log_dir}")
+    print("\n".join(lines))
+    result = {
+        "command": " ".join(["python", os.path.relpath(os.path.abspath(__file__)), *sys.argv[1:]]),
+        "workers": workers, "wall_seconds": round(seconds, 1),
+        "load_average_before": load_before, "load_average_after": os.getloadavg(),
+    }
+    with open(os.path.join(log_dir, "result.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    with open(os.path.join(log_dir, "result.txt"), "w") as f:
+        f.write("\n".join(lines) + "\n")
     return 0 if all(code == 0 for code in codes) else 1
 
 
