@@ -72,7 +72,6 @@ HELP = {
 }
 
 
-
 def define_flags(flag_values: flags.FlagValues) -> flags.FlagValues:
     """Defines this command's flags (one per TrainConfig field) on `flag_values` and returns it."""
     cli.define_flags_from_dataclass(TrainConfig, HELP, flag_values)
