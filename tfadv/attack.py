@@ -12,7 +12,7 @@ the surrogate and scored on --model (black-box transfer). The work is
 
 import os
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from tfadv.experiment import flags as cli
 from tfadv.experiment.attack_job import FORMATS, AttackJob
@@ -21,43 +21,50 @@ from tfadv.runtime.quiet import native_stderr_silenced, quiet_tensorflow_logs
 
 quiet_tensorflow_logs()  # TensorFlow itself is imported only after the cheap checks
 
-flags.DEFINE_string("model", "", "run folder, .keras file or SavedModel to attack (required)")
-flags.DEFINE_string("model_name", "", "model inside a run folder (default: the run's main model)")
-flags.DEFINE_string("model_output", "", "logits or probabilities, for SavedModels that do not say")
-flags.DEFINE_string("surrogate", "", "transfer attack: generate the examples on this model instead")
-flags.DEFINE_string("attack", "pgd", "an attack name (fgsm, fgsm_targeted, fgsm_random, bim, pgd, random_sign, one_pixel, patch, apgd, apgd_dlr, apgd_t, fab_t, square, ...) or a spec such as 'pgd(steps=20, loss=margin)'")
-flags.DEFINE_float("eps", None, "budget in pixel scale [0, 1] (required by gradient attacks; patch takes none)")
-flags.DEFINE_string("dataset", "", "data set (default: the run's); synthetic, cifar10 or a TFDS name")
-flags.DEFINE_string("data_dir", "", "data folder or CIFAR-10 archive (default: the run's)")
-flags.DEFINE_enum("split", "test", SPLITS, "split to attack")
-flags.DEFINE_integer("limit", 0, "attack only the first N images of the split (0: all)")
-flags.DEFINE_integer("batch_size", 256, "images per attack call")
-flags.DEFINE_integer("seed", 0, "seeds random starts, random signs, targets and the searches")
-# attack options: passed only when given
-flags.DEFINE_string("target", None, "targeted: least_likely, least_likely_top5, random or a class id")
-flags.DEFINE_integer("steps", None, "iterations (pgd, bim, patch, apgd*, fab_t)")
-flags.DEFINE_float("alpha", None, "step size in pixel scale (pgd, bim, fgsm_random)")
-flags.DEFINE_string("norm", None, "inf or 2 (fgsm, pgd, bim, apgd*, fab_t, square)")
-flags.DEFINE_integer("restarts", None, "random restarts, best kept per image (pgd, apgd, apgd_dlr; fab_t: runs per target)")
-flags.DEFINE_bool("random_start", None, "start inside the eps-ball at random (pgd)")
-flags.DEFINE_string("loss", None, "ce, margin, dlr or ce_t")
-flags.DEFINE_string("loss_on", None, "logits (default) or probabilities")
-flags.DEFINE_integer("pixels", None, "pixels changed (one_pixel)")
-flags.DEFINE_integer("population", None, "candidates per image (one_pixel)")
-flags.DEFINE_integer("max_queries", None, "model queries per image (one_pixel)")
-flags.DEFINE_integer("queries", None, "model queries per image, the clean one included (square)")
-flags.DEFINE_integer("n_targets", None, "target classes per image, the most likely first (apgd_t, fab_t)")
-flags.DEFINE_integer("patch_size", None, "patch side in pixels (patch)")
-flags.DEFINE_float("step_size", None, "patch value change per step (patch)")
-flags.DEFINE_string("jit_compile", None, "XLA: auto (on only with a GPU), true or false")
-# output
-flags.DEFINE_string("output_dir", "", "where to write (default RUN/attacks/<attack>-eps<eps>-<split> for a run folder)")
-flags.DEFINE_bool("overwrite", False, "replace an existing --output_dir")
-flags.DEFINE_enum("format", "npz", FORMATS, "file format of the adversarial set")
-flags.DEFINE_integer("grid_images", 8, "images in grid.png")
-flags.DEFINE_integer("verbose", 1, "0 quiet, 1 progress bar")
 
-FLAGS = flags.FLAGS
+def define_flags(flag_values: flags.FlagValues) -> flags.FlagValues:
+    """Defines this command's flags on `flag_values` and returns it."""
+    flags.DEFINE_string("model", "", "run folder, .keras file or SavedModel to attack (required)", flag_values=flag_values)
+    flags.DEFINE_string("model_name", "", "model inside a run folder (default: the run's main model)", flag_values=flag_values)
+    flags.DEFINE_string("model_output", "", "logits or probabilities, for SavedModels that do not say", flag_values=flag_values)
+    flags.DEFINE_string("surrogate", "", "transfer attack: generate the examples on this model instead", flag_values=flag_values)
+    flags.DEFINE_string("attack", "pgd", "an attack name (fgsm, fgsm_targeted, fgsm_random, bim, pgd, random_sign, one_pixel, patch, apgd, apgd_dlr, apgd_t, fab_t, square, ...) or a spec such as 'pgd(steps=20, loss=margin)'", flag_values=flag_values)
+    flags.DEFINE_float("eps", None, "budget in pixel scale [0, 1] (required by gradient attacks; patch takes none)", flag_values=flag_values)
+    flags.DEFINE_string("dataset", "", "data set (default: the run's); synthetic, cifar10 or a TFDS name", flag_values=flag_values)
+    flags.DEFINE_string("data_dir", "", "data folder or CIFAR-10 archive (default: the run's)", flag_values=flag_values)
+    flags.DEFINE_enum("split", "test", SPLITS, "split to attack", flag_values=flag_values)
+    flags.DEFINE_integer("limit", 0, "attack only the first N images of the split (0: all)", flag_values=flag_values)
+    flags.DEFINE_integer("batch_size", 256, "images per attack call", flag_values=flag_values)
+    flags.DEFINE_integer("seed", 0, "seeds random starts, random signs, targets and the searches", flag_values=flag_values)
+    # attack options: passed only when given
+    flags.DEFINE_string("target", None, "targeted: least_likely, least_likely_top5, random or a class id", flag_values=flag_values)
+    flags.DEFINE_integer("steps", None, "iterations (pgd, bim, patch, apgd*, fab_t)", flag_values=flag_values)
+    flags.DEFINE_float("alpha", None, "step size in pixel scale (pgd, bim, fgsm_random)", flag_values=flag_values)
+    flags.DEFINE_string("norm", None, "inf or 2 (fgsm, pgd, bim, apgd*, fab_t, square)", flag_values=flag_values)
+    flags.DEFINE_integer("restarts", None, "random restarts, best kept per image (pgd, apgd, apgd_dlr; fab_t: runs per target)", flag_values=flag_values)
+    flags.DEFINE_bool("random_start", None, "start inside the eps-ball at random (pgd)", flag_values=flag_values)
+    flags.DEFINE_string("loss", None, "ce, margin, dlr or ce_t", flag_values=flag_values)
+    flags.DEFINE_string("loss_on", None, "logits (default) or probabilities", flag_values=flag_values)
+    flags.DEFINE_integer("pixels", None, "pixels changed (one_pixel)", flag_values=flag_values)
+    flags.DEFINE_integer("population", None, "candidates per image (one_pixel)", flag_values=flag_values)
+    flags.DEFINE_integer("max_queries", None, "model queries per image (one_pixel)", flag_values=flag_values)
+    flags.DEFINE_integer("queries", None, "model queries per image, the clean one included (square)", flag_values=flag_values)
+    flags.DEFINE_integer("n_targets", None, "target classes per image, the most likely first (apgd_t, fab_t)", flag_values=flag_values)
+    flags.DEFINE_integer("patch_size", None, "patch side in pixels (patch)", flag_values=flag_values)
+    flags.DEFINE_float("step_size", None, "patch value change per step (patch)", flag_values=flag_values)
+    flags.DEFINE_string("jit_compile", None, "XLA: auto (on only with a GPU), true or false", flag_values=flag_values)
+    # output
+    flags.DEFINE_string("output_dir", "", "where to write (default RUN/attacks/<attack>-eps<eps>-<split> for a run folder)", flag_values=flag_values)
+    flags.DEFINE_bool("overwrite", False, "replace an existing --output_dir", flag_values=flag_values)
+    flags.DEFINE_enum("format", "npz", FORMATS, "file format of the adversarial set", flag_values=flag_values)
+    flags.DEFINE_integer("grid_images", 8, "images in grid.png", flag_values=flag_values)
+    flags.DEFINE_integer("verbose", 1, "0 quiet, 1 progress bar", flag_values=flag_values)
+    return flag_values
+
+
+FLAGS = define_flags(flags.FlagValues())
+"""This command's flags, apart from absl's global flags.FLAGS (so the three commands import together);
+`python -m tfadv.attack` defines them on flags.FLAGS, where --helpfull finds them."""
 OPTION_FLAGS = {  # flag -> keyword of the attack
     "target": "target", "steps": "steps", "alpha": "alpha", "norm": "norm", "restarts": "restarts",
     "random_start": "random_start", "loss": "loss", "loss_on": "loss_on", "pixels": "pixels",
@@ -68,23 +75,25 @@ JOB_FLAGS = ("model", "model_name", "model_output", "surrogate", "attack", "eps"
              "limit", "batch_size", "seed", "output_dir", "overwrite", "format", "grid_images", "verbose")  # fmt: skip
 
 
-def _option(flag):
-    value = FLAGS[flag].value
+def _option(flag, flag_values):
+    value = flag_values[flag].value
     if flag == "target" and value.lstrip("-").isdigit():
         return int(value)
     return value
 
 
-def job_from_flags() -> AttackJob:
-    options = {keyword: _option(flag) for flag, keyword in OPTION_FLAGS.items() if FLAGS[flag].present}
-    return AttackJob(**{name: FLAGS[name].value for name in JOB_FLAGS}, options=options)
+def job_from_flags(flag_values: flags.FlagValues = FLAGS) -> AttackJob:
+    """The job parsed flags describe (attack options only for the flags given)."""
+    present = [flag for flag in OPTION_FLAGS if flag_values[flag].present]
+    options = {OPTION_FLAGS[flag]: _option(flag, flag_values) for flag in present}
+    return AttackJob(**{name: flag_values[name].value for name in JOB_FLAGS}, options=options)
 
 
-def main(argv):
+def main(argv, flag_values: flags.FlagValues = FLAGS):
     if len(argv) > 1:
         cli.fail(f"unexpected arguments {argv[1:]}; flags look like --name=value")
     logging.set_verbosity(logging.ERROR)  # TFDS and TF warn through absl; our own messages are prints
-    job = job_from_flags()
+    job = job_from_flags(flag_values)
 
     def work():
         from tfadv.experiment import attack_job
@@ -101,4 +110,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=cli.parse_flags_one_line_errors)
+    cli.run(define_flags, main)

@@ -12,7 +12,7 @@ transfer matrix; writes report.md, summary.json, CSVs, PNGs and TensorBoard summ
 
 import os
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from tfadv.experiment import flags as cli
 from tfadv.experiment.evaluation_job import EvaluationJob
@@ -21,33 +21,46 @@ from tfadv.runtime.quiet import native_stderr_silenced, quiet_tensorflow_logs
 
 quiet_tensorflow_logs()  # TensorFlow itself is imported only after the cheap checks
 
-flags.DEFINE_multi_string("model", [], "run folder, RUN:NAME, .keras file or SavedModel; repeat for several models")
-flags.DEFINE_string("model_output", "", "logits or probabilities, for SavedModels that do not say")
-flags.DEFINE_float("eps", None, "evaluation budget in pixel scale [0, 1] (required)")
-flags.DEFINE_string("norm", "inf", "inf or 2")
-flags.DEFINE_string("suite", "standard", "standard, fast, or a comma list of attack specs, e.g. 'pgd(steps=50),square'")
-flags.DEFINE_string("sweep_eps", "0.001,0.01,0.03,0.05,0.1,0.3", "eps values of the FGSM/PGD sweep")
-flags.DEFINE_string("dataset", "", "data set (default: the first run's); synthetic, cifar10 or a TFDS name")
-flags.DEFINE_string("data_dir", "", "data folder or CIFAR-10 archive (default: the run's)")
-flags.DEFINE_enum("split", "test", SPLITS, "split to evaluate on")
-flags.DEFINE_integer("limit", 0, "evaluate only the first N images of the split (0: all)")
-flags.DEFINE_integer("batch_size", 256, "images per attack call")
-flags.DEFINE_integer("seed", 0, "seeds every attack")
-flags.DEFINE_integer("eot_samples", 8, "draws averaged for a model whose outputs differ between calls")
-flags.DEFINE_string("output_dir", "", "report folder (default RUN/evaluations/<suite>-eps<eps>-<split>)")
-flags.DEFINE_bool("overwrite", False, "replace an existing --output_dir")
-flags.DEFINE_integer("verbose", 1, "0 quiet, 1 progress")
 
-FLAGS = flags.FLAGS
+def define_flags(flag_values: flags.FlagValues) -> flags.FlagValues:
+    """Defines this command's flags on `flag_values` and returns it."""
+    flags.DEFINE_multi_string("model", [], "run folder, RUN:NAME, .keras file or SavedModel; repeat for several models", flag_values=flag_values)
+    flags.DEFINE_string("model_output", "", "logits or probabilities, for SavedModels that do not say", flag_values=flag_values)
+    flags.DEFINE_float("eps", None, "evaluation budget in pixel scale [0, 1] (required)", flag_values=flag_values)
+    flags.DEFINE_string("norm", "inf", "inf or 2", flag_values=flag_values)
+    flags.DEFINE_string("suite", "standard", "standard, fast, or a comma list of attack specs, e.g. 'pgd(steps=50),square'", flag_values=flag_values)
+    flags.DEFINE_string("sweep_eps", "0.001,0.01,0.03,0.05,0.1,0.3", "eps values of the FGSM/PGD sweep", flag_values=flag_values)
+    flags.DEFINE_string("dataset", "", "data set (default: the first run's); synthetic, cifar10 or a TFDS name", flag_values=flag_values)
+    flags.DEFINE_string("data_dir", "", "data folder or CIFAR-10 archive (default: the run's)", flag_values=flag_values)
+    flags.DEFINE_enum("split", "test", SPLITS, "split to evaluate on", flag_values=flag_values)
+    flags.DEFINE_integer("limit", 0, "evaluate only the first N images of the split (0: all)", flag_values=flag_values)
+    flags.DEFINE_integer("batch_size", 256, "images per attack call", flag_values=flag_values)
+    flags.DEFINE_integer("seed", 0, "seeds every attack", flag_values=flag_values)
+    flags.DEFINE_integer("eot_samples", 8, "draws averaged for a model whose outputs differ between calls", flag_values=flag_values)
+    flags.DEFINE_string("output_dir", "", "report folder (default RUN/evaluations/<suite>-eps<eps>-<split>)", flag_values=flag_values)
+    flags.DEFINE_bool("overwrite", False, "replace an existing --output_dir", flag_values=flag_values)
+    flags.DEFINE_integer("verbose", 1, "0 quiet, 1 progress", flag_values=flag_values)
+    return flag_values
+
+
+FLAGS = define_flags(flags.FlagValues())
+"""This command's flags, apart from absl's global flags.FLAGS (so the three commands import together);
+`python -m tfadv.evaluate` defines them on flags.FLAGS, where --helpfull finds them."""
 JOB_FLAGS = ("model_output", "eps", "norm", "suite", "sweep_eps", "dataset", "data_dir", "split", "limit", "batch_size",
              "seed", "eot_samples", "output_dir", "overwrite", "verbose")  # fmt: skip
 
 
-def main(argv):
+def job_from_flags(flag_values: flags.FlagValues = FLAGS) -> EvaluationJob:
+    """The job parsed flags describe."""
+    models = list(flag_values["model"].value)
+    return EvaluationJob(models=models, **{name: flag_values[name].value for name in JOB_FLAGS})
+
+
+def main(argv, flag_values: flags.FlagValues = FLAGS):
     if len(argv) > 1:
         cli.fail(f"unexpected arguments {argv[1:]}; flags look like --name=value")
     logging.set_verbosity(logging.ERROR)
-    job = EvaluationJob(models=list(FLAGS.model), **{name: FLAGS[name].value for name in JOB_FLAGS})
+    job = job_from_flags(flag_values)
 
     def work():
         from tfadv.experiment import evaluation_job
@@ -64,4 +77,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=cli.parse_flags_one_line_errors)
+    cli.run(define_flags, main)

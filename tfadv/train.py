@@ -10,7 +10,7 @@ config.json has the same settings. Values and paths are checked before TensorFlo
 import dataclasses
 import os
 
-from absl import app, logging
+from absl import flags, logging
 
 from tfadv.experiment import flags as cli
 from tfadv.experiment import run_folder
@@ -71,14 +71,28 @@ HELP = {
     "verbose": "0 silent, 1 progress bar, 2 one line per epoch",
 }
 
-cli.define_flags_from_dataclass(TrainConfig, HELP)
+
+def define_flags(flag_values: flags.FlagValues) -> flags.FlagValues:
+    """Defines this command's flags (one per TrainConfig field) on `flag_values` and returns it."""
+    cli.define_flags_from_dataclass(TrainConfig, HELP, flag_values)
+    return flag_values
 
 
-def main(argv):
+FLAGS = define_flags(flags.FlagValues())
+"""This command's flags, apart from absl's global flags.FLAGS (so the three commands import together);
+`python -m tfadv.train` defines them on flags.FLAGS, where --helpfull finds them."""
+
+
+def job_from_flags(flag_values: flags.FlagValues = FLAGS) -> TrainConfig:
+    """The run parsed flags describe (values not yet checked: TrainConfig.check_values)."""
+    return cli.dataclass_from_flags(TrainConfig, flag_values)
+
+
+def main(argv, flag_values: flags.FlagValues = FLAGS):
     if len(argv) > 1:
         cli.fail(f"unexpected arguments {argv[1:]}; flags look like --name=value")
     logging.set_verbosity(logging.ERROR)  # TFDS and TF warn through absl; our own messages are prints
-    config = cli.dataclass_from_flags(TrainConfig)
+    config = job_from_flags(flag_values)
     names = [field.name for field in dataclasses.fields(TrainConfig)]
     interrupted = f"interrupted; continue with --resume --output_dir={config.output_dir or '...'}"
     summary = cli.run_main(lambda: work(config), names, interrupted=interrupted)
@@ -98,4 +112,4 @@ def work(config: TrainConfig):
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=cli.parse_flags_one_line_errors)
+    cli.run(define_flags, main)

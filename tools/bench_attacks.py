@@ -46,7 +46,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from tfadv import attacks, models  # noqa: E402
-from tfadv.experiment import run_folder  # noqa: E402
+from tfadv.experiment import load_model  # noqa: E402
 from tfadv.runtime import devices as runtime  # noqa: E402
 
 EPS = 8 / 255
@@ -151,7 +151,7 @@ def time_methods(args) -> dict:
     """{method: [seconds per round]} in this process."""
     load_before = os.getloadavg()
     runtime.set_seed(0, deterministic=False)
-    model = run_folder.load_model(args.model) if args.model else models.build("baseline_cnn")
+    model = load_model(args.model) if args.model else models.build("baseline_cnn")
     logits_model = models.logits_model(model)
     jit = runtime.resolve_jit_compile(args.jit_compile)
     rng = np.random.default_rng(0)

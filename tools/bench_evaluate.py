@@ -39,7 +39,7 @@ import pandas as pd  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from tfadv import attacks, data, evaluation, models  # noqa: E402
-from tfadv.experiment import run_folder  # noqa: E402
+from tfadv.experiment import load_model  # noqa: E402
 from tfadv.runtime import devices  # noqa: E402
 from tfadv.runtime.files import write_text  # noqa: E402
 
@@ -179,7 +179,7 @@ def main():
     x, y = test.float_images(), test.labels
     rows = []
     for path in args.models.split(","):
-        clf = models.as_classifier(run_folder.load_model(path))
+        clf = models.as_classifier(load_model(path))
         name = os.path.basename(os.path.normpath(path))
         row = {"model": name, "n": len(y), "clean": float(np.mean(attacks.predict_classes(clf, x) == y))}
         evaluation.run_suite(clf, x[:8], y[:8], args.eps, "apgd(steps=2),apgd_t(steps=2, n_targets=1),square(queries=10)")  # compile

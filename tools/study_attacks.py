@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from tfadv import attacks, data, evaluation  # noqa: E402
-from tfadv.experiment import run_folder  # noqa: E402
+from tfadv.experiment import load_model  # noqa: E402
 from tfadv.runtime import devices as runtime  # noqa: E402
 
 EPS_255 = (0, 1, 2, 4, 8, 16)
@@ -108,7 +108,7 @@ def main():
     args = parser.parse_args()
 
     runtime.set_seed(0, deterministic=False)
-    model = run_folder.load_model(args.model)
+    model = load_model(args.model)
     dataset = data.load("cifar10", data_dir=args.data_dir)
     test = dataset.test.head(args.limit)
     x, y = test.float_images(), test.labels

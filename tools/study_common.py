@@ -319,21 +319,21 @@ def epoch_seconds(info: dict, stage: int | None = None) -> list:
 
 
 def load_run_model(info_or_dir, name: str = ""):
-    from tfadv.experiment import run_folder
+    from tfadv.experiment import load_model
 
     path = info_or_dir["dir"] if isinstance(info_or_dir, dict) else info_or_dir
-    return run_folder.load_model(path, name)
+    return load_model(path, name)
 
 
 def model_from_spec(spec: str):
     """'PATH' or 'PATH:NAME' (a run folder and one of its models, a .keras file or a SavedModel)
     -> (label, model, path for staleness checks)."""
-    from tfadv.experiment import run_folder
+    from tfadv.experiment import load_model
 
     path, name = (spec, "")
     if not os.path.exists(spec) and ":" in spec:
         path, name = spec.rsplit(":", 1)
-    model = run_folder.load_model(path, name)
+    model = load_model(path, name)
     label = os.path.basename(os.path.normpath(path)) + (f":{name}" if name else "")
     return label, model, path
 

@@ -3,11 +3,12 @@ that turns the library's errors (which name Python arguments: `eps=5.0`) into on
 messages that name flags (`--eps=5.0`)."""
 
 import dataclasses
+import functools
 import os
 import re
 import sys
 
-from absl import flags
+from absl import app, flags
 
 
 def define_flags_from_dataclass(cls, help_texts: dict, flag_values=flags.FLAGS):
@@ -37,6 +38,14 @@ def parse_flags_one_line_errors(argv):
         message = str(e).removeprefix("ERROR:: ").strip().splitlines()[0]
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
+
+
+def run(define_flags, main) -> None:
+    """`python -m tfadv.<command>`: defines the command's flags on absl's global flags.FLAGS (where
+    app.run's --help/--helpfull look), then runs `main(argv, flag_values=flags.FLAGS)` under app.run,
+    bad flags and flagfiles reported in one line."""
+    define_flags(flags.FLAGS)
+    app.run(functools.partial(main, flag_values=flags.FLAGS), flags_parser=parse_flags_one_line_errors)
 
 
 def fail(message: str, code: int = 2):
