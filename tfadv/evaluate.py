@@ -40,6 +40,11 @@ def define_flags(flag_values: flags.FlagValues) -> flags.FlagValues:
     flags.DEFINE_string("output_dir", "", "report folder (default RUN/evaluations/<suite>-eps<eps>-<split>)", flag_values=flag_values)
     flags.DEFINE_bool("overwrite", False, "replace an existing --output_dir", flag_values=flag_values)
     flags.DEFINE_integer("verbose", 1, "0 quiet, 1 progress", flag_values=flag_values)
+    flags.DEFINE_bool("resume", False, "continue the evaluation in --output_dir from its store: only missing chunks and attacks run", flag_values=flag_values)
+    flags.DEFINE_integer("chunk_size", 512, "images per stored work unit (fixed for an evaluation)", flag_values=flag_values)
+    flags.DEFINE_enum("distribution", "default", ("default", "mirrored", "multi_worker"), "mirrored: split each attack call over the local GPUs (or --logical_cpus); multi_worker: one process per host, TF_CONFIG as for training", flag_values=flag_values)
+    flags.DEFINE_integer("logical_cpus", 0, "split the CPU into N logical devices (to run mirrored on one CPU)", flag_values=flag_values)
+    flags.DEFINE_float("wait_workers", 3600.0, "multi_worker: seconds the chief waits for the other workers before it runs their missing chunks", flag_values=flag_values)
     return flag_values
 
 
@@ -47,7 +52,8 @@ FLAGS = define_flags(flags.FlagValues())
 """This command's flags, apart from absl's global flags.FLAGS (so the three commands import together);
 `python -m tfadv.evaluate` defines them on flags.FLAGS, where --helpfull finds them."""
 JOB_FLAGS = ("model_output", "eps", "norm", "suite", "sweep_eps", "dataset", "data_dir", "split", "limit", "batch_size",
-             "seed", "eot_samples", "output_dir", "overwrite", "verbose")  # fmt: skip
+             "seed", "eot_samples", "output_dir", "overwrite", "verbose", "resume", "chunk_size", "distribution",
+             "logical_cpus", "wait_workers")  # fmt: skip
 
 
 def job_from_flags(flag_values: flags.FlagValues = FLAGS) -> EvaluationJob:
@@ -72,7 +78,7 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
             gpu_available()  # the one-time CUDA probe, silenced here instead of logging mid-run
         return evaluation_job.run_evaluation_job(job)
 
-    lines = cli.run_main(work, ("model", "models", *JOB_FLAGS), {"models": "model"}, "interrupted; nothing was written")
+    lines = cli.run_main(work, ("model", "models", *JOB_FLAGS), {"models": "model"}, "interrupted; continue with --resume (the finished chunks are kept in OUTPUT/store)")
     print(os.linesep.join(lines))
 
 

@@ -14,12 +14,19 @@ from tfadv.evaluation.metrics import (
     top_k_error,
 )
 from tfadv.evaluation.monitor import RobustMonitor
-from tfadv.evaluation.report import EvaluationReport, ModelEvaluation, evaluate
+from tfadv.evaluation.report import (
+    EvaluationReport,
+    ModelEvaluation,
+    attacked_view,
+    evaluate,
+    suite_folder,
+)
 from tfadv.evaluation.robustness import eps_sweep, gradient_norms, masking_report, robust_accuracy
+from tfadv.evaluation.store import EvaluationStore
 from tfadv.evaluation.suite import SUITES, SuiteResult, run_suite, suite_attacks
 
 __all__ = [
-    "CONFIDENCE_EDGES", "Check", "EvaluationReport", "ModelEvaluation", "RobustMonitor", "SUITES", "SuiteResult",
+    "CONFIDENCE_EDGES", "Check", "EvaluationReport", "EvaluationStore", "attacked_view", "suite_folder", "ModelEvaluation", "RobustMonitor", "SUITES", "SuiteResult",
     "clean_report", "confidence_buckets", "confidence_table", "confusion_matrix", "eps_sweep", "evaluate",
     "gradient_norms", "masking_report", "per_class_accuracy", "predict_probabilities", "robust_accuracy",
     "run_suite", "suite_attacks", "top_k_error",

@@ -189,7 +189,7 @@ def run_chunked(
                 )
             result = store.get(start, f"a{k}")
             alive[np.isin(rows, result["indices"][result["broken"]])] = False
-    if not _complete(store, n, chunk_size, len(attack_list)):
+    if not store.complete(n):
         return None
     return store.outcomes(images, len(attack_list))
 
@@ -252,16 +252,3 @@ def _clean_unit(model, images, labels, rows, store, batch_size, log):
     )
     log(f"images {start}-{rows[-1]}: clean accuracy {np.mean(predictions == labels[rows]):.4f}")
     return predictions == labels[rows]
-
-
-def _complete(store, n, chunk_size, attacks_count) -> bool:
-    for start in range(0, n, chunk_size):
-        stop = min(start + chunk_size, n)
-        if (
-            not store.has(start, "clean")
-            or len(store.get(start, "clean")["indices"]) != stop - start
-        ):
-            return False
-        if not all(store.has(start, f"a{k}") for k in range(attacks_count)):
-            return False
-    return True

@@ -20,6 +20,7 @@ single draws: the headline is the mean accuracy of the draws, beside the share c
 """
 
 import dataclasses
+import os
 import time
 
 import numpy as np
@@ -27,6 +28,7 @@ import pandas as pd
 
 from tfadv import attacks, models
 from tfadv.evaluation import checklist, metrics, robustness
+from tfadv.evaluation.engine import CHUNK_SIZE
 from tfadv.evaluation.suite import CLEAN_WRONG, SuiteResult, run_suite, suite_attacks
 
 SWEEP_EPS = (0.001, 0.01, 0.03, 0.05, 0.1, 0.3)
@@ -245,6 +247,7 @@ def _describe(attack_list) -> str:
 def evaluate(
     models_in, images, labels, eps, *, suite="standard", norm="inf", sweep_eps=SWEEP_EPS, class_names=None,
     batch_size: int = 256, seed: int = 0, eot_samples: int = 8, draws: int = DRAWS, progress: bool = True,
+    store: str | None = None, chunk_size: int = CHUNK_SIZE, strategy=None,
 ) -> EvaluationReport:  # fmt: skip
     """Evaluates one or more classifiers on the same images (see the module docstring).
 
@@ -261,6 +264,12 @@ def evaluate(
         eot_samples: draws averaged for a model whose outputs differ between calls.
         draws: fresh single draws (R) that score a random model's final adversarial images.
         progress: print one line per stage.
+        store: a folder keeping the suite's per-image outcomes of every model, chunk by chunk
+            (`<store>/<model>/`; see `tfadv.evaluation.store`): an evaluation killed at any moment
+            continues where it stopped, an appended attack runs on the survivors only, more
+            images add chunks. None: in memory.
+        chunk_size: images per stored work unit.
+        strategy: a tf.distribute strategy whose local replicas share each attack call.
 
     Raises:
         ValueError: empty or mismatched data, eps outside its range, an unknown suite or attack,
@@ -292,11 +301,11 @@ def evaluate(
     report = EvaluationReport(float(eps), norm_name, [a.describe() for a in suite_list], len(x), {}, None, class_names, settings)
     attacked = {}
     for name, clf in classifiers.items():
-        stochastic = models.is_stochastic(clf, x[:PROBE_IMAGES])
-        attacked[name] = models.expectation(clf, eot_samples) if stochastic else clf
+        attacked[name], stochastic = attacked_view(clf, x, eot_samples)
+        suite_store = {"store": suite_folder(store, name), "chunk_size": chunk_size, "strategy": strategy}
         report.models[name] = _evaluate_one(
             name, attacked[name], stochastic, x, y, float(eps), suite_list, norm_name, sweep, class_names,
-            batch_size, seed, eot_samples, int(draws), progress,
+            batch_size, seed, eot_samples, int(draws), progress, suite_store,
         )  # fmt: skip
     if len(classifiers) > 1:
         report.transfer = _transfer(report, attacked, x, y, float(eps), norm_name, batch_size, seed, progress)
@@ -320,7 +329,22 @@ def _draws(clf, images, labels, counted, draws, batch_size) -> np.ndarray:
     return np.stack([(attacks.predict_classes(base, images, batch_size) == labels) & counted for _ in range(draws)])
 
 
-def _evaluate_one(name, clf, stochastic, x, y, eps, suite_list, norm, sweep_eps, class_names, batch_size, seed, eot_samples, draws, progress):
+def attacked_view(model, images, eot_samples: int):
+    """(the view every attack sees, whether the model is random at inference): the classifier,
+    or its expectation-over-transformation view when two calls on `images` differ."""
+    clf = models.as_classifier(model)
+    stochastic = models.is_stochastic(clf, images[:PROBE_IMAGES])
+    return (models.expectation(clf, eot_samples) if stochastic else clf), stochastic
+
+
+def suite_folder(store: str | None, name: str) -> str | None:
+    """Where the suite's outcomes of model `name` are kept inside an evaluation's store folder."""
+    from tfadv.evaluation.report_files import folder_name
+
+    return None if store is None else os.path.join(store, folder_name(name))
+
+
+def _evaluate_one(name, clf, stochastic, x, y, eps, suite_list, norm, sweep_eps, class_names, batch_size, seed, eot_samples, draws, progress, suite_store):
     start = time.time()
     probabilities = metrics.predict_probabilities(clf, x, batch_size)
     predictions = probabilities.argmax(axis=1)
@@ -330,7 +354,7 @@ def _evaluate_one(name, clf, stochastic, x, y, eps, suite_list, norm, sweep_eps,
         "top5_error": metrics.top_k_error(probabilities, y, 5) if probabilities.shape[1] >= 5 else None,
     }
     _log(progress, name, f"clean accuracy {clean['accuracy']:.4f}", start)
-    suite = run_suite(clf, x, y, eps, suite_list, norm=norm, batch_size=batch_size, seed=seed, progress=progress)
+    suite = run_suite(clf, x, y, eps, suite_list, norm=norm, batch_size=batch_size, seed=seed, progress=progress, **suite_store)
     _log(progress, name, f"suite robust accuracy {suite.robust_accuracy:.4f}", start)
     num_classes = len(class_names)
     m = ModelEvaluation(

@@ -14,7 +14,7 @@ import re
 import pandas as pd
 
 from tfadv.evaluation import plots
-from tfadv.runtime.files import atomic_dir, write_json, write_text
+from tfadv.runtime.files import atomic_dir, link_tree, write_json, write_text
 
 
 def folder_name(name: str) -> str:
@@ -71,6 +71,7 @@ def markdown(report) -> str:
             "",
             _table(m.suite.table(), 4),
             "",
+            *cost_lines(m),
             "### Extra attacks at the evaluation eps (accuracy over all images)",
             "",
             _table(pd.DataFrame([{"attack": k, "accuracy": v} for k, v in m.attack_accuracy.items()]), 4),
@@ -126,12 +127,19 @@ def _figures(report, name, m) -> dict:
     }
 
 
+STORE = "store"  # the evaluation store's folder inside a report folder (kept when the report is rewritten)
+
+
 def write(report, output_dir: str, overwrite: bool = False) -> str:
-    """Writes the whole report into `output_dir` (replaced only with overwrite=True)."""
+    """Writes the whole report into `output_dir` (replaced only with overwrite=True); an evaluation
+    store in `output_dir/store` is kept (hard-linked into the new folder before the swap)."""
     if os.path.exists(output_dir) and os.listdir(output_dir) and not overwrite:
         raise ValueError(f"output_dir={output_dir!r} already exists; pass overwrite=True to replace it")
 
     def fill(tmp):
+        if os.path.isdir(os.path.join(output_dir, STORE)):
+            link_tree(os.path.join(output_dir, STORE), os.path.join(tmp, STORE))
+        write_json(os.path.join(tmp, "robustbench.json"), robustbench(report))
         write_text(os.path.join(tmp, "report.md"), markdown(report))
         write_json(os.path.join(tmp, "summary.json"), report.summary())
         report.headline().to_csv(os.path.join(tmp, "headline.csv"), index=False)
@@ -159,6 +167,36 @@ def write(report, output_dir: str, overwrite: bool = False) -> str:
             _tensorboard(os.path.join(tmp, "tensorboard", folder_name(name)), m, pngs)
 
     return atomic_dir(output_dir, fill)
+
+
+PROJECT_IMAGES = 10_000  # the cost of the suite is projected to a CIFAR-10 test set
+
+
+def robustbench(report) -> dict:
+    """RobustBench-style entries, one per model: clean_acc, autoattack_acc (the suite's robust
+    accuracy), eps, norm, n_examples, forward passes and gradients; `tfadv_robust_acc` is the
+    report's headline (the worst case over every attack it ran)."""
+    dataset = report.settings.get("dataset", "")
+    entries = {}
+    for name, m in report.models.items():
+        entry = m.suite.robustbench(report.norm, model=name, dataset=dataset, suite=", ".join(report.suite))
+        entries[name] = {**entry, "tfadv_robust_acc": m.robust_accuracy}
+    return entries
+
+
+def cost_lines(m) -> list:
+    """Markdown lines on what the suite spent and what PROJECT_IMAGES images would cost."""
+    if not m.suite.forwards:
+        return []
+    cost = m.suite.cost(PROJECT_IMAGES)
+    projected = cost["projected"]
+    return [
+        f"Suite cost: {cost['gradients']:,} input gradients and {cost['forwards']:,} forward passes "
+        f"(images x passes) in {cost['seconds']:.0f} s for {cost['images']} images; at this rate "
+        f"{PROJECT_IMAGES:,} images would take {projected['gradients']:,.0f} gradients, "
+        f"{projected['forwards']:,.0f} forward passes and {projected['seconds'] / 3600:.2f} h.",
+        "",
+    ]
 
 
 def _tensorboard(folder: str, m, pngs: dict) -> None:

@@ -143,6 +143,19 @@ class EvaluationStore:
 
     # -------------------------------------------------------------- reading
 
+    def complete(self, n: int) -> bool:
+        """Every chunk of the first `n` images has its clean unit and every attack's unit."""
+        settings = self._read_settings()
+        if settings is None:
+            return False
+        size, attacks = settings["chunk_size"], len(settings["attacks"])
+        for start in range(0, n, size):
+            if not self.has(start, "clean") or len(self.get(start, "clean")["indices"]) != min(size, n - start):
+                return False
+            if not all(self.has(start, f"a{k}") for k in range(attacks)):
+                return False
+        return True
+
     def drop_chunk(self, start: int) -> None:
         """Forgets every unit of the chunk starting at `start` (before it is made anew)."""
         if self.folder is None:

@@ -10,8 +10,10 @@ CLI shows as flags.
 """
 
 import dataclasses
+import json
 import math
 import os
+import shutil
 import time
 
 from tfadv.experiment import run_folder, splits
@@ -31,6 +33,15 @@ class EvaluationJob:
         dataset, data_dir, split, limit: the images (default: the first run's test split).
         batch_size, seed, eot_samples: see `tfadv.evaluation.evaluate`.
         output_dir, overwrite, verbose: where the report goes and what is shown.
+        resume: continue the evaluation in output_dir from its store (only the missing chunks and
+            attacks run; a larger limit or an appended attack adds only their own work).
+        chunk_size: images per stored work unit.
+        distribution: "default", "mirrored" (each attack call split over the local GPUs or
+            logical CPUs) or "multi_worker" (one process per host, TF_CONFIG as for training:
+            the workers share the chunks, the chief waits for them and writes the report).
+        logical_cpus: split the CPU into N logical devices (to run mirrored on one CPU).
+        wait_workers: seconds the chief waits for the other workers' chunks before it runs the
+            missing ones itself.
     """
 
     models: list = dataclasses.field(default_factory=list)
@@ -49,6 +60,11 @@ class EvaluationJob:
     output_dir: str = ""
     overwrite: bool = False
     verbose: int = 1
+    resume: bool = False
+    chunk_size: int = 512
+    distribution: str = "default"
+    logical_cpus: int = 0
+    wait_workers: float = 3600.0
 
 
 def split_model(spec: str):
@@ -103,17 +119,56 @@ def check(job: EvaluationJob) -> str:
         raise ValueError(f"Expected norm 'inf' or '2'. Received: norm={job.norm!r}")
     splits.check_eps(job.eps, job.norm)
     parse_eps_list(job.sweep_eps)
-    splits.check_fields(job, {"batch_size": 1, "eot_samples": 1, "limit": 0})
+    splits.check_fields(job, {"batch_size": 1, "eot_samples": 1, "limit": 0, "chunk_size": 1, "logical_cpus": 0})
+    if job.distribution not in DISTRIBUTIONS:
+        raise ValueError(f"Expected distribution to be one of {DISTRIBUTIONS}. Received: distribution={job.distribution!r}")
+    if not (math.isfinite(job.wait_workers) and job.wait_workers >= 0):
+        raise ValueError(f"Expected wait_workers >= 0 (seconds). Received: wait_workers={job.wait_workers}")
+    shared = job.distribution == "multi_worker"  # the workers write into one folder
+    if shared:
+        cluster_task()
+        if job.overwrite:
+            raise ValueError("overwrite=True cannot be combined with distribution='multi_worker' (the workers share "
+                             "output_dir): remove the folder first. Received: overwrite=True")  # fmt: skip
     output_dir = job.output_dir or default_output_dir(job)
-    run_folder.check_new_folder(output_dir, job.overwrite)
+    if (job.resume or shared) and os.path.isdir(output_dir) and os.listdir(output_dir):
+        if not os.path.isdir(os.path.join(output_dir, STORE)):
+            raise ValueError(f"output_dir={output_dir!r} holds no evaluation store to continue (no {STORE}/ folder)")
+        if not job.resume and os.path.exists(os.path.join(output_dir, "report.md")):
+            raise ValueError(f"output_dir={output_dir!r} already holds a finished report; pass resume=True to continue it")
+    else:
+        run_folder.check_new_folder(output_dir, job.overwrite)
     return output_dir
+
+
+DISTRIBUTIONS = ("default", "mirrored", "multi_worker")
+STORE = "store"  # tfadv.evaluation.report_files.STORE
+
+
+def cluster_task() -> tuple:
+    """(index, number of processes, is chief) of this process from TF_CONFIG, as for training:
+    "chief" tasks first, then "worker" tasks; the chief is the first of them."""
+    try:
+        config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+        cluster, task = config.get("cluster", {}), config.get("task", {})
+        members = [(kind, i) for kind in ("chief", "worker") for i in range(len(cluster.get(kind, [])))]
+        me = members.index((task.get("type"), int(task.get("index", 0))))
+    except (ValueError, TypeError, AttributeError):
+        raise ValueError(
+            "distribution='multi_worker' needs TF_CONFIG naming the cluster's workers and this task "
+            '(e.g. {"cluster": {"worker": ["host0:2222", "host1:2222"]}, "task": {"type": "worker", "index": 0}}). '
+            f"Received: TF_CONFIG={os.environ.get('TF_CONFIG')!r}"
+        ) from None
+    return me, len(members), me == 0
 
 
 def run_evaluation_job(job: EvaluationJob) -> list:
     """Runs the job; returns the lines to print."""
     output_dir = check(job)
-    from tfadv import evaluation
     from tfadv.runtime import devices
+
+    devices.split_cpu(job.logical_cpus)  # before TensorFlow sets up its devices
+    from tfadv import evaluation
 
     start = time.time()
     devices.set_seed(job.seed, deterministic=False)
@@ -129,13 +184,29 @@ def run_evaluation_job(job: EvaluationJob) -> list:
 
     for label, model in loaded.items():
         splits.check_compatible(models.as_classifier(model), images, class_names, f"model {label!r}")
+    store = os.path.join(output_dir, STORE)
+    if job.overwrite and not job.resume:
+        shutil.rmtree(store, ignore_errors=True)  # a new evaluation: nothing of the old one is reused
+    strategy = devices.make_strategy("mirrored") if job.distribution == "mirrored" else None
+    x, y = images.float_images(), images.labels
+    index, count, chief = cluster_task() if job.distribution == "multi_worker" else (0, 1, True)
+    if count > 1:
+        done = _worker_chunks(job, loaded, x, y, store, strategy, (index, count))
+        if not chief:
+            return [f"worker {index} of {count}: its chunks are in {store}; the chief writes the report"]
+        _wait_for_workers(job, loaded, x, store, done)
+    settings = {"store": store, "chunk_size": job.chunk_size, "strategy": strategy}
     report = evaluation.evaluate(
-        loaded, images.float_images(), images.labels, job.eps, suite=job.suite, norm=job.norm,
-        sweep_eps=parse_eps_list(job.sweep_eps), class_names=class_names, batch_size=job.batch_size, seed=job.seed,
-        eot_samples=job.eot_samples, progress=job.verbose > 0,
+        loaded, x, y, job.eps, suite=job.suite, norm=job.norm, sweep_eps=parse_eps_list(job.sweep_eps),
+        class_names=class_names, batch_size=job.batch_size, seed=job.seed, eot_samples=job.eot_samples,
+        progress=job.verbose > 0, **settings,
     )  # fmt: skip
-    report.settings.update(models=job.models, dataset=job.dataset or "(the run's)", split=job.split, limit=job.limit)
-    report.write(output_dir, overwrite=job.overwrite)
+    report.settings.update(
+        models=job.models, dataset=job.dataset or run_folder.read_json(os.path.join(first_path, run_folder.CONFIG_FILE)).get("dataset", "")
+        if os.path.isdir(first_path) else job.dataset, split=job.split, limit=job.limit, chunk_size=job.chunk_size,
+        distribution=job.distribution, processes=count,
+    )  # fmt: skip
+    report.write(output_dir, overwrite=True)
     lines = [f"{len(images)} {job.split} images, eps={job.eps:g}, suite: {', '.join(report.suite)}"]
     for name, m in report.models.items():
         flagged = f"  MASKING SUSPECTED (failed checks {', '.join(m.failed_checks)})" if m.failed_checks else ""
@@ -145,3 +216,35 @@ def run_evaluation_job(job: EvaluationJob) -> list:
         )
     lines.append(f"written: {output_dir}/report.md  ({time.time() - start:.0f} s)")
     return lines
+
+
+def _worker_chunks(job, loaded, x, y, store, strategy, worker) -> dict:
+    """Runs this worker's share of every model's suite chunks; {label: suite folder}."""
+    from tfadv import evaluation
+
+    folders = {}
+    for label, model in loaded.items():
+        view, _ = evaluation.attacked_view(model, x, job.eot_samples)
+        folders[label] = evaluation.suite_folder(store, label)
+        evaluation.run_suite(
+            view, x, y, job.eps, job.suite, norm=job.norm, batch_size=job.batch_size, seed=job.seed,
+            progress=job.verbose > 0, store=folders[label], chunk_size=job.chunk_size, strategy=strategy, worker=worker,
+        )  # fmt: skip
+    return folders
+
+
+def _wait_for_workers(job, loaded, x, store, folders) -> None:
+    """Returns once every model's suite store is complete, or after wait_workers seconds (then the
+    chief runs what is still missing itself, as a resumed evaluation would)."""
+    from tfadv.evaluation.store import EvaluationStore
+
+    deadline, said = time.time() + job.wait_workers, 0.0
+    while time.time() < deadline:
+        missing = [label for label, folder in folders.items() if not EvaluationStore(folder).complete(len(x))]
+        if not missing:
+            return
+        if job.verbose and time.time() - said > 30:
+            print(f"chief: waiting for the other workers' chunks of {', '.join(missing)}", flush=True)
+            said = time.time()
+        time.sleep(1.0)
+    print(f"chief: waited {job.wait_workers:g} s; running the missing chunks itself", flush=True)
