@@ -67,14 +67,17 @@ def test_batched_equals_one_by_one(int8, test_set):
 
 def test_two_threads_query_at_once(int8, test_set):
     x = test_set[0]
-    a, b = x[:40], x[40:43]  # two batch sizes: every call of the other thread resizes the input
+    a, b = x[:128], x[128:129]  # two batch sizes: every call of the other thread resizes the input
     expected = {id(a): np.asarray(int8.probabilities(a)), id(b): np.asarray(int8.probabilities(b))}
     wrong = []
 
     def query(images):
-        for _ in range(30):
-            if not np.array_equal(int8.model(images), expected[id(images)]):
-                wrong.append(len(images))
+        for _ in range(100):
+            try:
+                if not np.array_equal(int8.model(images), expected[id(images)]):
+                    wrong.append(len(images))
+            except Exception as e:  # a race shows as a wrong answer or as the interpreter's error
+                wrong.append(str(e))
 
     threads = [threading.Thread(target=query, args=(images,)) for images in (a, b)]
     for thread in threads:
