@@ -239,3 +239,27 @@ def test_a_large_model_is_evaluated_on_a_handful_of_images():
     result = evaluation.run_suite(resnet, x, y, EPS, "pgd(steps=1)", batch_size=2, seed=0)
     assert result.ran_on == [3] and result.clean_accuracy == 1.0
     assert np.abs(result.adversarial - x).max() <= EPS + 1e-6
+
+
+def test_budgets_count_every_pass_and_change_nothing(setup, reference):
+    from tfadv import attacks
+
+    model, x, y = setup
+    budget = models.Budget()
+    view = models.counted(model, budget)
+    plain = attacks.pgd(model, x[:20], y[:20], EPS, steps=4, seed=0)
+    counted = attacks.pgd(view, x[:20], y[:20], EPS, steps=4, seed=0)
+    np.testing.assert_array_equal(counted.numpy(), plain.numpy())
+    assert budget.read() == {"forwards": 80, "gradients": 80}  # 4 steps x 20 images, no early stop
+    budget.reset()
+    attacks.square(view, x[:20], y[:20], EPS, queries=5, seed=0)
+    assert budget.read()["gradients"] == 0 and 0 < budget.read()["forwards"] <= 5 * 20
+    noisy = models.build("tiny_cnn", noise="input", noise_stddev=0.1, noise_at_inference=True)
+    budget.reset()
+    attacks.pgd(models.counted(models.expectation(noisy, 3), budget), x[:8], y[:8], EPS, steps=2, seed=0)
+    assert budget.read() == {"forwards": 3 * 2 * 8, "gradients": 3 * 2 * 8}  # every EOT draw counts
+    table = reference.table()
+    assert table["gradients"].iloc[0] > 0 and table["gradients"].iloc[1] == 0  # PGD, then Square
+    assert (table["forwards"] >= table["gradients"]).all()
+    cost = reference.cost(images=800)
+    assert cost["projected"]["forwards"] == pytest.approx(10 * cost["forwards"])

@@ -7,7 +7,7 @@ Models are held weakly: the cache never keeps a model alive.
 
 import weakref
 
-from tfadv.models import as_classifier, expectation
+from tfadv.models import as_classifier, counted, expectation
 from tfadv.runtime import devices
 
 _COMPILED = weakref.WeakKeyDictionary()
@@ -27,17 +27,20 @@ class _Bound:
 
 class _ClassifierRef:
     """How a compiled attack finds its Classifier again: the model (weakly), what it outputs,
-    and the number of EOT samples (0: none)."""
+    the number of EOT samples (0: none) and the Budget counting its passes (None: none)."""
 
     def __init__(self, clf):
         self.model_ref = weakref.ref(clf.model)
         self.output, self.samples = clf.output, getattr(clf, "samples", 0)
+        self.budget = getattr(clf, "budget", None)
 
     def get(self):
         model = self.model_ref()
         if model is None:
             raise RuntimeError("The attacked model no longer exists")
         clf = as_classifier(model, self.output)
+        if self.budget is not None:
+            clf = counted(clf, self.budget)
         return expectation(clf, self.samples) if self.samples else clf
 
 
@@ -60,7 +63,8 @@ def compiled(clf, fn, signature, jit_compile="auto", **static):
     static = dict(static, output=clf.output)
     per_model = _COMPILED.setdefault(clf.model, {})
     shapes = tuple((tuple(s.shape.as_list()), s.dtype) for s in signature)
-    key = (fn, tuple(sorted(static.items())), getattr(clf, "samples", 0), shapes, jit)
+    views = (getattr(clf, "samples", 0), getattr(clf, "budget", None))  # EOT draws, pass counting
+    key = (fn, tuple(sorted(static.items())), views, shapes, jit)
     if key not in per_model:
         bound = _Bound(fn, _ClassifierRef(clf), static)
         # autograph=False: the attacks use explicit tf.while_loop, and tracing need not re-read sources.

@@ -174,53 +174,53 @@ def run_chunked(
         if progress:
             print(f"[{time.time() - start_time:7.1f} s] {text}", flush=True)
 
+    counted = models.counted(model, models.Budget())
+    run = dict(eps=eps, batch_size=batch_size, strategy=strategy, log=log)
     for number, start in enumerate(range(0, n, chunk_size)):
         if number % count != index:
             continue
         rows = np.arange(start, min(start + chunk_size, n))
         alive = _clean_unit(model, images, labels, rows, store, batch_size, log)
         for k, attack in enumerate(attack_list):
-            unit = f"a{k}"
-            if not store.has(start, unit):
-                todo = rows[alive]
-                began = time.time()
-                found = np.zeros((0, *images.shape[1:]), np.float32)
-                if len(todo):
-                    attack_seed = seed + k if attack.takes_seed else None
-                    found = _attack_rows(
-                        model,
-                        images,
-                        labels,
-                        todo,
-                        attack,
-                        eps,
-                        batch_size,
-                        attack_seed,
-                        strategy,
-                        log,
-                    )
-                logits = _logits(model, found, batch_size)
-                predicted = logits.argmax(axis=1) if len(todo) else np.zeros(0, np.int64)
-                broken = predicted != labels[todo]
-                store.put(
-                    start,
-                    unit,
-                    indices=todo,
-                    broken=broken,
-                    predictions=predicted,
-                    margins=_margins(logits, labels[todo]),
-                    adversarial=found[broken],
-                    seconds=np.float64(time.time() - began),
+            if not store.has(start, f"a{k}"):
+                seed_k = seed + k if attack.takes_seed else None
+                _attack_unit(
+                    counted, images, labels, rows[alive], attack, k, seed_k, store, start, **run
                 )
-                log(
-                    f"images {start}-{rows[-1]}: {described[k]} on {len(todo)}, "
-                    f"broke {int(broken.sum())}"
-                )
-            result = store.get(start, unit)
+            result = store.get(start, f"a{k}")
             alive[np.isin(rows, result["indices"][result["broken"]])] = False
     if not _complete(store, n, chunk_size, len(attack_list)):
         return None
     return store.outcomes(images, len(attack_list))
+
+
+def _attack_unit(
+    counted, images, labels, todo, attack, k, seed, store, start, *, eps, batch_size, strategy, log
+):
+    """Attack k on the images `todo` of the chunk at `start`: written to the store with what it
+    broke, the margins at its results, its seconds and the forward passes and gradients it spent."""
+    began = time.time()
+    budget = counted.budget
+    budget.reset()
+    found = np.zeros((0, *images.shape[1:]), np.float32)
+    if len(todo):
+        found = _attack_rows(
+            counted, images, labels, todo, attack, eps, batch_size, seed, strategy, log
+        )
+    spent = budget.read()
+    logits = _logits(counted.base, found, batch_size)
+    predicted = logits.argmax(axis=1) if len(todo) else np.zeros(0, np.int64)
+    broken = predicted != labels[todo]
+    store.put(
+        start, f"a{k}", indices=todo, broken=broken, predictions=predicted,
+        margins=_margins(logits, labels[todo]), adversarial=found[broken],
+        seconds=np.float64(time.time() - began), forwards=np.int64(spent["forwards"]),
+        gradients=np.int64(spent["gradients"]),
+    )  # fmt: skip
+    log(
+        f"images {start}-{todo[-1] if len(todo) else start}: {attack.describe()} on {len(todo)}, "
+        f"broke {int(broken.sum())}, {spent['gradients']} gradients, {spent['forwards']} forward passes"
+    )
 
 
 def _clean_unit(model, images, labels, rows, store, batch_size, log):

@@ -2,7 +2,7 @@
 per table, PNG figures and TensorBoard summaries, all into one folder written atomically.
 
     OUTPUT/report.md, summary.json, headline.csv, transfer.csv, transfer.png
-    OUTPUT/<model>/suite.csv, checks.csv, sweep.csv, per_class.csv, confidence.csv, masking.csv,
+    OUTPUT/<model>/suite.csv, checks.csv, remedies.csv, sweep.csv, per_class.csv, confidence.csv, masking.csv,
                    gradient_norms.csv, confusion_clean.csv, confusion_adversarial.csv,
                    eps_curves.png, confusion.png, gradient_norms.png, examples.png
     OUTPUT/tensorboard/<model>/   scalars (clean, robust per attack, headline) and the figures
@@ -32,7 +32,8 @@ def markdown(report) -> str:
         "",
         f"eps = {report.eps:g} ({report.eps * 255:.2f}/255, L{'-inf' if report.norm == 'inf' else '2'}), "
         f"{report.n} images, suite: {', '.join(report.suite)}. Robust accuracy is the per-image worst case over "
-        "every attack run at this eps (suite, checklist attacks, doubled budget, transfer).",
+        "every attack run at this eps (suite, checklist attacks, doubled budget, transfer, remedies); for a model "
+        "random at inference, the mean accuracy of fresh single draws on the worst-case images.",
         "",
         "## Headline",
         "",
@@ -42,9 +43,20 @@ def markdown(report) -> str:
     for name, m in report.models.items():
         failed = m.failed_checks
         verdict = f"**gradient masking suspected** (failed: {', '.join(failed)})" if failed else "no masking symptom found"
-        lines += [f"## Masking checklist: {name}", "", f"{verdict}; headline robust accuracy {m.robust_accuracy:.4f}.", ""]
+        headline = f"headline robust accuracy {m.robust_accuracy:.4f}"
+        if m.draws is not None:
+            headline += (
+                f" (mean accuracy of {len(m.draws)} fresh single draws on the final images; "
+                f"{m.robust_accuracy_all_draws:.4f} correct in all {len(m.draws)} draws)"
+            )
+        lines += [f"## Masking checklist: {name}", "", f"{verdict}; {headline}.", ""]
         checks = pd.DataFrame([{"": c.key, "check": c.name, "verdict": c.verdict, "evidence": c.evidence} for c in m.checks])
         lines += [checks.to_markdown(index=False), ""]
+        if m.remedy_notes:
+            lines += ["Remedies run in this evaluation (folded into the headline):", ""]
+            lines += [f"- {note}" for note in m.remedy_notes] + [""]
+        if len(m.remedies):
+            lines += [_table(m.remedies, 4), ""]
     for name, m in report.models.items():
         folder = folder_name(name)
         lines += [
@@ -133,7 +145,7 @@ def write(report, output_dir: str, overwrite: bool = False) -> str:
             os.makedirs(folder)
             tables = {
                 "suite": m.suite.table(), "sweep": m.sweep, "per_class": m.per_class, "confidence": m.confidence,
-                "masking": m.masking, "gradient_norms": m.gradient_norms,
+                "masking": m.masking, "gradient_norms": m.gradient_norms, "remedies": m.remedies,
                 "checks": pd.DataFrame([{"key": c.key, "check": c.name, "verdict": c.verdict, "evidence": c.evidence} for c in m.checks]),
                 "confusion_clean": pd.DataFrame(m.confusion_clean, index=report.class_names, columns=report.class_names),
                 "confusion_adversarial": pd.DataFrame(m.confusion_adversarial, index=report.class_names, columns=report.class_names),

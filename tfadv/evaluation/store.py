@@ -154,7 +154,7 @@ class EvaluationStore:
         """Per image of `images` (float32 (N, H, W, C)): labels, clean predictions, broken_by (-2
         misclassified, -1 robust, k: broken by attack k), the worst-case predictions, margins and
         adversarial images (the clean image where unbroken), and per attack the number of images
-        it ran on and its seconds. Every chunk must be complete."""
+        it ran on, its seconds, forward passes and gradients. Every chunk must be complete."""
         n = len(images)
         adversarial = np.array(images, np.float32, copy=True)
         labels = np.zeros(n, np.int64)
@@ -163,6 +163,7 @@ class EvaluationStore:
         predictions = np.zeros(n, np.int64)
         margins = np.full(n, np.nan, np.float32)
         ran_on, seconds = np.zeros(attacks, np.int64), np.zeros(attacks)
+        forwards, gradients = np.zeros(attacks, np.int64), np.zeros(attacks, np.int64)
         size = self.settings["chunk_size"]
         for start in range(0, n, size):
             unit = self.get(start, "clean")
@@ -179,6 +180,8 @@ class EvaluationStore:
                 ran, broken = result["indices"], result["broken"]
                 ran_on[k] += len(ran)
                 seconds[k] += float(result["seconds"])
+                forwards[k] += int(result.get("forwards", 0))
+                gradients[k] += int(result.get("gradients", 0))
                 margins[ran] = result["margins"]
                 hit = ran[broken]
                 broken_by[hit] = k
@@ -193,6 +196,8 @@ class EvaluationStore:
             "adversarial": adversarial,
             "ran_on": ran_on.tolist(),
             "seconds": seconds.tolist(),
+            "forwards": forwards.tolist(),
+            "gradients": gradients.tolist(),
         }
 
     def table(self) -> pd.DataFrame:

@@ -82,6 +82,8 @@ class SuiteResult:
         adversarial: float32 (N, H, W, C): the breaking image of each broken example, else the clean one.
         broken_by: int (N,): -2 misclassified when clean, -1 robust, k: broken by attack k.
         ran_on: images each attack was run on; seconds: time each attack took.
+        forwards, gradients: model forward passes and input gradients each attack spent
+            (images x passes; a gradient includes its forward pass).
     """
 
     eps: float
@@ -93,6 +95,8 @@ class SuiteResult:
     broken_by: np.ndarray
     ran_on: list
     seconds: list
+    forwards: list = dataclasses.field(default_factory=list)
+    gradients: list = dataclasses.field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -119,17 +123,43 @@ class SuiteResult:
 
     def table(self) -> pd.DataFrame:
         """One row per attack: images it ran on, images it broke, robust accuracy after it (all
-        images and clean-correct ones; cumulative), seconds."""
+        images and clean-correct ones; cumulative), seconds, and (when counted) the forward passes
+        and gradients it spent."""
         n_correct = int(np.sum(self.broken_by != CLEAN_WRONG))
         rows, remaining = [], n_correct
         for k, (name, ran, seconds) in enumerate(zip(self.attacks, self.ran_on, self.seconds, strict=True)):
             broke = int(np.sum(self.broken_by == k))
             remaining -= broke
-            rows.append({
+            row = {
                 "attack": name, "ran_on": ran, "broke": broke, "robust_accuracy": remaining / self.n,
                 "robust_accuracy_on_correct": remaining / n_correct if n_correct else float("nan"), "seconds": seconds,
-            })  # fmt: skip
+            }  # fmt: skip
+            if self.forwards:
+                row.update(forwards=self.forwards[k], gradients=self.gradients[k])
+            rows.append(row)
         return pd.DataFrame(rows)
+
+    def robustbench(self, norm: str, model: str = "", dataset: str = "", suite: str = "") -> dict:
+        """A RobustBench-style entry (JSON-able): clean_acc, autoattack_acc (the suite's robust
+        accuracy: AutoAttack's standard version for suite "standard"), eps, norm ("Linf" / "L2"),
+        n_examples and the forward passes and gradients spent."""
+        return {
+            "model": model, "dataset": dataset, "threat_model": "Linf" if norm in ("inf", "linf") else "L2",
+            "eps": self.eps, "norm": norm, "n_examples": self.n, "clean_acc": self.clean_accuracy,
+            "autoattack_acc": self.robust_accuracy, "suite": suite or ", ".join(self.attacks),
+            "forward_passes": int(sum(self.forwards)), "gradients": int(sum(self.gradients)),
+        }  # fmt: skip
+
+    def cost(self, images: int | None = None) -> dict:
+        """Passes spent in all (forwards, gradients, seconds) and, for `images` images, the same
+        projected from the rate measured here (per image evaluated)."""
+        spent = {"forwards": int(sum(self.forwards)), "gradients": int(sum(self.gradients)),
+                 "seconds": float(sum(self.seconds)), "images": self.n}  # fmt: skip
+        if images is not None:
+            scale = images / self.n
+            spent["projected"] = {key: spent[key] * scale for key in ("forwards", "gradients", "seconds")}
+            spent["projected"]["images"] = images
+        return spent
 
     def summary(self) -> dict:
         return {
@@ -182,5 +212,5 @@ def run_suite(
         return None
     return SuiteResult(
         float(eps), [a.describe() for a in attack_list], labels, out["clean_predictions"], out["predictions"],
-        out["adversarial"], out["broken_by"], out["ran_on"], out["seconds"],
+        out["adversarial"], out["broken_by"], out["ran_on"], out["seconds"], out["forwards"], out["gradients"],
     )  # fmt: skip

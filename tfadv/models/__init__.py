@@ -25,6 +25,7 @@ from tfadv.models.architectures import (
     tiny_cnn,
     vgg_small,
 )
+from tfadv.models.budget import Budget, counted
 from tfadv.models.callable import CallableModel, from_callable, require_gradients
 from tfadv.models.saving import export_saved_model, load, save_keras, weights_checksum
 from tfadv.models.straight_through import (
@@ -41,8 +42,8 @@ from tfadv.models.tflite import (
 )
 
 __all__ = [
-    "ACTIVATIONS", "Classifier", "LOGITS_LAYER", "NOISE_PLACEMENTS", "OUTPUTS", "REGISTRY", "SOFTMAX_LAYER",
-    "ModelOptions", "as_classifier", "baseline_cnn", "build", "count_parameters", "expectation", "export_saved_model",
+    "ACTIVATIONS", "Budget", "Classifier", "LOGITS_LAYER", "NOISE_PLACEMENTS", "OUTPUTS", "REGISTRY", "SOFTMAX_LAYER",
+    "ModelOptions", "as_classifier", "baseline_cnn", "build", "count_parameters", "counted", "expectation", "export_saved_model",
     "get_temperature", "is_stochastic", "load", "logits_model", "nondifferentiable_layers", "register", "save_keras",
     "set_temperature", "softmax_layer", "StraightThrough", "straight_through", "tiny_cnn", "vgg_small", "weights_checksum",
     "CallableModel", "PRECISIONS", "TFLiteModel", "export_precisions", "export_tflite", "from_callable", "load_tflite",

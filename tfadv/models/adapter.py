@@ -365,7 +365,8 @@ def expectation(model, samples: int) -> Classifier:
         clf.model, clf.output, repeat(clf.logits), probabilities, clf.logits_source, clf._temperature,
         name=f"{clf.name} (EOT x{samples})", shapes=(clf.input_shape, clf.num_classes),
     )  # fmt: skip
-    eot.samples, eot.base, eot.differentiable = samples, clf, clf.differentiable
+    eot.samples, eot.base, eot.budget = samples, clf, getattr(clf, "budget", None)
+    eot.differentiable = clf.differentiable
     return eot
 
 

@@ -123,3 +123,20 @@ def write_text(path: str, text: str) -> str:
             f.write(text)
 
     return atomic_file(path, write)
+
+
+def link_tree(source: str, destination: str) -> None:
+    """Recreates the folder tree `source` at `destination` with hard links to its files (copies
+    where the file system has no hard links). For folders whose files are only ever replaced by
+    renames, never changed in place (an evaluation store): the copy stays valid, costs no space,
+    and lets a folder holding it be rewritten atomically with `atomic_dir`."""
+    for parent, _, files in os.walk(source):
+        target = os.path.join(destination, os.path.relpath(parent, source))
+        os.makedirs(target, exist_ok=True)
+        for name in files:
+            if is_temporary(name):
+                continue
+            try:
+                os.link(os.path.join(parent, name), os.path.join(target, name))
+            except OSError:
+                shutil.copy2(os.path.join(parent, name), os.path.join(target, name))
