@@ -83,11 +83,15 @@ def main(argv=None):
     model.fit(train.float_images(), train.labels, epochs=args.epochs, batch_size=64, verbose=0)
     reference = np.argmax(model.predict(x, verbose=0), -1)
     accuracy = np.mean(reference == y)
-    say(f"{args.model} trained {args.epochs} epochs on 2048 synthetic images; test accuracy {accuracy:.3f}")
+    say(
+        f"{args.model} trained {args.epochs} epochs on 2048 synthetic images; test accuracy {accuracy:.3f}"
+    )
 
     folder = tempfile.mkdtemp(prefix="bench_tflite_")
     saved = models.load(models.export_saved_model(model, os.path.join(folder, "model")))
-    exported = models.export_precisions(model, folder, "model", representative_images=train.float_images())
+    exported = models.export_precisions(
+        model, folder, "model", representative_images=train.float_images()
+    )
     subjects = {"keras": (models.as_classifier(model), None), "saved_model": (saved, None)}
     for name, (path, size) in exported.items():
         subjects[name.replace("model_", "tflite_")] = (models.load(path), size)
@@ -97,7 +101,9 @@ def main(argv=None):
     for name, (clf, size) in subjects.items():
         predicted = np.argmax(np.asarray(attacks.probabilities_of(clf, x)), -1)
         batch = timed(lambda clf=clf: attacks.probabilities_of(clf, x), args.rounds)
-        single = timed(lambda clf=clf: [attacks.probabilities_of(clf, image[None]) for image in singles], 1)
+        single = timed(
+            lambda clf=clf: [attacks.probabilities_of(clf, image[None]) for image in singles], 1
+        )
         row = {
             "model": name,
             "size_bytes": size,
@@ -108,7 +114,9 @@ def main(argv=None):
         }
         if name.startswith("tflite"):
             interpreter = clf.model.fn
-            row["interpreter_images_per_s_batch"] = args.n / timed(lambda f=interpreter: f(x), args.rounds)
+            row["interpreter_images_per_s_batch"] = args.n / timed(
+                lambda f=interpreter: f(x), args.rounds
+            )
         rows.append(row)
         values = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()]
         say(f"forward {name}: " + ", ".join(values[1:]))
@@ -121,15 +129,21 @@ def main(argv=None):
         clf = subjects[name][0]
         run = lambda clf=clf: attacks.square(clf, xs, ys, eps, queries=args.queries, seed=0)  # noqa: E731
         seconds = timed(run, max(1, args.rounds // 2))
-        broken = float(np.mean(np.argmax(np.asarray(attacks.probabilities_of(clf, run())), -1) != ys))
+        broken = float(
+            np.mean(np.argmax(np.asarray(attacks.probabilities_of(clf, run())), -1) != ys)
+        )
         rate = len(xs) * args.queries / seconds
-        square_rows.append({"model": name, "seconds": seconds, "queries_per_s": rate, "broken": broken})
+        square_rows.append(
+            {"model": name, "seconds": seconds, "queries_per_s": rate, "broken": broken}
+        )
         say(
             f"square {name}: {seconds:.2f} s for {len(xs)} images x {args.queries} queries = {rate:.0f} "
             f"queries/s (upper bound; {broken:.3f} of the images misclassified at the end)"
         )
     ratio = square_rows[1]["queries_per_s"] / square_rows[0]["queries_per_s"]
-    say(f"square int8 / float query rate: {ratio:.2f} (target >= 0.5: {'met' if ratio >= 0.5 else 'NOT met'})")
+    say(
+        f"square int8 / float query rate: {ratio:.2f} (target >= 0.5: {'met' if ratio >= 0.5 else 'NOT met'})"
+    )
 
     os.makedirs(args.out, exist_ok=True)
     forward, square = pd.DataFrame(rows), pd.DataFrame(square_rows)
@@ -137,14 +151,20 @@ def main(argv=None):
     table = pd.concat([forward, square], ignore_index=True)
     table.to_csv(os.path.join(args.out, "bench.csv"), index=False, float_format="%.6g")
     with open(os.path.join(args.out, "bench.md"), "w") as f:
-        f.write(f"# TFLite exports queried as deployed ({args.model}, {args.n} synthetic test images)\n\n")
+        f.write(
+            f"# TFLite exports queried as deployed ({args.model}, {args.n} synthetic test images)\n\n"
+        )
         command = LINES[0].removeprefix("command: ")
-        f.write(f"Made by `{command}`; see bench.log. The machine is shared (2 cores, other sessions ")
+        f.write(
+            f"Made by `{command}`; see bench.log. The machine is shared (2 cores, other sessions "
+        )
         f.write("running): absolute rates are noisy.\n\n")
         f.write(forward.to_markdown(index=False, floatfmt=".4g") + "\n\n")
         f.write(f"Square (L-inf, eps 1/255, {args.queries} queries per image):\n\n")
         f.write(square.to_markdown(index=False, floatfmt=".4g") + "\n\n")
-        f.write(f"Square's query rate on int8 / on the float Keras model: {ratio:.2f} (target >= 0.5).\n")
+        f.write(
+            f"Square's query rate on int8 / on the float Keras model: {ratio:.2f} (target >= 0.5).\n"
+        )
     with open(os.path.join(args.out, "bench.log"), "w") as f:
         f.write("\n".join(LINES) + "\n")
 

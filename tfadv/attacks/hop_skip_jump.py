@@ -2,8 +2,8 @@
 decision-based attack"): label-only, it reads nothing but the model's predicted class.
 
 A minimum-norm search from the adversarial side. Start: uniform random images until one is
-misclassified (at most `init_trials`), then a binary search on the blend toward the clean
-image. Each step: (1) binary search between the clean image x and the current point to the
+misclassified (at most `init_trials`, every other one another image of the batch), then a
+binary search on the blend toward the clean image. Each step: (1) binary search between the clean image x and the current point to the
 decision boundary (L2: on the blend (1 - a) x + a p; L-inf: on the radius of a clip around
 x), to tolerance theta = 0.01 / sqrt(d) (L2) or 0.01 / d (L-inf), d the number of pixel
 values; (2) estimate the boundary's normal at that point from the signs (adversarial or not)
@@ -11,7 +11,8 @@ of E_t = min(init_evals * sqrt(t + 1), max_evals) random probes at distance delt
 the first step, then 0.01 x the current distance), with the mean sign as baseline; (3)
 geometric step-size search along the estimate (L2: the unit normal, L-inf: its sign) from
 size dist / sqrt(t + 1), halved until the point is adversarial (at most `max_halvings`
-times; else the boundary point is kept). The parameters follow ART's implementation.
+times; else the boundary point is kept). After the last step, one more bisection to the
+boundary. The parameters follow ART's implementation.
 
 Batched: every example of the batch takes the same steps in one compiled tf.while_loop (the
 probes in chunks of at most `PROBE_ROWS` images per model call). Queries are counted per
@@ -110,7 +111,11 @@ def _hop_skip_jump_fn(
     clean_wrong = adversarial(x, y)
 
     def init_body(k, start, found):
+        # even trials: uniform noise; odd trials: the batch's other images (rotated by (k + 1) / 2)
         noise = tf.random.stateless_uniform(tf.shape(x), checks.fold_seed(init_seed, k))
+        others = tf.roll(x, shift=(k + 1) // 2, axis=0)
+        use_others = (k % 2 == 1) & ((k + 1) // 2 < n)
+        noise = tf.where(use_others, others, noise)
         new = adversarial(noise, y) & ~found
         return k + 1, tf.where(_per_example(new), noise, start), found | new
 
@@ -129,34 +134,28 @@ def _hop_skip_jump_fn(
 
     def normal(point, delta, evals, step_seed):
         """Unit estimate (L2) or sign (L-inf) of the boundary's normal at `point`, (n, H, W, C)."""
-        per = tf.maximum(PROBE_ROWS // tf.maximum(n, 1), 1)
+        per = tf.maximum(PROBE_ROWS // tf.maximum(n, 1), 1)  # probes per example in one model call
         chunks = (evals + per - 1) // per
-        shape = tf.concat([[n, per], tf.shape(x)[1:]], 0)
-        flat_shape = tf.concat([[n * per], tf.shape(x)[1:]], 0)
+        delta = _per_example(delta, 5)
 
         def body(c, sum_fu, sum_u, sum_f):
+            m = tf.minimum(per, evals - c * per)  # the last call evaluates only what is left
+            shape = tf.concat([[n, m], tf.shape(x)[1:]], 0)
             s = checks.fold_seed(step_seed, c)
             if linf:
                 noise = tf.random.stateless_uniform(shape, s, minval=-1.0, maxval=1.0)
             else:
                 noise = tf.random.stateless_normal(shape, s)
-            noise /= tf.maximum(tf.norm(tf.reshape(noise, [n, per, -1]), axis=-1), UNIT_FLOOR)[
-                ..., None, None, None
-            ]
-            delta5 = tf.reshape(delta, [-1, 1, 1, 1, 1])
-            probes = norms.clip_pixels(point[:, None] + delta5 * noise)
-            u = (probes - point[:, None]) / delta5
-            won = adversarial(tf.reshape(probes, flat_shape), tf.repeat(y, per))
-            f = tf.reshape(2.0 * tf.cast(won, tf.float32) - 1.0, [n, per])
-            valid = tf.cast(c * per + tf.range(per) < evals, tf.float32)[
-                None, :
-            ]  # the last chunk's extras
-            f5, w5 = (
-                (f * valid)[..., None, None, None],
-                tf.broadcast_to(valid, [n, per])[..., None, None, None],
+            lengths = tf.norm(tf.reshape(noise, [n, m, -1]), axis=-1)
+            noise /= tf.reshape(tf.maximum(lengths, UNIT_FLOOR), [n, m, 1, 1, 1])
+            probes = norms.clip_pixels(point[:, None] + delta * noise)
+            u = (probes - point[:, None]) / delta
+            won = adversarial(
+                tf.reshape(probes, tf.concat([[n * m], tf.shape(x)[1:]], 0)), tf.repeat(y, m)
             )
-            sums = (tf.reduce_sum(f5 * u, 1), tf.reduce_sum(w5 * u, 1), tf.reduce_sum(f * valid, 1))
-            return c + 1, sum_fu + sums[0], sum_u + sums[1], sum_f + sums[2]
+            f = tf.reshape(2.0 * tf.cast(won, tf.float32) - 1.0, [n, m])
+            fu = tf.reduce_sum(tf.reshape(f, [n, m, 1, 1, 1]) * u, 1)
+            return c + 1, sum_fu + fu, sum_u + tf.reduce_sum(u, 1), sum_f + tf.reduce_sum(f, 1)
 
         zeros = tf.zeros_like(x)
         _, sum_fu, sum_u, sum_f = tf.while_loop(
@@ -211,10 +210,15 @@ def _hop_skip_jump_fn(
         return i + 1, new, queries + bisections + evals + rounds
 
     def cond(i, current, queries):
-        next_cost = bisections + evals_at(i) + max_halvings + 1
+        next_cost = (
+            bisections + evals_at(i) + max_halvings + 1 + bisections
+        )  # and the last bisection
         return (i < steps) & (queries + next_cost <= max_queries) & tf.reduce_any(still(current))
 
-    _, current, _ = tf.while_loop(cond, body, (tf.constant(0), start, queries))
+    steps_taken, current, _ = tf.while_loop(cond, body, (tf.constant(0), start, queries))
+    # the last step left the boundary: back onto it (at most the distance the step reached)
+    current = tf.cond(steps_taken > 0, lambda: to_boundary(current), lambda: current)
+    current = tf.where(_per_example(active), current, start)
     reached = distance(current)
     won = found & (reached <= eps)
     return tf.where(_per_example(won), current, x), tf.where(found, reached, float("inf"))
@@ -247,12 +251,12 @@ def hop_skip_jump(
             only within eps (else clean), and the search stops once every example is.
         norm: "2" (default, as in the paper) or "inf".
         max_queries: model queries per example (>= 1): the clean image, the random start and
-            its bisection, then whole steps while the next fits.
+            its bisection (these always), then whole steps while the next and a last bisection fit.
         steps: at most this many steps (>= 1), each `ceil(log2(1 / theta))` bisection queries,
             E_t probes and at most max_halvings + 1 step-size queries.
         init_evals, max_evals: probes for the normal in step t: min(init_evals sqrt(t + 1), max_evals).
-        init_trials: uniform random images tried for a misclassified start (>= 1); an example
-            without one is returned clean.
+        init_trials: candidates tried for a misclassified start (>= 1): uniform random images,
+            alternating with the batch's other images; an example without one is returned clean.
         max_halvings: halvings of the step size before the step is given up (>= 1).
         seed: None, an int or a pair (see `tfadv.attacks.checks.to_seed`).
         jit_compile: "auto", "true", "false" or a bool.
