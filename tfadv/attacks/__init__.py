@@ -35,6 +35,7 @@ from tfadv.attacks.gradient import (
     random_sign,
     steps_to_flip,
 )
+from tfadv.attacks.hop_skip_jump import hop_skip_jump
 from tfadv.attacks.losses import LOSS_ON, LOSSES, Loss
 from tfadv.attacks.norms import NORMS
 from tfadv.attacks.one_pixel import one_pixel
@@ -64,6 +65,7 @@ for _name, _fn, _defaults in (
     ("apgd_t", apgd_targeted, {}),
     ("fab_t", fab_targeted, {}),
     ("square", square, {}),
+    ("hop_skip_jump", hop_skip_jump, {}),
 ):
     register(_name, _fn, **_defaults)
 

@@ -19,6 +19,7 @@ import tensorflow as tf
 from tfadv.attacks import active, checks, gradient, norms
 from tfadv.attacks.apgd import best_over_runs, other_classes
 from tfadv.attacks.compile import classifier_of
+from tfadv.models.callable import require_gradients
 from tfadv.runtime import devices
 
 LENGTH_FLOOR = 1e-8  # move lengths are floored at this before forming the weight a1 / (a1 + a2)
@@ -63,6 +64,7 @@ def _fab_fn(x, y, t, eps, start_radius, seed, *, model_ref, output, norm, steps,
     > 0 starts from a random point at that radius. Returns (images, broken, -distance): a
     misclassified point found within eps (see `fab_targeted`), else x."""
     clf = classifier_of(model_ref, output)
+    require_gradients(clf, "fab_t")
     n, shape = tf.shape(x)[0], tf.shape(x)
     flat = lambda images: tf.reshape(images, [tf.shape(images)[0], -1])  # noqa: E731
 

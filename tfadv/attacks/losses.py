@@ -25,6 +25,8 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
+from tfadv.models.callable import require_gradients
+
 LOSS_ON = ("logits", "probabilities")
 DLR_EPSILON = 1e-12  # as in the AutoAttack reference
 
@@ -165,6 +167,7 @@ class Objective:
     def gradient(self, x, labels, targets):
         """(scores at x, per-example objective, gradient of the summed objective w.r.t. x);
         with samples > 1, the scores and objective are means over the samples."""
+        require_gradients(self.clf)  # a TFLite model or a callable: a one-line ValueError
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(x)
             if self.samples == 1:

@@ -49,7 +49,11 @@ class Classifier:
             "signature" (tfadv SavedModel), "output" (the model outputs logits) or
             "log_probabilities" (log of the output; no logits could be found).
         name: a short name for messages and reports.
+        differentiable: False for models queried without gradients (TFLite interpreters,
+            Python callables: `tfadv.models.from_callable`); gradient attacks refuse them.
     """
+
+    differentiable = True
 
     def __init__(
         self, model, output, logits_fn, probabilities_fn, logits_source, temperature_fn=None, name=None, shapes=None
@@ -362,6 +366,7 @@ def expectation(model, samples: int) -> Classifier:
         name=f"{clf.name} (EOT x{samples})", shapes=(clf.input_shape, clf.num_classes),
     )  # fmt: skip
     eot.samples, eot.base, eot.budget = samples, clf, getattr(clf, "budget", None)
+    eot.differentiable = clf.differentiable
     return eot
 
 

@@ -15,6 +15,7 @@ import keras
 import tensorflow as tf
 
 from tfadv.models.adapter import as_classifier
+from tfadv.models.tflite import load_tflite
 from tfadv.runtime.files import atomic_dir, atomic_file
 
 
@@ -55,11 +56,12 @@ def save_keras(model, path: str) -> str:
 
 
 def load(path: str, output: str | None = None):
-    """Loads a `.keras` file (a keras.Model) or a SavedModel folder (a Classifier).
+    """Loads a `.keras` file (a keras.Model), a SavedModel folder or a `.tflite` file (a Classifier;
+    a TFLite one has no gradients, see `tfadv.models.tflite`).
 
     Args:
-        path: a `.keras` file, a tfadv SavedModel, or a plain SavedModel / `model.export()`
-            archive (these need `output`).
+        path: a `.keras` file, a tfadv SavedModel, a plain SavedModel / `model.export()`
+            archive (these need `output`), or a `.tflite` file (its probabilities).
         output: "logits" or "probabilities" for SavedModels that do not say (see `as_classifier`).
 
     Raises:
@@ -73,10 +75,12 @@ def load(path: str, output: str | None = None):
             return keras.saving.load_model(path)
         except Exception as e:  # Keras raises many kinds on a corrupt or foreign file
             raise ValueError(f"path={path!r}: cannot load the Keras model ({str(e).splitlines()[0]})") from e
+    if path.endswith(".tflite"):
+        return load_tflite(path)
     if os.path.isdir(path) and os.path.exists(os.path.join(path, "saved_model.pb")):
         try:
             loaded = tf.saved_model.load(path)
         except Exception as e:
             raise ValueError(f"path={path!r}: cannot load the SavedModel ({str(e).splitlines()[0]})") from e
         return as_classifier(loaded, output, name=os.path.basename(os.path.normpath(path)))
-    raise ValueError(f"path={path!r} is neither a .keras file nor a SavedModel folder")
+    raise ValueError(f"path={path!r} is neither a .keras file, a SavedModel folder nor a .tflite file")
