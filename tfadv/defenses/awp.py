@@ -78,8 +78,8 @@ def perturbation(network, loss_fn, gamma):
 def train_step(network, optimizer, loss_fn, gamma=None):
     """One optimiser step of `network` on `loss_fn(forward)` (a replica-local mean); returns the loss.
 
-    gamma None: a plain step. Otherwise a scalar (a variable, read at run time): while it is > 0 the
-    gradient is taken at the AWP-perturbed weights (see the module docstring), at 0 at w itself.
+    gamma None: a plain step. Otherwise a scalar (a variable, read at run time): the gradient is
+    taken at the AWP-perturbed weights (see the module docstring); at gamma 0 that is w itself.
     """
     trainable = network.trainable_variables
     if gamma is None:
@@ -91,9 +91,9 @@ def train_step(network, optimizer, loss_fn, gamma=None):
     non_trainable = network.non_trainable_variables
     gamma = tf.convert_to_tensor(gamma.value if isinstance(gamma, keras.Variable) else gamma, tf.float32)
     weights = _values(trainable)
-    delta = tf.cond(
-        gamma > 0.0, lambda: perturbation(network, loss_fn, gamma), lambda: [tf.zeros_like(w) for w in weights]
-    )
+    # No tf.cond on gamma: synchronised batch norm and the all-reduce cannot sit in a branch under a
+    # multi-replica strategy, so the ascent pass also runs (and gives a zero perturbation) at gamma 0.
+    delta = perturbation(network, loss_fn, gamma)
     perturbed = [w + d for w, d in zip(weights, delta, strict=True)]
     state = [_values(non_trainable)]
     with tf.GradientTape(watch_accessed_variables=False) as tape:
