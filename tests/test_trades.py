@@ -228,7 +228,7 @@ class _InterruptAt(keras.callbacks.Callback):
 
 @pytest.mark.parametrize("case", sorted(RESUME_CASES))
 def test_interrupted_and_resumed_run_equals_the_uninterrupted_run(tmp_path, case):
-    fields = dict(epochs=2, seed=3, attack="pgd", attack_steps=2, robust_eval_size=0, train_limit=128, **RESUME_CASES[case])
+    fields = dict(epochs=2, seed=3, attack="pgd", attack_steps=2, robust_eval_size=0, train_limit=96, **RESUME_CASES[case])
     whole = run_training(tiny_config(tmp_path / "whole", **fields))
     with pytest.raises(KeyboardInterrupt):
         run_training(tiny_config(tmp_path / "cut", **fields), extra_callbacks=[_InterruptAt(1, 1)])
