@@ -26,10 +26,9 @@ TINY_FLAGS = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="module")
 def mirrored_run(tmp_path_factory):
-    """TRADES + AWP through the CLI under MirroredStrategy on two logical CPUs, started when the
-    module starts so that the in-process tests overlap with it."""
+    """TRADES + AWP through the CLI under MirroredStrategy on two logical CPUs (a subprocess)."""
     out = tmp_path_factory.mktemp("runs") / "mirrored"
     env = {**os.environ, "PYTHONPATH": REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), "TF_CPP_MIN_LOG_LEVEL": "2"}
     args = ["--flagfile=configs/trades_awp.flags", *TINY_FLAGS, "--distribution=mirrored", "--logical_cpus=2"]
