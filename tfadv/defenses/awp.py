@@ -15,7 +15,8 @@ update computed at the perturbed point. Both passes run the network statelessly
 (`stateless_call`), so the ascent pass leaves the batch-normalisation statistics alone and the
 training pass updates them once, as an ordinary step does. Under a tf.distribute strategy the
 ascent gradient is summed over the replicas, so every replica perturbs the same way: that of
-the global batch. Cost: one forward-backward pass more than the unperturbed step.
+the global batch. Cost: one more forward-backward evaluation of the loss per step (two passes
+of the batch for TRADES and MART, whose loss runs the network on x and x'), also while gamma is 0.
 """
 
 import keras
