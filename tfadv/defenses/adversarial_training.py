@@ -23,6 +23,7 @@ import tensorflow as tf
 from tfadv import attacks
 from tfadv.data import pipeline
 from tfadv.data.augment import make_augment_fn
+from tfadv.defenses import awp
 
 
 def eps_at(epoch: int, eps: float, warmup_epochs: int = 0, ramp_epochs: int = 0) -> float:
@@ -59,9 +60,14 @@ class AdversarialTrainer(keras.Model):
         seed: None (random starts drawn from TensorFlow's global RNG) or an int: the attack's
             random draws in training step k on replica r come from (seed, k, r), so a run
             resumed from a checkpoint (which restores the step count) repeats them.
+        awp_gamma: relative size of the adversarial weight perturbation (`tfadv.defenses.awp`;
+            0: none). While the variable `self.awp_gamma` is > 0 each step takes its gradient
+            at kernels perturbed by awp_gamma * ||w|| along the ascent direction of the loss on
+            the attacked batch (one forward-backward pass more), then updates the unperturbed
+            weights; `tfadv.defenses.AwpSchedule` sets the variable per epoch.
     """
 
-    def __init__(self, classifier, attack="fgsm", eps=0.03, ratio=1.0, seed=None, **kwargs):
+    def __init__(self, classifier, attack="fgsm", eps=0.03, ratio=1.0, seed=None, awp_gamma=0.0, **kwargs):
         super().__init__(**kwargs)
         attack = attacks.get(attack)
         ratio = attacks.checks.check_fraction("ratio", ratio)
@@ -75,6 +81,12 @@ class AdversarialTrainer(keras.Model):
         self.eps = self.add_weight(
             name="eps", shape=(), initializer=keras.initializers.Constant(float(eps)), trainable=False
         )
+        self.awp_size = awp.check_gamma(awp_gamma)
+        self.awp_gamma = None
+        if self.awp_size > 0:
+            self.awp_gamma = self.add_weight(
+                name="awp_gamma", shape=(), initializer=keras.initializers.Constant(self.awp_size), trainable=False
+            )
         self.built = True
 
     def call(self, inputs, training=False):
@@ -111,7 +123,22 @@ class AdversarialTrainer(keras.Model):
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         x = self.adversarial_batch(x, y)
-        return super().train_step(keras.utils.pack_x_y_sample_weight(x, y, sample_weight))
+        if self.awp_gamma is None:
+            return super().train_step(keras.utils.pack_x_y_sample_weight(x, y, sample_weight))
+        return self._awp_train_step(x, y, sample_weight)
+
+    def _awp_train_step(self, x, y, sample_weight):
+        """Keras' train step with the gradient taken at AWP-perturbed weights (`tfadv.defenses.awp`)."""
+        outputs = {}
+
+        def loss_fn(forward):  # the compiled loss, as a replica-local mean
+            outputs["y_pred"] = forward(x)  # the last call is the training pass
+            loss = self._compute_loss(x=x, y=y, y_pred=outputs["y_pred"], sample_weight=sample_weight, training=True)
+            return loss * tf.distribute.get_strategy().num_replicas_in_sync  # Keras scales it per replica
+
+        loss = awp.train_step(self.classifier, self.optimizer, loss_fn, self.awp_gamma)
+        self._loss_tracker.update_state(loss, sample_weight=tf.shape(x)[0])
+        return self.compute_metrics(x, y, outputs["y_pred"], sample_weight=sample_weight)
 
     def get_config(self):
         return {
@@ -121,6 +148,7 @@ class AdversarialTrainer(keras.Model):
             "eps": float(keras.ops.convert_to_numpy(self.eps)),
             "ratio": self.ratio,
             "seed": self.seed,
+            "awp_gamma": self.awp_size,
         }
 
     @classmethod

@@ -15,6 +15,7 @@ TEST_NOISES = ("none", "random_sign", "gaussian")  # "none" and tfadv.defenses.t
 DISTRIBUTIONS = ("default", "mirrored", "multi_worker")  # tfadv.runtime.devices.DISTRIBUTIONS
 JIT_CHOICES = ("auto", "true", "false")
 DISTILLATION_RECIPES = ("distill", "distill_variant")
+AWP_RECIPES = ("adversarial_batch", "trades", "mart")  # recipes that take awp_gamma
 # Fields that cannot change a run's results: they may differ when a run is resumed.
 RESULT_NEUTRAL_FIELDS = ("resume", "overwrite", "verbose", "output_dir", "run_name")
 
@@ -57,6 +58,11 @@ class TrainConfig:
     monitor_attack: str = "pgd(steps=10, loss=margin)"  # evaluation attack of that monitor; "training": the training attack
     guard_images: int = 0  # adversarial_batch: training images PGD-checked each epoch against catastrophic overfitting (0: off)
     guard_drop: float = 0.2  # stop and restore the previous epoch's weights when that robust accuracy falls this far below its best
+    # TRADES, MART and adversarial weight perturbation (recipes trades / mart, AWP also adversarial_batch)
+    trades_beta: float = 6.0  # weight of KL(f(x) || f(x')); 1 and 6 are the paper's points
+    mart_beta: float = 6.0  # weight of MART's misclassification-weighted KL term
+    awp_gamma: float = 0.0  # relative size of the adversarial weight perturbation (0: off; the paper's 5e-3)
+    awp_warmup_epochs: int = 0  # epochs trained without the weight perturbation first
     # distillation (recipes defensive_distillation / distillation_variant)
     teacher_temperature: float = 50.0
     student_temperature: float = 50.0
@@ -154,6 +160,7 @@ class TrainConfig:
             raise ValueError(f"guard_images={self.guard_images}: must be >= 0 (0: off)")
         if not 0 < self.guard_drop <= 1:
             raise ValueError(f"guard_drop={self.guard_drop}: must be in (0, 1]")
+        self._check_trades_values()
         batch_trained = self.recipe == "adversarial_batch" or (
             self.recipe in ("distill", "distill_variant") and not self.teacher_dir and self.teacher_recipe == "adversarial_batch"
         )
@@ -163,13 +170,31 @@ class TrainConfig:
                 f"(or teacher_recipe=adversarial_batch); recipe={self.recipe!r}"
             )
 
+    def _check_trades_values(self) -> None:
+        """TRADES, MART and AWP fields."""
+        for name in ("trades_beta", "mart_beta"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)}: must be >= 0")
+        if not 0 <= self.awp_gamma < 1:
+            raise ValueError(f"awp_gamma={self.awp_gamma}: must be in [0, 1) (0: off)")
+        if self.awp_warmup_epochs < 0:
+            raise ValueError(f"awp_warmup_epochs={self.awp_warmup_epochs}: must be >= 0")
+        trained = self.teacher_recipe if self.recipe in DISTILLATION_RECIPES and not self.teacher_dir else self.recipe
+        if self.awp_gamma and trained not in AWP_RECIPES:
+            raise ValueError(
+                f"awp_gamma={self.awp_gamma}: adversarial weight perturbation is an option of recipes "
+                f"{', '.join(AWP_RECIPES)} (or such a teacher_recipe); recipe={self.recipe!r}"
+            )
+
     def _validate_adversarial(self) -> None:
         """The training attack and the teacher recipe, looked up in their registries."""
         from tfadv import attacks
 
-        name = attacks.get(self.attack).name  # a name or a spec such as 'pgd(steps=7)'
-        if name not in TRAINING_ATTACKS:
+        attack = attacks.get(self.attack)  # a name or a spec such as 'pgd(steps=7)'
+        if attack.name not in TRAINING_ATTACKS:
             raise ValueError(f"attack={self.attack!r}: expected one of {', '.join(TRAINING_ATTACKS)}")
+        if self.recipe == "trades" and (attack.name != "pgd" or attack.options.get("norm", "inf") != "inf"):
+            raise ValueError(f"attack={self.attack!r}: recipe trades maximises its KL term with L-inf pgd; expected attack=pgd")
         from tfadv.experiment import recipes
 
         if self.teacher_recipe not in recipes.trainer_names():

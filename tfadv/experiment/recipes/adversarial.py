@@ -73,6 +73,8 @@ def notes(config) -> dict:
         out["eps_schedule"] = f"warm-up {config.warmup_epochs} epochs, ramp {config.eps_ramp_epochs} epochs"
     if config.robust_eval_size:
         out["monitor_attack"] = training.monitor_attack(config).describe()
+    if config.awp_gamma:
+        out["awp"] = f"gamma {config.awp_gamma:g} (layer-wise relative), from epoch {config.awp_warmup_epochs + 1}"
     if config.guard_images:
         out["guard"] = f"{defenses.overfitting_guard.DEFAULT_ATTACK} on {config.guard_images} training images, stop at a drop > {config.guard_drop:g}"
     return out
@@ -85,10 +87,13 @@ def train_batch(ctx, stage="model", **option_overrides):
     with ctx.strategy.scope():
         classifier = training.build_model(ctx, **option_overrides)
         trainer = defenses.AdversarialTrainer(
-            classifier, training.training_attack(config), eps=_first_eps(config), ratio=config.adv_ratio, seed=config.seed
+            classifier, training.training_attack(config), eps=_first_eps(config), ratio=config.adv_ratio, seed=config.seed,
+            awp_gamma=config.awp_gamma,
         )
         training.compile_model(ctx, trainer)
     extra = [_eps_schedule(config, trainer.eps), *monitor_callbacks(ctx, classifier, trainer.eps, stage)]
+    if trainer.awp_gamma is not None:  # adversarial weight perturbation (awp_gamma > 0)
+        extra.append(defenses.AwpSchedule(trainer.awp_gamma, config.awp_gamma, config.awp_warmup_epochs))
     extra += guard_callbacks(ctx, classifier)
     training.fit(ctx, trainer, stage, extra_callbacks=extra)
     return classifier
