@@ -33,7 +33,7 @@ HELP = {
     "noise_stddev": "stddev of the Gaussian-noise layer",
     "noise_at_inference": "keep the Gaussian noise on at inference",
     "temperature": "softmax temperature of the trained model",
-    "recipe": "training recipe: standard, adversarial_batch, adversarial_epoch, random_noise, distill, distill_variant",
+    "recipe": "training recipe: standard, adversarial_batch, adversarial_epoch, random_noise, trades, mart, distill, distill_variant",
     "epochs": "training epochs (> 0)",
     "batch_size": "batch size (> 0), global across replicas",
     "learning_rate": "Adam learning rate",
