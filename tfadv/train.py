@@ -64,6 +64,7 @@ HELP = {
     "distill_alpha": "distillation: weight of the soft-label loss (1 - alpha on hard labels)",
     "test_noise": "noise preprocessing put in front of the final model: none, random_sign, gaussian",
     "test_noise_eps": "magnitude of that test-time noise (pixel scale)",
+    "export_tflite": "also export the main model as TFLite for devices: a comma list of float32, float16, int8 (int8: full-integer quantization calibrated on 200 seeded training images); RUN:NAME_int8 evaluates it",
     "output_dir": "run folder (default saved_models/<run_name>)",
     "run_name": "run name (default <recipe>-<model>-<dataset>)",
     "overwrite": "replace an existing run folder (not consulted with --resume)",

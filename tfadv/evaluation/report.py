@@ -296,6 +296,12 @@ def evaluate(
         raise ValueError(f"Expected labels in [0, {len(class_names)}). Received: labels with min={y.min()}, max={y.max()}")
     for name, clf in classifiers.items():
         check_data(clf, x, y, len(class_names), name)
+        if not getattr(clf, "differentiable", True):
+            raise ValueError(
+                f"Model {name!r} has no gradients (a TFLite or Python-callable model), and the checklist, sweep and "
+                "remedies need them: evaluate the float model, or attack this one with a gradient-free attack "
+                f"(tfadv.attack --attack=square or hop_skip_jump). Received: {clf!r}"
+            )
     sweep = sorted({*map(float, sweep_eps), float(eps), LARGE_EPS} - ({LARGE_EPS} if norm_name == "2" else set()))
     settings = {"batch_size": batch_size, "seed": seed, "eot_samples": eot_samples, "draws": int(draws), "check_steps": CHECK_STEPS}
     report = EvaluationReport(float(eps), norm_name, [a.describe() for a in suite_list], len(x), {}, None, class_names, settings)

@@ -15,6 +15,7 @@ TEST_NOISES = ("none", "random_sign", "gaussian")  # "none" and tfadv.defenses.t
 DISTRIBUTIONS = ("default", "mirrored", "multi_worker")  # tfadv.runtime.devices.DISTRIBUTIONS
 JIT_CHOICES = ("auto", "true", "false")
 DISTILLATION_RECIPES = ("distill", "distill_variant")
+TFLITE_PRECISIONS = ("float32", "float16", "int8")  # tfadv.models.tflite.PRECISIONS
 AWP_RECIPES = ("adversarial_batch", "trades", "mart")  # recipes that take awp_gamma
 # Fields that cannot change a run's results: they may differ when a run is resumed.
 RESULT_NEUTRAL_FIELDS = ("resume", "overwrite", "verbose", "output_dir", "run_name")
@@ -72,6 +73,8 @@ class TrainConfig:
     distill_alpha: float = 1.0  # weight of the soft-label loss; 1 - alpha on hard labels
     test_noise: str = "none"  # none | random_sign | gaussian: test-time noise preprocessing
     test_noise_eps: float = 0.0
+    # deployment
+    export_tflite: str = ""  # comma list of float32, float16, int8: TFLite exports of the main model
     # run
     output_dir: str = ""
     run_name: str = ""
@@ -124,6 +127,9 @@ class TrainConfig:
 
     def _check_run_values(self) -> None:
         """Data, model and run fields."""
+        unknown = [p for p in self.tflite_precisions() if p not in TFLITE_PRECISIONS]
+        if unknown:
+            raise ValueError(f"export_tflite={self.export_tflite!r}: expected a comma list of {', '.join(TFLITE_PRECISIONS)}")
         if not 0 <= self.seed < 2**32:
             raise ValueError(f"seed={self.seed}: must be in [0, 2**32)")
         if not 0 <= self.validation_fraction < 1:
@@ -211,6 +217,10 @@ class TrainConfig:
                 f"{name}={current[name]!r} differs from the run being resumed, which has {stored[name]!r} "
                 "in its config.json; resume with the same settings or start a new run"
             )
+
+    def tflite_precisions(self) -> list:
+        """The TFLite precisions `export_tflite` asks for, in order."""
+        return [p.strip() for p in self.export_tflite.split(",") if p.strip()]
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

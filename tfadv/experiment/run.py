@@ -11,6 +11,8 @@ import shutil
 import tempfile
 import time
 
+import numpy as np
+
 from tfadv import data as data_lib
 from tfadv import evaluation, models
 from tfadv.experiment import recipes, resume, run_folder, training
@@ -29,12 +31,18 @@ class RunSummary:
     seconds: float
     dataset: str
     notes: dict = dataclasses.field(default_factory=dict)
+    tflite: dict = dataclasses.field(default_factory=dict)  # name -> {path, bytes, test_accuracy, agreement}
 
     def lines(self):
         out = [f"run folder: {self.output_dir}  ({self.seconds:.1f} s, {self.dataset})"]
         for name, acc in self.test_accuracy.items():
             marker = " (main)" if name == self.main else ""
             out.append(f"clean test accuracy {name}{marker}: {acc:.4f}  -> {self.exports[name]}")
+        for name, entry in self.tflite.items():
+            out.append(
+                f"clean test accuracy {name} (TFLite, {entry['bytes']:,} bytes): {entry['test_accuracy']:.4f}, "
+                f"agrees with {self.main} on {entry['agreement']:.1%}  -> {entry['path']}"
+            )
         out.append("weights: " + ", ".join(f"{name} {checksum}" for name, checksum in self.weights.items()))
         for key, value in self.notes.items():
             out.append(f"{key}: {value}")
@@ -150,9 +158,11 @@ def _train_and_export(config, dataset, strategy, write_dir, extra_callbacks) -> 
         name: float((evaluation.predict_probabilities(model, test_images).argmax(axis=1) == test_labels).mean())
         for name, model in result.models.items()
     }
+    tflite = _export_tflite(config, dataset, result.models[result.main], result.main, write_dir, test_images, test_labels)
     task, index = devices.worker_task(strategy)
     workers = {"worker": f"{task} {index} of {strategy.num_replicas_in_sync} replicas"} if task else {}
     return RunSummary(
+        tflite=tflite,
         output_dir=config.output_dir,
         main=result.main,
         test_accuracy=accuracy,
@@ -162,6 +172,32 @@ def _train_and_export(config, dataset, strategy, write_dir, extra_callbacks) -> 
         dataset=dataset.summary(),
         notes={"replicas": strategy.num_replicas_in_sync, **workers, "onednn": onednn.is_enabled(), **result.notes},
     )
+
+
+TFLITE_CALIBRATION = 200  # training images drawn (seeded) to calibrate an int8 export
+
+
+def _export_tflite(config, dataset, model, name, write_dir, test_images, test_labels) -> dict:
+    """The main model as TFLite flat buffers beside its SavedModel (RUN/models/NAME_PRECISION.tflite),
+    each with its size, clean test accuracy and agreement with the float model."""
+    precisions = config.tflite_precisions()
+    if not precisions:
+        return {}
+    size = min(TFLITE_CALIBRATION, len(dataset.train))
+    rows = np.sort(np.random.default_rng(config.seed).choice(len(dataset.train), size, replace=False))
+    calibration = dataset.train.take(rows).float_images()
+    written = models.tflite.export_precisions(
+        model, os.path.join(write_dir, run_folder.MODELS_DIR), name, precisions, calibration, config.seed
+    )
+    reference = evaluation.predict_probabilities(model, test_images).argmax(axis=1)
+    out = {}
+    for label, (path, size) in written.items():
+        predicted = evaluation.predict_probabilities(models.load(path), test_images).argmax(axis=1)
+        out[label] = {
+            "path": os.path.join(config.output_dir, os.path.relpath(path, write_dir)), "bytes": int(size),
+            "test_accuracy": float((predicted == test_labels).mean()), "agreement": float((predicted == reference).mean()),
+        }  # fmt: skip
+    return out
 
 
 def remove_temporaries(output_dir: str) -> int:

@@ -127,6 +127,8 @@ def resolve_model_path(path: str, name: str = "", argument: str = "model") -> st
         run = read_json(summary)
         name = name or run.get("main", "model")
         candidate = os.path.join(path, MODELS_DIR, name + ".keras")
+        if not os.path.exists(candidate) and os.path.exists(candidate[: -len(".keras")] + ".tflite"):
+            return candidate[: -len(".keras")] + ".tflite"  # a deployed export (--export_tflite)
         if not os.path.exists(candidate):
             raise ValueError(f"{argument}={path!r}: the run has no model {name!r}; it has {sorted(run.get('exports', {}))}")
         return candidate

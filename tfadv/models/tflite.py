@@ -28,6 +28,7 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 from tfadv.models.adapter import as_classifier
 from tfadv.models.callable import from_callable
 from tfadv.runtime.files import atomic_file
+from tfadv.runtime.quiet import native_stderr_silenced
 
 PRECISIONS = ("float32", "float16", "int8")
 REPRESENTATIVE_IMAGES = 200  # images drawn (seeded) from representative_images to calibrate int8
@@ -220,7 +221,9 @@ class TFLiteModel:
                 content = f.read()
         verify(content, where)
         try:
-            with warnings.catch_warnings():  # TF 2.21's notice that the interpreter moves to LiteRT
+            # TF 2.21's notice that the interpreter moves to LiteRT, and the native "Created TensorFlow
+            # Lite XNNPACK delegate" line on stderr (a command's one-line errors stay one line)
+            with warnings.catch_warnings(), native_stderr_silenced():
                 warnings.simplefilter("ignore")
                 self.interpreter = _interpreter_class()(
                     model_content=content, num_threads=num_threads
@@ -252,7 +255,8 @@ class TFLiteModel:
         self.max_batch = max_batch
         self._lock = threading.Lock()
         self._batch = int(self._input["shape"][0])
-        self.interpreter.allocate_tensors()
+        with native_stderr_silenced():
+            self.interpreter.allocate_tensors()
 
     def _quantised(self, images):
         scale, zero = self._input["quantization"]
