@@ -1,9 +1,10 @@
 """Exact resume: a run interrupted anywhere and continued with resume=True ends with the same
 weights and the same summary figures as the run that was never interrupted.
 
-In-process interruptions (KeyboardInterrupt mid-epoch, any recipe and stage) test that every
-random draw is a function of (seed, epoch, step); one real `kill -9` of the CLI tests the
-on-disk state (atomic backups, temporaries left behind)."""
+Every recipe is killed in each of its stages after a finished epoch, in the export and in the
+evaluation (tfadv.experiment.resume_check: the run folder as a kill at that moment leaves it, or
+a run that raises there); the uninterrupted runs are shared by a module fixture. One real
+`kill -9` of the CLI tests the on-disk state (atomic backups, temporaries left behind)."""
 
 import os
 import subprocess
