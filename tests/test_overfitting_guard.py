@@ -12,6 +12,7 @@ from absl import flags
 from tfadv.data import ImageSet
 from tfadv.defenses import OverfittingGuard
 from tfadv.experiment import flags as cli
+from tfadv.experiment import resume
 from tfadv.experiment.config import TrainConfig
 from tfadv.experiment.recipes import adversarial
 
@@ -51,15 +52,28 @@ class SetWeightsEachEpoch(keras.callbacks.Callback):
         self.model.set_weights(self.weights_of_epoch(epoch))
 
 
-def _fit_with_guard(drop, epochs=5):
-    keras.utils.set_random_seed(0)
+def _model():
     inputs = keras.Input((4, 4, 1))
     model = keras.Model(inputs, keras.layers.Dense(2, name="logits")(keras.layers.Flatten()(inputs)))  # outputs logits
     model.compile(optimizer=keras.optimizers.SGD(0.0), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def _guard(drop):
+    images, labels = _held_batch()
+    return OverfittingGuard(images, labels, EPS, drop=drop, attack="pgd(steps=3)", seed=0)
+
+
+def _fit_with_guard(drop, epochs=5, model=None, guard=None, initial_epoch=0, callbacks=()):
+    keras.utils.set_random_seed(0)
+    model = model or _model()
+    guard = guard or _guard(drop)
     images, labels = _held_batch()
     weights = lambda epoch: _fragile() if epoch == COLLAPSE else _robust(epoch + 1.0)  # noqa: E731
-    guard = OverfittingGuard(images, labels, EPS, drop=drop, attack="pgd(steps=3)", seed=0)
-    history = model.fit(images, labels, batch_size=4, epochs=epochs, verbose=0, callbacks=[SetWeightsEachEpoch(weights), guard])
+    history = model.fit(
+        images, labels, batch_size=4, epochs=epochs, initial_epoch=initial_epoch, verbose=0,
+        callbacks=[SetWeightsEachEpoch(weights), guard, *callbacks],
+    )  # fmt: skip
     return model, guard, history
 
 
@@ -108,3 +122,39 @@ def test_the_fast_config_and_the_recipe_option():
     (guard,) = adversarial.guard_callbacks(ctx, classifier=None)
     assert len(guard.labels) == 8 and (guard.eps, guard.drop) == (0.03, 0.2)  # 128 asked, 8 held
     assert adversarial.guard_callbacks(types.SimpleNamespace(config=TrainConfig(), data=ctx.data), None) == []
+
+
+def test_state_goes_through_the_backup_and_a_resumed_fit_stops_where_the_whole_fit_stops(tmp_path):
+    """Fit to the epoch before the collapse with the run's Backup, restore into a new model and
+    guard, fit on: the guard stops at the collapse with the whole fit's history and weights. A
+    guard that starts afresh instead takes the collapsed epoch as its best and trains on."""
+    _, whole, _ = _fit_with_guard(drop=0.2)
+    backup_dir = str(tmp_path / "backup")
+    first = _guard(0.2)
+    _fit_with_guard(drop=0.2, epochs=COLLAPSE, guard=first, callbacks=[resume.Backup(backup_dir, [first])])
+    assert first.stopped_epoch is None and len(first.history) == COLLAPSE
+
+    model, guard = _model(), _guard(0.2)
+    assert resume.restore(model, backup_dir, callbacks=[guard]) == COLLAPSE
+    assert guard.history == first.history and guard.best_epoch == first.best_epoch
+    _, guard, history = _fit_with_guard(drop=0.2, model=model, guard=guard, initial_epoch=COLLAPSE)
+    assert len(history.history["loss"]) == 1  # stopped at the collapse, the first epoch after the resume
+    assert guard.summary() | {"seconds": 0} == whole.summary() | {"seconds": 0}
+    for got, expected in zip(model.get_weights(), _robust(float(COLLAPSE)), strict=True):
+        np.testing.assert_array_equal(got, expected)
+
+    _, afresh, history = _fit_with_guard(drop=0.2, initial_epoch=COLLAPSE)
+    assert afresh.stopped_epoch is None and len(history.history["loss"]) == 5 - COLLAPSE
+
+
+def test_set_state_refuses_a_state_it_did_not_write():
+    with pytest.raises(ValueError, match="previous_weights"):
+        _guard(0.2).set_state({"history": [], "best": None})
+
+
+def test_backup_refuses_states_of_other_callbacks(tmp_path):
+    model = _model()
+    guard = _guard(0.2)
+    _fit_with_guard(drop=0.2, epochs=1, model=model, guard=guard, callbacks=[resume.Backup(str(tmp_path / "b"), [guard])])
+    with pytest.raises(ValueError, match="OverfittingGuard"):
+        resume.restore(_model(), str(tmp_path / "b"), callbacks=[])

@@ -1,9 +1,10 @@
 """Exact resume: a run interrupted anywhere and continued with resume=True ends with the same
 weights and the same summary figures as the run that was never interrupted.
 
-In-process interruptions (KeyboardInterrupt mid-epoch, any recipe and stage) test that every
-random draw is a function of (seed, epoch, step); one real `kill -9` of the CLI tests the
-on-disk state (atomic backups, temporaries left behind)."""
+Every recipe is killed in each of its stages after a finished epoch, in the export and in the
+evaluation (tfadv.experiment.resume_check: the run folder as a kill at that moment leaves it, or
+a run that raises there); the uninterrupted runs are shared by a module fixture. One real
+`kill -9` of the CLI tests the on-disk state (atomic backups, temporaries left behind)."""
 
 import os
 import subprocess
@@ -16,66 +17,98 @@ import tensorflow as tf
 
 from conftest import REPO_ROOT, tiny_config
 from tfadv import data as data_lib
-from tfadv.experiment import resume
-from tfadv.experiment.run import run_training
+from tfadv.experiment import resume, resume_check
 from tfadv.runtime import files
 
-
-class _InterruptAt(keras.callbacks.Callback):
-    """Raises KeyboardInterrupt after batch `batch` of epoch `epoch` in the `call`-th fit of the run."""
-
-    def __init__(self, call, epoch, batch):
-        super().__init__()
-        self.target = (call, epoch, batch)
-        self.calls = 0
-        self.epoch = -1
-
-    def on_train_begin(self, logs=None):
-        self.calls += 1
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        if (self.calls, self.epoch, batch) == self.target:
-            raise KeyboardInterrupt
-
-
-def _weights(run_dir):
-    models_dir = os.path.join(run_dir, "models")
-    names = sorted(n for n in os.listdir(models_dir) if n.endswith(".keras"))
-    return {n: keras.saving.load_model(os.path.join(models_dir, n), compile=False).get_weights() for n in names}
-
-
+KP = resume_check.KillPoint
 ADVERSARIAL = dict(attack="pgd", attack_steps=2, adv_ratio=0.5, eps_ramp_epochs=1, robust_eval_size=0)
-CASES = {  # recipe settings, (fit call, epoch, batch) of the interruption; each recipe trains once
-    "standard_noise_augment": (dict(noise="after_first_conv", noise_stddev=0.2, augment="all"), (1, 1, 2)),
-    "adversarial_epoch": (dict(recipe="adversarial_epoch", attack="fgsm_random", adv_fraction=0.5, robust_eval_size=0), (1, 1, 3)),
-    "distill_adversarial_batch_teacher_cut_in_teacher": (
-        dict(recipe="distill", teacher_recipe="adversarial_batch", augment="standard", **ADVERSARIAL), (1, 1, 1)
+# Fast AT (configs/adversarial_batch_fast.flags at tiny scale) whose guard stops in epoch 1 of 3,
+# below the best (epoch 0) by more than guard_drop: a resumed run that forgot the guard's best
+# epoch would train on.
+FAST_STOPPING = dict(
+    recipe="adversarial_batch", attack="fgsm_random", attack_alpha=0, eps=0.03, adv_ratio=1.0, robust_eval_size=0,
+    guard_images=64, guard_drop=0.02, learning_rate=0.003, seed=3,
+)
+# name: (settings, epochs, kill points); every stage is killed after at least one finished epoch
+CASES = {
+    "standard_noise_augment": (
+        dict(noise="after_first_conv", noise_stddev=0.2, augment="all"), 2,
+        [KP("model", "epoch", 1)],  # killed in export and evaluation below (and in tools/resume_table.py)
     ),
-    "distill_variant_random_noise_teacher_cut_in_student": (
-        dict(recipe="distill_variant", teacher_recipe="random_noise", adv_fraction=0.5, student_temperature=4.0), (2, 0, 2)
+    "adversarial_batch": (dict(recipe="adversarial_batch", **ADVERSARIAL), 2, [KP("model", "epoch", 1)]),
+    "adversarial_epoch": (
+        dict(recipe="adversarial_epoch", attack="fgsm_random", adv_fraction=0.5, robust_eval_size=0), 2, [KP("model", "epoch", 1)]
     ),
+    "random_noise": (dict(recipe="random_noise", adv_fraction=0.5, robust_eval_size=0), 2, [KP("model", "epoch", 1)]),
+    "distill_adversarial_batch_teacher": (
+        dict(recipe="distill", teacher_recipe="adversarial_batch", augment="standard", **ADVERSARIAL), 2,
+        [KP("teacher", "epoch", 1), KP("student", "epoch", 1)],
+    ),
+    "distill_variant_random_noise_teacher": (
+        dict(recipe="distill_variant", teacher_recipe="random_noise", adv_fraction=0.5, student_temperature=4.0), 2,
+        [KP("teacher", "epoch", 1), KP("student", "epoch", 1)],
+    ),
+    "adversarial_batch_fast_guard_stops_after_resume": (FAST_STOPPING, 3, [KP("model", "epoch", 1), KP("model", "stage_end")]),
 }  # fmt: skip
 
 
+def _expected_epochs(point, names, epochs):
+    """{stage: epochs} the resumed run must train: the rest of the killed stage, all of the later ones."""
+    if point.moment != "epoch":
+        return {}
+    later = names[names.index(point.stage) + 1 :]
+    return {point.stage: epochs - point.epoch, **{stage: epochs for stage in later}}
+
+
+def _config(case, output_dir):
+    settings, epochs, _ = CASES[case]
+    return tiny_config(output_dir, **{"epochs": epochs, "seed": 3, **settings})
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """case -> (the uninterrupted run's summary, {kill point: copy of its folder}), run once per case."""
+    runs = {}
+
+    def get(case):
+        if case not in runs:
+            work = str(tmp_path_factory.mktemp(case))
+            runs[case] = resume_check.reference_with_snapshots(_config(case, work), CASES[case][2], work)
+        return runs[case]
+
+    return get
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_interrupted_and_resumed_run_equals_the_uninterrupted_run(tmp_path, case):
-    settings, at = CASES[case]
-    fields = dict(epochs=2, seed=3, **settings)
-    whole = run_training(tiny_config(tmp_path / "whole", **fields))
-    interrupt = _InterruptAt(*at)
-    with pytest.raises(KeyboardInterrupt):
-        run_training(tiny_config(tmp_path / "cut", **fields), extra_callbacks=[interrupt])
-    assert interrupt.calls == at[0] and interrupt.epoch == at[1]
-    resumed = run_training(tiny_config(tmp_path / "cut", resume=True, **fields))
-    assert resumed.test_accuracy == whole.test_accuracy
-    a, b = _weights(tmp_path / "whole"), _weights(tmp_path / "cut")
-    assert sorted(a) == sorted(b)
-    for name in a:
-        for x, y in zip(a[name], b[name], strict=True):
-            np.testing.assert_array_equal(x, y, err_msg=name)
+def test_killed_and_resumed_run_equals_the_uninterrupted_run(tmp_path, case, uninterrupted):
+    """The run folder as a kill at each point leaves it (copied from the uninterrupted run),
+    resumed: the same weights checksums and test accuracies, after training only what was left."""
+    config = _config(case, tmp_path)
+    reference, copies = uninterrupted(case)
+    names = resume_check.stages(config)
+    for point in CASES[case][2]:
+        resumed, trained = resume_check.resume_in(config, copies[point])
+        assert (resumed.weights, resumed.test_accuracy) == (reference.weights, reference.test_accuracy), point
+        expected = _expected_epochs(point, names, config.epochs)
+        if "guard" in case:  # the guard stops in epoch 1 of 3: resumed in it, the run trains only it;
+            expected = {"model": 1} if point.moment == "epoch" else {}  # resumed after the stop: nothing
+        assert {k: v for k, v in trained.items() if v} == expected, point
+
+
+@pytest.mark.parametrize(("case", "moment"), [("distill_variant_random_noise_teacher", "export"), ("standard_noise_augment", "evaluation")])
+def test_run_interrupted_in_export_or_evaluation_resumes_to_the_same_run(tmp_path, case, moment, uninterrupted):
+    """A run that raises in the export (after the first of its three models) or in the test-accuracy
+    computation, resumed in its folder: the uninterrupted run's figures; nothing is trained again."""
+    config = _config(case, tmp_path)
+    reference, _ = uninterrupted(case)
+    folder = resume_check.interrupt(config, KP("run", moment), str(tmp_path))
+    assert not os.path.exists(os.path.join(folder, "summary.json"))
+    models_written = sorted(n for n in os.listdir(os.path.join(folder, "models")) if n.endswith(".keras"))
+    assert len(models_written) == (1 if moment == "export" else len(reference.weights))
+    assert len(reference.weights) == (3 if moment == "export" else 1)
+    resumed, trained = resume_check.resume_in(config, folder)
+    assert (resumed.weights, resumed.test_accuracy) == (reference.weights, reference.test_accuracy)
+    assert trained == {}
 
 
 def test_cli_killed_with_sigkill_resumes_to_the_same_run(tmp_path):
@@ -160,7 +193,8 @@ def test_backup_is_written_whole_and_restored(tmp_path):
     backup.set_model(model)
     backup.on_epoch_end(4)
     assert sorted(os.listdir(tmp_path)) == ["backup"]  # no temporary left
-    assert sorted(os.listdir(tmp_path / "backup")) == [resume.WEIGHTS_FILE, resume.STATE_FILE]
+    expected = [resume.CALLBACKS_FILE, resume.ARRAYS_FILE, resume.WEIGHTS_FILE, resume.STATE_FILE]
+    assert sorted(os.listdir(tmp_path / "backup")) == sorted(expected)
     fresh = models.build("tiny_cnn")
     fresh.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
     assert resume.restore(fresh, str(tmp_path / "backup")) == 5

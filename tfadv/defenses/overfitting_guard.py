@@ -11,6 +11,10 @@ batch of training images with PGD (10 steps by default, the same random start ev
 the full eps and compares the robust accuracy with the best epoch so far. When it fell by more
 than `drop`, the guard puts back the weights the classifier had at the end of the previous
 epoch and stops training.
+
+Its state (`get_state` / `set_state`: history, best, best epoch, the previous epoch's weights,
+where it stopped) goes into the run's per-epoch backup (tfadv.experiment.resume.Backup), so a
+resumed run checks against the same best epoch and stops where the uninterrupted run stops.
 """
 
 import math
@@ -46,6 +50,9 @@ class OverfittingGuard(keras.callbacks.Callback):
     Attributes (after fit): history (robust accuracy per epoch), best, best_epoch,
     stopped_epoch and restored_epoch (None when training ran to the end), seconds (time spent
     checking).
+
+    A fit starts the check afresh, unless `set_state` was called since the last fit began: then
+    it continues from that state (how a resumed run continues the interrupted one).
     """
 
     def __init__(self, images, labels, eps, drop=0.2, attack=DEFAULT_ATTACK, classifier=None, batch_size=256, seed=0, log_prefix="guard"):
@@ -69,6 +76,7 @@ class OverfittingGuard(keras.callbacks.Callback):
         self.seed = seed
         self.log_prefix = log_prefix
         self._reset()
+        self._continue = False  # set_state was called: the next fit continues from that state
 
     def _reset(self):
         self.history, self.best, self.best_epoch = [], -math.inf, None
@@ -88,7 +96,35 @@ class OverfittingGuard(keras.callbacks.Callback):
         result = attacks.run_attack(self._target(), (self.images, self.labels), self.attack, eps, batch_size=self.batch_size, seed=seed)
         return float(np.mean(result.adversarial_predictions == self.labels))
 
+    def get_state(self) -> dict:
+        """The check's state after the last finished epoch: JSON-able values and, under
+        "previous_weights", the checked classifier's weights to restore (a list of arrays)."""
+        return {
+            "history": list(self.history), "best": None if self.best_epoch is None else self.best,
+            "best_epoch": self.best_epoch, "stopped_epoch": self.stopped_epoch, "restored_epoch": self.restored_epoch,
+            "seconds": self.seconds, "previous_weights": None if self._previous is None else [np.asarray(w) for w in self._previous],
+        }  # fmt: skip
+
+    def set_state(self, state: dict) -> None:
+        """Puts back a `get_state()`; the next fit continues from it instead of starting afresh."""
+        missing = {"history", "best", "best_epoch", "stopped_epoch", "restored_epoch", "previous_weights"} - set(state)
+        if missing:
+            raise ValueError(f"Expected a state from OverfittingGuard.get_state(). Received: state without {sorted(missing)}")
+        self.history = [float(a) for a in state["history"]]
+        self.best_epoch = state["best_epoch"]
+        self.best = -math.inf if self.best_epoch is None else float(state["best"])
+        self.stopped_epoch, self.restored_epoch = state["stopped_epoch"], state["restored_epoch"]
+        self.seconds = float(state.get("seconds", 0.0))
+        previous = state["previous_weights"]
+        self._previous = None if previous is None else [np.asarray(w) for w in previous]
+        self._continue = True
+
     def on_train_begin(self, logs=None):
+        if self._continue:
+            self._continue = False
+            if self._previous is None:
+                self._previous = self._target().get_weights()
+            return
         self._reset()
         self._previous = self._target().get_weights()  # what "the previous epoch" is before epoch 0
 

@@ -156,12 +156,14 @@ def fit(ctx, model, stage="model", train_data=None, epochs=None, extra_callbacks
     """model.fit with the run's callbacks; resumable, and skipped when `stage` already finished.
 
     Resuming reads the run folder (`ctx.run_dir`): the stage's finished weights, else its last
-    epoch backup (weights, optimizer state, next epoch). Writes go to `ctx.output_dir` (the run
+    epoch backup (weights, optimizer state, next epoch, the states of callbacks that carry one).
+    Writes go to `ctx.output_dir` (the run
     folder, or a scratch folder on workers other than the chief). At every epoch start the
     pipelines' epoch is set and the model's generators reseeded from (seed, epoch); at the end
     they are reseeded from (seed, epochs), whichever way the stage ended.
 
-    Returns the History (None when the stage was restored from a finished checkpoint).
+    Returns the History (None when the stage was restored from a finished checkpoint, or from a
+    backup written when a callback such as the overfitting guard had stopped training).
     """
     epochs = epochs or ctx.config.epochs
     done_path = os.path.join(stage_checkpoint_dir(ctx.run_dir, stage), DONE_WEIGHTS)
@@ -176,23 +178,37 @@ def fit(ctx, model, stage="model", train_data=None, epochs=None, extra_callbacks
 
 
 def _fit_stage(ctx, model, stage, train_data, epochs, extra_callbacks):
-    """Trains from the stage's backup (or from the start), then marks the stage finished."""
-    initial_epoch = resume.restore(model, os.path.join(stage_checkpoint_dir(ctx.run_dir, stage), "backup"), ctx.strategy)
-    if initial_epoch:
-        print(f"[{stage}] resuming at epoch {initial_epoch + 1} of {epochs}", flush=True)
-    elif ctx.config.verbose:
-        print(f"[{stage}] training {epochs} epochs", flush=True)
+    """Trains from the stage's backup (or from the start), then marks the stage finished.
+
+    The backup holds the weights, the optimizer state, the next epoch and the state of the
+    callbacks that carry one (get_state / set_state, e.g. the overfitting guard); a backup
+    written when a callback stopped training finishes the stage without training further."""
+    backup_dir = os.path.join(stage_checkpoint_dir(ctx.run_dir, stage), "backup")
     write_dir = stage_checkpoint_dir(ctx.output_dir, stage)
     first = [resume.EpochStart(ctx.config.seed, ctx.epoch)]  # before anything that uses the model or the data
-    history = model.fit(
-        train_data if train_data is not None else train_dataset(ctx),
-        validation_data=eval_dataset(ctx, "val") if len(ctx.data.val) > 0 else None,
-        epochs=epochs,
-        initial_epoch=initial_epoch,
-        callbacks=[*first, *extra_callbacks, *ctx.callbacks(stage), resume.Backup(os.path.join(write_dir, "backup"))],
-        verbose=ctx.config.verbose,
-        shuffle=False,  # the pipeline shuffles
-    )
+    callbacks = [*first, *extra_callbacks, *ctx.callbacks(stage)]
+    stateful = resume.stateful(callbacks)
+    initial_epoch = resume.restore(model, backup_dir, ctx.strategy, stateful)
+    stopped = resume.read_state(backup_dir).get("stopped", False)
+    history = None
+    if stopped:
+        print(f"[{stage}] training had stopped after epoch {initial_epoch} of {epochs}; restored its backup", flush=True)
+    else:
+        if initial_epoch >= epochs:
+            print(f"[{stage}] all {epochs} epochs were trained before the interruption; restored its backup", flush=True)
+        elif initial_epoch:
+            print(f"[{stage}] resuming at epoch {initial_epoch + 1} of {epochs}", flush=True)
+        elif ctx.config.verbose:
+            print(f"[{stage}] training {epochs} epochs", flush=True)
+        history = model.fit(
+            train_data if train_data is not None else train_dataset(ctx),
+            validation_data=eval_dataset(ctx, "val") if len(ctx.data.val) > 0 else None,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            callbacks=[*callbacks, resume.Backup(os.path.join(write_dir, "backup"), stateful)],
+            verbose=ctx.config.verbose,
+            shuffle=False,  # the pipeline shuffles
+        )
     # its existence marks the stage as finished; then the backup is no longer needed
     atomic_file(os.path.join(write_dir, DONE_WEIGHTS), model.save_weights)
     resume.remove_backup(os.path.join(write_dir, "backup"))
