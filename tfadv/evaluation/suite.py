@@ -174,7 +174,7 @@ def run_suite(
                 print(f"[{k + 1}/{len(attack_list)}] {attack.describe()} on {len(active)} images", flush=True)
             found = attacks.adversarial_images(
                 model, images[active], labels[active], attack, eps, batch_size=batch_size,
-                seed=seed + k if attack.takes_seed else None, progress=progress,
+                seed=seed + k if attack.takes_seed else None, indices=active, progress=progress,
             )  # fmt: skip
             predicted = attacks.predict_classes(model, found, batch_size)
             broken = predicted != labels[active]
