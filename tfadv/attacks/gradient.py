@@ -11,6 +11,9 @@ Shared options: `loss` ("ce", "margin", "dlr", "ce_t" or a callable; see `tfadv.
 ("inf" or "2"), `target` (None, "least_likely", "least_likely_top5", "random", a class id or
 per-image ids; see `tfadv.attacks.targets`), `seed` and `jit_compile`. Every attack is a
 `tf.function` compiled once per (model, attack, static options), run in inference mode.
+Random draws are per image (`tfadv.attacks.randomness`): `seed` is None, an int, a pair, or
+per-image seeds (N, 2), and image i's draws depend on its own seed only (by default
+fold(seed, i)), never on the other images of the batch.
 """
 
 import tensorflow as tf
@@ -206,6 +209,7 @@ class _PerImageSeeds:
     def __init__(self, fn):
         self.fn = fn
 
+    @tf.autograph.experimental.do_not_convert  # inside a caller's tf.function: a plain call
     def __call__(self, x, y, t, eps, alpha, seed):
         return self.fn(x, y, t, eps, alpha, seeds_for(seed, x))
 
@@ -345,8 +349,9 @@ def pgd(
             default eps * min(1, 2.5 / steps).
         random_start: start uniformly inside the ball (needed for restarts > 1).
         restarts: independent runs, best kept per example.
-        seed: None (fresh draw from TF's global RNG), an int, or a pair such as
-            (seed, step) which may be tensors.
+        seed: None (fresh draw from TF's global RNG), an int, a pair such as
+            (seed, step) which may be tensors, or per-image seeds (N, 2) (see
+            `tfadv.attacks.randomness`; `run_attack` passes those of the images' indices).
         Others as in `fgsm`.
     """
     norm = norms.get(norm)

@@ -22,14 +22,14 @@ import tensorflow as tf
 
 from tfadv.attacks import checks
 
-# Salts: one per draw site, so two sites never share draws for one image and restart.
-PGD_START = 1  # norms' random start (PGD, FGSM with random start, FAB's restarts)
-APGD_START = 2  # APGD's start on the surface of the ball
-SQUARE_START = 3
-SQUARE_SEARCH = 4
-RANDOM_TARGET = 5
-RANDOM_SIGN = 6
-RESTART = 7  # fold(seeds, RESTART) ... the seeds of a restart or a run
+# Salts: one per draw site (a site may use salt + 0, ..., salt + 15 for its several draws), so two
+# sites never share draws for one image.
+PGD_START = 16  # norms' random start (PGD, FGSM with random start, FAB's restarts)
+APGD_START = 32  # APGD's start on the surface of the ball
+SQUARE_START = 48
+SQUARE_SEARCH = 64  # with the query's seeds, fold(seeds, query)
+RANDOM_TARGET = 80
+RANDOM_SIGN = 96
 
 _ODD_1, _ODD_2 = 0x85EBCA6B, 0xC2B2AE35  # murmur3's fmix32 multipliers
 _GOLDEN = 0x9E3779B9  # 2^32 / golden ratio: spreads consecutive counters

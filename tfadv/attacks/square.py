@@ -9,7 +9,8 @@ a second random window into a fresh centred pattern in the first one. A candidat
 the current point when it raises the loss or succeeds. The fraction of pixels the square
 covers, p (s = round(sqrt(p * H * W))), starts at `p_init` and halves at 10, 50, 200, 500,
 1000, 2000, 4000, 6000 and 8000 of 10,000 queries (the reference's schedule, scaled to the
-budget). Each example draws its own square positions and signs.
+budget). Each example draws its own square positions and signs, from its own seed (see
+`tfadv.attacks.randomness`): its search is the same in any batch.
 
 Queries: the clean image is evaluated first (an example already misclassified, or on
 target, is returned unchanged), then the start, then one candidate per query; an example is
