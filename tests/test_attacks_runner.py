@@ -23,8 +23,9 @@ def test_arrays_image_sets_and_datasets_give_the_same_result(setup):
         np.testing.assert_allclose(other.adversarial, from_arrays.adversarial, atol=1e-7)
         np.testing.assert_array_equal(other.adversarial_predictions, from_arrays.adversarial_predictions)
     np.testing.assert_array_equal(from_arrays.labels, y)
-    # every batch is attacked with its own seed: the per-batch result equals a direct call
-    direct = attacks.pgd(model, x[32:64], y[32:64], 0.03, steps=3, seed=(1, 1)).numpy()
+    # every image is attacked with the seed of its index: a batch's result equals a direct call
+    seeds = attacks.randomness.image_seeds(1, np.arange(32, 64))
+    direct = attacks.pgd(model, x[32:64], y[32:64], 0.03, steps=3, seed=seeds).numpy()
     np.testing.assert_array_equal(from_arrays.adversarial[32:64], direct)
 
 

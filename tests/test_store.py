@@ -135,12 +135,6 @@ def test_changed_settings_are_refused_in_one_line(setup, tmp_path):
         assert "\n" not in str(raised.value)
 
 
-PER_IMAGE_SEEDS = pytest.mark.xfail(
-    reason="per-image seeding lands with the seeds branch", strict=True
-)
-
-
-@PER_IMAGE_SEEDS
 def test_an_image_gets_the_same_outcome_in_any_chunk(setup, reference):
     for chunk_size in (16, 80):
         _same(_run(setup, chunk_size=chunk_size), reference)
@@ -180,7 +174,6 @@ def _child(folder, model_path, devices=1, suite=SUITE):
     )
 
 
-@PER_IMAGE_SEEDS
 def test_two_logical_devices_and_a_sigkill_give_the_same_outcomes(setup, tmp_path):
     model_path = models.save_keras(setup[0], str(tmp_path / "model.keras"))
     one, two, killed = (str(tmp_path / name) for name in ("one", "two", "killed"))

@@ -19,7 +19,7 @@ The AutoAttack-grade attacks: `apgd` (APGD-CE; registered also as "apgd_dlr" wit
 ("fab_t": minimum-norm FAB toward the same targets) and `square` (score-based, no gradients).
 """
 
-from tfadv.attacks import losses, norms, targets
+from tfadv.attacks import losses, norms, randomness, targets
 from tfadv.attacks.apgd import apgd, apgd_targeted
 from tfadv.attacks.fab import fab_targeted
 from tfadv.attacks.gradient import (
@@ -72,6 +72,6 @@ for _name, _fn, _defaults in (
 __all__ = [
     "Attack", "AttackResult", "LOSSES", "LOSS_ON", "Loss", "NORMS", "PatchResult", "adversarial_images", "apgd", "apgd_targeted", "apply_patch", "fab_targeted", "bim",
     "choose_targets", "fgsm", "fgsm_random", "fgsm_targeted", "get", "input_gradient", "load", "logits_of",
-    "losses", "names", "norms", "one_pixel", "patch", "pgd", "predict_classes", "probabilities_of", "random_sign", "register",
+    "losses", "names", "norms", "one_pixel", "patch", "pgd", "predict_classes", "probabilities_of", "random_sign", "randomness", "register",
     "run_attack", "save", "square", "steps_to_flip", "targets", "transfer",
 ]  # fmt: skip

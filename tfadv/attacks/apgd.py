@@ -22,7 +22,7 @@ import numbers
 
 import tensorflow as tf
 
-from tfadv.attacks import active, checks, gradient, losses, norms
+from tfadv.attacks import active, checks, gradient, losses, norms, randomness
 from tfadv.attacks.compile import classifier_of
 from tfadv.runtime import devices
 
@@ -49,13 +49,14 @@ def checkpoint_windows(steps: int) -> list:
     return windows
 
 
-def random_surface_start(x, eps, norm, seed):
+def random_surface_start(x, eps, norm, seeds):
     """x plus a random direction of length eps (L-inf: uniform noise over its largest entry;
-    L2: Gaussian noise over its length), clipped to [0, 1]."""
+    L2: Gaussian noise over its length), clipped to [0, 1]; each image's drawn from its seed
+    (`seeds` int64 (N, 2))."""
     if norm is norms.LINF:
-        noise = tf.random.stateless_uniform(tf.shape(x), seed, minval=-1.0, maxval=1.0)
+        noise = 2.0 * randomness.uniform(seeds, x.shape[1:], randomness.APGD_START) - 1.0
     else:
-        noise = tf.random.stateless_normal(tf.shape(x), seed)
+        noise = randomness.normal(seeds, x.shape[1:], randomness.APGD_START)
     length = tf.reshape(norm.length(noise), [-1, 1, 1, 1])
     return norms.clip_pixels(x + eps * noise / (length + LENGTH_FLOOR))
 
@@ -72,7 +73,7 @@ def _pick(mask, a, b):
 
 
 def _apgd_fn(
-    x, y, t, eps, alpha, seed, *, model_ref, output, loss, loss_on, norm, steps, rho, targeted, misclassify, compact
+    x, y, t, eps, alpha, seeds, *, model_ref, output, loss, loss_on, norm, steps, rho, targeted, misclassify, compact
 ):
     """One APGD run from a random start; alpha is the initial step size. Returns (images,
     success, best objective) per example. Success means on target when `targeted`, unless
@@ -121,7 +122,7 @@ def _apgd_fn(
         )
         return (i + 1, *active.drop_finished(s, out, s["won"], _recorded)) if compact else (i + 1, s, out)
 
-    start = random_surface_start(x, eps, norm, seed)
+    start = random_surface_start(x, eps, norm, seeds)
     n = tf.shape(x)[0]
     state = {"x": x, "y": y, "t": t, "rows": tf.range(tf.cast(n, tf.int64))}
     scores, value, grad = objective.gradient(start, y, t)
@@ -154,23 +155,25 @@ def _recorded(out, s):
 
 
 def best_over_runs(attack, x, y, run_targets, eps, alpha, seed, won):
-    """Calls the compiled `attack(x, y, targets, eps, alpha, seed)` -> (images, success, value)
+    """Calls the compiled `attack(x, y, targets, eps, alpha, seeds)` -> (images, success, value)
     once per entry of `run_targets`, each time only on the examples no run has broken yet
-    (`won`: broken before the first run), with seed fold(seed, run); `alpha` is one value or
+    (`won`: broken before the first run), each image with its seed folded with the run (`seed`:
+    per-image seeds (N, 2) or any seed `gradient.seeds_for` accepts); `alpha` is one value or
     one per run. Keeps each example's first success, else its highest objective; examples
     broken before the first run stay x."""
+    seeds = gradient.seeds_for(seed, x)
     state = (x, tf.fill(tf.shape(y), tf.constant(-math.inf)), won)
     alphas = alpha if isinstance(alpha, (list, tuple)) else [alpha] * len(run_targets)
     for run, (targets, alpha) in enumerate(zip(run_targets, alphas, strict=True)):
         todo = tf.where(~state[2])[:, 0]
         if checks.is_concrete(todo) and todo.shape[0] == 0:
             break
-        run_seed, alpha = checks.fold_seed(seed, run), checks.to_scalar(alpha)
+        run_seeds, alpha = randomness.fold(seeds, run), checks.to_scalar(alpha)
 
-        def one_run(state=state, todo=todo, targets=targets, alpha=alpha, run_seed=run_seed):
+        def one_run(state=state, todo=todo, targets=targets, alpha=alpha, run_seeds=run_seeds):
             adv, best_value, won = state
             take = lambda values: tf.gather(values, todo)  # noqa: E731
-            run_adv, run_won, run_value = attack(take(x), take(y), take(targets), eps, alpha, run_seed)
+            run_adv, run_won, run_value = attack(take(x), take(y), take(targets), eps, alpha, take(run_seeds))
             better = run_won | (run_value > take(best_value))
             rows = todo[:, None]
             return (
@@ -253,7 +256,8 @@ def apgd(
         target: None (untargeted: success = misclassified) or a target (see
             `tfadv.attacks.targets`; success = predicted as the target, the loss is
             `Loss.targeted`: for "dlr" the targeted DLR, which needs >= 4 classes).
-        seed: None, an int or a pair (see `tfadv.attacks.checks.to_seed`).
+        seed: None, an int, a pair or per-image seeds (N, 2) (see
+            `tfadv.attacks.randomness.per_image`): each image's draws depend on its seed only.
         jit_compile: "auto", "true", "false" or a bool.
 
     Returns:
@@ -264,8 +268,8 @@ def apgd(
     norm, steps, rho, loss, clf, x, y = _checked(model, images, labels, eps, norm, steps, rho, loss, loss_on)
     if x.shape[0] == 0:
         return tf.stop_gradient(x)
-    seed = checks.to_seed(seed)
-    chosen = gradient._targets(clf, x, y, target, seed, jit_compile)
+    seeds = gradient.seeds_for(seed, x)
+    chosen = gradient._targets(clf, x, y, target, seeds, jit_compile)
     targets = y if chosen is None else chosen
     predicted = _predicted(clf, x, jit_compile)
     won = tf.not_equal(predicted, y) if chosen is None else tf.equal(predicted, chosen)
@@ -274,7 +278,7 @@ def apgd(
         targeted=chosen is not None, misclassify=False, compact=not devices.resolve_jit_compile(jit_compile),
     )  # fmt: skip
     eps = checks.to_scalar(eps)
-    adv = best_over_runs(attack, x, y, [targets] * restarts, eps, INITIAL_STEP * eps, seed, won)
+    adv = best_over_runs(attack, x, y, [targets] * restarts, eps, INITIAL_STEP * eps, seeds, won)
     return tf.stop_gradient(adv)
 
 
@@ -313,7 +317,7 @@ def apgd_targeted(
     norm, steps, rho, loss, clf, x, y = _checked(model, images, labels, eps, norm, steps, rho, loss, loss_on)
     if x.shape[0] == 0:
         return tf.stop_gradient(x)
-    seed = checks.to_seed(seed)
+    seeds = gradient.seeds_for(seed, x)
     runs, classes, won = other_classes(clf, x, y, n_targets, "apgd_targeted", jit_compile)
     if loss is losses.DLR and classes < 4:
         loss = losses.MARGIN
@@ -322,4 +326,4 @@ def apgd_targeted(
         targeted=True, misclassify=True, compact=not devices.resolve_jit_compile(jit_compile),
     )  # fmt: skip
     eps = checks.to_scalar(eps)
-    return tf.stop_gradient(best_over_runs(attack, x, y, runs, eps, INITIAL_STEP * eps, seed, won))
+    return tf.stop_gradient(best_over_runs(attack, x, y, runs, eps, INITIAL_STEP * eps, seeds, won))

@@ -151,3 +151,4 @@ def image_spec(x: tf.Tensor) -> tf.TensorSpec:
 LABELS_SPEC = tf.TensorSpec([None], tf.int64)
 SCALAR_SPEC = tf.TensorSpec([], tf.float32)
 SEED_SPEC = tf.TensorSpec([2], tf.int64)
+SEEDS_SPEC = tf.TensorSpec([None, 2], tf.int64)  # per-image seeds (see tfadv.attacks.randomness)

@@ -59,16 +59,16 @@ def hyperplane_step(points, w, b, norm):
     return tf.sign(w) * tf.where(feasible[:, None], tf.minimum(move, room), room)
 
 
-def _fab_fn(x, y, t, eps, start_radius, seed, *, model_ref, output, norm, steps, eta, beta, alpha_max, compact):
+def _fab_fn(x, y, t, eps, start_radius, seeds, *, model_ref, output, norm, steps, eta, beta, alpha_max, compact):
     """One FAB run toward the targets `t`; start_radius (in the alpha slot, in units of eps)
     > 0 starts from a random point at that radius. Returns (images, broken, -distance): a
     misclassified point found within eps (see `fab_targeted`), else x."""
     clf = classifier_of(model_ref, output)
     require_gradients(clf, "fab_t")
-    n, shape = tf.shape(x)[0], tf.shape(x)
+    n = tf.shape(x)[0]
     flat = lambda images: tf.reshape(images, [tf.shape(images)[0], -1])  # noqa: E731
 
-    noise = norm.random(shape, 1.0, seed)
+    noise = norm.random(x.shape, 1.0, seeds)  # each image's own draw
     noise /= tf.reshape(tf.maximum(norm.length(noise), 1e-12), [-1, 1, 1, 1])
     start = tf.where(start_radius > 0, norms.clip_pixels(x + start_radius * eps * noise), x)
 
@@ -155,7 +155,8 @@ def fab_targeted(
         eta: overshoot of each move onto the linearised boundary, >= 1.
         beta: after a success, the next point is x + beta * (success - x); in (0, 1].
         alpha_max: largest weight of the move from the clean image, in [0, 1].
-        seed: None, an int or a pair (see `tfadv.attacks.checks.to_seed`).
+        seed: None, an int, a pair or per-image seeds (N, 2) (see
+            `tfadv.attacks.randomness.per_image`): each image's draws depend on its seed only.
         jit_compile: "auto", "true", "false" or a bool.
 
     Returns:
@@ -175,7 +176,7 @@ def fab_targeted(
     clf, x, y = gradient.prepare(model, images, labels, eps, norm)
     if x.shape[0] == 0:
         return tf.stop_gradient(x)
-    seed = checks.to_seed(seed)
+    seeds = gradient.seeds_for(seed, x)
     targets, _, won = other_classes(clf, x, y, n_targets, "fab_targeted", jit_compile)
     attack = gradient.compiled_attack(
         clf, _fab_fn, x, jit_compile, norm=norm, steps=steps, eta=float(eta), beta=beta, alpha_max=alpha_max,
@@ -183,5 +184,5 @@ def fab_targeted(
     )  # fmt: skip
     runs = [target for target in targets for _ in range(restarts)]
     radii = [0.0 if r == 0 else RESTART_RADIUS for _ in targets for r in range(restarts)]
-    adv = best_over_runs(attack, x, y, runs, checks.to_scalar(eps), radii, seed, won)
+    adv = best_over_runs(attack, x, y, runs, checks.to_scalar(eps), radii, seeds, won)
     return tf.stop_gradient(adv)

@@ -11,12 +11,15 @@ Shared options: `loss` ("ce", "margin", "dlr", "ce_t" or a callable; see `tfadv.
 ("inf" or "2"), `target` (None, "least_likely", "least_likely_top5", "random", a class id or
 per-image ids; see `tfadv.attacks.targets`), `seed` and `jit_compile`. Every attack is a
 `tf.function` compiled once per (model, attack, static options), run in inference mode.
+Random draws are per image (`tfadv.attacks.randomness`): `seed` is None, an int, a pair, or
+per-image seeds (N, 2), and image i's draws depend on its own seed only (by default
+fold(seed, i)), never on the other images of the batch.
 """
 
 import tensorflow as tf
 
-from tfadv.attacks import active, checks, losses, norms, targets
-from tfadv.attacks.checks import LABELS_SPEC, SCALAR_SPEC, SEED_SPEC
+from tfadv.attacks import active, checks, losses, norms, randomness, targets
+from tfadv.attacks.checks import LABELS_SPEC, SCALAR_SPEC, SEEDS_SPEC
 from tfadv.attacks.compile import classifier_of, compiled
 from tfadv.models import as_classifier
 
@@ -27,7 +30,6 @@ FGSM_RANDOM_ALPHA_FACTOR = 1.25  # default alpha = 1.25 * eps (Wong et al. 2020)
 # the time of the same in a tf.while_loop over 12 processes here, for ~0.1 s more tracing per
 # step (tools/bench_attacks.py prints both).
 MAX_UNROLLED_STEPS = 20
-TARGET_SEED_SALT = 7919  # random targets draw from fold(seed, salt), random starts from fold(seed, restart)
 
 
 def _objective(model_ref, output, loss, loss_on, targeted) -> losses.Objective:
@@ -49,21 +51,18 @@ def _fgsm_fn(x, y, t, eps, alpha, seed, *, model_ref, output, loss, loss_on, nor
 
 
 def _iterative_fn(
-    x, y, t, eps, alpha, seed, *, model_ref, output, loss, loss_on, norm, steps, random_start, restarts, targeted,
+    x, y, t, eps, alpha, seeds, *, model_ref, output, loss, loss_on, norm, steps, random_start, restarts, targeted,
     early_stop=False,
 ):  # fmt: skip
     objective = _objective(model_ref, output, loss, loss_on, targeted)
     if early_stop:
-        return _early_stop(objective, x, y, t, eps, alpha, seed, norm, steps, random_start, restarts)
+        return _early_stop(objective, x, y, t, eps, alpha, seeds, norm, steps, random_start, restarts)
 
     def body(adv):
         return _step(objective, adv, x, y, t, eps, alpha, norm)[1]
 
     def one_run(restart):
-        start = x
-        if random_start:
-            delta = norm.random(tf.shape(x), eps, checks.fold_seed(seed, restart))
-            start = norms.project(x + delta, x, eps, norm)
+        start = _start(x, eps, randomness.fold(seeds, restart), norm, random_start)
         return _repeat(body, start, steps, unroll=steps * restarts <= MAX_UNROLLED_STEPS)
 
     best = one_run(0)
@@ -79,10 +78,12 @@ def _iterative_fn(
     return best
 
 
-def _start(x, eps, seed, norm, random_start):
+def _start(x, eps, seeds, norm, random_start):
+    """x, or a uniform random point of the eps-ball around each image drawn from its seed
+    (`seeds` int64 (N, 2), one per image), in [0, 1]."""
     if not random_start:
         return x
-    return norms.project(x + norm.random(tf.shape(x), eps, seed), x, eps, norm)
+    return norms.project(x + norm.random(x.shape, eps, seeds), x, eps, norm)
 
 
 def _succeeded(objective, adv, y, t):
@@ -92,7 +93,7 @@ def _succeeded(objective, adv, y, t):
     )
 
 
-def _early_stop(objective, x, y, t, eps, alpha, seed, norm, steps, random_start, restarts):
+def _early_stop(objective, x, y, t, eps, alpha, seeds, norm, steps, random_start, restarts):
     """PGD that drops each example from the batch as soon as it is broken (misclassified, or
     the target hit), keeping that first successful iterate: the same steps at a fraction of the
     cost on weak models. Later restarts run only on the examples still unbroken."""
@@ -113,7 +114,8 @@ def _early_stop(objective, x, y, t, eps, alpha, seed, norm, steps, random_start,
     for restart in range(restarts):
         rows = tf.where(~out["done"])[:, 0]
         s = {"rows": rows, "x": tf.gather(x, rows), "y": tf.gather(y, rows), "t": tf.gather(t, rows)}
-        s["adv"] = s["stepped"] = _start(s["x"], eps, checks.fold_seed(seed, restart), norm, random_start)
+        restart_seeds = randomness.fold(tf.gather(seeds, rows), restart)  # each image's own draws
+        s["adv"] = s["stepped"] = _start(s["x"], eps, restart_seeds, norm, random_start)
         _, s, out = tf.while_loop(lambda i, s, out: (i < steps) & (tf.size(s["rows"]) > 0), body, (tf.constant(0), s, out))
         s, out = active.drop_finished(s, out, _succeeded(objective, s["adv"], s["y"], s["t"]), record)
     return active.write_rows(out["images"], s["rows"], s["adv"])  # the unbroken keep their last iterate
@@ -135,9 +137,8 @@ def _score(objective, adv, y, t):
     return objective.success(scores, y, t), objective.value(scores, y, t)
 
 
-def _random_sign_fn(x, y, t, eps, alpha, seed, *, model_ref, output):
-    signs = tf.random.stateless_uniform(tf.shape(x), seed, minval=0, maxval=2, dtype=tf.int32)
-    return norms.clip_pixels(x + eps * tf.cast(2 * signs - 1, x.dtype))
+def _random_sign_fn(x, y, t, eps, alpha, seeds, *, model_ref, output):
+    return norms.clip_pixels(x + eps * randomness.signs(seeds, x.shape[1:], randomness.RANDOM_SIGN))
 
 
 def _steps_to_flip_fn(x, y, t, eps, alpha, seed, *, model_ref, output, loss, loss_on, norm, max_steps):
@@ -185,20 +186,41 @@ def run(model, fn, images, labels, eps, alpha=0.0, seed=0, target=None, jit_comp
     clf, x, y = prepare(model, images, labels, eps, static.get("norm", norms.LINF))
     if "loss_on" in static:
         losses.check_loss_on(clf, static["loss_on"])
-    seed = checks.to_seed(seed)
-    chosen = _targets(clf, x, y, target, seed, jit_compile)
+    seeds = seeds_for(seed, x)
+    chosen = _targets(clf, x, y, target, seeds, jit_compile)
     if "targeted" in static:
         static["targeted"] = chosen is not None
     attack = compiled_attack(clf, fn, x, jit_compile, **static)
     t = y if chosen is None else chosen
-    return tf.stop_gradient(attack(x, y, t, checks.to_scalar(eps), checks.to_scalar(alpha), seed))
+    return tf.stop_gradient(attack(x, y, t, checks.to_scalar(eps), checks.to_scalar(alpha), seeds))
+
+
+def seeds_for(seed, x) -> tf.Tensor:
+    """int64 (N, 2): the per-image seeds of an attack on images `x` given `seed` (None, an int,
+    a pair, or per-image seeds (N, 2); see `tfadv.attacks.randomness.per_image`)."""
+    n = x.shape[0]
+    return randomness.per_image(seed, n if n is not None else tf.shape(x)[0])
+
+
+class _PerImageSeeds:
+    """A compiled attack that also takes one seed for the batch (None, an int, a pair, a (2,)
+    tensor) in place of per-image seeds: image i then draws from fold(seed, i)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    @tf.autograph.experimental.do_not_convert  # inside a caller's tf.function: a plain call
+    def __call__(self, x, y, t, eps, alpha, seed):
+        return self.fn(x, y, t, eps, alpha, seeds_for(seed, x))
 
 
 def compiled_attack(clf, fn, x, jit_compile="auto", **static):
-    """The compiled `fn` with the shared signature (x, y, targets, eps, alpha, seed) for
-    images shaped like `x` (any batch size): for attacks that call it more than once."""
-    signature = [checks.image_spec(x), LABELS_SPEC, LABELS_SPEC, SCALAR_SPEC, SCALAR_SPEC, SEED_SPEC]
-    return compiled(clf, fn, signature, jit_compile, **static)
+    """The compiled `fn` with the shared signature (x, y, targets, eps, alpha, seeds) for
+    images shaped like `x` (any batch size): for attacks that call it more than once. `fn`
+    receives int64 (N, 2) per-image seeds (see `tfadv.attacks.randomness`); the returned
+    callable takes those or any seed `seeds_for` accepts."""
+    signature = [checks.image_spec(x), LABELS_SPEC, LABELS_SPEC, SCALAR_SPEC, SCALAR_SPEC, SEEDS_SPEC]
+    return _PerImageSeeds(compiled(clf, fn, signature, jit_compile, **static))
 
 
 def _alpha(alpha, eps, default_factor, name, at_most_eps):
@@ -250,19 +272,19 @@ def fgsm_targeted(
     )
 
 
-def _targets(clf, x, y, target, seed, jit_compile):
-    """The targets an attack seeded with `seed` (a (2,) tensor) uses; None when untargeted."""
+def _targets(clf, x, y, target, seeds, jit_compile):
+    """The targets an attack with per-image `seeds` (int64 (N, 2)) uses; None when untargeted."""
     logits = lambda images: logits_of(clf, images, jit_compile=jit_compile)  # noqa: E731
-    return targets.resolve(clf, x, y, target, checks.fold_seed(seed, TARGET_SEED_SALT), logits)
+    return targets.resolve(clf, x, y, target, seeds, logits)
 
 
 def choose_targets(model, images, labels, target="least_likely", *, seed=None, jit_compile="auto") -> tf.Tensor:
     """The int64 (N,) target classes `target` picks (see `tfadv.attacks.targets`): the same an
-    attack given the same `seed` uses."""
+    attack given the same `seed` (None, an int, a pair or per-image seeds (N, 2)) uses."""
     clf, x, y = prepare(model, images, labels)
     if target is None:
         raise ValueError("Expected a target strategy, class id or per-image ids. Received: target=None")
-    return _targets(clf, x, y, target, checks.to_seed(seed), jit_compile)
+    return _targets(clf, x, y, target, seeds_for(seed, x), jit_compile)
 
 
 def _forward(model, images, fn, jit_compile):
@@ -271,7 +293,8 @@ def _forward(model, images, fn, jit_compile):
     clf.ensure_built(x)
     y = tf.zeros(tf.shape(x)[:1], tf.int64)
     zero = tf.constant(0.0)
-    return compiled_attack(clf, fn, x, jit_compile)(x, y, y, zero, zero, tf.zeros([2], tf.int64))
+    no_seeds = tf.zeros(tf.stack([tf.shape(x)[0], 2]), tf.int64)
+    return compiled_attack(clf, fn, x, jit_compile)(x, y, y, zero, zero, no_seeds)
 
 
 def logits_of(model, images, *, jit_compile="auto") -> tf.Tensor:
@@ -326,8 +349,9 @@ def pgd(
             default eps * min(1, 2.5 / steps).
         random_start: start uniformly inside the ball (needed for restarts > 1).
         restarts: independent runs, best kept per example.
-        seed: None (fresh draw from TF's global RNG), an int, or a pair such as
-            (seed, step) which may be tensors.
+        seed: None (fresh draw from TF's global RNG), an int, a pair such as
+            (seed, step) which may be tensors, or per-image seeds (N, 2) (see
+            `tfadv.attacks.randomness`; `run_attack` passes those of the images' indices).
         Others as in `fgsm`.
     """
     norm = norms.get(norm)

@@ -10,13 +10,21 @@ so FGSM, BIM and PGD agree with it bit for bit (L-inf).
 import numpy as np
 import tensorflow as tf
 
-from tfadv.attacks.checks import split_seed
+from tfadv.attacks import randomness
 
 AVOID_ZERO_DIV = 1e-12  # as in CleverHans' optimize_linear and clip_eta
 
 
 def _per_example_sum(t):
     return tf.reduce_sum(t, axis=list(range(1, t.shape.rank)), keepdims=True)
+
+
+def _image_shape(shape):
+    """One image's shape, a list, from a batch shape (N, H, W, C): a TensorShape (use x.shape,
+    whose H, W, C are known) or a rank-1 tensor."""
+    if isinstance(shape, tf.Tensor):
+        return [shape[i] for i in range(1, shape.shape[0])]
+    return list(tf.TensorShape(shape))[1:]
 
 
 def _l2_length(t):
@@ -36,8 +44,9 @@ class Norm:
         """`delta` scaled or clipped back into the eps-ball."""
         raise NotImplementedError
 
-    def random(self, shape, eps, seed):
-        """A uniform random point of the eps-ball (stateless, seeded)."""
+    def random(self, shape, eps, seeds):
+        """A uniform random point of the eps-ball per image, drawn from its seed: `seeds` int64
+        (N, 2) per-image seeds (see `tfadv.attacks.randomness`), `shape` (N, H, W, C)."""
         raise NotImplementedError
 
     def length(self, delta):
@@ -57,8 +66,8 @@ class LInf(Norm):
     def project(self, delta, eps):
         return tf.clip_by_value(delta, -eps, eps)
 
-    def random(self, shape, eps, seed):
-        return tf.random.stateless_uniform(shape, seed, minval=-1.0, maxval=1.0) * eps
+    def random(self, shape, eps, seeds):
+        return (2.0 * randomness.uniform(seeds, _image_shape(shape), randomness.PGD_START) - 1.0) * eps
 
     def length(self, delta):
         return tf.reduce_max(tf.abs(tf.reshape(delta, [tf.shape(delta)[0], -1])), axis=1)
@@ -73,12 +82,12 @@ class L2(Norm):
     def project(self, delta, eps):
         return delta * tf.minimum(1.0, eps / _l2_length(delta))
 
-    def random(self, shape, eps, seed):
-        seeds = split_seed(seed, 2)
-        direction = tf.random.stateless_normal(shape, seeds[0])
+    def random(self, shape, eps, seeds):
+        image_shape = _image_shape(shape)
+        direction = randomness.normal(seeds, image_shape, randomness.PGD_START)
         direction /= _l2_length(direction)
-        dim = tf.cast(tf.reduce_prod(shape[1:]), tf.float32)
-        radius = tf.random.stateless_uniform(tf.stack([shape[0], 1, 1, 1]), seeds[1]) ** (1.0 / dim)
+        dim = tf.cast(tf.reduce_prod(image_shape), tf.float32)
+        radius = randomness.uniform(seeds, [1] * len(image_shape), randomness.PGD_START) ** (1.0 / dim)
         return direction * radius * eps
 
     def length(self, delta):

@@ -10,7 +10,7 @@ import dataclasses
 import keras
 import numpy as np
 
-from tfadv.attacks import checks, gradient, spec
+from tfadv.attacks import checks, gradient, randomness, spec
 from tfadv.data.batching import batches, map_batches
 
 NPZ_KEYS = ("adversarial", "labels", "clean_predictions", "adversarial_predictions")  # + "targets" if targeted
@@ -53,28 +53,38 @@ def predict_classes(model, images, batch_size: int = 256) -> np.ndarray:
     return map_batches(lambda x: gradient.logits_of(model, x), images, batch_size=batch_size).argmax(axis=-1)
 
 
-def batch_seed(seed, index: int):
-    """The seed of batch `index` for a run seeded with `seed`: (seed, index) for an int, the
-    pair's seed folded with index for a pair such as (seed, epoch); None stays None."""
-    if seed is None:
+def _checked_indices(indices, size):
+    """`indices` as int64 NumPy (N,), checked against the data set's size when known."""
+    if indices is None:
         return None
-    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-        return (int(seed), index)
-    return checks.fold_seed(checks.to_seed(seed), index)
+    values = np.asarray(indices)
+    if values.ndim != 1 or not (np.issubdtype(values.dtype, np.integer) or values.size == 0):
+        raise ValueError(f"Expected indices: integers of shape (N,), one per image. Received: indices={indices!r}")
+    if size is not None and len(values) != size:
+        raise ValueError(f"Expected one index per image ({size}). Received: indices of length {len(values)}")
+    return values.astype(np.int64)
 
 
-def _attacked_batches(model, data, attack, eps, batch_size, seed, progress):
-    """Yields (images, labels, adversarial images, targets or None) per batch of `data`."""
+def _attacked_batches(model, data, attack, eps, batch_size, seed, progress, indices=None):
+    """Yields (images, labels, adversarial images, targets or None) per batch of `data`; each
+    image draws from the seed of its index (`indices`, default its place in `data`)."""
     if seed is not None and not attack.takes_seed:
         raise ValueError(f"Attack {attack.name!r} takes no seed. Received: seed={seed!r}")
     iterator, size = batches(data, batch_size)
+    indices = _checked_indices(indices, size)
+    base = checks.to_seed(seed) if seed is not None else None
     bar = keras.utils.Progbar(size, unit_name="image") if progress else None
     done = 0
-    for index, (x, y) in enumerate(iterator):
-        overrides = {"seed": batch_seed(seed, index)} if seed is not None else {}
+    for x, y in iterator:
+        n = len(y)
+        where = np.arange(done, done + n) if indices is None else indices[done : done + n]
+        if len(where) != n:
+            raise ValueError(f"Expected one index per image. Received: {len(indices)} indices for more images")
+        seeds = randomness.image_seeds(base, where) if base is not None else None
+        overrides = {"seed": seeds} if seeds is not None else {}
         chosen = None
         if attack.target is not None:
-            chosen = gradient.choose_targets(model, x, y, attack.target, seed=batch_seed(seed, index))
+            chosen = gradient.choose_targets(model, x, y, attack.target, seed=seeds)
             overrides["target"] = chosen
         adv = np.asarray(attack(model, x, y, eps, **overrides), np.float32)
         yield x, y, adv, chosen
@@ -84,19 +94,21 @@ def _attacked_batches(model, data, attack, eps, batch_size, seed, progress):
 
 
 def adversarial_images(
-    model, images, labels, attack, eps=None, *, batch_size: int = 256, seed=None, progress: bool = False, **options
+    model, images, labels, attack, eps=None, *, batch_size=256, seed=None, indices=None, progress=False, **options
 ) -> np.ndarray:
-    """The adversarial images (float32 NumPy) of `attack` on every batch, batch i seeded (seed, i)."""
+    """The adversarial images (float32 NumPy) of `attack` on every batch; image k draws from
+    the seed of (seed, indices[k]) (default indices: 0, 1, ...), whatever its batch."""
     attack = spec.get(attack, **options)
     if len(images) == 0:
+        _checked_indices(indices, 0)
         return np.zeros(np.shape(images), np.float32)
-    batches_ = _attacked_batches(model, (images, labels), attack, eps, batch_size, seed, progress)
+    batches_ = _attacked_batches(model, (images, labels), attack, eps, batch_size, seed, progress, indices)
     return np.concatenate([adv for _, _, adv, _ in batches_])
 
 
 def run_attack(
-    model, data, attack, eps=None, *, batch_size: int = 256, seed=None, progress: bool = False, eval_model=None,
-    **options,
+    model, data, attack, eps=None, *, batch_size: int = 256, seed=None, indices=None, progress: bool = False,
+    eval_model=None, **options,
 ) -> AttackResult:  # fmt: skip
     """Attacks every batch of `data` and collects the adversarial set.
 
@@ -106,8 +118,14 @@ def run_attack(
         attack: an `Attack`, a name, a spec string ('pgd(steps=10)') or an attack function.
         eps: budget in pixel scale (None for the patch attack).
         batch_size: images per attack call (for arrays and unbatched datasets).
-        seed: None, or an int: batch i then uses seed (seed, i), so results are repeatable
-            and batches draw different noise. Only for attacks that take a seed.
+        seed: None, an int or a pair such as (seed, epoch): every random draw for image k
+            (random starts, restarts, Square's squares, random targets) comes from the
+            per-image seed hashed from (seed, indices[k]) (`tfadv.attacks.randomness`), so an
+            image's result is the same at any batch size, image order or subset. Only for
+            attacks that take a seed.
+        indices: int (N,), each image's index in the whole data set (default 0, 1, ...,
+            its place in `data`): pass them when attacking a subset or a reordering, so each
+            image keeps its draws.
         progress: show a keras Progbar.
         eval_model: the model whose predictions are recorded (default `model`).
         **options: added to the attack's options (steps, alpha, norm, loss, target, ...).
@@ -117,7 +135,7 @@ def run_attack(
     attack = spec.get(attack, **options)
     eval_model = model if eval_model is None else eval_model
     parts = {key: [] for key in (*NPZ_KEYS, "targets")}
-    for x, y, adv, chosen in _attacked_batches(model, data, attack, eps, batch_size, seed, progress):
+    for x, y, adv, chosen in _attacked_batches(model, data, attack, eps, batch_size, seed, progress, indices):
         parts["adversarial"].append(adv)
         parts["labels"].append(np.asarray(y, np.int64))
         parts["clean_predictions"].append(predict_classes(eval_model, x))

@@ -9,7 +9,8 @@ a second random window into a fresh centred pattern in the first one. A candidat
 the current point when it raises the loss or succeeds. The fraction of pixels the square
 covers, p (s = round(sqrt(p * H * W))), starts at `p_init` and halves at 10, 50, 200, 500,
 1000, 2000, 4000, 6000 and 8000 of 10,000 queries (the reference's schedule, scaled to the
-budget). Each example draws its own square positions and signs.
+budget). Each example draws its own square positions and signs, from its own seed (see
+`tfadv.attacks.randomness`): its search is the same in any batch.
 
 Queries: the clean image is evaluated first (an example already misclassified, or on
 target, is returned unchanged), then the start, then one candidate per query; an example is
@@ -23,7 +24,7 @@ else is left), without the savings.
 
 import tensorflow as tf
 
-from tfadv.attacks import active, checks, gradient, losses, norms
+from tfadv.attacks import active, checks, gradient, losses, norms, randomness
 from tfadv.attacks.compile import classifier_of
 from tfadv.runtime import devices
 
@@ -100,30 +101,23 @@ def centred_pattern(offset_h, offset_w, side, transposed, height: int, width: in
     return _unit(_unit(top) - _unit(bottom))
 
 
-def _draws(seed, n, side, height: int, width: int, channels: int):
-    """Per example: two square offsets (rows, columns) uniform over every position where a
-    side x side square fits, a sign per channel, and a coin for transposing the pattern."""
-    seeds = checks.split_seed(seed, 6)
-
-    def offsets(s, limit):
-        return tf.random.stateless_uniform([n], s, minval=0, maxval=limit - side + 1, dtype=tf.int32)
-
-    signs = _random_signs([n, 1, 1, channels], seeds[4])
-    coin = tf.random.stateless_uniform([n], seeds[5]) < 0.5
-    return (
-        offsets(seeds[0], height), offsets(seeds[1], width), offsets(seeds[2], height), offsets(seeds[3], width),
-        signs, coin,
-    )  # fmt: skip
+def _draws(seeds, side, height: int, width: int, channels: int):
+    """Per example, from its seed (`seeds` int64 (n, 2), this query's): two square offsets
+    (rows, columns) uniform over every position where a side x side square fits, a sign per
+    channel, and a coin for transposing the pattern."""
+    fits_h, fits_w = height - side + 1, width - side + 1
+    offsets = randomness.uniform(seeds, [4], randomness.SQUARE_SEARCH)
+    limits = tf.cast(tf.stack([fits_h, fits_w, fits_h, fits_w]), tf.float32)
+    offsets = tf.minimum(tf.cast(tf.floor(offsets * limits), tf.int32), tf.stack([fits_h, fits_w, fits_h, fits_w]) - 1)
+    signs = randomness.signs(seeds, [1, 1, channels], randomness.SQUARE_SEARCH + 1)
+    coin = randomness.uniform(seeds, [], randomness.SQUARE_SEARCH + 2) < 0.5
+    return offsets[:, 0], offsets[:, 1], offsets[:, 2], offsets[:, 3], signs, coin
 
 
-def _random_signs(shape, seed):
-    """+1.0 or -1.0 with equal probability."""
-    return 2.0 * tf.cast(tf.random.stateless_uniform(shape, seed, minval=0, maxval=2, dtype=tf.int32), tf.float32) - 1.0
-
-
-def _linf_start(x, eps, seed):
-    """Vertical stripes: every column of each channel moved by +eps or -eps."""
-    signs = _random_signs(tf.stack([tf.shape(x)[0], 1, x.shape[2], x.shape[3]]), seed)
+def _linf_start(x, eps, seeds):
+    """Vertical stripes: every column of each channel moved by +eps or -eps (each image's signs
+    drawn from its seed, `seeds` int64 (n, 2))."""
+    signs = randomness.signs(seeds, [1, x.shape[2], x.shape[3]], randomness.SQUARE_START)
     return norms.clip_pixels(x + eps * signs)
 
 
@@ -142,18 +136,18 @@ def _l2_unit_image(delta):
     return delta / (tf.reshape(norms.L2_NORM.length(delta), [-1, 1, 1, 1]) + LENGTH_FLOOR)
 
 
-def _l2_start(x, eps, seed):
+def _l2_start(x, eps, seeds):
     """A 5 x 5 grid of squares of side min(H, W) // 5 (centred in the image), each a centred
-    pattern (randomly transposed) with a random sign per channel; scaled to length eps."""
+    pattern (randomly transposed) with a random sign per channel; scaled to length eps (each
+    image's signs and coins drawn from its seed, `seeds` int64 (n, 2))."""
     height, width, channels = x.shape[1], x.shape[2], x.shape[3]
     side = min(height, width) // L2_GRID
     blocks = L2_GRID * L2_GRID
     tops = [(height - L2_GRID * side) // 2 + (k // L2_GRID) * side for k in range(blocks)]
     lefts = [(width - L2_GRID * side) // 2 + (k % L2_GRID) * side for k in range(blocks)]
     n = tf.shape(x)[0]
-    sign_seed, coin_seed = checks.split_seed(seed, 2)
-    signs = _random_signs(tf.stack([n, blocks, 1, 1, channels]), sign_seed)
-    transposed = tf.random.stateless_uniform(tf.stack([n * blocks]), coin_seed) < 0.5
+    signs = randomness.signs(seeds, [blocks, 1, 1, channels], randomness.SQUARE_START)
+    transposed = tf.reshape(randomness.uniform(seeds, [blocks], randomness.SQUARE_START + 1) < 0.5, [-1])
     patterns = centred_pattern(
         tf.tile(tf.constant(tops), [n]), tf.tile(tf.constant(lefts), [n]), side, transposed, height, width
     )  # one per (example, block), example-major
@@ -179,7 +173,7 @@ def _l2_candidate(x, best, eps, side, draws):
     return norms.clip_pixels(x + eps * _l2_unit_image(delta))
 
 
-def _square_fn(x, y, t, eps, p_init, seed, *, model_ref, output, norm, loss, queries, targeted, compact, rescale):
+def _square_fn(x, y, t, eps, p_init, seeds, *, model_ref, output, norm, loss, queries, targeted, compact, rescale):
     """The search; `t` holds the targets when `targeted`; p_init comes in the alpha slot.
     With `compact`, an example leaves the batch at its first success and only the others are
     evaluated; without (XLA needs static shapes), every example is, and the results of the
@@ -207,26 +201,23 @@ def _square_fn(x, y, t, eps, p_init, seed, *, model_ref, output, norm, loss, que
     def recorded(out, finished):  # the finished examples' points, at their rows of the batch
         return active.write_rows(out, finished["rows"], finished["best"])
 
-    start_seed, search_seed = checks.split_seed(seed, 2)
     out = x  # the clean image, for examples that already succeed
     s = {
-        "rows": tf.range(tf.cast(n, tf.int64)), "x": x, "y": y, "t": t, "best": x,
+        "rows": tf.range(tf.cast(n, tf.int64)), "x": x, "y": y, "t": t, "seeds": seeds, "best": x,
         "best_value": tf.fill([n], tf.constant(-float("inf"))), "done": tf.zeros([n], tf.bool),
     }  # fmt: skip
     s, out = evaluated(s, out, x, always=True)  # the clean query
     if queries >= 2:
 
-        def started():  # drawn per example, whoever is left
-            return evaluated(s, out, tf.gather(start_fn(x, eps, start_seed), s["rows"]), always=True)
+        def started():  # each example's own draws, whoever is left
+            return evaluated(s, out, start_fn(s["x"], eps, s["seeds"]), always=True)
 
         # models may fail on empty batches
         s, out = tf.cond(tf.size(s["rows"]) > 0, started, lambda: (s, out)) if compact else started()
 
     def body(i, s, out):
         side = square_side(square_fraction(i, queries, p_init, rescale), height, width, norm)
-        draws = _draws(checks.fold_seed(search_seed, i), n, side, height, width, channels)  # per example, ...
-        if compact:
-            draws = [tf.gather(d, s["rows"]) for d in draws]  # ... whoever is left
+        draws = _draws(randomness.fold(s["seeds"], i), side, height, width, channels)  # each example's own
         return (i + 1, *evaluated(s, out, candidate_fn(s["x"], s["best"], eps, side, draws)))
 
     def cond(i, s, out):
@@ -271,7 +262,8 @@ def square(
         target: None (success = misclassified) or a target (see `tfadv.attacks.targets`;
             success = predicted as the target; strategies such as "least_likely" read the
             clean logits, the clean query).
-        seed: None, an int or a pair (see `tfadv.attacks.checks.to_seed`).
+        seed: None, an int, a pair or per-image seeds (N, 2) (see
+            `tfadv.attacks.randomness.per_image`): each image's draws depend on its seed only.
         jit_compile: "auto", "true", "false" or a bool.
 
     Returns:
@@ -287,13 +279,13 @@ def square(
         raise ValueError(f"Square's L2 start needs images of at least 5 x 5 pixels. Received: images.shape={tuple(x.shape)}")
     if x.shape[0] == 0:
         return tf.stop_gradient(x)
-    seed = checks.to_seed(seed)
-    chosen = gradient._targets(clf, x, y, target, seed, jit_compile)
+    seeds = gradient.seeds_for(seed, x)
+    chosen = gradient._targets(clf, x, y, target, seeds, jit_compile)
     attack = gradient.compiled_attack(
         clf, _square_fn, x, jit_compile, norm=norm, loss=loss, queries=queries, targeted=chosen is not None,
         compact=not devices.resolve_jit_compile(jit_compile), rescale=bool(rescale_schedule),
     )  # fmt: skip
     targets = y if chosen is None else chosen
     eps = checks.to_scalar(eps)
-    return tf.stop_gradient(attack(x, y, targets, eps, checks.to_scalar(p_init), seed))
+    return tf.stop_gradient(attack(x, y, targets, eps, checks.to_scalar(p_init), seeds))
 

@@ -2,7 +2,7 @@
 
 `target` is None (untargeted), "least_likely" (the lowest logit), "least_likely_top5" (the
 lowest of the five most probable classes, as in the Possas study), "random" (a uniformly random
-class other than the label), an int class id for every image, or per-image class ids (N,).
+class other than the label, drawn from the image's own seed), an int class id for every image, or per-image class ids (N,).
 """
 
 import numbers
@@ -10,7 +10,7 @@ import numbers
 import numpy as np
 import tensorflow as tf
 
-from tfadv.attacks import checks
+from tfadv.attacks import checks, randomness
 
 STRATEGIES = ("least_likely", "least_likely_top5", "random")
 
@@ -36,7 +36,8 @@ def resolve(clf, x, y, target, seed=None, logits_fn=None) -> tf.Tensor | None:
         clf: the attacked Classifier (its logits rank the classes).
         x, y: images and true labels (tensors).
         target: see the module docstring.
-        seed: for "random" (None, int or pair; see checks.to_seed).
+        seed: for "random": None, an int, a pair or per-image seeds (N, 2) (see
+            `tfadv.attacks.randomness.per_image`); image i's target depends on its seed only.
         logits_fn: images -> logits (default clf.logits; attacks pass their compiled one).
     """
     target = check_target(target, clf.num_classes)
@@ -54,5 +55,7 @@ def resolve(clf, x, y, target, seed=None, logits_fn=None) -> tf.Tensor | None:
         if classes < 5:
             raise ValueError(f"target='least_likely_top5' needs >= 5 classes. Received: {classes} classes")
         return tf.cast(tf.math.top_k(logits, k=5).indices[:, -1], tf.int64)
-    shift = tf.random.stateless_uniform(tf.shape(y), checks.to_seed(seed), minval=1, maxval=classes, dtype=tf.int64)
+    n = x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]
+    seeds = randomness.per_image(seed, n)
+    shift = 1 + tf.cast(randomness.integers(seeds, [], classes - 1, randomness.RANDOM_TARGET), tf.int64)
     return (y + shift) % classes

@@ -160,8 +160,8 @@ class AdversarialTrainer(keras.Model):
 
 
 def generate(model, attack, images, labels, eps, batch_size=256, seed=None) -> np.ndarray:
-    """`tfadv.attacks.adversarial_images`: batch i seeded (seed, i) for an int seed, or the pair's
-    seed folded with i for a pair such as (seed, epoch), when the attack takes a seed."""
+    """`tfadv.attacks.adversarial_images`: image i draws from the seed hashed from `seed` (an int
+    or a pair such as (seed, epoch)) and i, whatever its batch, when the attack takes a seed."""
     return attacks.adversarial_images(model, images, labels, attack, eps, batch_size=batch_size, seed=seed if attack.takes_seed else None)
 
 

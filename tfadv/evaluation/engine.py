@@ -66,15 +66,8 @@ def _replicas(strategy) -> int:
 
 def _adversarial(model, images, labels, rows, attack, eps, batch_size, seed):
     """The attack's images for the images at global indices `rows` (draws keyed by the index)."""
-    import inspect  # TODO(merge): indices= lands with per-image seeding
-
-    keyed = (
-        {"indices": rows}
-        if "indices" in inspect.signature(attacks.adversarial_images).parameters
-        else {}
-    )
     return attacks.adversarial_images(
-        model, images[rows], labels[rows], attack, eps, batch_size=batch_size, seed=seed, **keyed
+        model, images[rows], labels[rows], attack, eps, batch_size=batch_size, seed=seed, indices=rows
     )
 
 
