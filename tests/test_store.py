@@ -163,7 +163,10 @@ np.savez(sys.argv[1] + ".npz", broken_by=result.broken_by, adversarial=result.ad
 """
 
 
-def _child(folder, model_path, devices=1, suite=SUITE):
+CHILD_SUITE = "pgd(steps=3, early_stop=True),square(queries=300)"  # long enough to be killed mid-way
+
+
+def _child(folder, model_path, devices=1, suite=CHILD_SUITE):
     env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
     return subprocess.Popen(
         [sys.executable, "-c", _CHILD, folder, str(devices), suite, model_path],
@@ -180,8 +183,9 @@ def test_two_logical_devices_and_a_sigkill_give_the_same_outcomes(setup, tmp_pat
     runs = [_child(one, model_path), _child(two, model_path, devices=2)]
     victim = _child(killed, model_path)
     deadline = time.time() + 240
-    while time.time() < deadline and not os.path.exists(os.path.join(killed, "chunks", "c0000016")):
-        time.sleep(0.2)
+    first = os.path.join(killed, "chunks", "c0000000", "a0.npz")
+    while time.time() < deadline and not os.path.exists(first):
+        time.sleep(0.02)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     assert not os.path.exists(killed + ".npz")  # it died before the end

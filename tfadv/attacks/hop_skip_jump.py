@@ -24,7 +24,7 @@ import math
 
 import tensorflow as tf
 
-from tfadv.attacks import checks, gradient, norms
+from tfadv.attacks import checks, gradient, norms, randomness
 from tfadv.attacks.compile import classifier_of
 
 THETA_FACTOR = (
@@ -35,6 +35,7 @@ DELTA_FACTOR = 0.01  # = sqrt(d) * theta (L2) or d * theta (L-inf)
 INIT_SEARCH_STEPS = 10  # binary search of the random start toward x: tolerance 2^-10 of the blend
 PROBE_ROWS = 1024  # images per model call while estimating the normal
 UNIT_FLOOR = 1e-12
+INIT_SALT, PROBE_SALT = 8101, 8102  # per-image draws (tfadv.attacks.randomness): the start, the probes
 
 
 def _bisections(theta: float) -> int:
@@ -107,12 +108,12 @@ def _hop_skip_jump_fn(
         return norm.length(point - x)
 
     # the start: clean images already misclassified stay; others from uniform noise
-    init_seed, loop_seed = checks.split_seed(seed, 2)
+    init_seeds, loop_seeds = randomness.fold(seed, 1), randomness.fold(seed, 2)  # seed: (n, 2), per image
     clean_wrong = adversarial(x, y)
 
     def init_body(k, start, found):
         # even trials: uniform noise; odd trials: the batch's other images (rotated by (k + 1) / 2)
-        noise = tf.random.stateless_uniform(tf.shape(x), checks.fold_seed(init_seed, k))
+        noise = randomness.uniform(randomness.fold(init_seeds, k), x.shape[1:], INIT_SALT)
         others = tf.roll(x, shift=(k + 1) // 2, axis=0)
         use_others = (k % 2 == 1) & ((k + 1) // 2 < n)
         noise = tf.where(use_others, others, noise)
@@ -140,12 +141,11 @@ def _hop_skip_jump_fn(
 
         def body(c, sum_fu, sum_u, sum_f):
             m = tf.minimum(per, evals - c * per)  # the last call evaluates only what is left
-            shape = tf.concat([[n, m], tf.shape(x)[1:]], 0)
-            s = checks.fold_seed(step_seed, c)
+            s = randomness.fold(step_seed, c)
             if linf:
-                noise = tf.random.stateless_uniform(shape, s, minval=-1.0, maxval=1.0)
+                noise = 2.0 * randomness.uniform(s, [m, *x.shape[1:]], PROBE_SALT) - 1.0
             else:
-                noise = tf.random.stateless_normal(shape, s)
+                noise = randomness.normal(s, [m, *x.shape[1:]], PROBE_SALT)
             lengths = tf.norm(tf.reshape(noise, [n, m, -1]), axis=-1)
             noise /= tf.reshape(tf.maximum(lengths, UNIT_FLOOR), [n, m, 1, 1, 1])
             probes = norms.clip_pixels(point[:, None] + delta * noise)
@@ -202,7 +202,7 @@ def _hop_skip_jump_fn(
         point = to_boundary(current)
         evals = evals_at(i)
         direction = normal(
-            point, tf.maximum(delta, UNIT_FLOOR), evals, checks.fold_seed(loop_seed, i)
+            point, tf.maximum(delta, UNIT_FLOOR), evals, randomness.fold(loop_seeds, i)
         )
         size = distance(point) / tf.sqrt(tf.cast(i + 1, tf.float32))
         rounds, new = step_search(point, direction, size, live)
