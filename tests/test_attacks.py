@@ -187,7 +187,7 @@ def test_seeding_is_deterministic(trained):
         (lambda m, x, y: attacks.one_pixel(m, x, y, population=3), "population=3"),
         (lambda m, x, y: attacks.patch(m, x, y, 0.03), "eps=0.03"),
         (lambda m, x, y: attacks.patch(m, x, y, size=40), "size=40"),
-        (lambda m, x, y: attacks.get("deepfool"), "'bim', 'fab_t', 'fgsm'"),
+        (lambda m, x, y: attacks.get("jsma"), "'bim', 'cw_l2', 'deepfool', 'fab_t', 'fgsm'"),
     ],
 )
 def test_invalid_arguments_raise_value_errors_echoing_the_value(trained, call, message):

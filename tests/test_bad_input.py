@@ -93,7 +93,7 @@ ROWS = [
     ("attack", f"{ATTACK} --split=holdout", "holdout"),
     ("attack", f"{ATTACK} --bogus=1", "bogus"),
     # attack: attacks and models (these load TensorFlow)
-    ("attack", f"{ATTACK} --attack=deepfool", "Unknown attack 'deepfool'"),
+    ("attack", f"{ATTACK} --attack=jsma", "Unknown attack 'jsma'"),
     ("attack", f"{ATTACK} --attack=fgsm_targeted --target=99", "--target=99"),
     ("attack", f"{ATTACK} --model={{fixtures}}/corrupt.keras", "cannot load the Keras model"),
     ("attack", f"{ATTACK} --model={{fixtures}}/gray28.keras --dataset=synthetic", "takes (28, 28, 1) images"),
@@ -119,7 +119,7 @@ ROWS = [
     ("evaluate", f"{EVALUATE} --eps=0.03 --bogus=1", "bogus"),
     ("evaluate", "--eps=0.03 --output_dir={out}", "at least one model is required"),
     # evaluate: suites and models (these load TensorFlow)
-    ("evaluate", f"{EVALUATE} --eps=0.03 --suite=deepfool", "Unknown attack 'deepfool'"),
+    ("evaluate", f"{EVALUATE} --eps=0.03 --suite=jsma", "Unknown attack 'jsma'"),
     ("evaluate", f"{EVALUATE} --eps=0.03 --suite=patch", "another threat model"),
     ("evaluate", f"{EVALUATE} --eps=0.03 --model={{fixtures}}/corrupt.keras", "cannot load the Keras model"),
     ("evaluate", f"{EVALUATE} --eps=0.03 --model={{fixtures}}/gray28.keras --dataset=synthetic", "takes (28, 28, 1) images"),

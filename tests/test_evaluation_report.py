@@ -161,6 +161,6 @@ def test_evaluate_cli_end_to_end(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     robust = summary["models"]["run"]["robust_accuracy"]
     assert f"robust {robust:.4f}" in result.stdout and summary["n"] == 40
-    bad = _cli(f"--model={run}", "--eps=0.03", "--suite=deepfool", f"--output_dir={tmp_path / 'x'}")
-    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: Unknown attack 'deepfool'")
+    bad = _cli(f"--model={run}", "--eps=0.03", "--suite=jsma", f"--output_dir={tmp_path / 'x'}")
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: Unknown attack 'jsma'")
     assert "Traceback" not in bad.stderr and not (tmp_path / "x").exists()

@@ -17,11 +17,17 @@ view). Invalid arguments raise ValueError echoing the value.
 The AutoAttack-grade attacks: `apgd` (APGD-CE; registered also as "apgd_dlr" with loss="dlr"),
 `apgd_targeted` ("apgd_t": targeted DLR toward the top-9 other classes), `fab_targeted`
 ("fab_t": minimum-norm FAB toward the same targets) and `square` (score-based, no gradients).
+The minimum-norm searches `deepfool`, `carlini_wagner_l2` ("cw_l2") and `fmn` give each image's
+distance to the boundary (`minimum_norm`, `MinimumNormResult`); with eps they return the
+closest adversarial found where it lies within eps.
 """
 
 from tfadv.attacks import losses, norms, randomness, targets
 from tfadv.attacks.apgd import apgd, apgd_targeted
+from tfadv.attacks.carlini_wagner import carlini_wagner_l2, carlini_wagner_l2_search
+from tfadv.attacks.deepfool import deepfool, deepfool_search
 from tfadv.attacks.fab import fab_targeted
+from tfadv.attacks.fmn import fmn, fmn_search
 from tfadv.attacks.gradient import (
     bim,
     choose_targets,
@@ -37,6 +43,7 @@ from tfadv.attacks.gradient import (
 )
 from tfadv.attacks.hop_skip_jump import hop_skip_jump
 from tfadv.attacks.losses import LOSS_ON, LOSSES, Loss
+from tfadv.attacks.minimum_norm import MinimumNormResult, minimum_norm
 from tfadv.attacks.norms import NORMS
 from tfadv.attacks.one_pixel import one_pixel
 from tfadv.attacks.patch import PatchResult, apply_patch, patch
@@ -66,11 +73,15 @@ for _name, _fn, _defaults in (
     ("fab_t", fab_targeted, {}),
     ("square", square, {}),
     ("hop_skip_jump", hop_skip_jump, {}),
+    ("deepfool", deepfool, {}),
+    ("cw_l2", carlini_wagner_l2, {}),
+    ("fmn", fmn, {}),
 ):
     register(_name, _fn, **_defaults)
 
 __all__ = [
-    "Attack", "AttackResult", "LOSSES", "LOSS_ON", "Loss", "NORMS", "PatchResult", "adversarial_images", "apgd", "apgd_targeted", "apply_patch", "fab_targeted", "bim",
+    "Attack", "AttackResult", "MinimumNormResult", "carlini_wagner_l2", "carlini_wagner_l2_search", "deepfool",
+    "deepfool_search", "fmn", "fmn_search", "minimum_norm", "LOSSES", "LOSS_ON", "Loss", "NORMS", "PatchResult", "adversarial_images", "apgd", "apgd_targeted", "apply_patch", "fab_targeted", "bim",
     "choose_targets", "fgsm", "fgsm_random", "fgsm_targeted", "get", "input_gradient", "load", "logits_of",
     "losses", "names", "norms", "one_pixel", "patch", "pgd", "predict_classes", "probabilities_of", "random_sign", "randomness", "register",
     "run_attack", "save", "square", "steps_to_flip", "targets", "transfer",

@@ -85,7 +85,7 @@ def _normalise(name: str, value):
         checks.check_eps(value, name)
         return value
     if name == "norm":
-        return norms.get(value).name
+        return "1" if str(value).lower() in ("1", "l1") else norms.get(value).name  # "1": fmn only
     if name == "loss":
         loss = losses.get(value)  # raises for an unknown name
         return loss.name if losses.LOSSES.get(loss.name) is loss else value
