@@ -14,7 +14,6 @@ once with `attacks.random_sign`.
 All eps values are in pixel scale [0, 1] (L-inf).
 """
 
-import copy
 
 import keras
 import numpy as np
@@ -23,7 +22,7 @@ import tensorflow as tf
 from tfadv import attacks
 from tfadv.data import pipeline
 from tfadv.data.augment import make_augment_fn
-from tfadv.defenses import awp
+from tfadv.defenses import awp, trainer_config
 
 
 def eps_at(epoch: int, eps: float, warmup_epochs: int = 0, ramp_epochs: int = 0) -> float:
@@ -141,22 +140,11 @@ class AdversarialTrainer(keras.Model):
         return self.compute_metrics(x, y, outputs["y_pred"], sample_weight=sample_weight)
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            "classifier": keras.saving.serialize_keras_object(self.classifier),
-            "attack": self.attack.to_config(),
-            "eps": float(keras.ops.convert_to_numpy(self.eps)),
-            "ratio": self.ratio,
-            "seed": self.seed,
-            "awp_gamma": self.awp_size,
-        }
+        return {**super().get_config(), **trainer_config.config_of(self, ratio=self.ratio)}
 
     @classmethod
     def from_config(cls, config):
-        config = copy.deepcopy(config)  # deserializing consumes the nested dicts
-        classifier = keras.saving.deserialize_keras_object(config.pop("classifier"))
-        attack = attacks.Attack.from_config(config.pop("attack"))
-        return cls(classifier, attack, **config)
+        return trainer_config.from_config(cls, config)
 
 
 def generate(model, attack, images, labels, eps, batch_size=256, seed=None) -> np.ndarray:

@@ -21,7 +21,6 @@ x and x' (two forward-backward passes of the batch).
 variable, per-step seeds, AWP (`awp_gamma`), the validation step and serialisation.
 """
 
-import copy
 
 import keras
 import numpy as np
@@ -29,7 +28,7 @@ import tensorflow as tf
 
 from tfadv import attacks, models
 from tfadv.attacks.gradient import PGD_ALPHA_FACTOR
-from tfadv.defenses import awp
+from tfadv.defenses import awp, trainer_config
 from tfadv.defenses.reduction import weighted_mean
 from tfadv.defenses.train_steps import OneNetworkSteps
 
@@ -179,22 +178,11 @@ class RobustLossTrainer(OneNetworkSteps):
         return {"loss": self.loss_tracker.result(), "accuracy": self.accuracy_metric.result()}
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            "classifier": keras.saving.serialize_keras_object(self.classifier),
-            "attack": self.attack.to_config(),
-            "eps": float(keras.ops.convert_to_numpy(self.eps)),
-            "beta": self.beta,
-            "awp_gamma": self.awp_size,
-            "seed": self.seed,
-        }
+        return {**super().get_config(), **trainer_config.config_of(self, beta=self.beta)}
 
     @classmethod
     def from_config(cls, config):
-        config = copy.deepcopy(config)  # deserializing consumes the nested dicts
-        classifier = keras.saving.deserialize_keras_object(config.pop("classifier"))
-        attack = attacks.Attack.from_config(config.pop("attack"))
-        return cls(classifier, attack, **config)
+        return trainer_config.from_config(cls, config)
 
 
 def kl_attack(log_probabilities, x, eps, steps: int, alpha, seed=None):
