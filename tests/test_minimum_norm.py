@@ -179,3 +179,35 @@ def test_inside_a_tf_function(trained):
 
     adv = run(tf.constant(x[:4]), tf.constant(y[:4])).numpy()
     assert adv.shape == x[:4].shape and adv.min() >= 0 and adv.max() <= 1
+
+
+def test_attack_cli_without_eps_reports_each_images_distance(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from conftest import REPO_ROOT, tiny_config
+    from tfadv.experiment.run import run_training
+
+    run = tmp_path / "run"
+    run_training(tiny_config(run, epochs=2, train_limit=320, test_limit=24))
+    env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(
+        [sys.executable, "-m", "tfadv.attack", f"--model={run}", "--attack=deepfool", "--norm=2", "--verbose=0"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = run / "attacks" / "deepfool-test"
+    summary = json.loads((out / "summary.json").read_text())
+    table = pd.read_csv(out / "distances.csv")
+    correct = table["label"] == table["clean_prediction"]
+    assert len(table) == 24 and summary["n"] == 24
+    assert summary["median_distance_clean_correct"] == pytest.approx(table["distance"][correct].median(), rel=1e-5)
+    assert (table["distance"][~correct] == 0).all()
+    assert f"{summary['median_distance_clean_correct']:.4g}" in result.stdout
+    curve = pd.read_csv(out / "curve.csv")
+    assert curve["adversarial_accuracy"].iloc[0] == pytest.approx(correct.mean()) and curve["adversarial_accuracy"].is_monotonic_decreasing
+    assert (out / "curve.png").read_bytes()[:4] == b"\x89PNG"

@@ -13,6 +13,8 @@ import math
 import os
 
 FORMATS = ("npz", "tfrecord")
+MINIMUM_NORM = ("deepfool", "cw_l2", "fmn")  # without eps: each image's distance to the boundary
+CURVE_POINTS = 50
 COUNT_OPTIONS = ("steps", "restarts", "pixels", "population", "max_queries", "size", "queries", "n_targets")  # integers >= 1
 SIZE_OPTIONS = ("alpha", "step_size")  # finite numbers >= 0
 
@@ -110,6 +112,8 @@ def run_attack_job(job: AttackJob) -> list:
     attack = attacks.get(job.attack, **job.options)
     if attack.needs_eps and job.eps is None:
         raise ValueError(f"attack={attack.name!r} needs eps (pixel scale, e.g. eps=0.03)")
+    if job.eps is None and attack.name in MINIMUM_NORM and not job.surrogate:
+        return _distances_job(job, attack, output_dir)
     output = job.model_output or None
     model = run_folder.load_model(job.model, job.model_name, "model", output=output)
     surrogate = run_folder.load_model(job.surrogate, argument="surrogate", output=output) if job.surrogate else model
@@ -156,3 +160,62 @@ def run_attack_job(job: AttackJob) -> list:
         lines.append(f"target success rate:  {summary['target_success_rate']:.4f}")
     lines.append(f"written: {output_dir}/ (adversarial.{job.format}, grid.png, summary.json)")
     return lines
+
+
+def _distances_job(job: AttackJob, attack, output_dir: str) -> list:
+    """A minimum-norm attack without eps: each image's distance to the boundary (distances.csv),
+    their median and quantiles (summary.json), and the robust-accuracy-vs-eps curve (curve.png,
+    curve.csv) that one run gives."""
+    import numpy as np
+    import pandas as pd
+
+    from tfadv import attacks, models
+    from tfadv.evaluation import plots
+    from tfadv.experiment import run_folder, splits
+    from tfadv.runtime.files import atomic_dir, write_json
+
+    model = run_folder.load_model(job.model, job.model_name, "model", output=job.model_output or None)
+    split, class_names = splits.load_split(job.model, job.dataset, job.data_dir, job.split, job.limit)
+    splits.check_compatible(models.as_classifier(model), split, class_names, "model", job.model)
+    options = {k: v for k, v in attack.options.items() if k not in ("norm", "jit_compile")}
+    norm = attack.info.option(attack.options, "norm") or "2"
+    images, labels = split.float_images(), split.labels
+    parts = [
+        attacks.minimum_norm(model, images[i : i + job.batch_size], labels[i : i + job.batch_size], attack.name, norm, **options)
+        for i in range(0, len(labels), job.batch_size)
+    ]
+    distances = np.concatenate([np.asarray(p.distances) for p in parts])
+    adversarial = np.concatenate([np.asarray(p.adversarial) for p in parts])
+    clean = attacks.predict_classes(model, images, job.batch_size)
+    table = pd.DataFrame({"index": np.arange(len(labels)), "label": labels, "clean_prediction": clean,
+                          "distance": distances, "found": np.isfinite(distances)})  # fmt: skip
+    attacked = (clean == labels) & np.isfinite(distances)
+    finite = distances[(clean == labels)]
+    high = float(np.max(distances[attacked])) if attacked.any() else 1.0
+    grid = np.linspace(0.0, high * 1.05, CURVE_POINTS)
+    curve = pd.DataFrame({"attack": attack.describe(), "eps": grid,
+                          "adversarial_accuracy": [(distances > e).mean() for e in grid]})  # fmt: skip
+    quantiles = {f"q{int(q * 100)}": float(np.quantile(finite, q)) for q in (0.1, 0.25, 0.5, 0.75, 0.9)} if len(finite) else {}
+    summary = {
+        "attack": attack.describe(), "norm": norm, "model": run_folder.resolve_model_path(job.model, job.model_name),
+        "n": int(len(labels)), "clean_accuracy": float((clean == labels).mean()),
+        "found_on_clean_correct": float(attacked.sum() / max(1, (clean == labels).sum())),
+        "median_distance_clean_correct": quantiles.get("q50", float("nan")), "quantiles_clean_correct": quantiles,
+    }  # fmt: skip
+
+    def write(tmp):
+        table.to_csv(os.path.join(tmp, "distances.csv"), index=False)
+        curve.to_csv(os.path.join(tmp, "curve.csv"), index=False)
+        np.savez_compressed(os.path.join(tmp, "adversarial.npz"), adversarial=adversarial, distances=distances, labels=labels)
+        plots.save_png(plots.eps_curves(curve, f"{attack.describe()}: accuracy vs eps (L{norm})"), os.path.join(tmp, "curve.png"))
+        write_json(os.path.join(tmp, "summary.json"), summary)
+
+    atomic_dir(output_dir, write)
+    return [
+        f"model: {summary['model']}",
+        f"attack: {attack.describe()} (minimum norm, L{norm}) on {summary['n']} {job.split} images",
+        f"clean accuracy:       {summary['clean_accuracy']:.4f}",
+        f"median distance to the boundary (clean-correct images, L{norm}): {summary['median_distance_clean_correct']:.4g}"
+        f"  (adversarial found for {summary['found_on_clean_correct']:.1%})",
+        f"written: {output_dir}/ (distances.csv, curve.csv, curve.png, adversarial.npz, summary.json)",
+    ]
