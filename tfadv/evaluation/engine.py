@@ -211,7 +211,7 @@ def _attack_unit(
         gradients=np.int64(spent["gradients"]),
     )  # fmt: skip
     log(
-        f"images {start}-{todo[-1] if len(todo) else start}: {attack.describe()} on {len(todo)}, "
+        f"chunk at image {start}: {attack.describe()} on {len(todo)} images, "
         f"broke {int(broken.sum())}, {spent['gradients']} gradients, {spent['forwards']} forward passes"
     )
 
@@ -243,5 +243,5 @@ def _clean_unit(model, images, labels, rows, store, batch_size, log):
         margins=_margins(logits, labels[rows]),
         data=np.array(data),
     )
-    log(f"images {start}-{rows[-1]}: clean accuracy {np.mean(predictions == labels[rows]):.4f}")
+    log(f"chunk at image {start} ({len(rows)} images): clean accuracy {np.mean(predictions == labels[rows]):.4f}")
     return predictions == labels[rows]
