@@ -2,9 +2,11 @@
 
     result = run_chunked(model, images, labels, eps, attack_list, store=EvaluationStore(folder))
 
-The work unit is one chunk of image indices and one attack. For each chunk the clean predictions
-come first, then the attacks in order, each on the images of the chunk still unbroken; each unit
-is written to the store as soon as it is done, so a run killed at any moment and started again
+The work unit is one chunk of image indices and one attack. The clean predictions of every chunk
+come first, then the attacks in order, each on the images still unbroken; consecutive chunks are
+attacked together until a group has a full batch of survivors (small chunks would otherwise run
+the late attacks on a handful of images at a time), and each chunk's unit is written to the store
+as soon as its group is done, so a run killed at any moment and started again
 redoes only the missing units, an attack appended to a finished evaluation runs only on the
 survivors, and more images only add chunks. Every random draw of an attack derives from the seed,
 the attack's place in the suite and the image's index (`indices=` of the attack runner), so an
@@ -169,49 +171,64 @@ def run_chunked(
 
     counted = models.counted(model, models.Budget())
     run = dict(eps=eps, batch_size=batch_size, strategy=strategy, log=log)
-    for number, start in enumerate(range(0, n, chunk_size)):
-        if number % count != index:
-            continue
-        rows = np.arange(start, min(start + chunk_size, n))
-        alive = _clean_unit(model, images, labels, rows, store, batch_size, log)
-        for k, attack in enumerate(attack_list):
-            if not store.has(start, f"a{k}"):
-                seed_k = seed + k if attack.takes_seed else None
-                _attack_unit(
-                    counted, images, labels, rows[alive], attack, k, seed_k, store, start, **run
-                )
+    owned = [start for number, start in enumerate(range(0, n, chunk_size)) if number % count == index]
+    rows = {start: np.arange(start, min(start + chunk_size, n)) for start in owned}
+    alive = {start: _clean_unit(model, images, labels, rows[start], store, batch_size, log) for start in owned}
+    for k, attack in enumerate(attack_list):  # attack by attack, so that small chunks share full batches
+        seed_k = seed + k if attack.takes_seed else None
+        pending = [start for start in owned if not store.has(start, f"a{k}")]
+        for group in _groups(pending, {start: int(alive[start].sum()) for start in pending}, batch_size):
+            todo = {start: rows[start][alive[start]] for start in group}
+            _attack_group(counted, images, labels, todo, attack, k, seed_k, store, **run)
+        for start in owned:
             result = store.get(start, f"a{k}")
-            alive[np.isin(rows, result["indices"][result["broken"]])] = False
+            alive[start][np.isin(rows[start], result["indices"][result["broken"]])] = False
     if not store.complete(n):
         return None
     return store.outcomes(images, len(attack_list))
 
 
-def _attack_unit(
-    counted, images, labels, todo, attack, k, seed, store, start, *, eps, batch_size, strategy, log
-):
-    """Attack k on the images `todo` of the chunk at `start`: written to the store with what it
-    broke, the margins at its results, its seconds and the forward passes and gradients it spent."""
+def _groups(pending, sizes, batch_size):
+    """Consecutive chunks grouped until each group has at least `batch_size` images to attack."""
+    group, total = [], 0
+    for start in pending:
+        group.append(start)
+        total += sizes[start]
+        if total >= batch_size:
+            yield group
+            group, total = [], 0
+    if group:
+        yield group
+
+
+def _attack_group(counted, images, labels, todo, attack, k, seed, store, *, eps, batch_size, strategy, log):
+    """Attack k on the images `todo` ({chunk start: rows}) of a group of chunks in one pass, then
+    one unit per chunk: what it broke, the margins at its results, and its share (by images) of
+    the group's seconds, forward passes and gradients."""
     began = time.time()
     budget = counted.budget
     budget.reset()
+    every = np.concatenate(list(todo.values()))
     found = np.zeros((0, *images.shape[1:]), np.float32)
-    if len(todo):
-        found = _attack_rows(
-            counted, images, labels, todo, attack, eps, batch_size, seed, strategy, log
-        )
-    spent = budget.read()
+    if len(every):
+        found = _attack_rows(counted, images, labels, every, attack, eps, batch_size, seed, strategy, log)
+    spent, seconds = budget.read(), time.time() - began
     logits = _logits(counted.base, found, batch_size)
-    predicted = logits.argmax(axis=1) if len(todo) else np.zeros(0, np.int64)
-    broken = predicted != labels[todo]
-    store.put(
-        start, f"a{k}", indices=todo, broken=broken, predictions=predicted,
-        margins=_margins(logits, labels[todo]), adversarial=found[broken],
-        seconds=np.float64(time.time() - began), forwards=np.int64(spent["forwards"]),
-        gradients=np.int64(spent["gradients"]),
-    )  # fmt: skip
+    predicted = logits.argmax(axis=1) if len(every) else np.zeros(0, np.int64)
+    margins = _margins(logits, labels[every])
+    broken = predicted != labels[every]
+    offset = 0
+    for start, rows in todo.items():
+        part = slice(offset, offset + len(rows))
+        share = len(rows) / max(1, len(every))
+        store.put(
+            start, f"a{k}", indices=rows, broken=broken[part], predictions=predicted[part], margins=margins[part],
+            adversarial=found[part][broken[part]], seconds=np.float64(seconds * share),
+            forwards=np.int64(round(spent["forwards"] * share)), gradients=np.int64(round(spent["gradients"] * share)),
+        )  # fmt: skip
+        offset += len(rows)
     log(
-        f"chunk at image {start}: {attack.describe()} on {len(todo)} images, "
+        f"chunks at images {', '.join(map(str, todo))}: {attack.describe()} on {len(every)} images, "
         f"broke {int(broken.sum())}, {spent['gradients']} gradients, {spent['forwards']} forward passes"
     )
 
