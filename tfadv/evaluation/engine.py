@@ -62,6 +62,17 @@ def _margins(logits, labels):
     return (own - others.max(axis=1)).astype(np.float32)
 
 
+def _budget(model) -> models.Budget:
+    """The model's one Budget (kept on the model): compiled attacks are cached per Budget, so a new
+    one per evaluation would trace every attack again."""
+    owner = models.as_classifier(model).model
+    budget = getattr(owner, "_tfadv_budget", None)
+    if budget is None:
+        budget = models.Budget()
+        object.__setattr__(owner, "_tfadv_budget", budget)  # not tracked by Keras or tf.Module
+    return budget
+
+
 def _replicas(strategy) -> int:
     return 1 if strategy is None else strategy.num_replicas_in_sync
 
@@ -169,7 +180,7 @@ def run_chunked(
         if progress:
             print(f"[{time.time() - start_time:7.1f} s] {text}", flush=True)
 
-    counted = models.counted(model, models.Budget())
+    counted = models.counted(model, _budget(model))
     run = dict(eps=eps, batch_size=batch_size, strategy=strategy, log=log)
     owned = [start for number, start in enumerate(range(0, n, chunk_size)) if number % count == index]
     rows = {start: np.arange(start, min(start + chunk_size, n)) for start in owned}
