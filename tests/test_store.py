@@ -107,6 +107,7 @@ def test_changed_settings_are_refused_in_one_line(setup, tmp_path):
         ({"model": models.build("tiny_cnn")}, "model="),
         ({"images": 1.0 - x}, "data="),
         ({"suite": "square(queries=30)"}, "attacks can only be appended"),
+        ({"images": np.concatenate([x[:5], 1.0 - x[5:6], x[6:]])}, "images 0-31 differ"),  # image 0 unchanged
         ({"chunk_size": 16}, "chunk_size="),
     ]
     for change, message in cases:

@@ -249,11 +249,10 @@ def _clean_unit(model, images, labels, rows, store, batch_size, log):
     against the ones it was made with); returns which rows are correctly classified."""
     start = int(rows[0])
     data = fingerprint(images[rows], labels[rows])
-    if store.has(start, "clean") and store.get(start, "clean")["data"].item() == data:
-        unit = store.get(start, "clean")
-        if len(unit["indices"]) == len(rows):
+    unit = store.get(start, "clean") if store.has(start, "clean") else None
+    if unit is not None and len(unit["indices"]) == len(rows):  # a grown last chunk is made anew below
+        if unit["data"].item() == data:
             return unit["predictions"] == unit["labels"]
-    elif store.has(start, "clean") and len(store.get(start, "clean")["indices"]) == len(rows):
         raise ValueError(
             f"The images {start}-{rows[-1]} differ from those this evaluation was made with. "
             f"Received: a different data set (fingerprint {data})"

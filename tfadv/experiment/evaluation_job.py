@@ -202,9 +202,8 @@ def run_evaluation_job(job: EvaluationJob) -> list:
         progress=job.verbose > 0, **settings,
     )  # fmt: skip
     report.settings.update(
-        models=job.models, dataset=job.dataset or run_folder.read_json(os.path.join(first_path, run_folder.CONFIG_FILE)).get("dataset", "")
-        if os.path.isdir(first_path) else job.dataset, split=job.split, limit=job.limit, chunk_size=job.chunk_size,
-        distribution=job.distribution, processes=count,
+        models=job.models, dataset=job.dataset or _run_dataset(first_path), split=job.split, limit=job.limit,
+        chunk_size=job.chunk_size, distribution=job.distribution, processes=count,
     )  # fmt: skip
     report.write(output_dir, overwrite=True)
     lines = [f"{len(images)} {job.split} images, eps={job.eps:g}, suite: {', '.join(report.suite)}"]
@@ -216,6 +215,12 @@ def run_evaluation_job(job: EvaluationJob) -> list:
         )
     lines.append(f"written: {output_dir}/report.md  ({time.time() - start:.0f} s)")
     return lines
+
+
+def _run_dataset(path: str) -> str:
+    """The data set a run folder was trained on ("" for a model file)."""
+    config = os.path.join(path, run_folder.CONFIG_FILE)
+    return run_folder.read_json(config).get("dataset", "") if os.path.exists(config) else ""
 
 
 def _worker_chunks(job, loaded, x, y, store, strategy, worker) -> dict:
