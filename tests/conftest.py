@@ -9,7 +9,9 @@ import pytest  # noqa: E402
 import tfadv  # noqa: E402, F401  (before any test module loads TensorFlow: tfadv's oneDNN default applies)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MINI_ARCHIVE = os.path.join(os.path.dirname(REPO_ROOT), "shared", "data", "cifar-10-mini-binary.tar.gz")
+MINI_ARCHIVE = os.path.join(
+    os.path.dirname(REPO_ROOT), "shared", "data", "cifar-10-mini-binary.tar.gz"
+)
 
 
 @pytest.fixture

@@ -57,16 +57,27 @@ def _kinds(logits_model):
         "logits_output": logits_model,
         "sequential_never_called": keras.Sequential([logits_model, TemperatureSoftmax()]),
         "preprocessing_then_model": keras.Sequential(
-            [keras.Input((32, 32, 3)), keras.layers.Rescaling(1.0), keras.Sequential([logits_model, keras.layers.Softmax()])]
+            [
+                keras.Input((32, 32, 3)),
+                keras.layers.Rescaling(1.0),
+                keras.Sequential([logits_model, keras.layers.Softmax()]),
+            ]
         ),
     }
 
 
 @pytest.mark.parametrize(
     "kind",
-    ["temperature_softmax", "softmax_layer", "activation_softmax", "dense_softmax", "logits_output",
-     "sequential_never_called", "preprocessing_then_model"],
-)  # fmt: skip
+    [
+        "temperature_softmax",
+        "softmax_layer",
+        "activation_softmax",
+        "dense_softmax",
+        "logits_output",
+        "sequential_never_called",
+        "preprocessing_then_model",
+    ],
+)
 def test_every_kind_gives_the_same_logits_and_the_same_attacks(twin, kind):
     logits_model, x, y = twin
     model = _kinds(logits_model)[kind]
@@ -76,22 +87,30 @@ def test_every_kind_gives_the_same_logits_and_the_same_attacks(twin, kind):
     reference = logits_model(x, training=False).numpy()
     np.testing.assert_allclose(attacks.logits_of(model, x).numpy(), reference, rtol=1e-5, atol=1e-5)
     pgd_ref = attacks.pgd(logits_model, x, y, EPS, steps=5, seed=3).numpy()
-    np.testing.assert_allclose(attacks.pgd(model, x, y, EPS, steps=5, seed=3).numpy(), pgd_ref, atol=1e-5)
+    np.testing.assert_allclose(
+        attacks.pgd(model, x, y, EPS, steps=5, seed=3).numpy(), pgd_ref, atol=1e-5
+    )
     fgsm = attacks.fgsm(model, x, y, EPS).numpy()
     assert np.abs(fgsm - x).max() <= EPS + 1e-6
-    assert np.mean(attacks.predict_classes(model, fgsm) != y) > np.mean(attacks.predict_classes(model, x) != y)
+    assert np.mean(attacks.predict_classes(model, fgsm) != y) > np.mean(
+        attacks.predict_classes(model, x) != y
+    )
 
 
 def test_keras_applications_with_preprocessing_inside():
     keras.utils.set_random_seed(0)
     app = keras.applications.MobileNetV2(weights=None, classes=10, input_shape=(32, 32, 3))
-    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Rescaling(2.0, offset=-1.0), app])
+    model = keras.Sequential(
+        [keras.Input((32, 32, 3)), keras.layers.Rescaling(2.0, offset=-1.0), app]
+    )
     clf = models.as_classifier(model)
     assert (clf.output, clf.logits_source) == ("probabilities", "softmax_activation")
     x = data.make_synthetic(8, seed=0).float_images()
     y = np.arange(8) % 10
     logits = attacks.logits_of(model, x).numpy()
-    np.testing.assert_allclose(tf.nn.softmax(logits).numpy(), model(x, training=False).numpy(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        tf.nn.softmax(logits).numpy(), model(x, training=False).numpy(), rtol=1e-4, atol=1e-6
+    )
     for attack in (attacks.fgsm, lambda *a: attacks.pgd(*a, steps=2, seed=0)):
         adv = attack(model, x, y, EPS).numpy()
         assert np.abs(adv - x).max() <= EPS + 1e-6 and np.abs(adv - x).max() > EPS / 2
@@ -108,10 +127,15 @@ def test_opaque_models_must_declare_their_output(twin):
         logits = attacks.logits_of(clf, x).numpy()
         if softmax:  # log-probabilities: the logits up to a per-image constant
             assert clf.logits_source == "log_probabilities"
-            logits, reference = logits - logits.mean(1, keepdims=True), reference - reference.mean(1, keepdims=True)
+            logits, reference = (
+                logits - logits.mean(1, keepdims=True),
+                reference - reference.mean(1, keepdims=True),
+            )
         np.testing.assert_allclose(logits, reference, rtol=1e-4, atol=1e-4)
         ours = attacks.pgd(clf, x, y, EPS, steps=3, seed=1).numpy()
-        np.testing.assert_allclose(ours, attacks.pgd(logits_model, x, y, EPS, steps=3, seed=1).numpy(), atol=1e-5)
+        np.testing.assert_allclose(
+            ours, attacks.pgd(logits_model, x, y, EPS, steps=3, seed=1).numpy(), atol=1e-5
+        )
 
 
 def test_a_probability_loss_is_never_computed_on_logits(twin):
@@ -135,12 +159,16 @@ def test_saved_models_tfadv_and_plain(twin, tmp_path):
     reference = attacks.pgd(logits_model, x, y, EPS, steps=3, seed=2).numpy()
     tfadv_clf = models.load(tfadv_path)
     assert tfadv_clf.logits_source == "signature" and tfadv_clf.num_classes == 10
-    np.testing.assert_allclose(attacks.pgd(tfadv_clf, x, y, EPS, steps=3, seed=2).numpy(), reference, atol=1e-5)
+    np.testing.assert_allclose(
+        attacks.pgd(tfadv_clf, x, y, EPS, steps=3, seed=2).numpy(), reference, atol=1e-5
+    )
     with pytest.raises(ValueError, match="output='logits' or output='probabilities'"):
         models.load(plain_path)
     plain = models.load(plain_path, output="probabilities")
     assert plain.logits_source == "log_probabilities"
-    np.testing.assert_allclose(attacks.pgd(plain, x, y, EPS, steps=3, seed=2).numpy(), reference, atol=1e-5)
+    np.testing.assert_allclose(
+        attacks.pgd(plain, x, y, EPS, steps=3, seed=2).numpy(), reference, atol=1e-5
+    )
     assert os.path.basename(plain_path) in repr(plain)
 
 

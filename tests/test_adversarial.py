@@ -36,8 +36,14 @@ def _loss(model, x, y):
 
 
 def _trainer(classifier, attack="fgsm", eps=EPS, ratio=1.0, **options):
-    trainer = defenses.AdversarialTrainer(classifier, attacks.Attack(attack, **options), eps=eps, ratio=ratio)
-    trainer.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    trainer = defenses.AdversarialTrainer(
+        classifier, attacks.Attack(attack, **options), eps=eps, ratio=ratio
+    )
+    trainer.compile(
+        optimizer=keras.optimizers.SGD(0.1),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     return trainer
 
 
@@ -60,7 +66,10 @@ def test_train_step_reports_the_loss_on_the_adversarial_batch(batch, ratio):
     before = [w.numpy().copy() for w in classifier.trainable_weights]
     logs = trainer.train_on_batch(x, y, return_dict=True)
     assert logs["loss"] == pytest.approx(expected, rel=1e-4)
-    assert any(not np.array_equal(b, w.numpy()) for b, w in zip(before, classifier.trainable_weights, strict=True))
+    assert any(
+        not np.array_equal(b, w.numpy())
+        for b, w in zip(before, classifier.trainable_weights, strict=True)
+    )
 
 
 def test_eps_zero_is_clean_training(batch):
@@ -82,7 +91,9 @@ def test_eps_schedule_in_fit_logs_the_eps_in_force(batch):
 
 
 def test_trainer_config_round_trip():
-    trainer = defenses.AdversarialTrainer(_classifier(), "pgd(steps=3, loss=margin)", eps=0.02, ratio=0.25)
+    trainer = defenses.AdversarialTrainer(
+        _classifier(), "pgd(steps=3, loss=margin)", eps=0.02, ratio=0.25
+    )
     config = trainer.get_config()
     clone = defenses.AdversarialTrainer.from_config(config)
     assert clone.attack == attacks.Attack("pgd", steps=3, loss="margin")
@@ -111,7 +122,9 @@ def test_training_set_with_copy_reads_the_current_copy_every_epoch():
     ds = data.dataset()
     iterator = iter(ds)  # created before the copy is written: values are read lazily
     data.set_copy(np.full((4, 16, 16, 3), 0.5, np.float32), np.array([3, 3, 3, 3]))
-    images, labels = map(np.concatenate, zip(*[(x.numpy(), y.numpy()) for x, y in iterator], strict=True))
+    images, labels = map(
+        np.concatenate, zip(*[(x.numpy(), y.numpy()) for x, y in iterator], strict=True)
+    )
     assert images.shape == (14, 16, 16, 3)
     is_copy = (images == 0.5).all(axis=(1, 2, 3))
     assert is_copy.sum() == 4 and (labels[is_copy] == 3).all()
@@ -126,7 +139,9 @@ def test_regenerate_callback_makes_a_new_adversarial_copy_each_epoch():
     classifier = _classifier()
     data = defenses.TrainingSetWithCopy(clean, copy_size=20, batch_size=8)
     eps = tf.Variable(EPS)
-    regenerate = defenses.RegenerateAdversarialCopy(data, attacks.Attack("fgsm"), eps, classifier=classifier, seed=0)
+    regenerate = defenses.RegenerateAdversarialCopy(
+        data, attacks.Attack("fgsm"), eps, classifier=classifier, seed=0
+    )
     copies = []
     for epoch in range(2):
         regenerate.on_epoch_begin(epoch)
@@ -149,18 +164,25 @@ def test_regenerate_callback_makes_a_new_adversarial_copy_each_epoch():
 def test_random_sign_copy_lies_at_plus_minus_eps_clipped():
     clean = _imageset(30)
     x = clean.float_images()
-    noisy = defenses.generate(_classifier(), attacks.Attack("random_sign"), x, clean.labels, EPS, batch_size=8, seed=3)
+    noisy = defenses.generate(
+        _classifier(), attacks.Attack("random_sign"), x, clean.labels, EPS, batch_size=8, seed=3
+    )
     delta = noisy - x
     inside = (x >= EPS) & (x <= 1 - EPS)
     np.testing.assert_allclose(np.abs(delta[inside]), EPS, atol=1e-6)
-    np.testing.assert_allclose(noisy[~inside], np.clip(x[~inside] + np.sign(delta[~inside]) * EPS, 0, 1), atol=1e-6)
+    np.testing.assert_allclose(
+        noisy[~inside], np.clip(x[~inside] + np.sign(delta[~inside]) * EPS, 0, 1), atol=1e-6
+    )
     assert 0.45 < (delta[inside] > 0).mean() < 0.55
     assert noisy.min() >= 0 and noisy.max() <= 1
 
 
 def test_choose_subset():
     assert len(defenses.choose_subset(10, 1.0, 0)) == 10
-    a, b = defenses.choose_subset(100, 0.3, 0, epoch=0), defenses.choose_subset(100, 0.3, 0, epoch=1)
+    a, b = (
+        defenses.choose_subset(100, 0.3, 0, epoch=0),
+        defenses.choose_subset(100, 0.3, 0, epoch=1),
+    )
     assert len(a) == 30 and len(set(a)) == 30 and not np.array_equal(a, b)
     np.testing.assert_array_equal(a, defenses.choose_subset(100, 0.3, 0, epoch=0))
 
@@ -168,7 +190,15 @@ def test_choose_subset():
 def test_robust_monitor_logs_accuracy_and_writes_an_image_grid(tmp_path, batch):
     x, y = batch
     classifier = _classifier()
-    monitor = evaluation.RobustMonitor(classifier, x, y, attacks.Attack("fgsm"), tf.Variable(EPS), log_dir=str(tmp_path), grid_size=4)
+    monitor = evaluation.RobustMonitor(
+        classifier,
+        x,
+        y,
+        attacks.Attack("fgsm"),
+        tf.Variable(EPS),
+        log_dir=str(tmp_path),
+        grid_size=4,
+    )
     logs = {}
     monitor.on_epoch_end(0, logs)
     monitor.on_train_end()
@@ -178,11 +208,15 @@ def test_robust_monitor_logs_accuracy_and_writes_an_image_grid(tmp_path, batch):
     assert logs["val_robust_accuracy"] == pytest.approx(adv)
     events = glob.glob(os.path.join(str(tmp_path), "events.out.tfevents.*"))
     images = [
-        value for event in tf.compat.v1.train.summary_iterator(events[0]) for value in event.summary.value
+        value
+        for event in tf.compat.v1.train.summary_iterator(events[0])
+        for value in event.summary.value
         if value.tag == "adversarial_examples"
-    ]  # fmt: skip
+    ]
     picture = tf.io.decode_png(tf.make_ndarray(images[0].tensor)[2])
-    assert picture.shape[0] > 100 and picture.shape[1] > 200  # a rendered 3 x 4 grid, not a placeholder
+    assert (
+        picture.shape[0] > 100 and picture.shape[1] > 200
+    )  # a rendered 3 x 4 grid, not a placeholder
 
 
 def test_with_test_noise_wraps_and_exports(tmp_path, batch):

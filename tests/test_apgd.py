@@ -79,7 +79,9 @@ def test_l2_results_stay_in_the_ball(trained, name):
 @pytest.mark.parametrize("norm", ["inf", "2"])
 def test_eps_zero_returns_the_input(trained, name, norm):
     model, x, y = trained
-    np.testing.assert_array_equal(attacks.get(name, norm=norm, **FAST[name])(model, x, y, 0.0, seed=0).numpy(), x)
+    np.testing.assert_array_equal(
+        attacks.get(name, norm=norm, **FAST[name])(model, x, y, 0.0, seed=0).numpy(), x
+    )
 
 
 @pytest.mark.parametrize("eps", [4 / 255, 8 / 255])
@@ -88,22 +90,43 @@ def test_apgd_leaves_no_more_images_correct_than_pgd(trained, eps):
     for seed in (0, 1):
         pgd = accuracy(model, attacks.pgd(model, x, y, eps, steps=20, seed=seed), y)
         assert accuracy(model, attacks.apgd(model, x, y, eps, steps=20, seed=seed), y) <= pgd
-        assert accuracy(model, attacks.apgd(model, x, y, eps, steps=20, loss="dlr", seed=seed), y) <= pgd
-        assert accuracy(model, attacks.apgd_targeted(model, x, y, eps, steps=20, n_targets=3, seed=seed), y) <= pgd
-    assert accuracy(model, attacks.apgd(model, x, y, eps, steps=20, loss="dlr", seed=0), y) < accuracy(model, x, y)
+        assert (
+            accuracy(model, attacks.apgd(model, x, y, eps, steps=20, loss="dlr", seed=seed), y)
+            <= pgd
+        )
+        assert (
+            accuracy(
+                model, attacks.apgd_targeted(model, x, y, eps, steps=20, n_targets=3, seed=seed), y
+            )
+            <= pgd
+        )
+    assert accuracy(
+        model, attacks.apgd(model, x, y, eps, steps=20, loss="dlr", seed=0), y
+    ) < accuracy(model, x, y)
 
 
 def test_l2_apgd_leaves_no_more_images_correct_than_l2_pgd(trained):
     model, x, y = trained
     pgd = accuracy(model, attacks.pgd(model, x, y, 2.0, steps=10, norm="2", seed=0), y)
-    apgd = accuracy(model, attacks.apgd(model, x, y, 2.0, steps=10, norm="2", loss="dlr", seed=0), y)
+    apgd = accuracy(
+        model, attacks.apgd(model, x, y, 2.0, steps=10, norm="2", loss="dlr", seed=0), y
+    )
     assert apgd <= pgd < accuracy(model, x, y)
 
 
 def test_checkpoints_follow_the_reference_schedule():
     windows = apgd_module.checkpoint_windows(100)
     reviews = [i for i, w in enumerate(windows) if w]
-    assert reviews == [21, 40, 56, 69, 79, 86, 92, 98]  # p = 0.22, 0.41, 0.57, 0.70, 0.80, 0.87, 0.93, 0.99
+    assert reviews == [
+        21,
+        40,
+        56,
+        69,
+        79,
+        86,
+        92,
+        98,
+    ]  # p = 0.22, 0.41, 0.57, 0.70, 0.80, 0.87, 0.93, 0.99
     assert [windows[i] for i in reviews] == [22, 19, 16, 13, 10, 7, 6, 6]
     assert apgd_module.checkpoint_windows(1) == [1]
 
@@ -115,7 +138,10 @@ def test_a_success_is_never_given_up(trained):
     path), where they keep stepping; with dropping they leave at their first success."""
     model, x, y = trained
     correct = predictions(model, x) == y
-    x, y = x[correct], y[correct]  # all attacked, in place: the loss sees every example at its index
+    x, y = (
+        x[correct],
+        y[correct],
+    )  # all attacked, in place: the loss sees every example at its index
     ever_wrong = tf.Variable(tf.zeros([len(y)], tf.bool))
 
     def boundary(scores, labels):
@@ -124,15 +150,27 @@ def test_a_success_is_never_given_up(trained):
             return -tf.abs(losses.margin(scores, labels))
 
     run = gradient.compiled_attack(
-        models.as_classifier(model), apgd_module._apgd_fn, x, False, loss=losses.get(boundary), loss_on="logits",
-        norm=norms.LINF, steps=20, rho=0.75, targeted=False, misclassify=False, compact=False,
-    )  # fmt: skip
+        models.as_classifier(model),
+        apgd_module._apgd_fn,
+        x,
+        False,
+        loss=losses.get(boundary),
+        loss_on="logits",
+        norm=norms.LINF,
+        steps=20,
+        rho=0.75,
+        targeted=False,
+        misclassify=False,
+        compact=False,
+    )
     adv, won, _ = run(x, y, y, tf.constant(EPS), tf.constant(2 * EPS), checks.to_seed(0))
     crossed = ever_wrong.numpy()
     wrong = predictions(model, adv.numpy()) != y
     assert crossed.sum() >= 5
     assert np.all(wrong[crossed]) and np.array_equal(won.numpy(), wrong)
-    last_iterate_wrong = predictions(model, attacks.pgd(model, x, y, EPS, steps=10, loss=boundary, seed=0)) != y
+    last_iterate_wrong = (
+        predictions(model, attacks.pgd(model, x, y, EPS, steps=10, loss=boundary, seed=0)) != y
+    )
     assert last_iterate_wrong.sum() < crossed.sum()
 
 
@@ -148,16 +186,35 @@ def test_apgd_searches_alike_with_and_without_dropping_broken_examples(trained, 
     results, images = [], []
     for compact in (True, False):
         run = gradient.compiled_attack(
-            clf, apgd_module._apgd_fn, x, False, loss=losses.DLR if targeted else losses.CE, loss_on="logits",
-            norm=norms.LINF, steps=12, rho=0.75, targeted=targeted, misclassify=False, compact=compact,
-        )  # fmt: skip
+            clf,
+            apgd_module._apgd_fn,
+            x,
+            False,
+            loss=losses.DLR if targeted else losses.CE,
+            loss_on="logits",
+            norm=norms.LINF,
+            steps=12,
+            rho=0.75,
+            targeted=targeted,
+            misclassify=False,
+            compact=compact,
+        )
         counter.reset()
-        results.append([v.numpy() for v in run(x, y, targets, tf.constant(EPS), tf.constant(2 * EPS), checks.to_seed(3))])
+        results.append(
+            [
+                v.numpy()
+                for v in run(
+                    x, y, targets, tf.constant(EPS), tf.constant(2 * EPS), checks.to_seed(3)
+                )
+            ]
+        )
         images.append(int(counter.images.numpy()))
     (adv, won, value), (adv_kept, won_kept, value_kept) = results
     np.testing.assert_allclose(adv, adv_kept, atol=1e-6)
     np.testing.assert_array_equal(won, won_kept)
-    np.testing.assert_allclose(value[~won], value_kept[~won], rtol=1e-5)  # a broken one's value no longer matters
+    np.testing.assert_allclose(
+        value[~won], value_kept[~won], rtol=1e-5
+    )  # a broken one's value no longer matters
     assert 0 < won.sum() < len(y)
     assert images[1] == len(y) * 13  # the start and 12 steps for every example
     assert images[0] < images[1] - won.sum()  # each broken example skipped at least one step
@@ -184,8 +241,12 @@ def test_targeted_apgd_hits_the_target_more_often_than_untargeted(trained):
     model, x, y = trained
     targets = attacks.choose_targets(model, x, y, "random", seed=0).numpy()
     hits = lambda images: np.mean(predictions(model, images) == targets)  # noqa: E731
-    targeted = hits(attacks.apgd(model, x, y, 16 / 255, steps=10, loss="dlr", target=targets, seed=0))
-    assert targeted > hits(x) and targeted > hits(attacks.apgd(model, x, y, 16 / 255, steps=10, seed=0))
+    targeted = hits(
+        attacks.apgd(model, x, y, 16 / 255, steps=10, loss="dlr", target=targets, seed=0)
+    )
+    assert targeted > hits(x) and targeted > hits(
+        attacks.apgd(model, x, y, 16 / 255, steps=10, seed=0)
+    )
 
 
 def three_class_model():
@@ -200,7 +261,9 @@ def test_apgd_t_clips_targets_and_uses_the_margin_below_four_classes():
     adv = attacks.apgd_targeted(model, x, y, 0.3, steps=10, n_targets=9, seed=0).numpy()
     assert np.abs(adv - x).max() <= 0.3 + 1e-6
     assert np.mean(predictions(model, adv) != y) > 0.5
-    with pytest.raises(ValueError, match=re.escape("needs at least 4 classes. Received: 3 classes")):
+    with pytest.raises(
+        ValueError, match=re.escape("needs at least 4 classes. Received: 3 classes")
+    ):
         attacks.apgd(model, x, y, 0.3, steps=2, loss="dlr", target=0)
 
 
@@ -215,8 +278,12 @@ class CountQueries(keras.layers.Layer):
     """The identity, counting the images it sees and the calls (batches) it gets."""
 
     def build(self, input_shape):
-        self.images = self.add_weight(shape=(), initializer="zeros", dtype="int64", trainable=False, name="images")
-        self.calls = self.add_weight(shape=(), initializer="zeros", dtype="int64", trainable=False, name="calls")
+        self.images = self.add_weight(
+            shape=(), initializer="zeros", dtype="int64", trainable=False, name="images"
+        )
+        self.calls = self.add_weight(
+            shape=(), initializer="zeros", dtype="int64", trainable=False, name="calls"
+        )
 
     def call(self, x):
         self.images.assign_add(tf.cast(tf.shape(x)[0], tf.int64))
@@ -238,22 +305,31 @@ def test_square_breaks_a_model_whose_gradients_are_zero(trained):
     assert accuracy(masked, found, y) <= pgd - 0.15
     assert pgd >= accuracy(model, x, y) - 0.05  # PGD only moved by its random start
     # only the logits matter: the same search on the unmasked model
-    np.testing.assert_array_equal(found.numpy(), attacks.square(model, x, y, eps, queries=300, rescale_schedule=True, seed=0).numpy())
+    np.testing.assert_array_equal(
+        found.numpy(),
+        attacks.square(model, x, y, eps, queries=300, rescale_schedule=True, seed=0).numpy(),
+    )
 
 
 def test_square_spends_exactly_the_budget_on_an_unbreakable_model():
     counter = CountQueries()
     bias = keras.initializers.Constant([5.0] + [0.0] * 9)
-    model = keras.Sequential([
-        keras.Input((32, 32, 3)), counter, keras.layers.Flatten(),
-        keras.layers.Dense(10, kernel_initializer="zeros", bias_initializer=bias),
-    ])  # fmt: skip
+    model = keras.Sequential(
+        [
+            keras.Input((32, 32, 3)),
+            counter,
+            keras.layers.Flatten(),
+            keras.layers.Dense(10, kernel_initializer="zeros", bias_initializer=bias),
+        ]
+    )
     x = data.make_synthetic(6, seed=2).float_images()
     y = np.zeros(6, np.int64)
     for norm, eps in (("inf", EPS), ("2", L2_EPS)):
         counter.reset()
         attacks.square(model, x, y, eps, queries=30, norm=norm, seed=0)
-        assert counter.calls.numpy() == 30  # clean, start, 28 squares: each a batch of every example
+        assert (
+            counter.calls.numpy() == 30
+        )  # clean, start, 28 squares: each a batch of every example
         assert counter.images.numpy() == 6 * 30
 
 
@@ -282,19 +358,40 @@ def test_square_searches_alike_with_and_without_evaluating_broken_examples(train
     results = []
     for compact in (True, False):
         search = gradient.compiled_attack(
-            clf, square_module._square_fn, x, False, norm=norms.get(norm), loss=losses.MARGIN, queries=30,
-            targeted=False, compact=compact, rescale=False,
-        )  # fmt: skip
-        results.append(search(x, y, y, tf.constant(eps), tf.constant(0.8), checks.to_seed(0)).numpy())
+            clf,
+            square_module._square_fn,
+            x,
+            False,
+            norm=norms.get(norm),
+            loss=losses.MARGIN,
+            queries=30,
+            targeted=False,
+            compact=compact,
+            rescale=False,
+        )
+        results.append(
+            search(x, y, y, tf.constant(eps), tf.constant(0.8), checks.to_seed(0)).numpy()
+        )
     np.testing.assert_array_equal(*results)
-    assert np.all(np.abs(results[0] - x).reshape(len(x), -1).max(1)[predictions(model, x) == y] > 0)  # all searched
+    assert np.all(
+        np.abs(results[0] - x).reshape(len(x), -1).max(1)[predictions(model, x) == y] > 0
+    )  # all searched
 
 
 def test_square_schedule_and_square_sides():
-    fractions = [float(square_module.square_fraction(i, 10_000, 0.8)) for i in (0, 10, 11, 50, 51, 8000, 8001, 9999)]
-    np.testing.assert_allclose(fractions, [0.8, 0.8, 0.4, 0.4, 0.2, 0.8 / 256, 0.8 / 512, 0.8 / 512], rtol=1e-6)
-    assert float(square_module.square_fraction(100, 1000, 0.8, rescale=True)) == pytest.approx(0.8 / 16)  # 100 of 1000 = 1000 of 10,000
-    assert float(square_module.square_fraction(100, 5000, 0.8)) == pytest.approx(0.8 / 4)  # AutoAttack: not rescaled
+    fractions = [
+        float(square_module.square_fraction(i, 10_000, 0.8))
+        for i in (0, 10, 11, 50, 51, 8000, 8001, 9999)
+    ]
+    np.testing.assert_allclose(
+        fractions, [0.8, 0.8, 0.4, 0.4, 0.2, 0.8 / 256, 0.8 / 512, 0.8 / 512], rtol=1e-6
+    )
+    assert float(square_module.square_fraction(100, 1000, 0.8, rescale=True)) == pytest.approx(
+        0.8 / 16
+    )  # 100 of 1000 = 1000 of 10,000
+    assert float(square_module.square_fraction(100, 5000, 0.8)) == pytest.approx(
+        0.8 / 4
+    )  # AutoAttack: not rescaled
     side = lambda p, norm: int(square_module.square_side(tf.constant(p), 32, 32, norms.get(norm)))  # noqa: E731
     assert [side(0.8, "inf"), side(0.05, "inf"), side(1e-5, "inf")] == [29, 7, 1]
     assert [side(0.8, "2"), side(0.05, "2"), side(1e-5, "2"), side(1.0, "2")] == [29, 7, 3, 32]
@@ -317,15 +414,25 @@ def reference_pattern(side):
 @pytest.mark.parametrize("side", [3, 6, 7, 11])
 def test_l2_square_pattern(side):
     top, left = tf.constant([2, 0]), tf.constant([1, 32 - side])
-    pattern = square_module.centred_pattern(top, left, side, tf.constant([False, True]), 32, 32).numpy()
-    np.testing.assert_allclose(pattern[0, 2 : 2 + side, 1 : 1 + side], reference_pattern(side), atol=1e-6)
+    pattern = square_module.centred_pattern(
+        top, left, side, tf.constant([False, True]), 32, 32
+    ).numpy()
+    np.testing.assert_allclose(
+        pattern[0, 2 : 2 + side, 1 : 1 + side], reference_pattern(side), atol=1e-6
+    )
     np.testing.assert_allclose(pattern[1, :side, 32 - side :], reference_pattern(side).T, atol=1e-6)
-    assert np.sum(pattern[0] ** 2) == pytest.approx(1.0) and np.count_nonzero(pattern[0]) == side * side
+    assert (
+        np.sum(pattern[0] ** 2) == pytest.approx(1.0)
+        and np.count_nonzero(pattern[0]) == side * side
+    )
 
 
 def _tracing_counts(model):
     compiled = attack_compile._COMPILED[model]
-    return {key[0].__name__ + str(key[1]): fn.experimental_get_tracing_count() for key, fn in compiled.items()}
+    return {
+        key[0].__name__ + str(key[1]): fn.experimental_get_tracing_count()
+        for key, fn in compiled.items()
+    }
 
 
 def test_no_retracing_across_batches_and_eps_values(trained, caplog):
@@ -336,12 +443,16 @@ def test_no_retracing_across_batches_and_eps_values(trained, caplog):
             for start in (0, 16, 40):  # batches of 16, 16 and 8
                 part = slice(start, start + 16)
                 attacks.apgd(model, x[part], y[part], eps, restarts=2, seed=start, **FAST["apgd"])
-                attacks.apgd_targeted(model, x[part], y[part], eps, steps=3, n_targets=2, seed=start)
+                attacks.apgd_targeted(
+                    model, x[part], y[part], eps, steps=3, n_targets=2, seed=start
+                )
                 attacks.square(model, x[part], y[part], eps, seed=start, **FAST["square"])
             eps_variable.assign_add(0.01)
     counts = _tracing_counts(model)
     ours = {k: v for k, v in counts.items() if k.startswith(("_apgd_fn", "_square_fn"))}
-    assert len(ours) >= 3 and all(count == 1 for count in ours.values()), ours  # here: apgd, apgd_t, square
+    assert len(ours) >= 3 and all(count == 1 for count in ours.values()), (
+        ours
+    )  # here: apgd, apgd_t, square
     assert "retracing" not in caplog.text
 
 
@@ -359,7 +470,9 @@ def test_registered_attacks_and_their_defaults(trained):
     assert {"apgd", "apgd_dlr", "apgd_t", "fab_t", "square"} <= set(attacks.names())
     assert attacks.Attack("apgd_dlr").describe() == "apgd_dlr(loss=dlr)"
     dlr = attacks.Attack("apgd_dlr", steps=5)(model, x, y, EPS, seed=0)
-    np.testing.assert_array_equal(dlr.numpy(), attacks.apgd(model, x, y, EPS, steps=5, loss="dlr", seed=0).numpy())
+    np.testing.assert_array_equal(
+        dlr.numpy(), attacks.apgd(model, x, y, EPS, steps=5, loss="dlr", seed=0).numpy()
+    )
     result = attacks.run_attack(model, (x, y), "square(queries=20)", EPS, batch_size=32, seed=0)
     assert result.summary()["adversarial_accuracy"] <= result.summary()["clean_accuracy"]
 
@@ -368,12 +481,23 @@ def test_attack_cli_flags_reach_the_new_options():
     from tfadv import attack as attack_cli
 
     try:
-        attack_cli.FLAGS(["attack", "--model=m.keras", "--attack=apgd_t", "--n_targets=2", "--steps=3", "--queries=7"])
+        attack_cli.FLAGS(
+            [
+                "attack",
+                "--model=m.keras",
+                "--attack=apgd_t",
+                "--n_targets=2",
+                "--steps=3",
+                "--queries=7",
+            ]
+        )
         job = attack_cli.job_from_flags()
     finally:
         attack_cli.FLAGS.unparse_flags()
     assert job.attack == "apgd_t" and job.options == {"n_targets": 2, "steps": 3, "queries": 7}
-    assert attacks.get(job.attack, n_targets=2, steps=3).describe() == "apgd_t(n_targets=2, steps=3)"
+    assert (
+        attacks.get(job.attack, n_targets=2, steps=3).describe() == "apgd_t(n_targets=2, steps=3)"
+    )
     assert attacks.get("square", queries=job.options["queries"]).describe() == "square(queries=7)"
 
 
@@ -395,7 +519,10 @@ def test_attack_cli_flags_reach_the_new_options():
         (lambda m, x, y: attacks.square(m, x, y, EPS, p_init=0.0), "p_init=0.0"),
         (lambda m, x, y: attacks.square(m, x, y, EPS, p_init=1.5), "p_init=1.5"),
         (lambda m, x, y: attacks.square(m, x, y, EPS, loss="hinge"), "loss='hinge'"),
-        (lambda m, x, y: attacks.square(m, x[:, :4, :4], y, EPS, norm="2"), "images.shape=(48, 4, 4, 3)"),
+        (
+            lambda m, x, y: attacks.square(m, x[:, :4, :4], y, EPS, norm="2"),
+            "images.shape=(48, 4, 4, 3)",
+        ),
         (lambda m, x, y: attacks.fab_targeted(m, x, y, EPS, steps=0), "steps=0"),
         (lambda m, x, y: attacks.fab_targeted(m, x, y, EPS, n_targets=0), "n_targets=0"),
         (lambda m, x, y: attacks.fab_targeted(m, x, y, EPS, eta=0.5), "eta=0.5"),
@@ -416,9 +543,14 @@ def test_invalid_arguments_raise_value_errors_echoing_the_value(trained, call, m
 def test_empty_batch_and_a_fully_broken_batch(trained):
     model, x, y = trained
     for name in FAST:
-        assert attacks.get(name, **FAST[name])(model, x[:0], y[:0], EPS, seed=0).shape == (0, *x.shape[1:])
+        assert attacks.get(name, **FAST[name])(model, x[:0], y[:0], EPS, seed=0).shape == (
+            0,
+            *x.shape[1:],
+        )
     wrong = predictions(model, x) != y
-    np.testing.assert_array_equal(attacks.apgd(model, x[wrong], y[wrong], EPS, steps=3, seed=0).numpy(), x[wrong])
+    np.testing.assert_array_equal(
+        attacks.apgd(model, x[wrong], y[wrong], EPS, steps=3, seed=0).numpy(), x[wrong]
+    )
 
 
 def test_seed_pairs_and_tensors_work_inside_tf_function(trained):
@@ -449,7 +581,9 @@ def test_fab_hyperplane_step_is_the_shortest_move_in_the_box(norm):
     furthest w . d a move of 99.9% of the length can reach (each coordinate toward its bound)
     falls short. Beyond the box: every coordinate at the bound that helps."""
     points, w, b = _hyperplanes()
-    step = fab_module.hyperplane_step(tf.constant(points), tf.constant(w), tf.constant(b), norms.get(norm)).numpy()
+    step = fab_module.hyperplane_step(
+        tf.constant(points), tf.constant(w), tf.constant(b), norms.get(norm)
+    ).numpy()
     moved = points + step
     assert moved.min() >= -1e-6 and moved.max() <= 1 + 1e-6
     gap = b - np.sum(w * points, 1)
@@ -467,7 +601,9 @@ def test_fab_hyperplane_step_is_the_shortest_move_in_the_box(norm):
             length = np.linalg.norm(step[i])
             lam_hi = 1e6
             lam_lo = 0.0
-            for _ in range(100):  # the largest reach within 99.9% of the length, by bisection on lam
+            for _ in range(
+                100
+            ):  # the largest reach within 99.9% of the length, by bisection on lam
                 lam = (lam_lo + lam_hi) / 2
                 if np.linalg.norm(np.minimum(lam * np.abs(w[i]), room[i])) <= 0.999 * length:
                     lam_lo = lam
@@ -491,8 +627,12 @@ def test_fab_t_finds_the_nearest_boundary_of_a_linear_model():
     """On a linear classifier the boundaries are exact hyperplanes: FAB-T breaks every image
     whose nearest wrong-class boundary (in the box) lies within eps, and none beyond it."""
     rng = np.random.default_rng(1)
-    model = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Flatten(), keras.layers.Dense(5)])
-    model.layers[-1].set_weights([rng.normal(size=(48, 5)).astype(np.float32), np.zeros(5, np.float32)])
+    model = keras.Sequential(
+        [keras.Input((4, 4, 3)), keras.layers.Flatten(), keras.layers.Dense(5)]
+    )
+    model.layers[-1].set_weights(
+        [rng.normal(size=(48, 5)).astype(np.float32), np.zeros(5, np.float32)]
+    )
     x = rng.uniform(0.2, 0.8, (30, 4, 4, 3)).astype(np.float32)
     y = predictions(model, x)
     kernel = model.layers[-1].get_weights()[0]
@@ -501,7 +641,9 @@ def test_fab_t_finds_the_nearest_boundary_of_a_linear_model():
     for j in range(5):  # the L-inf distance to each boundary z_y = z_j
         w = (kernel[:, y] - kernel[:, [j]]).T
         b = np.zeros(len(x), np.float32)
-        step = fab_module.hyperplane_step(tf.constant(flat), tf.constant(w), tf.constant(b), norms.LINF).numpy()
+        step = fab_module.hyperplane_step(
+            tf.constant(flat), tf.constant(w), tf.constant(b), norms.LINF
+        ).numpy()
         distance = np.where(j == y, np.inf, np.abs(step).max(1))
         nearest = np.minimum(nearest, distance)
     eps = float(np.median(nearest))
@@ -515,7 +657,9 @@ def test_fab_t_finds_the_nearest_boundary_of_a_linear_model():
 def test_fab_t_is_as_strong_as_apgd_t_on_a_trained_model(trained):
     model, x, y = trained
     fab = accuracy(model, attacks.fab_targeted(model, x, y, EPS, steps=20, n_targets=3, seed=0), y)
-    apgd_t = accuracy(model, attacks.apgd_targeted(model, x, y, EPS, steps=20, n_targets=3, seed=0), y)
+    apgd_t = accuracy(
+        model, attacks.apgd_targeted(model, x, y, EPS, steps=20, n_targets=3, seed=0), y
+    )
     assert fab < accuracy(model, x, y)
     assert fab <= apgd_t + 2 / len(y)
 
@@ -527,13 +671,32 @@ def test_fab_t_drops_broken_examples_without_changing_results(trained):
     results = []
     for compact in (True, False):
         run = gradient.compiled_attack(
-            clf, fab_module._fab_fn, x, False, norm=norms.LINF, steps=10, eta=1.05, beta=0.9, alpha_max=0.1, compact=compact
-        )  # fmt: skip
-        results.append([v.numpy() for v in run(x, y, targets, tf.constant(EPS), tf.constant(0.0), checks.to_seed(0))])
+            clf,
+            fab_module._fab_fn,
+            x,
+            False,
+            norm=norms.LINF,
+            steps=10,
+            eta=1.05,
+            beta=0.9,
+            alpha_max=0.1,
+            compact=compact,
+        )
+        results.append(
+            [
+                v.numpy()
+                for v in run(x, y, targets, tf.constant(EPS), tf.constant(0.0), checks.to_seed(0))
+            ]
+        )
     (adv, won, value), (adv_kept, won_kept, value_kept) = results
     np.testing.assert_array_equal(won, won_kept)  # the same examples broken ...
     assert 0 < won.sum() < len(y)
     for images in (adv, adv_kept):
-        assert np.all(predictions(model, images)[won] != y[won]) and np.abs(images - x).max() <= EPS + 1e-6
+        assert (
+            np.all(predictions(model, images)[won] != y[won])
+            and np.abs(images - x).max() <= EPS + 1e-6
+        )
         np.testing.assert_array_equal(images[~won], x[~won])
-    assert np.all(value_kept[won] >= value[won])  # ... searched on, FAB only gets closer; dropped at the first within eps
+    assert np.all(
+        value_kept[won] >= value[won]
+    )  # ... searched on, FAB only gets closer; dropped at the first within eps

@@ -28,13 +28,17 @@ def test_exchange_swaps_two_folders_in_one_step(tmp_path):
     _folder(tmp_path / "a", "a")
     _folder(tmp_path / "b", "b")
     assert files.exchange(str(tmp_path / "a"), str(tmp_path / "b"))
-    assert (tmp_path / "a" / "part0").read_text() == "b" and (tmp_path / "b" / "part2").read_text() == "aaa"
+    assert (tmp_path / "a" / "part0").read_text() == "b" and (
+        tmp_path / "b" / "part2"
+    ).read_text() == "aaa"
     with pytest.raises(OSError):
         files.exchange(str(tmp_path / "a"), str(tmp_path / "missing"))
 
 
 @pytest.mark.parametrize("with_exchange", [True, False], ids=["renameat2", "two_renames"])
-def test_atomic_dir_replaces_a_folder_and_leaves_no_temporaries(tmp_path, monkeypatch, with_exchange):
+def test_atomic_dir_replaces_a_folder_and_leaves_no_temporaries(
+    tmp_path, monkeypatch, with_exchange
+):
     if not with_exchange:
         monkeypatch.setattr(files, "_renameat2", None)
     target = tmp_path / "export"
@@ -94,7 +98,9 @@ def test_folder_rewritten_in_a_loop_is_whole_after_kills_at_random_moments(tmp_p
     target = tmp_path / "export"
     rng = random.Random(0)
     for _ in range(8):
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], env=ENV, stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(target)], env=ENV, stdout=subprocess.PIPE, text=True
+        )
         assert proc.stdout.readline().strip() == "ready"
         time.sleep(rng.uniform(0.05, 0.6))
         os.kill(proc.pid, signal.SIGKILL)
@@ -129,7 +135,12 @@ def test_export_killed_at_random_moments_leaves_a_loadable_export(tmp_path):
 
     rng = random.Random(1)
     runs = [tmp_path / f"run{i}" for i in range(2)]
-    procs = [subprocess.Popen([sys.executable, "-c", EXPORTER, str(r)], env=ENV, stdout=subprocess.PIPE, text=True) for r in runs]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", EXPORTER, str(r)], env=ENV, stdout=subprocess.PIPE, text=True
+        )
+        for r in runs
+    ]
     for proc in procs:
         assert proc.stdout.readline().strip() == "ready"
     for proc in procs:

@@ -19,18 +19,28 @@ def run_dir(tmp_path_factory):
 
     output = tmp_path_factory.mktemp("runs") / "tiny"
     config = TrainConfig(
-        dataset="synthetic", model="tiny_cnn", epochs=1, batch_size=32, train_limit=200, test_limit=48,
-        output_dir=str(output), verbose=0,
-    )  # fmt: skip
+        dataset="synthetic",
+        model="tiny_cnn",
+        epochs=1,
+        batch_size=32,
+        train_limit=200,
+        test_limit=48,
+        output_dir=str(output),
+        verbose=0,
+    )
     run_training(config)
     return str(output)
 
 
 def start(*args, cwd):
     return subprocess.Popen(
-        [sys.executable, "-m", "tfadv.attack", *args], cwd=cwd, env=ENV, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [sys.executable, "-m", "tfadv.attack", *args],
+        cwd=cwd,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finish(proc):
@@ -43,14 +53,26 @@ def test_attack_cli_writes_examples_grid_and_summary(run_dir, tmp_path):
     run's Keras model, saved as TFRecord."""
     out_dir = tmp_path / "pgd"
     proc = start(
-        f"--model={run_dir}", f"--surrogate={run_dir}/models/model", "--attack=pgd", "--eps=0.03", "--steps=3",
-        "--target=least_likely", "--limit=40", "--batch_size=16", "--format=tfrecord", f"--output_dir={out_dir}",
-        "--grid_images=4", "--verbose=0", cwd=REPO_ROOT,
-    )  # fmt: skip
+        f"--model={run_dir}",
+        f"--surrogate={run_dir}/models/model",
+        "--attack=pgd",
+        "--eps=0.03",
+        "--steps=3",
+        "--target=least_likely",
+        "--limit=40",
+        "--batch_size=16",
+        "--format=tfrecord",
+        f"--output_dir={out_dir}",
+        "--grid_images=4",
+        "--verbose=0",
+        cwd=REPO_ROOT,
+    )
     code, out, err = finish(proc)
     assert code == 0, err[-2000:]
     assert sorted(os.listdir(out_dir)) == ["adversarial.tfrecord", "grid.png", "summary.json"]
-    assert not [name for name in os.listdir(tmp_path) if name.startswith(".")]  # no temporary folder left
+    assert not [
+        name for name in os.listdir(tmp_path) if name.startswith(".")
+    ]  # no temporary folder left
     summary = json.loads((out_dir / "summary.json").read_text())
     assert summary["n"] == 40 and summary["attack"] == "pgd(steps=3, target=least_likely)"
     assert summary["surrogate"].endswith(os.path.join("models", "model"))

@@ -45,8 +45,13 @@ def test_eps_zero_returns_the_input(trained, name):
 @pytest.mark.parametrize(
     "name, options",
     [(name, {}) for name in GRADIENT_ATTACKS]
-    + [("pgd", {"restarts": 2, "seed": 3}), ("pgd", {"loss_on": "probabilities"}), ("bim", {"target": "random", "seed": 0})]
-    + [("pgd", {"loss": loss}) for loss in ("margin", "dlr", "ce_t")] + [("pgd", {"loss": "dlr", "target": "random"})],
+    + [
+        ("pgd", {"restarts": 2, "seed": 3}),
+        ("pgd", {"loss_on": "probabilities"}),
+        ("bim", {"target": "random", "seed": 0}),
+    ]
+    + [("pgd", {"loss": loss}) for loss in ("margin", "dlr", "ce_t")]
+    + [("pgd", {"loss": "dlr", "target": "random"})],
 )
 def test_linf_results_stay_in_the_ball_and_the_pixel_range(trained, name, options):
     model, x, y = trained
@@ -101,7 +106,12 @@ def test_restarts_keep_each_examples_strongest_result(trained):
     wrong_one = attacks.logits_of(model, one).numpy().argmax(1) != y
     wrong_best = attacks.logits_of(model, best).numpy().argmax(1) != y
     assert np.all(wrong_best[wrong_one])
-    loss = lambda a: tf.nn.sparse_softmax_cross_entropy_with_logits(y, attacks.logits_of(model, a)).numpy()  # noqa: E731
+
+    def loss(a):
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(
+            y, attacks.logits_of(model, a)
+        ).numpy()
+
     both = wrong_one == wrong_best
     assert np.all(loss(best)[both] >= loss(one)[both] - 1e-5)
 
@@ -112,7 +122,10 @@ def test_targeted_fgsm_raises_the_targets_probability(trained, target):
     targets = attacks.choose_targets(model, x, y, target, seed=0).numpy()
     adv = attacks.fgsm_targeted(model, x, y, EPS, target=target, seed=0)
     rows = np.arange(len(y))
-    before, after = probabilities(model, x)[rows, targets], probabilities(model, adv.numpy())[rows, targets]
+    before, after = (
+        probabilities(model, x)[rows, targets],
+        probabilities(model, adv.numpy())[rows, targets],
+    )
     assert np.mean(after > before) > 0.9
     assert after.mean() > before.mean()
 
@@ -120,7 +133,9 @@ def test_targeted_fgsm_raises_the_targets_probability(trained, target):
 def test_target_choices(trained):
     model, x, y = trained
     logits = attacks.logits_of(model, x).numpy()
-    np.testing.assert_array_equal(attacks.choose_targets(model, x, y, "least_likely"), logits.argmin(1))
+    np.testing.assert_array_equal(
+        attacks.choose_targets(model, x, y, "least_likely"), logits.argmin(1)
+    )
     np.testing.assert_array_equal(
         attacks.choose_targets(model, x, y, "least_likely_top5"), np.argsort(-logits, axis=1)[:, 4]
     )
@@ -150,7 +165,10 @@ def test_seeding_is_deterministic(trained):
     same = [attacks.pgd(model, x, y, EPS, steps=2, seed=7).numpy() for _ in range(2)]
     np.testing.assert_array_equal(*same)
     assert not np.array_equal(same[0], attacks.pgd(model, x, y, EPS, steps=2, seed=8).numpy())
-    assert not np.array_equal(attacks.random_sign(model, x, y, EPS, seed=(1, 0)), attacks.random_sign(model, x, y, EPS, seed=(1, 1)))
+    assert not np.array_equal(
+        attacks.random_sign(model, x, y, EPS, seed=(1, 0)),
+        attacks.random_sign(model, x, y, EPS, seed=(1, 1)),
+    )
     tf.random.set_seed(11)
     first = [attacks.random_sign(model, x, y, EPS).numpy() for _ in range(2)]
     tf.random.set_seed(11)
@@ -164,7 +182,10 @@ def test_seeding_is_deterministic(trained):
     [
         (lambda m, x, y: attacks.fgsm(m, x, y, -0.1), "eps=-0.1"),
         (lambda m, x, y: attacks.pgd(m, x, y, keras.Variable(-0.5)), "eps=-0.5"),
-        (lambda m, x, y: attacks.fgsm(m, x, y, tf.constant([0.1, 0.2])), "Expected a scalar number for eps"),
+        (
+            lambda m, x, y: attacks.fgsm(m, x, y, tf.constant([0.1, 0.2])),
+            "Expected a scalar number for eps",
+        ),
         (lambda m, x, y: attacks.fgsm(m, x, y, 1.5), "eps=1.5"),
         (lambda m, x, y: attacks.fgsm(m, x, y, float("nan")), "eps=nan"),
         (lambda m, x, y: attacks.pgd(m, x, y, 0.03, loss="hinge"), "loss='hinge'"),
@@ -198,7 +219,10 @@ def test_invalid_arguments_raise_value_errors_echoing_the_value(trained, call, m
 
 def _tracing_counts(model):
     compiled = attack_compile._COMPILED[model]
-    return {key[0].__name__ + str(key[1]): fn.experimental_get_tracing_count() for key, fn in compiled.items()}
+    return {
+        key[0].__name__ + str(key[1]): fn.experimental_get_tracing_count()
+        for key, fn in compiled.items()
+    }
 
 
 def test_no_retracing_across_batches_eps_values_and_a_smaller_last_batch(trained, caplog):
@@ -207,7 +231,9 @@ def test_no_retracing_across_batches_eps_values_and_a_smaller_last_batch(trained
     with caplog.at_level(logging.WARNING):
         for eps in (0.01, 0.02, tf.constant(0.03), eps_variable):
             for start in (0, 16, 32, 40):  # batches of 16, 16, 16 and 8
-                attacks.pgd(model, x[start : start + 16], y[start : start + 16], eps, steps=2, seed=start)
+                attacks.pgd(
+                    model, x[start : start + 16], y[start : start + 16], eps, steps=2, seed=start
+                )
                 attacks.fgsm(model, x[start : start + 16], y[start : start + 16], eps)
             eps_variable.assign_add(0.01)
     counts = _tracing_counts(model)
@@ -230,7 +256,9 @@ def test_works_inside_tf_function_and_stops_gradients(trained):
         return adv, tape.gradient(total, images, unconnected_gradients="zero")
 
     adv, grad = outer(tf.constant(x[:16]), tf.constant(y[:16]))
-    np.testing.assert_array_equal(adv.numpy(), attacks.pgd(model, x[:16], y[:16], EPS, steps=2, seed=(0, 1)).numpy())
+    np.testing.assert_array_equal(
+        adv.numpy(), attacks.pgd(model, x[:16], y[:16], EPS, steps=2, seed=(0, 1)).numpy()
+    )
     assert not np.any(grad.numpy())
 
 
@@ -246,7 +274,9 @@ def test_model_fit_train_step_with_a_ramped_eps_variable(trained):
 
         def train_step(self, batch):
             images, labels = batch
-            adv = attacks.pgd(self, images, labels, self.eps, steps=2, seed=(0, self.optimizer.iterations))
+            adv = attacks.pgd(
+                self, images, labels, self.eps, steps=2, seed=(0, self.optimizer.iterations)
+            )
             return super().train_step((adv, labels))
 
     model = Adversarial(inputs=base.inputs, outputs=base.outputs)
@@ -288,7 +318,14 @@ def test_mirrored_strategy_replica_context():
         """
     )
     env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO_ROOT,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "OK [2]" in proc.stdout  # one trace per replica device, none per batch
 
@@ -321,7 +358,9 @@ def test_steps_to_flip_agrees_with_bim(trained):
         assert np.all(attacks.logits_of(model, after).numpy().argmax(1) != clean[idx])
         if k > 1:
             before = attacks.bim(model, x[idx], y[idx], 1.0, steps=int(k) - 1, alpha=alpha)
-            np.testing.assert_array_equal(attacks.logits_of(model, before).numpy().argmax(1), clean[idx])
+            np.testing.assert_array_equal(
+                attacks.logits_of(model, before).numpy().argmax(1), clean[idx]
+            )
 
 
 def test_exported_saved_model_is_attacked_like_the_keras_model(trained, tmp_path):
@@ -339,7 +378,9 @@ def test_one_pixel_changes_at_most_k_pixels_and_lowers_the_true_class(trained):
     model, x, y = trained
     x, y = x[:24], y[:24]
     for pixels, eps in ((1, 1.0), (3, 0.25)):
-        adv = attacks.one_pixel(model, x, y, eps, pixels=pixels, population=12, max_queries=96, seed=0).numpy()
+        adv = attacks.one_pixel(
+            model, x, y, eps, pixels=pixels, population=12, max_queries=96, seed=0
+        ).numpy()
         changed = np.any(adv != x, axis=-1).reshape(len(x), -1).sum(1)
         assert changed.max() <= pixels and changed.max() >= 1
         assert np.abs(adv - x).max() <= eps + 1e-6
@@ -349,16 +390,23 @@ def test_one_pixel_changes_at_most_k_pixels_and_lowers_the_true_class(trained):
 
 def test_one_pixel_on_an_empty_batch_returns_it(trained):
     model, x, y = trained
-    assert attacks.one_pixel(model, x[:0], y[:0], 1.0, population=4, max_queries=8, seed=0).shape == (0, *x.shape[1:])
+    assert attacks.one_pixel(
+        model, x[:0], y[:0], 1.0, population=4, max_queries=8, seed=0
+    ).shape == (0, *x.shape[1:])
 
 
 def test_one_pixel_targeted_raises_the_target(trained):
     model, x, y = trained
     x, y = x[:24], y[:24]
     targets = attacks.choose_targets(model, x, y, "random", seed=0).numpy()
-    adv = attacks.one_pixel(model, x, y, pixels=2, population=12, max_queries=96, target=targets, seed=0)
+    adv = attacks.one_pixel(
+        model, x, y, pixels=2, population=12, max_queries=96, target=targets, seed=0
+    )
     rows = np.arange(len(y))
-    assert probabilities(model, adv.numpy())[rows, targets].mean() > probabilities(model, x)[rows, targets].mean()
+    assert (
+        probabilities(model, adv.numpy())[rows, targets].mean()
+        > probabilities(model, x)[rows, targets].mean()
+    )
 
 
 def test_patch_only_touches_its_square_and_hurts_accuracy(trained):
@@ -370,14 +418,31 @@ def test_patch_only_touches_its_square_and_hurts_accuracy(trained):
         outside = image_diff.copy()
         outside[row : row + 10, col : col + 10] = False
         assert not outside.any()
-    loss = lambda a: tf.nn.sparse_softmax_cross_entropy_with_logits(y, attacks.logits_of(model, a)).numpy().mean()  # noqa: E731
-    random_patch = attacks.apply_patch(x, np.random.default_rng(0).random((10, 10, 3), dtype=np.float32), result.positions)
+
+    def loss(a):
+        return (
+            tf.nn.sparse_softmax_cross_entropy_with_logits(y, attacks.logits_of(model, a))
+            .numpy()
+            .mean()
+        )  # noqa: E731
+
+    random_patch = attacks.apply_patch(
+        x, np.random.default_rng(0).random((10, 10, 3), dtype=np.float32), result.positions
+    )
     assert loss(result.images) > loss(random_patch.images)
 
 
 def test_targeted_patch_at_a_fixed_position(trained):
     model, x, y = trained
-    result = attacks.patch(model, x, y, size=10, positions=(2, 3), target=4, steps=40, step_size=0.05, seed=0)
+    result = attacks.patch(
+        model, x, y, size=10, positions=(2, 3), target=4, steps=40, step_size=0.05, seed=0
+    )
     np.testing.assert_array_equal(result.positions.numpy(), np.tile([2, 3], (len(x), 1)))
-    np.testing.assert_array_equal(result.images.numpy()[:, 2:12, 3:13], np.broadcast_to(result.patch.numpy(), (len(x), 10, 10, 3)))
-    assert probabilities(model, result.images.numpy())[:, 4].mean() > probabilities(model, x)[:, 4].mean()
+    np.testing.assert_array_equal(
+        result.images.numpy()[:, 2:12, 3:13],
+        np.broadcast_to(result.patch.numpy(), (len(x), 10, 10, 3)),
+    )
+    assert (
+        probabilities(model, result.images.numpy())[:, 4].mean()
+        > probabilities(model, x)[:, 4].mean()
+    )

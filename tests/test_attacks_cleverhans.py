@@ -10,7 +10,9 @@ import pytest
 from tfadv import attacks, data, models
 
 ch_fgm = pytest.importorskip("cleverhans.tf2.attacks.fast_gradient_method").fast_gradient_method
-ch_pgd = pytest.importorskip("cleverhans.tf2.attacks.projected_gradient_descent").projected_gradient_descent
+ch_pgd = pytest.importorskip(
+    "cleverhans.tf2.attacks.projected_gradient_descent"
+).projected_gradient_descent
 
 EPS = 8 / 255
 TOLERANCE = 1e-6
@@ -44,7 +46,9 @@ def test_fgsm_matches_cleverhans(setup, targeted):
 
 def test_bim_matches_cleverhans(setup):
     model, logits, x, y = setup
-    theirs = ch_pgd(logits, x, EPS, 2 / 255, 5, np.inf, clip_min=0.0, clip_max=1.0, y=y, rand_init=False)
+    theirs = ch_pgd(
+        logits, x, EPS, 2 / 255, 5, np.inf, clip_min=0.0, clip_max=1.0, y=y, rand_init=False
+    )
     assert_close(attacks.bim(model, x, y, EPS, steps=5, alpha=2 / 255), theirs)
 
 
@@ -52,8 +56,22 @@ def test_bim_matches_cleverhans(setup):
 def test_pgd_without_random_start_matches_cleverhans(setup, targeted):
     model, logits, x, y = setup
     alpha = 1 / 255
-    theirs = ch_pgd(logits, x, EPS, alpha, 4, np.inf, clip_min=0.0, clip_max=1.0, y=y, targeted=targeted, rand_init=False)
-    ours = attacks.pgd(model, x, y, EPS, steps=4, alpha=alpha, random_start=False, target=y if targeted else None)
+    theirs = ch_pgd(
+        logits,
+        x,
+        EPS,
+        alpha,
+        4,
+        np.inf,
+        clip_min=0.0,
+        clip_max=1.0,
+        y=y,
+        targeted=targeted,
+        rand_init=False,
+    )
+    ours = attacks.pgd(
+        model, x, y, EPS, steps=4, alpha=alpha, random_start=False, target=y if targeted else None
+    )
     assert_close(ours, theirs)
 
 

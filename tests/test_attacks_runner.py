@@ -18,10 +18,14 @@ def test_arrays_image_sets_and_datasets_give_the_same_result(setup):
     x, y = test.float_images(), test.labels
     from_arrays = attacks.run_attack(model, (x, y), "pgd", 0.03, batch_size=32, seed=1, steps=3)
     from_set = attacks.run_attack(model, test, "pgd", 0.03, batch_size=32, seed=1, steps=3)
-    from_dataset = attacks.run_attack(model, data.to_dataset(test, 32), "pgd", 0.03, seed=1, steps=3, progress=True)
+    from_dataset = attacks.run_attack(
+        model, data.to_dataset(test, 32), "pgd", 0.03, seed=1, steps=3, progress=True
+    )
     for other in (from_set, from_dataset):
         np.testing.assert_allclose(other.adversarial, from_arrays.adversarial, atol=1e-7)
-        np.testing.assert_array_equal(other.adversarial_predictions, from_arrays.adversarial_predictions)
+        np.testing.assert_array_equal(
+            other.adversarial_predictions, from_arrays.adversarial_predictions
+        )
     np.testing.assert_array_equal(from_arrays.labels, y)
     # every image is attacked with the seed of its index: a batch's result equals a direct call
     seeds = attacks.randomness.image_seeds(1, np.arange(32, 64))
@@ -51,8 +55,12 @@ def test_save_and_load_round_trip(setup, tmp_path, suffix):
     for key in ("adversarial", "labels", "clean_predictions", "adversarial_predictions", "targets"):
         np.testing.assert_array_equal(getattr(loaded, key), getattr(result, key))
     assert loaded.summary() == result.summary()
-    assert result.summary()["target_success_rate"] == np.mean(result.adversarial_predictions == result.targets)
-    np.testing.assert_array_equal(result.targets, attacks.logits_of(model, test.float_images()).numpy().argmin(1))
+    assert result.summary()["target_success_rate"] == np.mean(
+        result.adversarial_predictions == result.targets
+    )
+    np.testing.assert_array_equal(
+        result.targets, attacks.logits_of(model, test.float_images()).numpy().argmin(1)
+    )
 
 
 def test_targeted_runs_hit_their_targets_more_than_untargeted(setup):
@@ -62,7 +70,9 @@ def test_targeted_runs_hit_their_targets_more_than_untargeted(setup):
     untargeted = attacks.run_attack(model, test, "bim", 0.06, steps=5)
     p_target = lambda result: model(result.adversarial, training=False).numpy()[:, 2].mean()  # noqa: E731
     assert p_target(targeted) > p_target(untargeted)
-    assert targeted.summary()["target_success_rate"] == np.mean(targeted.adversarial_predictions == 2)
+    assert targeted.summary()["target_success_rate"] == np.mean(
+        targeted.adversarial_predictions == 2
+    )
 
 
 def test_transfer_from_a_surrogate(setup):

@@ -45,7 +45,11 @@ ROWS = [
     ("train", f"{TINY} --temperature=0", "--temperature=0.0"),
     ("train", f"{TINY} --noise_stddev=-1", "--noise_stddev=-1.0"),
     ("train", f"{TINY} --attack_steps=0", "--attack_steps=0"),
-    ("train", f"{TINY} --test_noise=random_sign", "needs test_noise_eps > 0. Received: --test_noise_eps=0.0"),
+    (
+        "train",
+        f"{TINY} --test_noise=random_sign",
+        "needs test_noise_eps > 0. Received: --test_noise_eps=0.0",
+    ),
     ("train", f"{TINY} --test_noise=salt", "--test_noise='salt'"),
     ("train", f"{TINY} --lr_schedule=step", "--lr_schedule='step'"),
     ("train", f"{TINY} --distribution=tpu", "--distribution='tpu'"),
@@ -53,14 +57,22 @@ ROWS = [
     ("train", f"{TINY} --verbose=7", "--verbose=7"),
     ("train", f"{TINY} --attack_loss_on=softmax", "--attack_loss_on='softmax'"),
     # train: files, teachers and the run folder
-    ("train", f"{DISTILL} --teacher_dir=/nonexistent/teacher", "--teacher_dir='/nonexistent/teacher' does not exist"),
+    (
+        "train",
+        f"{DISTILL} --teacher_dir=/nonexistent/teacher",
+        "--teacher_dir='/nonexistent/teacher' does not exist",
+    ),
     ("train", f"{TINY} --flagfile={{fixtures}}/does_not_exist.flags", "does_not_exist.flags"),
     ("train", f"{TINY} --bogus_flag=1", "bogus_flag"),
     ("train", f"{TINY} --output_dir={{fixtures}}/a_file/sub", "not writable"),
     ("train", f"{TINY} --output_dir={{fixtures}}/foreign --overwrite", "refuses to delete"),
     ("train", f"{TINY} --output_dir={{fixtures}}/foreign --resume", "not a tfadv run folder"),
     ("train", f"{TINY} --output_dir={{run}}", "already exists"),
-    ("train", f"{TINY} --output_dir={{run}} --resume --epochs=3", "--epochs=3 differs from the run being resumed"),
+    (
+        "train",
+        f"{TINY} --output_dir={{run}} --resume --epochs=3",
+        "--epochs=3 differs from the run being resumed",
+    ),
     ("train", f"{TINY} --output_dir={{run}} --resume --seed=1", "--seed=1 differs"),
     # train: names and models (these load TensorFlow: a few rows, each kind of check once;
     # the library test below covers more names in one process)
@@ -70,7 +82,11 @@ ROWS = [
     ("train", f"{TINY} --recipe=adversarial_batch --attack=pgd(steps=0)", "steps=0"),
     ("train", f"{DISTILL} --teacher_dir={{fixtures}}/corrupt.keras", "cannot load the Keras model"),
     ("train", f"{DISTILL} --teacher_dir={{fixtures}}/gray28.keras", "takes (28, 28, 1) images"),
-    ("train", f"{TINY} --dataset=cifar10 --data_dir={{fixtures}}/broken.tar.gz", "corrupt or truncated"),
+    (
+        "train",
+        f"{TINY} --dataset=cifar10 --data_dir={{fixtures}}/broken.tar.gz",
+        "corrupt or truncated",
+    ),
     # attack: numbers and paths (checked before TensorFlow loads)
     ("attack", f"{ATTACK} --eps=nan", "--eps=nan"),
     ("attack", f"{ATTACK} --eps=inf", "--eps=inf"),
@@ -87,7 +103,11 @@ ROWS = [
     ("attack", f"{ATTACK} --grid_images=-1", "--grid_images=-1"),
     ("attack", f"{ATTACK} --attack=fgsm_targeted --target=-1", "--target=-1"),
     ("attack", f"{ATTACK} --model_output=maybe", "--model_output='maybe'"),
-    ("attack", f"{ATTACK} --model=/nonexistent/model.keras", "--model='/nonexistent/model.keras' does not exist"),
+    (
+        "attack",
+        f"{ATTACK} --model=/nonexistent/model.keras",
+        "--model='/nonexistent/model.keras' does not exist",
+    ),
     ("attack", f"{ATTACK} --surrogate=/nonexistent", "--surrogate='/nonexistent' does not exist"),
     ("attack", f"{ATTACK} --output_dir={{fixtures}}/foreign", "already exists"),
     ("attack", f"{ATTACK} --split=holdout", "holdout"),
@@ -96,7 +116,11 @@ ROWS = [
     ("attack", f"{ATTACK} --attack=jsma", "Unknown attack 'jsma'"),
     ("attack", f"{ATTACK} --attack=fgsm_targeted --target=99", "--target=99"),
     ("attack", f"{ATTACK} --model={{fixtures}}/corrupt.keras", "cannot load the Keras model"),
-    ("attack", f"{ATTACK} --model={{fixtures}}/gray28.keras --dataset=synthetic", "takes (28, 28, 1) images"),
+    (
+        "attack",
+        f"{ATTACK} --model={{fixtures}}/gray28.keras --dataset=synthetic",
+        "takes (28, 28, 1) images",
+    ),
     ("attack", f"{ATTACK} --surrogate={{fixtures}}/five_classes.keras", "--surrogate="),
     ("attack", f"{ATTACK} --model_name=ghost", "no model 'ghost'"),
     # evaluate: numbers, paths and choices (checked before TensorFlow loads)
@@ -113,7 +137,11 @@ ROWS = [
     ("evaluate", f"{EVALUATE} --eps=0.03 --limit=-1", "--limit=-1"),
     ("evaluate", f"{EVALUATE} --eps=0.03 --split=holdout", "holdout"),
     ("evaluate", f"{EVALUATE} --eps=0.03 --model_output=maybe", "--model_output='maybe'"),
-    ("evaluate", f"{EVALUATE} --eps=0.03 --model=/nonexistent", "--model='/nonexistent' does not exist"),
+    (
+        "evaluate",
+        f"{EVALUATE} --eps=0.03 --model=/nonexistent",
+        "--model='/nonexistent' does not exist",
+    ),
     ("evaluate", f"{EVALUATE} --eps=0.03 --model={{run}}:ghost", "no model 'ghost'"),
     ("evaluate", f"{EVALUATE} --eps=0.03 --output_dir={{fixtures}}/foreign", "already exists"),
     ("evaluate", f"{EVALUATE} --eps=0.03 --bogus=1", "bogus"),
@@ -121,9 +149,21 @@ ROWS = [
     # evaluate: suites and models (these load TensorFlow)
     ("evaluate", f"{EVALUATE} --eps=0.03 --suite=jsma", "Unknown attack 'jsma'"),
     ("evaluate", f"{EVALUATE} --eps=0.03 --suite=patch", "another threat model"),
-    ("evaluate", f"{EVALUATE} --eps=0.03 --model={{fixtures}}/corrupt.keras", "cannot load the Keras model"),
-    ("evaluate", f"{EVALUATE} --eps=0.03 --model={{fixtures}}/gray28.keras --dataset=synthetic", "takes (28, 28, 1) images"),
-    ("evaluate", f"{EVALUATE} --eps=0.03 --model={{fixtures}}/five_classes.keras --dataset=synthetic", "has 5 classes"),
+    (
+        "evaluate",
+        f"{EVALUATE} --eps=0.03 --model={{fixtures}}/corrupt.keras",
+        "cannot load the Keras model",
+    ),
+    (
+        "evaluate",
+        f"{EVALUATE} --eps=0.03 --model={{fixtures}}/gray28.keras --dataset=synthetic",
+        "takes (28, 28, 1) images",
+    ),
+    (
+        "evaluate",
+        f"{EVALUATE} --eps=0.03 --model={{fixtures}}/five_classes.keras --dataset=synthetic",
+        "has 5 classes",
+    ),
 ]
 
 
@@ -134,7 +174,9 @@ def _make_fixtures(folder):
 
     folder.mkdir()
     (folder / "corrupt.keras").write_bytes(b"PK\x03\x04 this is not a keras archive")
-    models.save_keras(models.build("tiny_cnn", input_shape=(28, 28, 1)), str(folder / "gray28.keras"))
+    models.save_keras(
+        models.build("tiny_cnn", input_shape=(28, 28, 1)), str(folder / "gray28.keras")
+    )
     models.save_keras(models.build("tiny_cnn", num_classes=5), str(folder / "five_classes.keras"))
     (folder / "foreign").mkdir()
     (folder / "foreign" / "thesis.tex").write_text("precious")
@@ -155,7 +197,10 @@ def _tree(path) -> dict:
             found[os.path.relpath(os.path.join(parent, name), path)] = None
         for name in files:
             stat = os.lstat(os.path.join(parent, name))
-            found[os.path.relpath(os.path.join(parent, name), path)] = (stat.st_size, stat.st_mtime_ns)
+            found[os.path.relpath(os.path.join(parent, name), path)] = (
+                stat.st_size,
+                stat.st_mtime_ns,
+            )
     return found
 
 
@@ -163,14 +208,24 @@ def _run_row(row, folder, fixtures):
     command, args, _ = row
     cwd, out = folder / "cwd", folder / "out"
     cwd.mkdir(parents=True)
-    values = {"out": out, "fixtures": fixtures, "run": fixtures / "run", "configs": os.path.join(REPO_ROOT, "configs")}
+    values = {
+        "out": out,
+        "fixtures": fixtures,
+        "run": fixtures / "run",
+        "configs": os.path.join(REPO_ROOT, "configs"),
+    }
     argv = [a.format(**values) for a in args.split()]
     if command == "train" and not any(a.startswith("--output_dir") for a in argv):
         argv.append(f"--output_dir={out}")
     env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="3")
     before = (_tree(folder), _tree(fixtures))
     result = subprocess.run(
-        [sys.executable, "-m", COMMANDS[command], *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", COMMANDS[command], *argv],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     return result, before, (_tree(folder), _tree(fixtures))
 
@@ -181,7 +236,9 @@ def results(tmp_path_factory):
     fixtures = root / "fixtures"
     _make_fixtures(fixtures)
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-        futures = [pool.submit(_run_row, row, root / f"row{i}", fixtures) for i, row in enumerate(ROWS)]
+        futures = [
+            pool.submit(_run_row, row, root / f"row{i}", fixtures) for i, row in enumerate(ROWS)
+        ]
         return [f.result() for f in futures]
 
 
@@ -192,7 +249,9 @@ def test_the_table_covers_at_least_40_bad_inputs_of_each_kind():
     assert len({(command, args) for command, args, _ in ROWS}) == len(ROWS)
 
 
-@pytest.mark.parametrize("index", range(len(ROWS)), ids=[f"{c}:{a.split()[-1][:40]}" for c, a, _ in ROWS])
+@pytest.mark.parametrize(
+    "index", range(len(ROWS)), ids=[f"{c}:{a.split()[-1][:40]}" for c, a, _ in ROWS]
+)
 def test_bad_input_is_one_line_and_writes_nothing(results, index):
     command, args, fragment = ROWS[index]
     result, before, after = results[index]
@@ -201,7 +260,9 @@ def test_bad_input_is_one_line_and_writes_nothing(results, index):
     assert "Traceback" not in result.stderr
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-3000:]
     assert fragment in lines[0], lines[0]
-    assert after == before  # nothing new in the row's folder (cwd, output) nor in the shared fixtures
+    assert (
+        after == before
+    )  # nothing new in the row's folder (cwd, output) nor in the shared fixtures
 
 
 def _library_calls():
@@ -224,15 +285,24 @@ def _library_calls():
         (lambda: attacks.Attack("pgd", alpha=float("nan")), "alpha=nan"),
         (lambda: attacks.Attack("pgd", steps=0), "steps=0"),
         (lambda: attacks.fgsm(model, x, y, 0.03, target=10), "target"),
-        (lambda: attacks.fgsm(model, np.full((2, 28, 28, 1), 0.5, np.float32), y, 0.03), "images.shape=(2, 28, 28, 1)"),
+        (
+            lambda: attacks.fgsm(model, np.full((2, 28, 28, 1), 0.5, np.float32), y, 0.03),
+            "images.shape=(2, 28, 28, 1)",
+        ),
         (lambda: defenses.AdversarialTrainer(model, "fgsm", eps=float("inf")), "eps=inf"),
         (lambda: defenses.AdversarialTrainer(model, "fgsm", ratio=float("nan")), "ratio=nan"),
         (lambda: defenses.EpsSchedule(None, float("nan")), "eps=nan"),
-        (lambda: defenses.Distiller(model, models.build("tiny_cnn"), temperature=float("nan")), "temperature=nan"),
+        (
+            lambda: defenses.Distiller(model, models.build("tiny_cnn"), temperature=float("nan")),
+            "temperature=nan",
+        ),
         (lambda: defenses.with_test_noise(model, "random_sign", float("nan")), "eps=nan"),
         (lambda: to_dataset(make_synthetic(4), 0), "batch_size=0"),
         (lambda: models.load("/nonexistent/model.keras"), "does not exist"),
-        (lambda: TrainConfig(recipe="adversarial_batch", attack="one_pixel").validate(), "attack='one_pixel'"),
+        (
+            lambda: TrainConfig(recipe="adversarial_batch", attack="one_pixel").validate(),
+            "attack='one_pixel'",
+        ),
         (lambda: TrainConfig(teacher_recipe="distill").validate(), "teacher_recipe='distill'"),
         (lambda: parse_augment("flip,rotate"), "augment='flip,rotate'"),
         (lambda: parse_imbalance("under:3", [str(c) for c in range(10)]), "imbalance='under:3'"),

@@ -28,7 +28,11 @@ def _records(labels, fill=None):
     rng = np.random.default_rng(0)
     out = bytearray()
     for label in labels:
-        pixels = rng.integers(0, 256, 3072, dtype=np.uint8) if fill is None else np.full(3072, fill, np.uint8)
+        pixels = (
+            rng.integers(0, 256, 3072, dtype=np.uint8)
+            if fill is None
+            else np.full(3072, fill, np.uint8)
+        )
         out += bytes([label]) + pixels.tobytes()
     return bytes(out)
 
@@ -78,7 +82,10 @@ def test_truncated_archive_is_a_data_error(tmp_path, mini_archive):
 @pytest.mark.parametrize(
     "members, fragment",
     [
-        ({"test_batch.bin": b"\x00" * 100, "data_batch_1.bin": b"\x00" * 3073}, "not a whole number"),
+        (
+            {"test_batch.bin": b"\x00" * 100, "data_batch_1.bin": b"\x00" * 3073},
+            "not a whole number",
+        ),
         ({"test_batch.bin": _records([1]), "data_batch_1.bin": _records([12])}, "label 12"),
         ({"readme.txt": b"hello"}, "lacks data_batch"),
     ],
@@ -112,7 +119,9 @@ def test_synthetic_is_deterministic_balanced_and_varied():
 
 
 def test_load_synthetic_splits_and_limits():
-    ds = data_lib.load("synthetic", train_limit=1000, test_limit=200, validation_fraction=0.2, seed=1)
+    ds = data_lib.load(
+        "synthetic", train_limit=1000, test_limit=200, validation_fraction=0.2, seed=1
+    )
     assert (len(ds.train), len(ds.val), len(ds.test)) == (800, 200, 200)
     assert ds.input_shape == (32, 32, 3) and ds.num_classes == 10
     assert not set(map(bytes, ds.train.images[:50])) & set(map(bytes, ds.val.images))
@@ -120,11 +129,28 @@ def test_load_synthetic_splits_and_limits():
 
 @pytest.mark.parametrize(
     "spec, cls, expected",
-    [("under:3:0.1", 3, 10), ("under:cat:0.25", 3, 25), ("over:0:2", 0, 200), ("over:9:2.5", 9, 250), ("under:5:1", 5, 100)],
+    [
+        ("under:3:0.1", 3, 10),
+        ("under:cat:0.25", 3, 25),
+        ("over:0:2", 0, 200),
+        ("over:9:2.5", 9, 250),
+        ("under:5:1", 5, 100),
+    ],
 )
 def test_imbalance_counts_are_exact(spec, cls, expected):
     train = data_lib.make_synthetic(1000, seed=0)  # 100 per class
-    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    names = [
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    ]
     out = data_lib.apply_imbalance(train, data_lib.parse_imbalance(spec, names), seed=0)
     counts = out.class_counts(10)
     assert counts[cls] == expected
@@ -140,7 +166,18 @@ def test_imbalance_through_load_leaves_validation_balanced(mini_archive):
     np.testing.assert_array_equal(ds.val.labels, full.val.labels)
 
 
-@pytest.mark.parametrize("spec", ["under:3", "sideways:1:0.5", "under:11:0.5", "under:dragon:0.5", "under:1:1.5", "over:1:0.5", "under:1:x"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "under:3",
+        "sideways:1:0.5",
+        "under:11:0.5",
+        "under:dragon:0.5",
+        "under:1:1.5",
+        "over:1:0.5",
+        "under:1:x",
+    ],
+)
 def test_bad_imbalance_specs(spec):
     with pytest.raises(ValueError, match="imbalance="):
         data_lib.parse_imbalance(spec, [str(i) for i in range(10)])
@@ -150,7 +187,9 @@ def test_pipeline_scales_and_augments():
     train = data_lib.make_synthetic(64, seed=0)
     plain = next(iter(data_lib.to_dataset(train, 64)))
     np.testing.assert_allclose(plain[0].numpy(), train.images / 255.0, atol=1e-7)
-    aug = next(iter(data_lib.to_dataset(train, 64, augment=data_lib.parse_augment("all"))))[0].numpy()
+    aug = next(iter(data_lib.to_dataset(train, 64, augment=data_lib.parse_augment("all"))))[
+        0
+    ].numpy()
     assert aug.shape == (64, 32, 32, 3) and aug.min() >= 0 and aug.max() <= 1
     assert not np.allclose(aug, plain[0].numpy())
 

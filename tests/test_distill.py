@@ -65,7 +65,10 @@ def test_train_step_trains_student_only_and_reports_the_loss(batch):
     assert logs["loss"] == pytest.approx(0.75 * soft.mean() + 0.25 * hard.mean(), rel=1e-4)
     for before, w in zip(teacher_before, teacher.weights, strict=True):
         np.testing.assert_array_equal(before, w.numpy())
-    changed = [not np.array_equal(b, w.numpy()) for b, w in zip(student_before, student.trainable_weights, strict=True)]
+    changed = [
+        not np.array_equal(b, w.numpy())
+        for b, w in zip(student_before, student.trainable_weights, strict=True)
+    ]
     assert all(changed), changed
     assert not teacher.trainable
     assert set(distiller.metrics_names) == {"loss", "soft_loss", "hard_loss", "accuracy"}
@@ -82,7 +85,9 @@ def test_fit_reduces_the_soft_loss_and_evaluate_reports_student_accuracy(batch):
     expected = float((np.asarray(student(x)).argmax(1) == y).mean())
     assert result["accuracy"] == pytest.approx(expected)
     # the student (in training mode, as it was fit) now agrees with the teacher on most images
-    agree = (np.asarray(student(x, training=True)).argmax(1) == np.asarray(teacher(x)).argmax(1)).mean()
+    agree = (
+        np.asarray(student(x, training=True)).argmax(1) == np.asarray(teacher(x)).argmax(1)
+    ).mean()
     assert agree >= 0.8
 
 
@@ -99,13 +104,21 @@ def test_get_config_round_trip_and_keras_file(batch, tmp_path):
     distiller.save(path)
     loaded = keras.saving.load_model(path)
     assert isinstance(loaded, Distiller)
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), distiller.predict(x, verbose=0), atol=1e-6)
-    np.testing.assert_allclose(loaded.teacher.predict(x, verbose=0), teacher.predict(x, verbose=0), atol=1e-6)
+    np.testing.assert_allclose(
+        loaded.predict(x, verbose=0), distiller.predict(x, verbose=0), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        loaded.teacher.predict(x, verbose=0), teacher.predict(x, verbose=0), atol=1e-6
+    )
 
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"temperature": 0.0}, "temperature"), ({"temperature": -1.0}, "temperature"), ({"alpha": 1.5}, "alpha")],
+    [
+        ({"temperature": 0.0}, "temperature"),
+        ({"temperature": -1.0}, "temperature"),
+        ({"alpha": 1.5}, "alpha"),
+    ],
 )
 def test_invalid_arguments_raise_value_error_echoing_the_value(kwargs, message):
     teacher, student = _pair()

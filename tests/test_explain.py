@@ -39,7 +39,10 @@ def quadrant_model(scale=0.25, clean_logit=3.0):
 
 
 def _tracing_counts(model):
-    return {key[0].__name__: fn.experimental_get_tracing_count() for key, fn in attack_compile._COMPILED[model].items()}
+    return {
+        key[0].__name__: fn.experimental_get_tracing_count()
+        for key, fn in attack_compile._COMPILED[model].items()
+    }
 
 
 # ----------------------------------------------------------------------------- saliency
@@ -88,7 +91,9 @@ def test_occlusion_drops_only_where_the_model_looks():
     outside[:, :2, :2] = 0
     assert inside.min() > 0.6  # covering 16 of the 64 quadrant pixels: logit 0 falls by ~6
     np.testing.assert_allclose(outside, 0.0, atol=1e-6)
-    np.testing.assert_allclose(maps.upsampled[:, :8, :8], np.repeat(np.repeat(inside, 4, 1), 4, 2), atol=1e-6)
+    np.testing.assert_allclose(
+        maps.upsampled[:, :8, :8], np.repeat(np.repeat(inside, 4, 1), 4, 2), atol=1e-6
+    )
     np.testing.assert_allclose(maps.upsampled[:, 8:], 0.0, atol=1e-6)
     np.testing.assert_array_equal(maps.covered_predictions[:, :2, :2], 1)  # the class flips
     np.testing.assert_array_equal(maps.covered_predictions[:, 2:], 0)
@@ -97,7 +102,16 @@ def test_occlusion_drops_only_where_the_model_looks():
 def test_occlusion_agrees_with_covering_by_hand(small_model, images):
     model, x = small_model, images[:5]
     size, stride, fill = 5, 3, 0.2
-    maps = explain.occlusion(model, x, classes=[0, 1, 2, 3, 0], size=size, stride=stride, fill=fill, batch_size=3, chunk_size=20)
+    maps = explain.occlusion(
+        model,
+        x,
+        classes=[0, 1, 2, 3, 0],
+        size=size,
+        stride=stride,
+        fill=fill,
+        batch_size=3,
+        chunk_size=20,
+    )
     rows = len(range(0, 16 - size + 1, stride))
     assert maps.drops.shape == (5, rows, rows) and len(maps.positions) == rows * rows
     probabilities = model(x, training=False).numpy()
@@ -106,11 +120,17 @@ def test_occlusion_agrees_with_covering_by_hand(small_model, images):
         for j, (r, col) in enumerate(maps.positions):
             covered[j, r : r + size, col : col + size] = fill
         p = model(covered, training=False).numpy()
-        np.testing.assert_allclose(maps.drops[i].reshape(-1), probabilities[i, c] - p[:, c], atol=1e-5)
+        np.testing.assert_allclose(
+            maps.drops[i].reshape(-1), probabilities[i, c] - p[:, c], atol=1e-5
+        )
         np.testing.assert_array_equal(maps.covered_predictions[i].reshape(-1), p.argmax(1))
     counts = _tracing_counts(model)
-    explain.occlusion(model, images, size=size, stride=stride, fill=0.7, batch_size=3, chunk_size=20)
-    assert _tracing_counts(model)["_occlusion_fn"] == counts["_occlusion_fn"] == 1  # new fill, batch: no retrace
+    explain.occlusion(
+        model, images, size=size, stride=stride, fill=0.7, batch_size=3, chunk_size=20
+    )
+    assert (
+        _tracing_counts(model)["_occlusion_fn"] == counts["_occlusion_fn"] == 1
+    )  # new fill, batch: no retrace
 
 
 @pytest.mark.parametrize(
@@ -149,7 +169,9 @@ def test_roc_auc_perfect_random_and_ties():
     random_auc = explain.roc_auc(rng.random(2000), rng.random(2000))
     assert abs(random_auc - 0.5) < 0.03
     clean, attacked = rng.integers(0, 5, 300), rng.integers(1, 7, 200)  # many ties
-    assert explain.roc_auc(clean, attacked) == pytest.approx(_mann_whitney_auc(clean, attacked), abs=1e-12)
+    assert explain.roc_auc(clean, attacked) == pytest.approx(
+        _mann_whitney_auc(clean, attacked), abs=1e-12
+    )
     fpr, tpr, thresholds = explain.roc_curve(clean, attacked)
     assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0, 0, 1, 1) and np.isinf(thresholds[0])
     assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0)
@@ -193,11 +215,19 @@ def test_detector_separates_patched_from_clean_images(patched, tmp_path):
     np.testing.assert_array_equal(detector.detect(adv[64:]), report.attacked_scores > threshold)
     maps = detector.maps(adv[64:])
     np.testing.assert_array_equal(detector.scores_from_maps(maps), report.attacked_scores)
-    flip = explain.ConsistencyDetector(model, size=6, stride=2, score="flip_fraction", candidates="top_k", top_k=3)
+    flip = explain.ConsistencyDetector(
+        model, size=6, stride=2, score="flip_fraction", candidates="top_k", top_k=3
+    )
     scores = flip.scores(adv[64:80])
-    assert scores.min() >= 0 and scores.max() <= 1 and np.all(np.isin(np.round(scores * 3), [0, 1, 2, 3]))
+    assert (
+        scores.min() >= 0
+        and scores.max() <= 1
+        and np.all(np.isin(np.round(scores * 3), [0, 1, 2, 3]))
+    )
     path = figures.save_png(
-        figures.roc_figure(report.roc_fpr, report.roc_tpr, report.auc, operating_point=(report.fpr, report.tpr)),
+        figures.roc_figure(
+            report.roc_fpr, report.roc_tpr, report.auc, operating_point=(report.fpr, report.tpr)
+        ),
         str(tmp_path / "roc.png"),
     )
     assert os.path.getsize(path) > 1000
@@ -207,13 +237,22 @@ def test_map_overlays_png(patched, tmp_path):
     model, x, y, adv = patched
     clean_maps, adv_maps = explain.saliency(model, x[:3]), explain.saliency(model, adv[:3])
     fig = figures.map_overlays(
-        x[:3], adv[:3], clean_maps, adv_maps, labels=y[:3], clean_predictions=y[:3],
-        adversarial_predictions=attacks.predict_classes(model, adv[:3]), map_name="saliency",
-    )  # fmt: skip
+        x[:3],
+        adv[:3],
+        clean_maps,
+        adv_maps,
+        labels=y[:3],
+        clean_predictions=y[:3],
+        adversarial_predictions=attacks.predict_classes(model, adv[:3]),
+        map_name="saliency",
+    )
     path = figures.save_png(fig, str(tmp_path / "overlay.png"))
     image = figures.plt.imread(path)
     assert image.ndim == 3 and image.shape[0] > 100
     occluded = explain.occlusion(model, np.concatenate([x[:3], adv[:3]]), size=6, stride=2)
-    figures.save_png(figures.map_overlays(x[:3], adv[:3], occluded.upsampled[:3], occluded.upsampled[3:]), str(tmp_path / "occ.png"))
+    figures.save_png(
+        figures.map_overlays(x[:3], adv[:3], occluded.upsampled[:3], occluded.upsampled[3:]),
+        str(tmp_path / "occ.png"),
+    )
     with pytest.raises(ValueError, match="0 images"):
         figures.map_overlays(x[:0], adv[:0], clean_maps[:0], adv_maps[:0])

@@ -36,10 +36,16 @@ def test_contrastive_loss_by_hand():
     y = np.array([0, 0, 1, 2])
     # same class: the pair (0, 1) at distance 1; different: (0,2)=3, (0,3)=.5, (1,2)=sqrt(10), (1,3)=.5, (2,3)=sqrt(9.25)
     pull = 1.0
-    push = np.mean([0.0, 1.5**2, 0.0, 1.5**2, 0.0])  # max(0, 2 - d)^2 over the five pairs (both orders: the same mean)
+    push = np.mean(
+        [0.0, 1.5**2, 0.0, 1.5**2, 0.0]
+    )  # max(0, 2 - d)^2 over the five pairs (both orders: the same mean)
     expected = 0.5 * pull + 0.5 * push
     np.testing.assert_allclose(float(contrastive_loss(e, y, margin=2.0)), expected, rtol=1e-5)
-    np.testing.assert_allclose(float(contrastive_loss(e, np.zeros(4), margin=2.0)), 0.5 * np.mean([1, 9, 0.25, 10, 0.25, 9.25]), rtol=1e-5)
+    np.testing.assert_allclose(
+        float(contrastive_loss(e, np.zeros(4), margin=2.0)),
+        0.5 * np.mean([1, 9, 0.25, 10, 0.25, 9.25]),
+        rtol=1e-5,
+    )
 
 
 def test_one_training_step_lowers_the_contrastive_loss_and_updates_the_classifier(batch):
@@ -53,16 +59,25 @@ def test_one_training_step_lowers_the_contrastive_loss_and_updates_the_classifie
     after = trainer.evaluate(x, y, batch_size=32, verbose=0, return_dict=True)
     assert set(logs) == {"loss", "ce_loss", "contrastive_loss", "accuracy"}
     assert after["contrastive_loss"] < before["contrastive_loss"]
-    np.testing.assert_allclose(before["loss"], before["ce_loss"] + before["contrastive_loss"], rtol=1e-5)
-    assert all(not np.array_equal(a, w.numpy()) for a, w in zip(weights_before, model.trainable_weights, strict=True))
-    np.testing.assert_allclose(trainer(x[:4]), model(x[:4]))  # calling the trainer calls the classifier
+    np.testing.assert_allclose(
+        before["loss"], before["ce_loss"] + before["contrastive_loss"], rtol=1e-5
+    )
+    assert all(
+        not np.array_equal(a, w.numpy())
+        for a, w in zip(weights_before, model.trainable_weights, strict=True)
+    )
+    np.testing.assert_allclose(
+        trainer(x[:4]), model(x[:4])
+    )  # calling the trainer calls the classifier
 
 
 def test_config_round_trip():
     trainer = ContrastiveTrainer(_model(), margin=3.0, weight=0.5, name="latent")
     clone = ContrastiveTrainer.from_config(trainer.get_config())
     assert (clone.margin, clone.weight, clone.name) == (3.0, 0.5, "latent")
-    assert [layer.name for layer in clone.classifier.layers] == [layer.name for layer in trainer.classifier.layers]
+    assert [layer.name for layer in clone.classifier.layers] == [
+        layer.name for layer in trainer.classifier.layers
+    ]
     with pytest.raises(ValueError, match=re.escape("margin=0")):
         ContrastiveTrainer(_model(), margin=0)
     with pytest.raises(ValueError, match="'logits'"):
@@ -88,7 +103,9 @@ def test_nearest_reference_classifier(batch, tmp_path):
     path = str(tmp_path / "nearest.keras")
     nearest.save(path)
     loaded = keras.saving.load_model(path)
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), nearest.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        loaded.predict(x, verbose=0), nearest.predict(x, verbose=0), rtol=1e-5, atol=1e-5
+    )
     with pytest.raises(ValueError, match=re.escape("per_class=9")):
         choose_references(y, per_class=9)
 
@@ -105,7 +122,14 @@ def test_pca_projection_and_embedding_figure(tmp_path):
     fig = figures.embedding_figure(
         [
             {"title": "plain", "points": projected, "labels": labels},
-            {"title": "moved", "points": projected, "labels": labels, "moved_from": projected[:5], "moved_to": projected[5:10], "moved_labels": labels[5:10]},
+            {
+                "title": "moved",
+                "points": projected,
+                "labels": labels,
+                "moved_from": projected[:5],
+                "moved_to": projected[5:10],
+                "moved_labels": labels[5:10],
+            },
         ]
     )
     assert os.path.getsize(figures.save_png(fig, str(tmp_path / "emb.png"))) > 1000

@@ -80,7 +80,12 @@ def test_bounded_leaky_relu_per_channel_bounds():
 
 
 @pytest.mark.parametrize(
-    "kwargs, name", [({"initial_bound": 0.0}, "initial_bound"), ({"slope": 1.0}, "slope"), ({"slope": -0.1}, "slope")]
+    "kwargs, name",
+    [
+        ({"initial_bound": 0.0}, "initial_bound"),
+        ({"slope": 1.0}, "slope"),
+        ({"slope": -0.1}, "slope"),
+    ],
 )
 def test_bounded_leaky_relu_rejects_bad_arguments(kwargs, name):
     with pytest.raises(ValueError, match=name):
@@ -139,7 +144,14 @@ def test_saved_temperature_is_the_one_in_force(tmp_path):
 
 def test_one_training_step_updates_bound():
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4), BoundedLeakyReLU(0.5, 0.1), keras.layers.Dense(2)])
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(4),
+            BoundedLeakyReLU(0.5, 0.1),
+            keras.layers.Dense(2),
+        ]
+    )
     model.compile(optimizer=keras.optimizers.SGD(0.5), loss="mse")
     before = float(model.layers[1].bound.numpy())
     model.fit(np.ones((8, 4), "float32") * 3, np.ones((8, 2), "float32") * 10, epochs=1, verbose=0)

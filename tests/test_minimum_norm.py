@@ -23,7 +23,9 @@ def linear():
     """A two-class linear model on 4x4x3 images, and 16 images in [0.4, 0.6] (far from the box
     edges) labelled with its own predictions (so each is correctly classified)."""
     keras.utils.set_random_seed(3)
-    model = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Flatten(), keras.layers.Dense(2)])
+    model = keras.Sequential(
+        [keras.Input((4, 4, 3)), keras.layers.Flatten(), keras.layers.Dense(2)]
+    )
     rng = np.random.default_rng(3)
     x = rng.uniform(0.4, 0.6, (16, 4, 4, 3)).astype(np.float32)
     y = np.argmax(model.predict(x, verbose=0), axis=1)
@@ -38,7 +40,9 @@ def trained(trained_tiny_cnn):
 
 def _lengths(delta, norm):
     flat = np.asarray(delta, np.float64).reshape(len(delta), -1)
-    return {"inf": np.abs(flat).max(1), "2": np.sqrt((flat**2).sum(1)), "1": np.abs(flat).sum(1)}[norm]
+    return {"inf": np.abs(flat).max(1), "2": np.sqrt((flat**2).sum(1)), "1": np.abs(flat).sum(1)}[
+        norm
+    ]
 
 
 @pytest.mark.parametrize("norm, dual", [("2", 2), ("inf", 1)])
@@ -60,7 +64,12 @@ def test_deepfool_distance_on_a_linear_model_is_the_closed_form(linear, norm, du
 @pytest.mark.parametrize(
     "search, norm, eps, options",
     [
-        (attacks.carlini_wagner_l2_search, "2", 0.4, dict(steps=60, binary_search_steps=7, stepsize=0.02)),
+        (
+            attacks.carlini_wagner_l2_search,
+            "2",
+            0.4,
+            dict(steps=60, binary_search_steps=7, stepsize=0.02),
+        ),
         (attacks.fmn_search, "2", 0.4, dict(norm="2", steps=60)),
         (attacks.fmn_search, "inf", 4 / 255, dict(norm="inf", steps=60)),
     ],
@@ -119,9 +128,13 @@ def test_registered_attacks_answer_eps_and_the_curve(trained):
     assert inside.any() and not inside.all()
     np.testing.assert_array_equal(adv[~inside], x[~inside])
     np.testing.assert_allclose(adv[inside], result.adversarial.numpy()[inside])
-    np.testing.assert_allclose(attacks.Attack("deepfool", steps=3)(model, x, y).numpy(), result.adversarial.numpy())
+    np.testing.assert_allclose(
+        attacks.Attack("deepfool", steps=3)(model, x, y).numpy(), result.adversarial.numpy()
+    )
     assert result.robust_accuracy(eps) == pytest.approx(np.mean(d > eps))
-    np.testing.assert_allclose(result.robust_accuracy([0.0, eps, np.inf]), [np.mean(d > 0), np.mean(d > eps), 0.0])
+    np.testing.assert_allclose(
+        result.robust_accuracy([0.0, eps, np.inf]), [np.mean(d > 0), np.mean(d > eps), 0.0]
+    )
     assert attacks.Attack("fmn", norm="l1", steps=2).describe() == "fmn(norm=1, steps=2)"
     assert {"deepfool", "cw_l2", "fmn"} <= set(attacks.names())
 
@@ -134,17 +147,35 @@ def test_registered_attacks_answer_eps_and_the_curve(trained):
         (lambda m, x, y: attacks.deepfool(m, x, y, overshoot=-0.5), "Received: overshoot=-0.5"),
         (lambda m, x, y: attacks.deepfool(m, x, y, steps=0), "Received: steps=0"),
         (lambda m, x, y: attacks.deepfool(m, x, y, 1.5, norm="inf"), "Received: eps=1.5"),
-        (lambda m, x, y: attacks.carlini_wagner_l2(m, x, y, stepsize=0.0), "Received: stepsize=0.0"),
-        (lambda m, x, y: attacks.carlini_wagner_l2(m, x, y, confidence=-1.0), "Received: confidence=-1.0"),
-        (lambda m, x, y: attacks.carlini_wagner_l2(m, x, y, binary_search_steps=0), "Received: binary_search_steps=0"),
-        (lambda m, x, y: attacks.carlini_wagner_l2(m, x, y, abort_early="yes"), "Received: abort_early='yes'"),
+        (
+            lambda m, x, y: attacks.carlini_wagner_l2(m, x, y, stepsize=0.0),
+            "Received: stepsize=0.0",
+        ),
+        (
+            lambda m, x, y: attacks.carlini_wagner_l2(m, x, y, confidence=-1.0),
+            "Received: confidence=-1.0",
+        ),
+        (
+            lambda m, x, y: attacks.carlini_wagner_l2(m, x, y, binary_search_steps=0),
+            "Received: binary_search_steps=0",
+        ),
+        (
+            lambda m, x, y: attacks.carlini_wagner_l2(m, x, y, abort_early="yes"),
+            "Received: abort_early='yes'",
+        ),
         (lambda m, x, y: attacks.carlini_wagner_l2(m, x, y, -1.0), "Received: eps=-1.0"),
         (lambda m, x, y: attacks.fmn(m, x, y, norm="0"), "Received: norm='0'"),
         (lambda m, x, y: attacks.fmn(m, x, y, gamma=1.5), "Received: gamma=1.5"),
         (lambda m, x, y: attacks.fmn(m, x, y, min_stepsize=2.0), "Received: min_stepsize=2.0"),
-        (lambda m, x, y: attacks.fmn(m, x, y, max_stepsize=float("nan")), "Received: max_stepsize=nan"),
+        (
+            lambda m, x, y: attacks.fmn(m, x, y, max_stepsize=float("nan")),
+            "Received: max_stepsize=nan",
+        ),
         (lambda m, x, y: attacks.minimum_norm(m, x, y, attack="pgd"), "Received: attack='pgd'"),
-        (lambda m, x, y: attacks.minimum_norm(m, x, y, attack="cw_l2", norm="inf"), "Received: norm='inf'"),
+        (
+            lambda m, x, y: attacks.minimum_norm(m, x, y, attack="cw_l2", norm="inf"),
+            "Received: norm='inf'",
+        ),
         (lambda m, x, y: attacks.Attack("fmn", norm="3"), "Received: norm='3'"),
     ],
 )
@@ -196,18 +227,34 @@ def test_attack_cli_without_eps_reports_each_images_distance(tmp_path):
     run_training(tiny_config(run, epochs=2, train_limit=320, test_limit=24))
     env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="3")
     result = subprocess.run(
-        [sys.executable, "-m", "tfadv.attack", f"--model={run}", "--attack=deepfool", "--norm=2", "--verbose=0"],
-        env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "tfadv.attack",
+            f"--model={run}",
+            "--attack=deepfool",
+            "--norm=2",
+            "--verbose=0",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     out = run / "attacks" / "deepfool-test"
     summary = json.loads((out / "summary.json").read_text())
     table = pd.read_csv(out / "distances.csv")
     correct = table["label"] == table["clean_prediction"]
     assert len(table) == 24 and summary["n"] == 24
-    assert summary["median_distance_clean_correct"] == pytest.approx(table["distance"][correct].median(), rel=1e-5)
+    assert summary["median_distance_clean_correct"] == pytest.approx(
+        table["distance"][correct].median(), rel=1e-5
+    )
     assert (table["distance"][~correct] == 0).all()
     assert f"{summary['median_distance_clean_correct']:.4g}" in result.stdout
     curve = pd.read_csv(out / "curve.csv")
-    assert curve["adversarial_accuracy"].iloc[0] == pytest.approx(correct.mean()) and curve["adversarial_accuracy"].is_monotonic_decreasing
+    assert (
+        curve["adversarial_accuracy"].iloc[0] == pytest.approx(correct.mean())
+        and curve["adversarial_accuracy"].is_monotonic_decreasing
+    )
     assert (out / "curve.png").read_bytes()[:4] == b"\x89PNG"

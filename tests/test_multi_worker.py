@@ -15,20 +15,43 @@ import pytest
 
 from conftest import REPO_ROOT
 
-TINY = ["--dataset=synthetic", "--model=tiny_cnn", "--epochs=1", "--batch_size=32", "--train_limit=200",
-        "--test_limit=64", "--verbose=2", "--distribution=multi_worker", "--robust_eval_size=0"]  # fmt: skip
+TINY = [
+    "--dataset=synthetic",
+    "--model=tiny_cnn",
+    "--epochs=1",
+    "--batch_size=32",
+    "--train_limit=200",
+    "--test_limit=64",
+    "--verbose=2",
+    "--distribution=multi_worker",
+    "--robust_eval_size=0",
+]
 RECIPES = {
-    "adversarial_batch": ["--recipe=adversarial_batch", "--attack=pgd", "--attack_steps=2", "--augment=standard",
-                          "--epochs=2", "--robust_eval_size=16", "--monitor_attack=pgd(steps=2)"],
-    "distill_adversarial_epoch_teacher": ["--recipe=distill", "--teacher_recipe=adversarial_epoch",
-                                          "--attack=fgsm_random", "--adv_fraction=0.5", "--teacher_temperature=10",
-                                          "--student_temperature=10"],
-}  # fmt: skip
+    "adversarial_batch": [
+        "--recipe=adversarial_batch",
+        "--attack=pgd",
+        "--attack_steps=2",
+        "--augment=standard",
+        "--epochs=2",
+        "--robust_eval_size=16",
+        "--monitor_attack=pgd(steps=2)",
+    ],
+    "distill_adversarial_epoch_teacher": [
+        "--recipe=distill",
+        "--teacher_recipe=adversarial_epoch",
+        "--attack=fgsm_random",
+        "--adv_fraction=0.5",
+        "--teacher_temperature=10",
+        "--student_temperature=10",
+    ],
+}
 TIMEOUT = 420
 
 
 def _local_workers():
-    spec = importlib.util.spec_from_file_location("local_workers", os.path.join(REPO_ROOT, "tools", "local_workers.py"))
+    spec = importlib.util.spec_from_file_location(
+        "local_workers", os.path.join(REPO_ROOT, "tools", "local_workers.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -45,7 +68,13 @@ def clusters(tmp_path_factory):
         for sub in ("cwd", "scratch"):
             (folder / sub).mkdir(parents=True)
         argv = [*TINY, *args, f"--output_dir={folder / 'run'}"]
-        workers = local_workers.start_workers(argv, 2, str(folder / "logs"), cwd=str(folder / "cwd"), extra_env={"TMPDIR": str(folder / "scratch")})
+        workers = local_workers.start_workers(
+            argv,
+            2,
+            str(folder / "logs"),
+            cwd=str(folder / "cwd"),
+            extra_env={"TMPDIR": str(folder / "scratch")},
+        )
         started[name] = (workers, folder)
     results = {}
     for name, (workers, folder) in started.items():
@@ -59,19 +88,31 @@ def clusters(tmp_path_factory):
 def test_two_workers_train_agree_and_only_the_chief_writes(clusters, recipe):
     codes, outputs, folder = clusters[recipe]
     assert codes == [0, 0], [out[-3000:] for out in outputs]
-    accuracies = [dict(re.findall(r"clean test accuracy (\S+)(?: \(main\))?: ([0-9.]+)", out)) for out in outputs]
+    accuracies = [
+        dict(re.findall(r"clean test accuracy (\S+)(?: \(main\))?: ([0-9.]+)", out))
+        for out in outputs
+    ]
     assert accuracies[0] == accuracies[1] and accuracies[0]  # the workers agree on every model
-    weights = [dict(re.findall(r"(\S+) ([0-9a-f]{16})", " ".join(re.findall(r"^weights: (.*)$", out, re.M)))) for out in outputs]
+    weights = [
+        dict(
+            re.findall(r"(\S+) ([0-9a-f]{16})", " ".join(re.findall(r"^weights: (.*)$", out, re.M)))
+        )
+        for out in outputs
+    ]
     assert weights[0] == weights[1] and sorted(weights[0]) == sorted(accuracies[0])  # bit for bit
     for index, out in enumerate(outputs):
         assert "replicas: 2" in out and f"worker: worker {index} of 2 replicas" in out
     summary = json.loads((folder / "run" / "summary.json").read_text())
-    assert {name: f"{value:.4f}" for name, value in summary["test_accuracy"].items()} == accuracies[0]
+    assert {name: f"{value:.4f}" for name, value in summary["test_accuracy"].items()} == accuracies[
+        0
+    ]
     assert summary["weights"] == weights[0]
     assert sorted(os.listdir(folder / "run" / "models")) == sorted(
         [f"{name}.keras" for name in summary["exports"]] + list(summary["exports"])
     )
-    assert os.listdir(folder / "cwd") == [] and os.listdir(folder / "scratch") == []  # worker 1 wrote nothing that stayed
+    assert (
+        os.listdir(folder / "cwd") == [] and os.listdir(folder / "scratch") == []
+    )  # worker 1 wrote nothing that stayed
 
 
 SPLIT_GENERATION = """
@@ -99,8 +140,17 @@ def test_per_epoch_copy_is_generated_per_replica_and_gathered_in_order():
     import sys
 
     env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="3")
-    result = subprocess.run([sys.executable, "-c", SPLIT_GENERATION], env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", SPLIT_GENERATION],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
-    shape, same, distance, repeatable = result.stdout.split(")")[0] + ")", *result.stdout.split(")")[1].split()
+    shape, same, distance, repeatable = (
+        result.stdout.split(")")[0] + ")",
+        *result.stdout.split(")")[1].split(),
+    )
     assert shape == "(70, 32, 32, 3)" and float(same) == 1.0
     assert abs(float(distance) - 0.03) < 1e-6 and repeatable == "True"

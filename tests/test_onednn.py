@@ -15,7 +15,9 @@ X86 = platform.machine().lower() in onednn.X86_64
 def _python(code, **env_overrides):
     env = {k: v for k, v in os.environ.items() if k != onednn.ENV_VAR}
     env.update(env_overrides)
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout.split()
 

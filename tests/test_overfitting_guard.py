@@ -54,8 +54,13 @@ class SetWeightsEachEpoch(keras.callbacks.Callback):
 
 def _model():
     inputs = keras.Input((4, 4, 1))
-    model = keras.Model(inputs, keras.layers.Dense(2, name="logits")(keras.layers.Flatten()(inputs)))  # outputs logits
-    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model = keras.Model(
+        inputs, keras.layers.Dense(2, name="logits")(keras.layers.Flatten()(inputs))
+    )  # outputs logits
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.0),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     return model
 
 
@@ -71,9 +76,14 @@ def _fit_with_guard(drop, epochs=5, model=None, guard=None, initial_epoch=0, cal
     images, labels = _held_batch()
     weights = lambda epoch: _fragile() if epoch == COLLAPSE else _robust(epoch + 1.0)  # noqa: E731
     history = model.fit(
-        images, labels, batch_size=4, epochs=epochs, initial_epoch=initial_epoch, verbose=0,
+        images,
+        labels,
+        batch_size=4,
+        epochs=epochs,
+        initial_epoch=initial_epoch,
+        verbose=0,
         callbacks=[SetWeightsEachEpoch(weights), guard, *callbacks],
-    )  # fmt: skip
+    )
     return model, guard, history
 
 
@@ -81,8 +91,14 @@ def test_collapse_stops_training_and_restores_the_previous_epoch():
     model, guard, history = _fit_with_guard(drop=0.2)
     assert guard.history == [1.0, 1.0, 1.0, 0.5]
     assert len(history.history["loss"]) == COLLAPSE + 1  # stopped at the collapsing epoch
-    assert (guard.stopped_epoch, guard.restored_epoch, guard.best_epoch) == (COLLAPSE, COLLAPSE - 1, 0)
-    for got, expected in zip(model.get_weights(), _robust(float(COLLAPSE)), strict=True):  # epoch COLLAPSE - 1 had scale COLLAPSE
+    assert (guard.stopped_epoch, guard.restored_epoch, guard.best_epoch) == (
+        COLLAPSE,
+        COLLAPSE - 1,
+        0,
+    )
+    for got, expected in zip(
+        model.get_weights(), _robust(float(COLLAPSE)), strict=True
+    ):  # epoch COLLAPSE - 1 had scale COLLAPSE
         np.testing.assert_array_equal(got, expected)
     assert history.history["guard_robust_accuracy"] == [1.0, 1.0, 1.0, 0.5]
     assert guard.summary()["stopped_epoch"] == COLLAPSE
@@ -96,7 +112,9 @@ def test_a_drop_within_the_tolerance_trains_to_the_end():
         np.testing.assert_array_equal(got, expected)
 
 
-@pytest.mark.parametrize("kwargs", [{"drop": 0.0}, {"drop": 1.5}, {"eps": 2.0}, {"images": np.zeros((0, 4, 4, 1))}])
+@pytest.mark.parametrize(
+    "kwargs", [{"drop": 0.0}, {"drop": 1.5}, {"eps": 2.0}, {"images": np.zeros((0, 4, 4, 1))}]
+)
 def test_bad_arguments_raise(kwargs):
     images, labels = _held_batch()
     arguments = {"images": images, "labels": labels, "eps": EPS, **kwargs}
@@ -111,7 +129,12 @@ def test_the_fast_config_and_the_recipe_option():
     cli.define_flags_from_dataclass(TrainConfig, {}, flag_values=values)
     values(["test", f"--flagfile={os.path.join(REPO, 'configs', 'adversarial_batch_fast.flags')}"])
     config = cli.dataclass_from_flags(TrainConfig, values).validate()
-    assert (config.recipe, config.attack, config.guard_images, config.guard_drop) == ("adversarial_batch", "fgsm_random", 128, 0.2)
+    assert (config.recipe, config.attack, config.guard_images, config.guard_drop) == (
+        "adversarial_batch",
+        "fgsm_random",
+        128,
+        0.2,
+    )
     with pytest.raises(ValueError, match="guard_images"):
         TrainConfig(recipe="standard", guard_images=64).validate()
     with pytest.raises(ValueError, match="guard_drop"):
@@ -121,7 +144,12 @@ def test_the_fast_config_and_the_recipe_option():
     ctx = types.SimpleNamespace(config=config, data=types.SimpleNamespace(train=train))
     (guard,) = adversarial.guard_callbacks(ctx, classifier=None)
     assert len(guard.labels) == 8 and (guard.eps, guard.drop) == (0.03, 0.2)  # 128 asked, 8 held
-    assert adversarial.guard_callbacks(types.SimpleNamespace(config=TrainConfig(), data=ctx.data), None) == []
+    assert (
+        adversarial.guard_callbacks(
+            types.SimpleNamespace(config=TrainConfig(), data=ctx.data), None
+        )
+        == []
+    )
 
 
 def test_state_goes_through_the_backup_and_a_resumed_fit_stops_where_the_whole_fit_stops(tmp_path):
@@ -131,14 +159,18 @@ def test_state_goes_through_the_backup_and_a_resumed_fit_stops_where_the_whole_f
     _, whole, _ = _fit_with_guard(drop=0.2)
     backup_dir = str(tmp_path / "backup")
     first = _guard(0.2)
-    _fit_with_guard(drop=0.2, epochs=COLLAPSE, guard=first, callbacks=[resume.Backup(backup_dir, [first])])
+    _fit_with_guard(
+        drop=0.2, epochs=COLLAPSE, guard=first, callbacks=[resume.Backup(backup_dir, [first])]
+    )
     assert first.stopped_epoch is None and len(first.history) == COLLAPSE
 
     model, guard = _model(), _guard(0.2)
     assert resume.restore(model, backup_dir, callbacks=[guard]) == COLLAPSE
     assert guard.history == first.history and guard.best_epoch == first.best_epoch
     _, guard, history = _fit_with_guard(drop=0.2, model=model, guard=guard, initial_epoch=COLLAPSE)
-    assert len(history.history["loss"]) == 1  # stopped at the collapse, the first epoch after the resume
+    assert (
+        len(history.history["loss"]) == 1
+    )  # stopped at the collapse, the first epoch after the resume
     assert guard.summary() | {"seconds": 0} == whole.summary() | {"seconds": 0}
     for got, expected in zip(model.get_weights(), _robust(float(COLLAPSE)), strict=True):
         np.testing.assert_array_equal(got, expected)
@@ -155,6 +187,12 @@ def test_set_state_refuses_a_state_it_did_not_write():
 def test_backup_refuses_states_of_other_callbacks(tmp_path):
     model = _model()
     guard = _guard(0.2)
-    _fit_with_guard(drop=0.2, epochs=1, model=model, guard=guard, callbacks=[resume.Backup(str(tmp_path / "b"), [guard])])
+    _fit_with_guard(
+        drop=0.2,
+        epochs=1,
+        model=model,
+        guard=guard,
+        callbacks=[resume.Backup(str(tmp_path / "b"), [guard])],
+    )
     with pytest.raises(ValueError, match="OverfittingGuard"):
         resume.restore(_model(), str(tmp_path / "b"), callbacks=[])

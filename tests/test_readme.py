@@ -57,7 +57,17 @@ def test_every_config_is_named_after_its_recipe():
 # --- the README runs as written ------------------------------------------------------------------
 
 QUICKSTART = "saved_models/standard_quickstart"
-PACKAGES = ("attacks", "defenses", "evaluation", "explain", "layers", "models", "data", "experiment", "runtime")
+PACKAGES = (
+    "attacks",
+    "defenses",
+    "evaluation",
+    "explain",
+    "layers",
+    "models",
+    "data",
+    "experiment",
+    "runtime",
+)
 MINI_PATH = re.compile(r"\.\./shared/data/[\w.-]+")
 
 
@@ -70,7 +80,14 @@ def run_python(code, cwd, timeout=300, unset=()):
     env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="2", MPLBACKEND="Agg")
     for name in unset:
         env.pop(name, None)
-    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -117,9 +134,27 @@ def test_the_three_commands_import_together_and_build_their_jobs():
     from tfadv import attack, evaluate, train
 
     commands = {
-        train: ["train", "--flagfile=configs/standard_quickstart.flags", "--epochs=2", "--model=tiny_cnn"],
-        attack: ["attack", "--model=run", "--attack=apgd_t", "--eps=0.03", "--n_targets=2", "--target=3"],
-        evaluate: ["evaluate", "--model=run", "--model=other:student_T1", "--eps=0.03", "--suite=fast"],
+        train: [
+            "train",
+            "--flagfile=configs/standard_quickstart.flags",
+            "--epochs=2",
+            "--model=tiny_cnn",
+        ],
+        attack: [
+            "attack",
+            "--model=run",
+            "--attack=apgd_t",
+            "--eps=0.03",
+            "--n_targets=2",
+            "--target=3",
+        ],
+        evaluate: [
+            "evaluate",
+            "--model=run",
+            "--model=other:student_T1",
+            "--eps=0.03",
+            "--suite=fast",
+        ],
     }
     jobs = {}
     cwd = os.getcwd()
@@ -132,7 +167,11 @@ def test_the_three_commands_import_together_and_build_their_jobs():
         os.chdir(cwd)
         for module in commands:
             module.FLAGS.unparse_flags()
-    assert (jobs[train].epochs, jobs[train].model, jobs[train].dataset) == (2, "tiny_cnn", "synthetic")
+    assert (jobs[train].epochs, jobs[train].model, jobs[train].dataset) == (
+        2,
+        "tiny_cnn",
+        "synthetic",
+    )
     assert (jobs[attack].attack, jobs[attack].eps) == ("apgd_t", 0.03)
     assert jobs[attack].options == {"n_targets": 2, "target": 3}
     assert jobs[evaluate].models == ["run", "other:student_T1"] and jobs[evaluate].suite == "fast"
@@ -148,8 +187,14 @@ def test_experiment_loaders_read_a_run_folder(quickstart_run):
     test = experiment.load_split(quickstart_run, limit=10)
     assert model.name and model.output_shape == (None, 10)
     assert test.images.shape == (10, 32, 32, 3) and test.float_images().max() <= 1.0
-    assert len(experiment.load_split(quickstart_run)) == 32 and len(experiment.load_split(quickstart_run, "val")) == 40
-    np.testing.assert_array_equal(experiment.load_split(quickstart_run, limit=32).labels, experiment.load_split(quickstart_run).labels)
+    assert (
+        len(experiment.load_split(quickstart_run)) == 32
+        and len(experiment.load_split(quickstart_run, "val")) == 40
+    )
+    np.testing.assert_array_equal(
+        experiment.load_split(quickstart_run, limit=32).labels,
+        experiment.load_split(quickstart_run).labels,
+    )
     with pytest.raises(ValueError, match="the run has no model 'teacher'"):
         experiment.load_model(quickstart_run, "teacher")
     with pytest.raises(FileNotFoundError, match="run='nowhere'"):
@@ -189,11 +234,14 @@ def test_every_python_block_of_the_readme_runs(quickstart_run, tmp_path):
     ]
     assert not failures, "\n\n".join(failures)
     seconds = {index: duration for index, (_, duration) in results.items()}
-    print(f"executed {len(results)} of {len(blocks)} README python blocks (seconds each: {seconds}); skipped: {skipped}")
+    print(
+        f"executed {len(results)} of {len(blocks)} README python blocks (seconds each: {seconds}); skipped: {skipped}"
+    )
     assert len(results) + len(skipped) == len(blocks) >= 7
 
 
 # --- every name the README gives exists ---------------------------------------------------------
+
 
 def prose(readme):
     """The README without its fenced blocks."""
@@ -224,7 +272,9 @@ def resolve(package, name):
     module = importlib.import_module(f"tfadv.{package}")
     if hasattr(module, name):
         return getattr(module, name)
-    return importlib.import_module(f"tfadv.{package}.{name}")  # a submodule (ModuleNotFoundError if none)
+    return importlib.import_module(
+        f"tfadv.{package}.{name}"
+    )  # a submodule (ModuleNotFoundError if none)
 
 
 def test_every_attack_in_the_table_is_a_function_or_a_registered_name():
@@ -237,7 +287,10 @@ def test_every_attack_in_the_table_is_a_function_or_a_registered_name():
         assert hasattr(attacks, name) or name in attacks.names(), name
         if not hasattr(attacks, name):  # a registered name only: the row says of which function
             function = re.search(r"registered name of `(\w+)\(", text)
-            assert function and callable(getattr(attacks, function.group(1), None)), (name, text[:80])
+            assert function and callable(getattr(attacks, function.group(1), None)), (
+                name,
+                text[:80],
+            )
             assert attacks.Attack(name).describe().startswith(name)
 
 
@@ -263,14 +316,18 @@ def test_every_evaluation_piece_and_dotted_name_in_the_prose_exists():
     import tfadv
 
     text = prose(_read("README.md"))
-    pieces = re.search(r"The smaller pieces are in `tfadv.evaluation` too: (.*?)\n\n", text, re.S).group(1)
+    pieces = re.search(
+        r"The smaller pieces are in `tfadv.evaluation` too: (.*?)\n\n", text, re.S
+    ).group(1)
     names = re.findall(r"`(\w+)`", pieces)
     assert len(names) >= 10
     for name in names:
         assert hasattr(tfadv.evaluation, name), name
     dotted = set()
     for span in re.findall(r"`([^`\n]+)`", text):
-        dotted.update(re.findall(rf"(?<![\w.])(?:tfadv\.)?({'|'.join(PACKAGES)})\.([A-Za-z_]\w*)", span))
+        dotted.update(
+            re.findall(rf"(?<![\w.])(?:tfadv\.)?({'|'.join(PACKAGES)})\.([A-Za-z_]\w*)", span)
+        )
     assert len(dotted) >= 12
     for package, name in sorted(dotted):
         resolve(package, name)

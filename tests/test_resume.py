@@ -21,35 +21,73 @@ from tfadv.experiment import resume, resume_check
 from tfadv.runtime import files
 
 KP = resume_check.KillPoint
-ADVERSARIAL = dict(attack="pgd", attack_steps=2, adv_ratio=0.5, eps_ramp_epochs=1, robust_eval_size=0)
+ADVERSARIAL = dict(
+    attack="pgd", attack_steps=2, adv_ratio=0.5, eps_ramp_epochs=1, robust_eval_size=0
+)
 # Fast AT (configs/adversarial_batch_fast.flags at tiny scale) whose guard stops in epoch 1 of 3,
 # below the best (epoch 0) by more than guard_drop: a resumed run that forgot the guard's best
 # epoch would train on.
 FAST_STOPPING = dict(
-    recipe="adversarial_batch", attack="fgsm_random", attack_alpha=0, eps=0.03, adv_ratio=1.0, robust_eval_size=0,
-    guard_images=64, guard_drop=0.02, learning_rate=0.003, seed=3,
+    recipe="adversarial_batch",
+    attack="fgsm_random",
+    attack_alpha=0,
+    eps=0.03,
+    adv_ratio=1.0,
+    robust_eval_size=0,
+    guard_images=64,
+    guard_drop=0.02,
+    learning_rate=0.003,
+    seed=3,
 )
 # name: (settings, epochs, kill points); every stage is killed after at least one finished epoch
 CASES = {
     "standard_noise_augment": (
-        dict(noise="after_first_conv", noise_stddev=0.2, augment="all"), 2,
-        [KP("model", "epoch", 1)],  # killed in export and evaluation below (and in tools/resume_table.py)
+        dict(noise="after_first_conv", noise_stddev=0.2, augment="all"),
+        2,
+        [
+            KP("model", "epoch", 1)
+        ],  # killed in export and evaluation below (and in tools/resume_table.py)
     ),
-    "adversarial_batch": (dict(recipe="adversarial_batch", **ADVERSARIAL), 2, [KP("model", "epoch", 1)]),
+    "adversarial_batch": (
+        dict(recipe="adversarial_batch", **ADVERSARIAL),
+        2,
+        [KP("model", "epoch", 1)],
+    ),
     "adversarial_epoch": (
-        dict(recipe="adversarial_epoch", attack="fgsm_random", adv_fraction=0.5, robust_eval_size=0), 2, [KP("model", "epoch", 1)]
+        dict(
+            recipe="adversarial_epoch", attack="fgsm_random", adv_fraction=0.5, robust_eval_size=0
+        ),
+        2,
+        [KP("model", "epoch", 1)],
     ),
-    "random_noise": (dict(recipe="random_noise", adv_fraction=0.5, robust_eval_size=0), 2, [KP("model", "epoch", 1)]),
+    "random_noise": (
+        dict(recipe="random_noise", adv_fraction=0.5, robust_eval_size=0),
+        2,
+        [KP("model", "epoch", 1)],
+    ),
     "distill_adversarial_batch_teacher": (
-        dict(recipe="distill", teacher_recipe="adversarial_batch", augment="standard", **ADVERSARIAL), 2,
+        dict(
+            recipe="distill", teacher_recipe="adversarial_batch", augment="standard", **ADVERSARIAL
+        ),
+        2,
         [KP("teacher", "epoch", 1), KP("student", "epoch", 1)],
     ),
     "distill_variant_random_noise_teacher": (
-        dict(recipe="distill_variant", teacher_recipe="random_noise", adv_fraction=0.5, student_temperature=4.0), 2,
+        dict(
+            recipe="distill_variant",
+            teacher_recipe="random_noise",
+            adv_fraction=0.5,
+            student_temperature=4.0,
+        ),
+        2,
         [KP("teacher", "epoch", 1), KP("student", "epoch", 1)],
     ),
-    "adversarial_batch_fast_guard_stops_after_resume": (FAST_STOPPING, 3, [KP("model", "epoch", 1), KP("model", "stage_end")]),
-}  # fmt: skip
+    "adversarial_batch_fast_guard_stops_after_resume": (
+        FAST_STOPPING,
+        3,
+        [KP("model", "epoch", 1), KP("model", "stage_end")],
+    ),
+}
 
 
 def _expected_epochs(point, names, epochs):
@@ -73,7 +111,9 @@ def uninterrupted(tmp_path_factory):
     def get(case):
         if case not in runs:
             work = str(tmp_path_factory.mktemp(case))
-            runs[case] = resume_check.reference_with_snapshots(_config(case, work), CASES[case][2], work)
+            runs[case] = resume_check.reference_with_snapshots(
+                _config(case, work), CASES[case][2], work
+            )
         return runs[case]
 
     return get
@@ -88,22 +128,36 @@ def test_killed_and_resumed_run_equals_the_uninterrupted_run(tmp_path, case, uni
     names = resume_check.stages(config)
     for point in CASES[case][2]:
         resumed, trained = resume_check.resume_in(config, copies[point])
-        assert (resumed.weights, resumed.test_accuracy) == (reference.weights, reference.test_accuracy), point
+        assert (resumed.weights, resumed.test_accuracy) == (
+            reference.weights,
+            reference.test_accuracy,
+        ), point
         expected = _expected_epochs(point, names, config.epochs)
-        if "guard" in case:  # the guard stops in epoch 1 of 3: resumed in it, the run trains only it;
-            expected = {"model": 1} if point.moment == "epoch" else {}  # resumed after the stop: nothing
+        if (
+            "guard" in case
+        ):  # the guard stops in epoch 1 of 3: resumed in it, the run trains only it;
+            expected = (
+                {"model": 1} if point.moment == "epoch" else {}
+            )  # resumed after the stop: nothing
         assert {k: v for k, v in trained.items() if v} == expected, point
 
 
-@pytest.mark.parametrize(("case", "moment"), [("distill_variant_random_noise_teacher", "export"), ("standard_noise_augment", "evaluation")])
-def test_run_interrupted_in_export_or_evaluation_resumes_to_the_same_run(tmp_path, case, moment, uninterrupted):
+@pytest.mark.parametrize(
+    ("case", "moment"),
+    [("distill_variant_random_noise_teacher", "export"), ("standard_noise_augment", "evaluation")],
+)
+def test_run_interrupted_in_export_or_evaluation_resumes_to_the_same_run(
+    tmp_path, case, moment, uninterrupted
+):
     """A run that raises in the export (after the first of its three models) or in the test-accuracy
     computation, resumed in its folder: the uninterrupted run's figures; nothing is trained again."""
     config = _config(case, tmp_path)
     reference, _ = uninterrupted(case)
     folder = resume_check.interrupt(config, KP("run", moment), str(tmp_path))
     assert not os.path.exists(os.path.join(folder, "summary.json"))
-    models_written = sorted(n for n in os.listdir(os.path.join(folder, "models")) if n.endswith(".keras"))
+    models_written = sorted(
+        n for n in os.listdir(os.path.join(folder, "models")) if n.endswith(".keras")
+    )
     assert len(models_written) == (1 if moment == "export" else len(reference.weights))
     assert len(reference.weights) == (3 if moment == "export" else 1)
     resumed, trained = resume_check.resume_in(config, folder)
@@ -114,13 +168,32 @@ def test_run_interrupted_in_export_or_evaluation_resumes_to_the_same_run(tmp_pat
 def test_cli_killed_with_sigkill_resumes_to_the_same_run(tmp_path):
     """A real `kill -9` soon after epoch 2 of 3 starts (tiny_cnn with input noise and augmentation),
     resumed with the README's quickstart config, which sets --overwrite (not consulted with --resume)."""
-    assert "--overwrite" in open(os.path.join(REPO_ROOT, "configs", "standard_quickstart.flags")).read().split()
+    assert (
+        "--overwrite"
+        in open(os.path.join(REPO_ROOT, "configs", "standard_quickstart.flags")).read().split()
+    )
     args = [
-        "--flagfile=configs/standard_quickstart.flags", "--model=tiny_cnn", "--epochs=3", "--train_limit=400",
-        "--test_limit=100", "--batch_size=32", "--augment=standard", "--noise=input", "--noise_stddev=0.05", "--seed=3",
-    ]  # fmt: skip
+        "--flagfile=configs/standard_quickstart.flags",
+        "--model=tiny_cnn",
+        "--epochs=3",
+        "--train_limit=400",
+        "--test_limit=100",
+        "--batch_size=32",
+        "--augment=standard",
+        "--noise=input",
+        "--noise_stddev=0.05",
+        "--seed=3",
+    ]
     tool = os.path.join(REPO_ROOT, "tools", "check_resume.py")
-    command = [sys.executable, tool, f"--work_dir={tmp_path}", "--kill_at=Epoch 2/", "--delay=0.2", "--", *args]
+    command = [
+        sys.executable,
+        tool,
+        f"--work_dir={tmp_path}",
+        "--kill_at=Epoch 2/",
+        "--delay=0.2",
+        "--",
+        *args,
+    ]
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "SAME" in result.stdout
@@ -133,7 +206,9 @@ def test_cli_killed_with_sigkill_resumes_to_the_same_run(tmp_path):
 def test_pipeline_batches_are_a_function_of_seed_and_epoch():
     train = data_lib.make_synthetic(40, seed=0)
     epoch = data_lib.epoch_variable()
-    ds = data_lib.to_dataset(train, 8, shuffle=True, augment=("flip", "crop", "color"), seed=5, epoch=epoch)
+    ds = data_lib.to_dataset(
+        train, 8, shuffle=True, augment=("flip", "crop", "color"), seed=5, epoch=epoch
+    )
 
     def first_epoch_batches(e):
         epoch.assign(e)
@@ -141,11 +216,15 @@ def test_pipeline_batches_are_a_function_of_seed_and_epoch():
 
     e2 = first_epoch_batches(2)
     e0 = first_epoch_batches(0)
-    np.testing.assert_array_equal(first_epoch_batches(2), e2)  # the history of iterations does not matter
+    np.testing.assert_array_equal(
+        first_epoch_batches(2), e2
+    )  # the history of iterations does not matter
     assert not np.array_equal(e0, e2)
     labels = np.concatenate([y.numpy() for _, y in ds])
     assert sorted(labels) == sorted(train.labels)  # a permutation of the set
-    fresh = data_lib.to_dataset(train, 8, shuffle=True, augment=("flip", "crop", "color"), seed=5, epoch=2)
+    fresh = data_lib.to_dataset(
+        train, 8, shuffle=True, augment=("flip", "crop", "color"), seed=5, epoch=2
+    )
     np.testing.assert_array_equal(np.concatenate([x.numpy() for x, _ in fresh]), e2)
 
 
@@ -187,7 +266,10 @@ def test_backup_is_written_whole_and_restored(tmp_path):
 
     model = models.build("tiny_cnn")
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
-    x, y = np.random.default_rng(0).uniform(0, 1, (8, 32, 32, 3)).astype("float32"), np.arange(8) % 10
+    x, y = (
+        np.random.default_rng(0).uniform(0, 1, (8, 32, 32, 3)).astype("float32"),
+        np.arange(8) % 10,
+    )
     model.fit(x, y, epochs=1, verbose=0)
     backup = resume.Backup(str(tmp_path / "backup"))
     backup.set_model(model)

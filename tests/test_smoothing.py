@@ -66,20 +66,27 @@ def test_a_tie_abstains():
 def test_counts_follow_the_noise_distribution_and_the_seed():
     sigma, offset = 0.25, -0.1  # class 0 when noise > -0.1: probability Phi(0.4)
     smoothed = SmoothedClassifier(pixel_model(offset), sigma, batch_size=1000)
-    counts = smoothed.counts(grey(3), n=4500, seed=2)  # 4 full passes and a partial one, three images
+    counts = smoothed.counts(
+        grey(3), n=4500, seed=2
+    )  # 4 full passes and a partial one, three images
     np.testing.assert_array_equal(counts.sum(axis=1), 4500)
     np.testing.assert_allclose(counts[:, 0] / 4500, NormalDist().cdf(0.1 / sigma), atol=0.03)
     np.testing.assert_array_equal(counts, smoothed.counts(grey(3), n=4500, seed=2))
     assert not np.array_equal(counts, smoothed.counts(grey(3), n=4500, seed=3))
     smoothed.counts(grey(2), n=2000, seed=2)  # another n and batch: no retrace
-    traces = [f.experimental_get_tracing_count() for f in attack_compile._COMPILED[smoothed.model].values()]
+    traces = [
+        f.experimental_get_tracing_count()
+        for f in attack_compile._COMPILED[smoothed.model].values()
+    ]
     assert traces == [1]
     # the smoothed prediction: Phi(0.4) = 0.66 with n = 1000 is significant at alpha = 0.001
     np.testing.assert_array_equal(smoothed.predict(grey(3), n=1000, alpha=0.001, seed=0), 0)
 
 
 def test_clopper_pearson_lower_bound():
-    np.testing.assert_allclose(clopper_pearson_lower(5, 10, 0.05), 0.22244, atol=1e-5)  # the 90% two-sided interval
+    np.testing.assert_allclose(
+        clopper_pearson_lower(5, 10, 0.05), 0.22244, atol=1e-5
+    )  # the 90% two-sided interval
     np.testing.assert_allclose(clopper_pearson_lower([0, 10], 10, 0.01), [0.0, 0.01**0.1])
     bounds = clopper_pearson_lower(np.arange(101), 100, 0.001)
     assert np.all(np.diff(bounds) > 0) and np.all(bounds <= np.arange(101) / 100)
@@ -88,7 +95,9 @@ def test_clopper_pearson_lower_bound():
 def test_certified_accuracy_counts_correct_images_with_a_large_enough_radius():
     radii = np.array([0.0, 0.1, 0.3, 0.5, 0.7])
     correct = np.array([False, True, True, False, True])
-    np.testing.assert_allclose(certified_accuracy(radii, correct, [0.0, 0.1, 0.25, 0.6, 1.0]), [0.6, 0.6, 0.4, 0.2, 0.0])
+    np.testing.assert_allclose(
+        certified_accuracy(radii, correct, [0.0, 0.1, 0.25, 0.6, 1.0]), [0.6, 0.6, 0.4, 0.2, 0.0]
+    )
     with pytest.raises(ValueError, match="5 radii, 4 flags"):
         certified_accuracy(radii, correct[:4], [0.0])
 
@@ -98,7 +107,10 @@ def test_certified_accuracy_counts_correct_images_with_a_large_enough_radius():
     [
         (lambda: SmoothedClassifier(constant_model(), 0.0), "sigma=0.0"),
         (lambda: SmoothedClassifier(constant_model(), 0.25, batch_size=0), "batch_size=0"),
-        (lambda: SmoothedClassifier(constant_model(), 0.25).predict(grey(), alpha=1.5), "alpha=1.5"),
+        (
+            lambda: SmoothedClassifier(constant_model(), 0.25).predict(grey(), alpha=1.5),
+            "alpha=1.5",
+        ),
         (lambda: SmoothedClassifier(constant_model(), 0.25).certify(grey(), n=0), "n=0"),
         (lambda: SmoothedClassifier(constant_model(), 0.25).counts(grey() * 3, n=10), "max=1.5"),
     ],
@@ -113,7 +125,9 @@ def test_eot_averages_the_gradient_over_noise_draws():
     draws points along x (the L2 FGSM step is that direction)."""
     inputs = keras.Input((8, 8, 3))
     noisy = GaussianNoise(0.5, seed=0, active_at_inference=True)(inputs)
-    square = keras.layers.Lambda(lambda t: keras.ops.sum(keras.ops.square(t), axis=(1, 2, 3), keepdims=False)[:, None])(noisy)
+    square = keras.layers.Lambda(
+        lambda t: keras.ops.sum(keras.ops.square(t), axis=(1, 2, 3), keepdims=False)[:, None]
+    )(noisy)
     logits = keras.layers.Concatenate()([square, keras.ops.zeros_like(square)])
     model = models.as_classifier(keras.Model(inputs, logits), output="logits")
     x = np.random.default_rng(0).uniform(0.3, 0.7, (4, 8, 8, 3)).astype(np.float32)
@@ -123,7 +137,11 @@ def test_eot_averages_the_gradient_over_noise_draws():
         view = models.expectation(model, samples) if samples > 1 else model
         step = attacks.fgsm(view, x, labels, 0.1, norm="2", loss="margin").numpy() - x
         step, direction = step.reshape(4, -1), x.reshape(4, -1)
-        return (step * direction).sum(1) / np.linalg.norm(step, axis=1) / np.linalg.norm(direction, axis=1)
+        return (
+            (step * direction).sum(1)
+            / np.linalg.norm(step, axis=1)
+            / np.linalg.norm(direction, axis=1)
+        )
 
     one, many = cosine(1), cosine(256)
     assert np.all(many > 0.99) and np.all(one < 0.9)

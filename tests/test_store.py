@@ -107,7 +107,10 @@ def test_changed_settings_are_refused_in_one_line(setup, tmp_path):
         ({"model": models.build("tiny_cnn")}, "model="),
         ({"images": 1.0 - x}, "data="),
         ({"suite": "square(queries=30)"}, "attacks can only be appended"),
-        ({"images": np.concatenate([x[:5], 1.0 - x[5:6], x[6:]])}, "images 0-31 differ"),  # image 0 unchanged
+        (
+            {"images": np.concatenate([x[:5], 1.0 - x[5:6], x[6:]])},
+            "images 0-31 differ",
+        ),  # image 0 unchanged
         ({"chunk_size": 16}, "chunk_size="),
     ]
     for change, message in cases:
@@ -164,7 +167,9 @@ np.savez(sys.argv[1] + ".npz", broken_by=result.broken_by, adversarial=result.ad
 """
 
 
-CHILD_SUITE = "pgd(steps=3, early_stop=True),square(queries=300)"  # long enough to be killed mid-way
+CHILD_SUITE = (
+    "pgd(steps=3, early_stop=True),square(queries=300)"  # long enough to be killed mid-way
+)
 
 
 def _child(folder, model_path, devices=1, suite=CHILD_SUITE):
@@ -254,7 +259,9 @@ def test_budgets_count_every_pass_and_change_nothing(setup, reference):
     assert budget.read()["gradients"] == 0 and 0 < budget.read()["forwards"] <= 5 * 20
     noisy = models.build("tiny_cnn", noise="input", noise_stddev=0.1, noise_at_inference=True)
     budget.reset()
-    attacks.pgd(models.counted(models.expectation(noisy, 3), budget), x[:8], y[:8], EPS, steps=2, seed=0)
+    attacks.pgd(
+        models.counted(models.expectation(noisy, 3), budget), x[:8], y[:8], EPS, steps=2, seed=0
+    )
     assert budget.read() == {"forwards": 3 * 2 * 8, "gradients": 3 * 2 * 8}  # every EOT draw counts
     table = reference.table()
     assert table["gradients"].iloc[0] > 0 and table["gradients"].iloc[1] == 0  # PGD, then Square

@@ -198,20 +198,48 @@ def test_a_run_exports_tflite_and_the_attack_cli_queries_it(tmp_path):
     from tfadv.experiment.run import run_training
 
     run = tmp_path / "run"
-    summary = run_training(tiny_config(run, epochs=2, train_limit=320, export_tflite="float32,int8"))
+    summary = run_training(
+        tiny_config(run, epochs=2, train_limit=320, export_tflite="float32,int8")
+    )
     assert set(summary.tflite) == {"model_float32", "model_int8"}
     for entry in summary.tflite.values():
-        assert os.path.exists(entry["path"]) and entry["bytes"] > 0 and 0 <= entry["test_accuracy"] <= 1
-    assert summary.tflite["model_float32"]["agreement"] == 1.0 and summary.tflite["model_int8"]["agreement"] >= 0.9
+        assert (
+            os.path.exists(entry["path"])
+            and entry["bytes"] > 0
+            and 0 <= entry["test_accuracy"] <= 1
+        )
+    assert (
+        summary.tflite["model_float32"]["agreement"] == 1.0
+        and summary.tflite["model_int8"]["agreement"] >= 0.9
+    )
     stored = json.loads((run / "summary.json").read_text())["tflite"]
     assert stored["model_int8"]["bytes"] < stored["model_float32"]["bytes"]
     env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="3")
-    base = [sys.executable, "-m", "tfadv.attack", f"--model={run}", "--model_name=model_int8", "--eps=0.03", "--limit=16",
-            "--verbose=0"]  # fmt: skip
-    square = subprocess.run([*base, "--attack=square", "--queries=20"], env=env, capture_output=True, text=True, timeout=300)
+    base = [
+        sys.executable,
+        "-m",
+        "tfadv.attack",
+        f"--model={run}",
+        "--model_name=model_int8",
+        "--eps=0.03",
+        "--limit=16",
+        "--verbose=0",
+    ]
+    square = subprocess.run(
+        [*base, "--attack=square", "--queries=20"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert square.returncode == 0, square.stderr[-2000:]
     assert "adversarial accuracy" in square.stdout
-    pgd = subprocess.run([*base, "--attack=pgd", f"--output_dir={tmp_path / 'pgd'}"], env=env, capture_output=True,
-                         text=True, timeout=300)  # fmt: skip
+    pgd = subprocess.run(
+        [*base, "--attack=pgd", f"--output_dir={tmp_path / 'pgd'}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     lines = [line for line in pgd.stderr.splitlines() if line.strip()]
     assert pgd.returncode == 2 and len(lines) == 1 and "square" in lines[0], pgd.stderr[-2000:]

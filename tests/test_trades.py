@@ -20,22 +20,44 @@ from tfadv.experiment.run import run_training
 from tfadv.layers import TemperatureSoftmax
 
 TINY_FLAGS = [
-    "--dataset=synthetic", "--model=tiny_cnn", "--epochs=2", "--batch_size=32", "--train_limit=160",
-    "--test_limit=64", "--verbose=0", "--attack_steps=2", "--robust_eval_size=32", "--warmup_epochs=0",
-    "--eps_ramp_epochs=0", "--awp_warmup_epochs=0",
-]  # fmt: skip
+    "--dataset=synthetic",
+    "--model=tiny_cnn",
+    "--epochs=2",
+    "--batch_size=32",
+    "--train_limit=160",
+    "--test_limit=64",
+    "--verbose=0",
+    "--attack_steps=2",
+    "--robust_eval_size=32",
+    "--warmup_epochs=0",
+    "--eps_ramp_epochs=0",
+    "--awp_warmup_epochs=0",
+]
 
 
 @pytest.fixture(scope="module")
 def mirrored_run(tmp_path_factory):
     """TRADES + AWP through the CLI under MirroredStrategy on two logical CPUs (a subprocess)."""
     out = tmp_path_factory.mktemp("runs") / "mirrored"
-    env = {**os.environ, "PYTHONPATH": REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    args = ["--flagfile=configs/trades_awp.flags", *TINY_FLAGS, "--distribution=mirrored", "--logical_cpus=2"]
+    env = {
+        **os.environ,
+        "PYTHONPATH": REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    args = [
+        "--flagfile=configs/trades_awp.flags",
+        *TINY_FLAGS,
+        "--distribution=mirrored",
+        "--logical_cpus=2",
+    ]
     proc = subprocess.Popen(
         [sys.executable, "-m", "tfadv.train", *args, f"--output_dir={out}"],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     yield proc, out
     if proc.poll() is None:
         proc.kill()
@@ -47,9 +69,13 @@ def _tiny_model(temperature=2.0, seed=0):
     fixed weights large enough for confident, input-sensitive predictions."""
     inputs = keras.Input((2, 2, 1))
     dense = keras.layers.Dense(3, name="dense")
-    model = keras.Model(inputs, TemperatureSoftmax(temperature)(dense(keras.layers.Flatten()(inputs))))
+    model = keras.Model(
+        inputs, TemperatureSoftmax(temperature)(dense(keras.layers.Flatten()(inputs)))
+    )
     rng = np.random.default_rng(seed)
-    dense.set_weights([rng.normal(0, 4, (4, 3)).astype(np.float32), rng.normal(0, 1, 3).astype(np.float32)])
+    dense.set_weights(
+        [rng.normal(0, 4, (4, 3)).astype(np.float32), rng.normal(0, 1, 3).astype(np.float32)]
+    )
     return model
 
 
@@ -67,7 +93,9 @@ def _fixed_batch():
 
 def _hand_log_probs(model, images, temperature):
     kernel, bias = (w.astype(np.float64) for w in model.get_layer("dense").get_weights())
-    return _log_softmax((images.reshape(len(images), -1).astype(np.float64) @ kernel + bias) / temperature)
+    return _log_softmax(
+        (images.reshape(len(images), -1).astype(np.float64) @ kernel + bias) / temperature
+    )
 
 
 def _trainer_loss(trainer, x, x_adv, y):
@@ -101,7 +129,9 @@ def test_mart_loss_matches_a_hand_computation():
         boosted = -lq[i, label] - np.log(1.0001 - other + 1e-12)
         kl = sum(p[i, j] * (np.log(p[i, j]) - np.log(q[i, j] + 1e-12)) for j in range(3))
         expected.append(boosted + beta * kl * (1.0000001 - p[i, label]))
-    np.testing.assert_allclose(_trainer_loss(trainer, x, x_adv, y), np.mean(expected), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        _trainer_loss(trainer, x, x_adv, y), np.mean(expected), rtol=0, atol=1e-6
+    )
 
 
 def _conv_model(seed=0):
@@ -120,7 +150,9 @@ def _batch(n=8, seed=0):
 
 
 def _ce(x, y):
-    return lambda forward: tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, forward(x)))
+    return lambda forward: tf.reduce_mean(
+        keras.losses.sparse_categorical_crossentropy(y, forward(x))
+    )
 
 
 def test_awp_perturbs_each_kernel_by_gamma_times_its_norm_along_the_gradient():
@@ -130,7 +162,9 @@ def test_awp_perturbs_each_kernel_by_gamma_times_its_norm_along_the_gradient():
     moving = [v.numpy().copy() for v in model.non_trainable_variables]
     delta = awp.perturbation(model, _ce(x, y), tf.constant(gamma))
     for before, variable in zip(moving, model.non_trainable_variables, strict=True):
-        np.testing.assert_array_equal(before, variable.numpy())  # the ascent pass left the BN statistics alone
+        np.testing.assert_array_equal(
+            before, variable.numpy()
+        )  # the ascent pass left the BN statistics alone
     with tf.GradientTape() as tape:
         loss = _ce(x, y)(lambda images: model(images, training=True))
     gradients = tape.gradient(loss, model.trainable_variables)
@@ -140,9 +174,13 @@ def test_awp_perturbs_each_kernel_by_gamma_times_its_norm_along_the_gradient():
             np.testing.assert_array_equal(d, 0.0, err_msg=variable.path)
             continue
         w = variable.numpy()
-        np.testing.assert_allclose(np.linalg.norm(d), gamma * np.linalg.norm(w), rtol=1e-6, err_msg=variable.path)
+        np.testing.assert_allclose(
+            np.linalg.norm(d), gamma * np.linalg.norm(w), rtol=1e-6, err_msg=variable.path
+        )
         g = g.numpy()
-        np.testing.assert_allclose(d / np.linalg.norm(d), g / np.linalg.norm(g), atol=1e-6, err_msg=variable.path)
+        np.testing.assert_allclose(
+            d / np.linalg.norm(d), g / np.linalg.norm(g), atol=1e-6, err_msg=variable.path
+        )
 
 
 def test_awp_step_updates_the_unperturbed_weights_with_the_gradient_at_the_perturbed_point():
@@ -155,7 +193,9 @@ def test_awp_step_updates_the_unperturbed_weights_with_the_gradient_at_the_pertu
     for variable, w, d in zip(twin.trainable_variables, before, delta, strict=True):
         variable.assign(w + d)
     with tf.GradientTape() as tape:
-        loss = _ce(x, y)(lambda images: twin(images, training=True))  # also updates twin's BN statistics once
+        loss = _ce(x, y)(
+            lambda images: twin(images, training=True)
+        )  # also updates twin's BN statistics once
     gradients = tape.gradient(loss, twin.trainable_variables)
 
     gamma_variable = keras.Variable(gamma, trainable=False)
@@ -164,9 +204,15 @@ def test_awp_step_updates_the_unperturbed_weights_with_the_gradient_at_the_pertu
     step_loss = tf.function(lambda: awp.train_step(model, sgd, _ce(x, y), gamma_variable))()
     np.testing.assert_allclose(float(step_loss), float(loss), rtol=1e-6)
     for variable, w, g in zip(model.trainable_variables, before, gradients, strict=True):
-        np.testing.assert_allclose(variable.numpy(), w - rate * g.numpy(), rtol=0, atol=1e-6, err_msg=variable.path)
-    for mine, twins in zip(model.non_trainable_variables, twin.non_trainable_variables, strict=True):
-        np.testing.assert_allclose(mine.numpy(), twins.numpy(), rtol=0, atol=1e-6, err_msg=mine.path)
+        np.testing.assert_allclose(
+            variable.numpy(), w - rate * g.numpy(), rtol=0, atol=1e-6, err_msg=variable.path
+        )
+    for mine, twins in zip(
+        model.non_trainable_variables, twin.non_trainable_variables, strict=True
+    ):
+        np.testing.assert_allclose(
+            mine.numpy(), twins.numpy(), rtol=0, atol=1e-6, err_msg=mine.path
+        )
 
     # at gamma 0 the step is a plain step at the current weights
     plain, reference = _conv_model(1), _conv_model(1)
@@ -174,27 +220,44 @@ def test_awp_step_updates_the_unperturbed_weights_with_the_gradient_at_the_pertu
     with tf.GradientTape() as tape:
         loss = _ce(x, y)(lambda images: reference(images, training=True))
     gradients = tape.gradient(loss, reference.trainable_variables)
-    awp.train_step(plain, keras.optimizers.SGD(rate), _ce(x, y), keras.Variable(0.0, trainable=False))
+    awp.train_step(
+        plain, keras.optimizers.SGD(rate), _ce(x, y), keras.Variable(0.0, trainable=False)
+    )
     for variable, w, g in zip(plain.trainable_variables, start, gradients, strict=True):
-        np.testing.assert_allclose(variable.numpy(), w - rate * g.numpy(), rtol=0, atol=1e-6, err_msg=variable.path)
+        np.testing.assert_allclose(
+            variable.numpy(), w - rate * g.numpy(), rtol=0, atol=1e-6, err_msg=variable.path
+        )
 
 
 @pytest.mark.parametrize("kind", ["trades_awp", "mart", "adversarial_awp"])
 def test_one_step_changes_only_the_classifier_trainable_weights(kind):
     classifier = _conv_model()
     if kind == "adversarial_awp":
-        trainer = defenses.AdversarialTrainer(classifier, "pgd(steps=2)", eps=0.05, ratio=1.0, awp_gamma=5e-3, seed=0)
-        trainer.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
+        trainer = defenses.AdversarialTrainer(
+            classifier, "pgd(steps=2)", eps=0.05, ratio=1.0, awp_gamma=5e-3, seed=0
+        )
+        trainer.compile(
+            optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy"
+        )
     else:
         cls = defenses.TradesTrainer if kind == "trades_awp" else defenses.MartTrainer
-        trainer = cls(classifier, "pgd(steps=2)", eps=0.05, beta=6.0, awp_gamma=5e-3 if kind == "trades_awp" else 0.0, seed=0)
+        trainer = cls(
+            classifier,
+            "pgd(steps=2)",
+            eps=0.05,
+            beta=6.0,
+            awp_gamma=5e-3 if kind == "trades_awp" else 0.0,
+            seed=0,
+        )
         trainer.compile(optimizer=keras.optimizers.Adam(1e-2))
     x, y = _batch()
     trainer.optimizer.build(classifier.trainable_variables)
     trainable = {id(v) for v in classifier.trainable_variables}
     statistics = {id(v) for v in classifier.non_trainable_variables if "moving" in v.path}
     optimizer = {id(v) for v in trainer.optimizer.variables}
-    before = {id(v): (v, v.numpy().copy()) for v in [*trainer.variables, *trainer.optimizer.variables]}
+    before = {
+        id(v): (v, v.numpy().copy()) for v in [*trainer.variables, *trainer.optimizer.variables]
+    }
     trainer.train_on_batch(x, y)
     for key, (variable, value) in before.items():
         changed = not np.array_equal(value, variable.numpy())
@@ -206,7 +269,9 @@ def test_one_step_changes_only_the_classifier_trainable_weights(kind):
 
 
 RESUME_CASES = {
-    "trades_awp": dict(recipe="trades", trades_beta=6.0, awp_gamma=5e-3, awp_warmup_epochs=1, warmup_epochs=1),
+    "trades_awp": dict(
+        recipe="trades", trades_beta=6.0, awp_gamma=5e-3, awp_warmup_epochs=1, warmup_epochs=1
+    ),
     "mart": dict(recipe="mart", mart_beta=6.0, eps_ramp_epochs=1),
     "adversarial_batch_awp": dict(recipe="adversarial_batch", adv_ratio=1.0, awp_gamma=5e-3),
 }
@@ -227,14 +292,26 @@ class _InterruptAt(keras.callbacks.Callback):
 
 @pytest.mark.parametrize("case", sorted(RESUME_CASES))
 def test_interrupted_and_resumed_run_equals_the_uninterrupted_run(tmp_path, case):
-    fields = dict(epochs=2, seed=3, attack="pgd", attack_steps=2, robust_eval_size=0, train_limit=96, **RESUME_CASES[case])
+    fields = dict(
+        epochs=2,
+        seed=3,
+        attack="pgd",
+        attack_steps=2,
+        robust_eval_size=0,
+        train_limit=96,
+        **RESUME_CASES[case],
+    )
     whole = run_training(tiny_config(tmp_path / "whole", **fields))
     with pytest.raises(KeyboardInterrupt):
         run_training(tiny_config(tmp_path / "cut", **fields), extra_callbacks=[_InterruptAt(1, 1)])
     resumed = run_training(tiny_config(tmp_path / "cut", resume=True, **fields))
     assert resumed.test_accuracy == whole.test_accuracy
-    a = keras.saving.load_model(str(tmp_path / "whole" / "models" / "model.keras"), compile=False).get_weights()
-    b = keras.saving.load_model(str(tmp_path / "cut" / "models" / "model.keras"), compile=False).get_weights()
+    a = keras.saving.load_model(
+        str(tmp_path / "whole" / "models" / "model.keras"), compile=False
+    ).get_weights()
+    b = keras.saving.load_model(
+        str(tmp_path / "cut" / "models" / "model.keras"), compile=False
+    ).get_weights()
     for u, v in zip(a, b, strict=True):
         np.testing.assert_array_equal(u, v)
 
@@ -242,15 +319,23 @@ def test_interrupted_and_resumed_run_equals_the_uninterrupted_run(tmp_path, case
 @pytest.mark.parametrize(
     "fields, message",
     [
-        (dict(recipe="standard", awp_gamma=5e-3), "awp_gamma=0.005: adversarial weight perturbation is an option"),
+        (
+            dict(recipe="standard", awp_gamma=5e-3),
+            "awp_gamma=0.005: adversarial weight perturbation is an option",
+        ),
         (dict(recipe="trades", awp_gamma=1.5), "awp_gamma=1.5: must be in [0, 1)"),
         (dict(recipe="trades", trades_beta=-1.0), "trades_beta=-1.0: must be >= 0"),
         (dict(recipe="mart", awp_warmup_epochs=-1), "awp_warmup_epochs=-1: must be >= 0"),
-        (dict(recipe="trades", attack="fgsm"), "recipe trades maximises its KL term with L-inf pgd"),
+        (
+            dict(recipe="trades", attack="fgsm"),
+            "recipe trades maximises its KL term with L-inf pgd",
+        ),
     ],
 )
 def test_config_checks_name_the_field(fields, message):
-    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(
+        ValueError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")
+    ):
         TrainConfig(**fields).validate()
 
 
@@ -265,7 +350,9 @@ def test_trainer_arguments_are_checked_and_echoed():
 
 
 def test_trainers_serialise_and_reload(tmp_path):
-    trainer = defenses.TradesTrainer(_tiny_model(), "pgd(steps=3)", eps=0.05, beta=1.0, awp_gamma=5e-3, seed=4)
+    trainer = defenses.TradesTrainer(
+        _tiny_model(), "pgd(steps=3)", eps=0.05, beta=1.0, awp_gamma=5e-3, seed=4
+    )
     clone = defenses.TradesTrainer.from_config(trainer.get_config())
     assert (clone.beta, clone.awp_size, clone.seed, clone.steps) == (1.0, 5e-3, 4, 3)
 

@@ -15,27 +15,46 @@ from tfadv import data, models
 from tfadv.experiment.run import run_training
 
 TINY_FLAGS = [
-    "--dataset=synthetic", "--model=tiny_cnn", "--epochs=1", "--batch_size=32",
-    "--train_limit=160", "--test_limit=64", "--verbose=0",
-]  # fmt: skip
+    "--dataset=synthetic",
+    "--model=tiny_cnn",
+    "--epochs=1",
+    "--batch_size=32",
+    "--train_limit=160",
+    "--test_limit=64",
+    "--verbose=0",
+]
 
 
 def run_cli(*args, module="tfadv.train", timeout=300):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     return subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, env=env
+        [sys.executable, "-m", module, *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
     )
 
 
 def test_cli_end_to_end_export_reloads_with_same_predictions(tmp_path):
     out = tmp_path / "run"
-    result = run_cli("--flagfile=configs/standard_quickstart.flags", *TINY_FLAGS, f"--output_dir={out}")
+    result = run_cli(
+        "--flagfile=configs/standard_quickstart.flags", *TINY_FLAGS, f"--output_dir={out}"
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "clean test accuracy model (main)" in result.stdout
-    for name in ("config.json", "summary.json", "models/model.keras", "models/model/saved_model.pb"):
+    for name in (
+        "config.json",
+        "summary.json",
+        "models/model.keras",
+        "models/model/saved_model.pb",
+    ):
         assert (out / name).exists(), name
     config = json.loads((out / "config.json").read_text())
-    assert config["model"] == "tiny_cnn" and config["epochs"] == 1  # command line overrides the flagfile
+    assert (
+        config["model"] == "tiny_cnn" and config["epochs"] == 1
+    )  # command line overrides the flagfile
     assert list((out / "logs" / "model").rglob("events.out.tfevents*"))
     leftovers = [p.name for p in (out / "models").iterdir() if ".tmp-" in p.name]
     assert leftovers == []
@@ -46,18 +65,29 @@ def test_cli_end_to_end_export_reloads_with_same_predictions(tmp_path):
     probs = loaded.signatures["serving_default"](images=tf.constant(x))["probabilities"].numpy()
     logits = loaded.signatures["logits"](images=tf.constant(x))["logits"].numpy()
     np.testing.assert_allclose(probs, keras_model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(logits, models.logits_model(keras_model)(x).numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        logits, models.logits_model(keras_model)(x).numpy(), rtol=1e-5, atol=1e-5
+    )
     np.testing.assert_allclose(probs, tf.nn.softmax(logits).numpy(), rtol=1e-5, atol=1e-6)
     summary = json.loads((out / "summary.json").read_text())
     exported = models.load(str(out / "models" / "model"))
     np.testing.assert_array_equal(exported(x).numpy().argmax(1), probs.argmax(1))
     test = data.load("synthetic", test_limit=64, train_limit=160).test  # the run's test split
-    accuracy = float((keras_model.predict(test.float_images(), verbose=0).argmax(1) == test.labels).mean())
+    accuracy = float(
+        (keras_model.predict(test.float_images(), verbose=0).argmax(1) == test.labels).mean()
+    )
     assert summary["test_accuracy"]["model"] == pytest.approx(accuracy, abs=1e-9)
 
 
 def test_training_learns_synthetic_data(tmp_path):
-    config = tiny_config(tmp_path / "r", epochs=3, train_limit=2000, test_limit=300, batch_size=64, learning_rate=5e-3)
+    config = tiny_config(
+        tmp_path / "r",
+        epochs=3,
+        train_limit=2000,
+        test_limit=300,
+        batch_size=64,
+        learning_rate=5e-3,
+    )
     summary = run_training(config)
     assert summary.test_accuracy["model"] > 0.3  # chance is 0.1; this measured 0.57
 
@@ -89,7 +119,9 @@ def test_resume_continues_an_interrupted_run(tmp_path):
     with pytest.raises(ValueError, match="resume=True"):
         run_training(config)
     recorder = _RecordEpochs()
-    summary = run_training(tiny_config(tmp_path / "r", epochs=3, resume=True), extra_callbacks=[recorder])
+    summary = run_training(
+        tiny_config(tmp_path / "r", epochs=3, resume=True), extra_callbacks=[recorder]
+    )
     assert recorder.epochs == [2]
     assert (tmp_path / "r" / "models" / "model.keras").exists() and summary.main == "model"
 
@@ -144,8 +176,13 @@ def test_cosine_schedule_is_per_epoch_and_logged(tmp_path):
 
 
 def test_test_noise_wraps_the_main_model_of_any_recipe(tmp_path):
-    summary = run_training(tiny_config(tmp_path / "n", test_noise="random_sign", test_noise_eps=0.05))
-    assert summary.main == "model_random_sign" and set(summary.exports) == {"model", "model_random_sign"}
+    summary = run_training(
+        tiny_config(tmp_path / "n", test_noise="random_sign", test_noise_eps=0.05)
+    )
+    assert summary.main == "model_random_sign" and set(summary.exports) == {
+        "model",
+        "model_random_sign",
+    }
     served = tf.saved_model.load(summary.exports["model_random_sign"]).signatures["serving_default"]
     x = tf.fill((8, 32, 32, 3), 0.5)
     a, b = served(images=x)["probabilities"].numpy(), served(images=x)["probabilities"].numpy()
@@ -159,4 +196,6 @@ def test_config_choices_checked_without_tensorflow_match_the_library():
     from tfadv.runtime import devices
 
     assert config.TEST_NOISES == ("none", *defenses.TEST_NOISES)
-    assert config.DISTRIBUTIONS == devices.DISTRIBUTIONS and config.JIT_CHOICES == devices.JIT_CHOICES
+    assert (
+        config.DISTRIBUTIONS == devices.DISTRIBUTIONS and config.JIT_CHOICES == devices.JIT_CHOICES
+    )

@@ -12,8 +12,17 @@ _onednn.enable_by_default()  # before anything loads TensorFlow; see tfadv.runti
 
 __version__ = "0.1.0"
 
-SUBPACKAGES = ("runtime", "layers", "data", "models", "attacks", "defenses", "evaluation", "explain",
-               "experiment")
+SUBPACKAGES = (
+    "runtime",
+    "layers",
+    "data",
+    "models",
+    "attacks",
+    "defenses",
+    "evaluation",
+    "explain",
+    "experiment",
+)
 """Loaded on first attribute access; the CLIs (tfadv.train, tfadv.attack, tfadv.evaluate) are not."""
 
 

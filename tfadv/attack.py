@@ -24,39 +24,138 @@ quiet_tensorflow_logs()  # TensorFlow itself is imported only after the cheap ch
 
 def define_flags(flag_values: flags.FlagValues) -> flags.FlagValues:
     """Defines this command's flags on `flag_values` and returns it."""
-    flags.DEFINE_string("model", "", "run folder, .keras file or SavedModel to attack (required)", flag_values=flag_values)
-    flags.DEFINE_string("model_name", "", "model inside a run folder (default: the run's main model)", flag_values=flag_values)
-    flags.DEFINE_string("model_output", "", "logits or probabilities, for SavedModels that do not say", flag_values=flag_values)
-    flags.DEFINE_string("surrogate", "", "transfer attack: generate the examples on this model instead", flag_values=flag_values)
-    flags.DEFINE_string("attack", "pgd", "an attack name (fgsm, fgsm_targeted, fgsm_random, bim, pgd, random_sign, one_pixel, patch, apgd, apgd_dlr, apgd_t, fab_t, square, ...) or a spec such as 'pgd(steps=20, loss=margin)'", flag_values=flag_values)
-    flags.DEFINE_float("eps", None, "budget in pixel scale [0, 1] (required by gradient attacks; patch takes none)", flag_values=flag_values)
-    flags.DEFINE_string("dataset", "", "data set (default: the run's); synthetic, cifar10 or a TFDS name", flag_values=flag_values)
-    flags.DEFINE_string("data_dir", "", "data folder or CIFAR-10 archive (default: the run's)", flag_values=flag_values)
+    flags.DEFINE_string(
+        "model",
+        "",
+        "run folder, .keras file or SavedModel to attack (required)",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_string(
+        "model_name",
+        "",
+        "model inside a run folder (default: the run's main model)",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_string(
+        "model_output",
+        "",
+        "logits or probabilities, for SavedModels that do not say",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_string(
+        "surrogate",
+        "",
+        "transfer attack: generate the examples on this model instead",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_string(
+        "attack",
+        "pgd",
+        "an attack name (fgsm, fgsm_targeted, fgsm_random, bim, pgd, random_sign, one_pixel, patch, apgd, apgd_dlr, apgd_t, fab_t, square, ...) or a spec such as 'pgd(steps=20, loss=margin)'",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_float(
+        "eps",
+        None,
+        "budget in pixel scale [0, 1] (required by gradient attacks; patch takes none)",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_string(
+        "dataset",
+        "",
+        "data set (default: the run's); synthetic, cifar10 or a TFDS name",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_string(
+        "data_dir",
+        "",
+        "data folder or CIFAR-10 archive (default: the run's)",
+        flag_values=flag_values,
+    )
     flags.DEFINE_enum("split", "test", SPLITS, "split to attack", flag_values=flag_values)
-    flags.DEFINE_integer("limit", 0, "attack only the first N images of the split (0: all)", flag_values=flag_values)
+    flags.DEFINE_integer(
+        "limit", 0, "attack only the first N images of the split (0: all)", flag_values=flag_values
+    )
     flags.DEFINE_integer("batch_size", 256, "images per attack call", flag_values=flag_values)
-    flags.DEFINE_integer("seed", 0, "seeds random starts, random signs, targets and the searches", flag_values=flag_values)
+    flags.DEFINE_integer(
+        "seed",
+        0,
+        "seeds random starts, random signs, targets and the searches",
+        flag_values=flag_values,
+    )
     # attack options: passed only when given
-    flags.DEFINE_string("target", None, "targeted: least_likely, least_likely_top5, random or a class id", flag_values=flag_values)
-    flags.DEFINE_integer("steps", None, "iterations (pgd, bim, patch, apgd*, fab_t)", flag_values=flag_values)
-    flags.DEFINE_float("alpha", None, "step size in pixel scale (pgd, bim, fgsm_random)", flag_values=flag_values)
-    flags.DEFINE_string("norm", None, "inf or 2 (fgsm, pgd, bim, apgd*, fab_t, square)", flag_values=flag_values)
-    flags.DEFINE_integer("restarts", None, "random restarts, best kept per image (pgd, apgd, apgd_dlr; fab_t: runs per target)", flag_values=flag_values)
-    flags.DEFINE_bool("random_start", None, "start inside the eps-ball at random (pgd)", flag_values=flag_values)
+    flags.DEFINE_string(
+        "target",
+        None,
+        "targeted: least_likely, least_likely_top5, random or a class id",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer(
+        "steps", None, "iterations (pgd, bim, patch, apgd*, fab_t)", flag_values=flag_values
+    )
+    flags.DEFINE_float(
+        "alpha", None, "step size in pixel scale (pgd, bim, fgsm_random)", flag_values=flag_values
+    )
+    flags.DEFINE_string(
+        "norm", None, "inf or 2 (fgsm, pgd, bim, apgd*, fab_t, square)", flag_values=flag_values
+    )
+    flags.DEFINE_integer(
+        "restarts",
+        None,
+        "random restarts, best kept per image (pgd, apgd, apgd_dlr; fab_t: runs per target)",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_bool(
+        "random_start", None, "start inside the eps-ball at random (pgd)", flag_values=flag_values
+    )
     flags.DEFINE_string("loss", None, "ce, margin, dlr or ce_t", flag_values=flag_values)
-    flags.DEFINE_string("loss_on", None, "logits (default) or probabilities", flag_values=flag_values)
+    flags.DEFINE_string(
+        "loss_on", None, "logits (default) or probabilities", flag_values=flag_values
+    )
     flags.DEFINE_integer("pixels", None, "pixels changed (one_pixel)", flag_values=flag_values)
-    flags.DEFINE_integer("population", None, "candidates per image (one_pixel)", flag_values=flag_values)
-    flags.DEFINE_integer("max_queries", None, "model queries per image (one_pixel)", flag_values=flag_values)
-    flags.DEFINE_integer("queries", None, "model queries per image, the clean one included (square)", flag_values=flag_values)
-    flags.DEFINE_integer("n_targets", None, "target classes per image, the most likely first (apgd_t, fab_t)", flag_values=flag_values)
-    flags.DEFINE_integer("patch_size", None, "patch side in pixels (patch)", flag_values=flag_values)
-    flags.DEFINE_float("step_size", None, "patch value change per step (patch)", flag_values=flag_values)
-    flags.DEFINE_string("jit_compile", None, "XLA: auto (on only with a GPU), true or false", flag_values=flag_values)
+    flags.DEFINE_integer(
+        "population", None, "candidates per image (one_pixel)", flag_values=flag_values
+    )
+    flags.DEFINE_integer(
+        "max_queries", None, "model queries per image (one_pixel)", flag_values=flag_values
+    )
+    flags.DEFINE_integer(
+        "queries",
+        None,
+        "model queries per image, the clean one included (square)",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer(
+        "n_targets",
+        None,
+        "target classes per image, the most likely first (apgd_t, fab_t)",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer(
+        "patch_size", None, "patch side in pixels (patch)", flag_values=flag_values
+    )
+    flags.DEFINE_float(
+        "step_size", None, "patch value change per step (patch)", flag_values=flag_values
+    )
+    flags.DEFINE_string(
+        "jit_compile",
+        None,
+        "XLA: auto (on only with a GPU), true or false",
+        flag_values=flag_values,
+    )
     # output
-    flags.DEFINE_string("output_dir", "", "where to write (default RUN/attacks/<attack>-eps<eps>-<split> for a run folder)", flag_values=flag_values)
-    flags.DEFINE_bool("overwrite", False, "replace an existing --output_dir", flag_values=flag_values)
-    flags.DEFINE_enum("format", "npz", FORMATS, "file format of the adversarial set", flag_values=flag_values)
+    flags.DEFINE_string(
+        "output_dir",
+        "",
+        "where to write (default RUN/attacks/<attack>-eps<eps>-<split> for a run folder)",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_bool(
+        "overwrite", False, "replace an existing --output_dir", flag_values=flag_values
+    )
+    flags.DEFINE_enum(
+        "format", "npz", FORMATS, "file format of the adversarial set", flag_values=flag_values
+    )
     flags.DEFINE_integer("grid_images", 8, "images in grid.png", flag_values=flag_values)
     flags.DEFINE_integer("verbose", 1, "0 quiet, 1 progress bar", flag_values=flag_values)
     return flag_values
@@ -66,13 +165,42 @@ FLAGS = define_flags(flags.FlagValues())
 """This command's flags, apart from absl's global flags.FLAGS (so the three commands import together);
 `python -m tfadv.attack` defines them on flags.FLAGS, where --helpfull finds them."""
 OPTION_FLAGS = {  # flag -> keyword of the attack
-    "target": "target", "steps": "steps", "alpha": "alpha", "norm": "norm", "restarts": "restarts",
-    "random_start": "random_start", "loss": "loss", "loss_on": "loss_on", "pixels": "pixels",
-    "population": "population", "max_queries": "max_queries", "patch_size": "size", "step_size": "step_size",
-    "queries": "queries", "n_targets": "n_targets", "jit_compile": "jit_compile",
-}  # fmt: skip
-JOB_FLAGS = ("model", "model_name", "model_output", "surrogate", "attack", "eps", "dataset", "data_dir", "split",
-             "limit", "batch_size", "seed", "output_dir", "overwrite", "format", "grid_images", "verbose")  # fmt: skip
+    "target": "target",
+    "steps": "steps",
+    "alpha": "alpha",
+    "norm": "norm",
+    "restarts": "restarts",
+    "random_start": "random_start",
+    "loss": "loss",
+    "loss_on": "loss_on",
+    "pixels": "pixels",
+    "population": "population",
+    "max_queries": "max_queries",
+    "patch_size": "size",
+    "step_size": "step_size",
+    "queries": "queries",
+    "n_targets": "n_targets",
+    "jit_compile": "jit_compile",
+}
+JOB_FLAGS = (
+    "model",
+    "model_name",
+    "model_output",
+    "surrogate",
+    "attack",
+    "eps",
+    "dataset",
+    "data_dir",
+    "split",
+    "limit",
+    "batch_size",
+    "seed",
+    "output_dir",
+    "overwrite",
+    "format",
+    "grid_images",
+    "verbose",
+)
 
 
 def _option(flag, flag_values):
@@ -92,7 +220,9 @@ def job_from_flags(flag_values: flags.FlagValues = FLAGS) -> AttackJob:
 def main(argv, flag_values: flags.FlagValues = FLAGS):
     if len(argv) > 1:
         cli.fail(f"unexpected arguments {argv[1:]}; flags look like --name=value")
-    logging.set_verbosity(logging.ERROR)  # TFDS and TF warn through absl; our own messages are prints
+    logging.set_verbosity(
+        logging.ERROR
+    )  # TFDS and TF warn through absl; our own messages are prints
     job = job_from_flags(flag_values)
 
     def work():
@@ -105,7 +235,12 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
             gpu_available()  # the one-time CUDA probe, silenced here instead of logging mid-run
         return attack_job.run_attack_job(job)
 
-    lines = cli.run_main(work, (*JOB_FLAGS, *OPTION_FLAGS), {"size": "patch_size"}, "interrupted; nothing was written")
+    lines = cli.run_main(
+        work,
+        (*JOB_FLAGS, *OPTION_FLAGS),
+        {"size": "patch_size"},
+        "interrupted; nothing was written",
+    )
     print(os.linesep.join(lines))
 
 

@@ -24,36 +24,130 @@ quiet_tensorflow_logs()  # TensorFlow itself is imported only after the cheap ch
 
 def define_flags(flag_values: flags.FlagValues) -> flags.FlagValues:
     """Defines this command's flags on `flag_values` and returns it."""
-    flags.DEFINE_multi_string("model", [], "run folder, RUN:NAME, .keras file or SavedModel; repeat for several models", flag_values=flag_values)
-    flags.DEFINE_string("model_output", "", "logits or probabilities, for SavedModels that do not say", flag_values=flag_values)
-    flags.DEFINE_float("eps", None, "evaluation budget in pixel scale [0, 1] (required)", flag_values=flag_values)
+    flags.DEFINE_multi_string(
+        "model",
+        [],
+        "run folder, RUN:NAME, .keras file or SavedModel; repeat for several models",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_string(
+        "model_output",
+        "",
+        "logits or probabilities, for SavedModels that do not say",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_float(
+        "eps", None, "evaluation budget in pixel scale [0, 1] (required)", flag_values=flag_values
+    )
     flags.DEFINE_string("norm", "inf", "inf or 2", flag_values=flag_values)
-    flags.DEFINE_string("suite", "standard", "standard, fast, or a comma list of attack specs, e.g. 'pgd(steps=50),square'", flag_values=flag_values)
-    flags.DEFINE_string("sweep_eps", "0.001,0.01,0.03,0.05,0.1,0.3", "eps values of the FGSM/PGD sweep", flag_values=flag_values)
-    flags.DEFINE_string("dataset", "", "data set (default: the first run's); synthetic, cifar10 or a TFDS name", flag_values=flag_values)
-    flags.DEFINE_string("data_dir", "", "data folder or CIFAR-10 archive (default: the run's)", flag_values=flag_values)
+    flags.DEFINE_string(
+        "suite",
+        "standard",
+        "standard, fast, or a comma list of attack specs, e.g. 'pgd(steps=50),square'",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_string(
+        "sweep_eps",
+        "0.001,0.01,0.03,0.05,0.1,0.3",
+        "eps values of the FGSM/PGD sweep",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_string(
+        "dataset",
+        "",
+        "data set (default: the first run's); synthetic, cifar10 or a TFDS name",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_string(
+        "data_dir",
+        "",
+        "data folder or CIFAR-10 archive (default: the run's)",
+        flag_values=flag_values,
+    )
     flags.DEFINE_enum("split", "test", SPLITS, "split to evaluate on", flag_values=flag_values)
-    flags.DEFINE_integer("limit", 0, "evaluate only the first N images of the split (0: all)", flag_values=flag_values)
+    flags.DEFINE_integer(
+        "limit",
+        0,
+        "evaluate only the first N images of the split (0: all)",
+        flag_values=flag_values,
+    )
     flags.DEFINE_integer("batch_size", 256, "images per attack call", flag_values=flag_values)
     flags.DEFINE_integer("seed", 0, "seeds every attack", flag_values=flag_values)
-    flags.DEFINE_integer("eot_samples", 8, "draws averaged for a model whose outputs differ between calls", flag_values=flag_values)
-    flags.DEFINE_string("output_dir", "", "report folder (default RUN/evaluations/<suite>-eps<eps>-<split>)", flag_values=flag_values)
-    flags.DEFINE_bool("overwrite", False, "replace an existing --output_dir", flag_values=flag_values)
+    flags.DEFINE_integer(
+        "eot_samples",
+        8,
+        "draws averaged for a model whose outputs differ between calls",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_string(
+        "output_dir",
+        "",
+        "report folder (default RUN/evaluations/<suite>-eps<eps>-<split>)",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_bool(
+        "overwrite", False, "replace an existing --output_dir", flag_values=flag_values
+    )
     flags.DEFINE_integer("verbose", 1, "0 quiet, 1 progress", flag_values=flag_values)
-    flags.DEFINE_bool("resume", False, "continue the evaluation in --output_dir from its store: only missing chunks and attacks run", flag_values=flag_values)
-    flags.DEFINE_integer("chunk_size", 512, "images per stored work unit (fixed for an evaluation)", flag_values=flag_values)
-    flags.DEFINE_enum("distribution", "default", ("default", "mirrored", "multi_worker"), "mirrored: split each attack call over the local GPUs (or --logical_cpus); multi_worker: one process per host, TF_CONFIG as for training", flag_values=flag_values)
-    flags.DEFINE_integer("logical_cpus", 0, "split the CPU into N logical devices (to run mirrored on one CPU)", flag_values=flag_values)
-    flags.DEFINE_float("wait_workers", 3600.0, "multi_worker: seconds the chief waits for the other workers before it runs their missing chunks", flag_values=flag_values)
+    flags.DEFINE_bool(
+        "resume",
+        False,
+        "continue the evaluation in --output_dir from its store: only missing chunks and attacks run",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer(
+        "chunk_size",
+        512,
+        "images per stored work unit (fixed for an evaluation)",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_enum(
+        "distribution",
+        "default",
+        ("default", "mirrored", "multi_worker"),
+        "mirrored: split each attack call over the local GPUs (or --logical_cpus); multi_worker: one process per host, TF_CONFIG as for training",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer(
+        "logical_cpus",
+        0,
+        "split the CPU into N logical devices (to run mirrored on one CPU)",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_float(
+        "wait_workers",
+        3600.0,
+        "multi_worker: seconds the chief waits for the other workers before it runs their missing chunks",
+        flag_values=flag_values,
+    )
     return flag_values
 
 
 FLAGS = define_flags(flags.FlagValues())
 """This command's flags, apart from absl's global flags.FLAGS (so the three commands import together);
 `python -m tfadv.evaluate` defines them on flags.FLAGS, where --helpfull finds them."""
-JOB_FLAGS = ("model_output", "eps", "norm", "suite", "sweep_eps", "dataset", "data_dir", "split", "limit", "batch_size",
-             "seed", "eot_samples", "output_dir", "overwrite", "verbose", "resume", "chunk_size", "distribution",
-             "logical_cpus", "wait_workers")  # fmt: skip
+JOB_FLAGS = (
+    "model_output",
+    "eps",
+    "norm",
+    "suite",
+    "sweep_eps",
+    "dataset",
+    "data_dir",
+    "split",
+    "limit",
+    "batch_size",
+    "seed",
+    "eot_samples",
+    "output_dir",
+    "overwrite",
+    "verbose",
+    "resume",
+    "chunk_size",
+    "distribution",
+    "logical_cpus",
+    "wait_workers",
+)
 
 
 def job_from_flags(flag_values: flags.FlagValues = FLAGS) -> EvaluationJob:
@@ -78,7 +172,12 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
             gpu_available()  # the one-time CUDA probe, silenced here instead of logging mid-run
         return evaluation_job.run_evaluation_job(job)
 
-    lines = cli.run_main(work, ("model", "models", *JOB_FLAGS), {"models": "model"}, "interrupted; continue with --resume (the finished chunks are kept in OUTPUT/store)")
+    lines = cli.run_main(
+        work,
+        ("model", "models", *JOB_FLAGS),
+        {"models": "model"},
+        "interrupted; continue with --resume (the finished chunks are kept in OUTPUT/store)",
+    )
     print(os.linesep.join(lines))
 
 

@@ -96,7 +96,9 @@ def job_from_flags(flag_values: flags.FlagValues = FLAGS) -> TrainConfig:
 def main(argv, flag_values: flags.FlagValues = FLAGS):
     if len(argv) > 1:
         cli.fail(f"unexpected arguments {argv[1:]}; flags look like --name=value")
-    logging.set_verbosity(logging.ERROR)  # TFDS and TF warn through absl; our own messages are prints
+    logging.set_verbosity(
+        logging.ERROR
+    )  # TFDS and TF warn through absl; our own messages are prints
     config = job_from_flags(flag_values)
     names = [field.name for field in dataclasses.fields(TrainConfig)]
     interrupted = f"interrupted; continue with --resume --output_dir={config.output_dir or '...'}"
@@ -106,7 +108,9 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
 
 def work(config: TrainConfig):
     config.check_values()
-    if config.distribution != "multi_worker":  # there only the chief checks, once it knows it is the chief
+    if (
+        config.distribution != "multi_worker"
+    ):  # there only the chief checks, once it knows it is the chief
         run_folder.check_output_dir(config)
     with native_stderr_silenced():
         from tfadv.experiment.run import run_training

@@ -61,13 +61,17 @@ def ten_gradients_fn(logits_model, jit, unrolled=True):
     def step(adv, y):
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(adv)
-            loss = tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits_model(adv, training=False))
+            loss = tf.nn.sparse_softmax_cross_entropy_with_logits(
+                y, logits_model(adv, training=False)
+            )
         return adv + 1e-6 * tape.gradient(loss, adv)
 
     @tf.function(jit_compile=jit, autograph=False)
     def run(x, y):
         if not unrolled:
-            return tf.while_loop(lambda i, _: i < STEPS, lambda i, adv: (i + 1, step(adv, y)), (tf.constant(0), x))[1]
+            return tf.while_loop(
+                lambda i, _: i < STEPS, lambda i, adv: (i + 1, step(adv, y)), (tf.constant(0), x)
+            )[1]
         adv = x
         for _ in range(STEPS):
             adv = step(adv, y)
@@ -88,7 +92,16 @@ def cleverhans_fns(logits_model, x, y):
 
     def pgd(x, y):
         return projected_gradient_descent(
-            logits_model, x, EPS, ALPHA, STEPS, np.inf, clip_min=0.0, clip_max=1.0, y=y, rand_init=True
+            logits_model,
+            x,
+            EPS,
+            ALPHA,
+            STEPS,
+            np.inf,
+            clip_min=0.0,
+            clip_max=1.0,
+            y=y,
+            rand_init=True,
         )
 
     return {
@@ -114,7 +127,13 @@ def art_fns(logits_model, x, y, batch_size):
     )
     fgsm = FastGradientMethod(classifier, eps=EPS, batch_size=batch_size)
     pgd = ProjectedGradientDescent(
-        classifier, eps=EPS, eps_step=ALPHA, max_iter=STEPS, num_random_init=1, batch_size=batch_size, verbose=False
+        classifier,
+        eps=EPS,
+        eps_step=ALPHA,
+        max_iter=STEPS,
+        num_random_init=1,
+        batch_size=batch_size,
+        verbose=False,
     )
     x_np, y_np = x.numpy(), y.numpy()
     return {
@@ -133,18 +152,32 @@ def cleverhans_agreement(model, logits_model, x, y) -> dict:
 
     def ch_iterative(rand_init):
         return projected_gradient_descent(
-            logits_model, x, EPS, ALPHA, STEPS, np.inf, clip_min=0.0, clip_max=1.0, y=y, rand_init=rand_init
+            logits_model,
+            x,
+            EPS,
+            ALPHA,
+            STEPS,
+            np.inf,
+            clip_min=0.0,
+            clip_max=1.0,
+            y=y,
+            rand_init=rand_init,
         )
 
     pairs = {
-        "fgsm": (attacks.fgsm(model, x, y, EPS),
-                 fast_gradient_method(logits_model, x, EPS, np.inf, clip_min=0.0, clip_max=1.0, y=y)),
+        "fgsm": (
+            attacks.fgsm(model, x, y, EPS),
+            fast_gradient_method(logits_model, x, EPS, np.inf, clip_min=0.0, clip_max=1.0, y=y),
+        ),
         "bim-10": (attacks.bim(model, x, y, EPS, steps=STEPS, alpha=ALPHA), ch_iterative(False)),
         "pgd-10 (no random start)": (
-            attacks.pgd(model, x, y, EPS, steps=STEPS, alpha=ALPHA, random_start=False), ch_iterative(False)
+            attacks.pgd(model, x, y, EPS, steps=STEPS, alpha=ALPHA, random_start=False),
+            ch_iterative(False),
         ),
     }
-    return {name: float(np.abs(np.asarray(a) - np.asarray(b)).max()) for name, (a, b) in pairs.items()}
+    return {
+        name: float(np.abs(np.asarray(a) - np.asarray(b)).max()) for name, (a, b) in pairs.items()
+    }
 
 
 def time_methods(args) -> dict:
@@ -162,8 +195,12 @@ def time_methods(args) -> dict:
         "10 x fwd+bwd (floor)": ten_gradients_fn(logits_model, jit),
         "10 x fwd+bwd, tf.while_loop": ten_gradients_fn(logits_model, jit, unrolled=False),
         "tfadv fgsm": lambda x, y: attacks.fgsm(model, x, y, EPS, jit_compile=jit),
-        "tfadv pgd-10": lambda x, y: attacks.pgd(model, x, y, EPS, steps=STEPS, alpha=ALPHA, seed=0, jit_compile=jit),
-        "tfadv bim-10 (no random start)": lambda x, y: attacks.bim(model, x, y, EPS, steps=STEPS, alpha=ALPHA, jit_compile=jit),
+        "tfadv pgd-10": lambda x, y: attacks.pgd(
+            model, x, y, EPS, steps=STEPS, alpha=ALPHA, seed=0, jit_compile=jit
+        ),
+        "tfadv bim-10 (no random start)": lambda x, y: attacks.bim(
+            model, x, y, EPS, steps=STEPS, alpha=ALPHA, jit_compile=jit
+        ),
         **cleverhans_fns(logits_model, x, y),
         **art_fns(logits_model, x, y, args.batch_size),
     }
@@ -178,7 +215,9 @@ def time_methods(args) -> dict:
             np.asarray(fns[name](x, y))  # forces the result
             times[name].append(time.perf_counter() - start)
     return {
-        "times": times, "jit": jit, "onednn": onednn.is_enabled(),
+        "times": times,
+        "jit": jit,
+        "onednn": onednn.is_enabled(),
         "agreement": cleverhans_agreement(model, logits_model, x, y),
         "load": [load_before, os.getloadavg()],
     }
@@ -188,12 +227,22 @@ def time_in_processes(args) -> list:
     """Runs `time_methods` in `args.processes` fresh processes, one after another."""
     results = []
     for index in range(args.processes):
-        command = [sys.executable, os.path.abspath(__file__), "--worker", "--processes=1", f"--model={args.model}",
-                   f"--batch_size={args.batch_size}", f"--repeats={args.repeats}", f"--jit_compile={args.jit_compile}"]  # fmt: skip
+        command = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--worker",
+            "--processes=1",
+            f"--model={args.model}",
+            f"--batch_size={args.batch_size}",
+            f"--repeats={args.repeats}",
+            f"--jit_compile={args.jit_compile}",
+        ]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode:
             last_line = (done.stderr.strip().splitlines() or ["no error output"])[-1]
-            sys.exit(f"error: benchmark process {index + 1} failed (exit {done.returncode}): {last_line}")
+            sys.exit(
+                f"error: benchmark process {index + 1} failed (exit {done.returncode}): {last_line}"
+            )
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(f"process {index + 1}/{args.processes} done", file=sys.stderr, flush=True)
     return results
@@ -206,15 +255,24 @@ def ratio_rows(results) -> list:
         if numerator not in results[0]["times"] or denominator not in results[0]["times"]:
             continue
         per_process = [
-            [a / b for a, b in zip(r["times"][numerator], r["times"][denominator], strict=True)] for r in results
+            [a / b for a, b in zip(r["times"][numerator], r["times"][denominator], strict=True)]
+            for r in results
         ]
         every = [ratio for ratios in per_process for ratio in ratios]
-        rows.append({
-            "numerator": numerator, "denominator": denominator, "median": round(statistics.median(every), 4),
-            "lowest": round(min(every), 4), "highest": round(max(every), 4),
-            "process_medians": " ".join(f"{statistics.median(ratios):.3f}" for ratios in per_process),
-            "rounds": len(every), "target": target,
-        })
+        rows.append(
+            {
+                "numerator": numerator,
+                "denominator": denominator,
+                "median": round(statistics.median(every), 4),
+                "lowest": round(min(every), 4),
+                "highest": round(max(every), 4),
+                "process_medians": " ".join(
+                    f"{statistics.median(ratios):.3f}" for ratios in per_process
+                ),
+                "rounds": len(every),
+                "target": target,
+            }
+        )
     return rows
 
 
@@ -228,10 +286,15 @@ def report(results, args) -> list:
         f"baseline_cnn, batch {args.batch_size}, eps {EPS:.4f}, jit_compile={first['jit']}, oneDNN {onednn_state}, "
         f"{len(results)} processes x {args.repeats} rounds after warm-up, {os.cpu_count()} CPUs",
         "load average (1, 5, 15 min) before and after each process: "
-        + "; ".join(" -> ".join(" ".join(f"{v:.2f}" for v in load) for load in r["load"]) for r in results),
+        + "; ".join(
+            " -> ".join(" ".join(f"{v:.2f}" for v in load) for load in r["load"]) for r in results
+        ),
         f"{'method':34s} {'median s':>9s} {'min s':>9s}",
     ]
-    lines += [f"{name:34s} {statistics.median(pooled[name]):9.4f} {min(pooled[name]):9.4f}" for name in names]
+    lines += [
+        f"{name:34s} {statistics.median(pooled[name]):9.4f} {min(pooled[name]):9.4f}"
+        for name in names
+    ]
     lines += [
         "",
         "ratios: median over all rounds of the ratio within each round [lowest, highest];",
@@ -239,8 +302,10 @@ def report(results, args) -> list:
     ]
     for row in ratio_rows(results):
         label = f"{row['numerator']} / {row['denominator']}"
-        lines.append(f"{label:58s}{row['median']:6.3f} [{row['lowest']:.2f}, {row['highest']:.2f}]  "
-                     f"{row['process_medians']}  {row['target']}")
+        lines.append(
+            f"{label:58s}{row['median']:6.3f} [{row['lowest']:.2f}, {row['highest']:.2f}]  "
+            f"{row['process_medians']}  {row['target']}"
+        )
     if first["agreement"]:
         lines += ["", "largest |tfadv - CleverHans| on this batch (L-inf; 0 = the same bits):"]
         lines += [f"{name:34s} {diff:.3g}" for name, diff in first["agreement"].items()]
@@ -272,17 +337,27 @@ def write_outputs(out: str, results, lines) -> None:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="", help="run folder or .keras file (default: random baseline_cnn)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model", default="", help="run folder or .keras file (default: random baseline_cnn)"
+    )
     parser.add_argument("--batch_size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=7, help="rounds per process")
-    parser.add_argument("--processes", type=int, default=3, help="fresh processes, one after another")
+    parser.add_argument(
+        "--processes", type=int, default=3, help="fresh processes, one after another"
+    )
     parser.add_argument("--jit_compile", default="auto")
-    parser.add_argument("--out", default="", help="folder for report.md and the CSVs (default: print only)")
+    parser.add_argument(
+        "--out", default="", help="folder for report.md and the CSVs (default: print only)"
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.repeats < 1 or args.processes < 1:
-        parser.error(f"--repeats and --processes must be >= 1. Received: {args.repeats}, {args.processes}")
+        parser.error(
+            f"--repeats and --processes must be >= 1. Received: {args.repeats}, {args.processes}"
+        )
     if args.worker:
         print(json.dumps(time_methods(args)))
         return

@@ -56,21 +56,34 @@ def art_suite(clf, x, y, eps, num_classes):
     from art.estimators.classification import TensorFlowV2Classifier
 
     estimator = TensorFlowV2Classifier(
-        model=lambda images, training=False: clf.logits(images), nb_classes=num_classes, input_shape=x.shape[1:],
-        loss_object=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True), clip_values=(0.0, 1.0),
-    )  # fmt: skip
+        model=lambda images, training=False: clf.logits(images),
+        nb_classes=num_classes,
+        input_shape=x.shape[1:],
+        loss_object=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        clip_values=(0.0, 1.0),
+    )
     one_hot = np.eye(num_classes, dtype=np.float32)[y]
     seconds, start = {}, time.time()
     predicted = estimator.predict(x, batch_size=BATCH).argmax(1)
     robust = predicted == y
     x_adv = x.copy()
-    apgd = dict(norm=np.inf, eps=eps, eps_step=eps, max_iter=100, nb_random_init=1, batch_size=BATCH, verbose=False)
+    apgd = dict(
+        norm=np.inf,
+        eps=eps,
+        eps_step=eps,
+        max_iter=100,
+        nb_random_init=1,
+        batch_size=BATCH,
+        verbose=False,
+    )
     ce = AutoProjectedGradientDescent(estimator, targeted=False, loss_type="cross_entropy", **apgd)
     x_adv, robust = run_attack(x_adv, one_hot, robust, ce, estimator, norm=np.inf, eps=eps)
     seconds["apgd-ce"], start = time.time() - start, time.time()
     clean_logits = estimator.predict(x, batch_size=BATCH)
     ranked = np.argsort(-clean_logits, axis=1)
-    dlr = AutoProjectedGradientDescent(estimator, targeted=True, loss_type="difference_logits_ratio", **apgd)
+    dlr = AutoProjectedGradientDescent(
+        estimator, targeted=True, loss_type="difference_logits_ratio", **apgd
+    )
     for k in range(1, min(10, num_classes)):
         if not robust.any():
             break
@@ -78,7 +91,16 @@ def art_suite(clf, x, y, eps, num_classes):
         x_adv, robust = run_attack(x_adv, target, robust, dlr, estimator, norm=np.inf, eps=eps)
     seconds["apgd-t"], start = time.time() - start, time.time()
     if robust.any():
-        square = SquareAttack(estimator, norm=np.inf, eps=eps, max_iter=5000, p_init=0.8, nb_restarts=1, batch_size=BATCH, verbose=False)
+        square = SquareAttack(
+            estimator,
+            norm=np.inf,
+            eps=eps,
+            max_iter=5000,
+            p_init=0.8,
+            nb_restarts=1,
+            batch_size=BATCH,
+            verbose=False,
+        )
         x_adv, robust = run_attack(x_adv, one_hot, robust, square, estimator, norm=np.inf, eps=eps)
     seconds["square"] = time.time() - start
     return float(robust.mean()), seconds
@@ -113,7 +135,9 @@ def floor_seconds(clf, x, robust, gradients, queries):
         with tf.GradientTape() as tape:  # cross-entropy toward class 0: the cost of any label
             tape.watch(images)
             logits = clf.logits(images)
-            loss = tf.keras.losses.sparse_categorical_crossentropy(tf.zeros(tf.shape(logits)[:1], tf.int64), logits, from_logits=True)
+            loss = tf.keras.losses.sparse_categorical_crossentropy(
+                tf.zeros(tf.shape(logits)[:1], tf.int64), logits, from_logits=True
+            )
         return tape.gradient(loss, images)
 
     batches = [x[robust], np.resize(x, (BATCH, *x.shape[1:]))]
@@ -127,11 +151,23 @@ def cleverhans_pgd(clf, x, y, eps):
     from cleverhans.tf2.attacks.projected_gradient_descent import projected_gradient_descent
 
     start = time.time()
-    adv = np.concatenate([
-        projected_gradient_descent(clf.logits, x[i : i + BATCH], eps, 2.5 * eps / 10, 10, np.inf, clip_min=0.0,
-                                   clip_max=1.0, y=y[i : i + BATCH], rand_init=True).numpy()
-        for i in range(0, len(x), BATCH)
-    ])  # fmt: skip
+    adv = np.concatenate(
+        [
+            projected_gradient_descent(
+                clf.logits,
+                x[i : i + BATCH],
+                eps,
+                2.5 * eps / 10,
+                10,
+                np.inf,
+                clip_min=0.0,
+                clip_max=1.0,
+                y=y[i : i + BATCH],
+                rand_init=True,
+            ).numpy()
+            for i in range(0, len(x), BATCH)
+        ]
+    )
     accuracy = float(np.mean(attacks.predict_classes(clf, adv) == y))
     return accuracy, time.time() - start
 
@@ -150,10 +186,13 @@ def early_exit_rounds(clf, x, y, eps, rounds, row):
         theirs.append(seconds)
         ratios.append(seconds / ours[-1])
     row.update(
-        tfadv_pgd10_robust=early.robust_accuracy, tfadv_pgd10_s=float(np.median(ours)), cleverhans_pgd10_robust=accuracy,
-        cleverhans_pgd10_s=float(np.median(theirs)), cleverhans_over_tfadv=float(np.median(ratios)),
+        tfadv_pgd10_robust=early.robust_accuracy,
+        tfadv_pgd10_s=float(np.median(ours)),
+        cleverhans_pgd10_robust=accuracy,
+        cleverhans_pgd10_s=float(np.median(theirs)),
+        cleverhans_over_tfadv=float(np.median(ratios)),
         cleverhans_over_tfadv_range=f"{min(ratios):.2f}-{max(ratios):.2f}",
-    )  # fmt: skip
+    )
 
 
 def installed(module: str) -> bool:
@@ -171,7 +210,9 @@ def main():
     parser.add_argument("--n", type=int, default=500, help="first N test images")
     parser.add_argument("--eps", type=float, default=8 / 255)
     parser.add_argument("--skip_art", action="store_true")
-    parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds of the PGD-10 comparison")
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="interleaved rounds of the PGD-10 comparison"
+    )
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     devices.set_seed(0, deterministic=False)
@@ -181,33 +222,68 @@ def main():
     for path in args.models.split(","):
         clf = models.as_classifier(load_model(path))
         name = os.path.basename(os.path.normpath(path))
-        row = {"model": name, "n": len(y), "clean": float(np.mean(attacks.predict_classes(clf, x) == y))}
-        evaluation.run_suite(clf, x[:8], y[:8], args.eps, "apgd(steps=2),apgd_t(steps=2, n_targets=1),square(queries=10)")  # compile
+        row = {
+            "model": name,
+            "n": len(y),
+            "clean": float(np.mean(attacks.predict_classes(clf, x) == y)),
+        }
+        evaluation.run_suite(
+            clf,
+            x[:8],
+            y[:8],
+            args.eps,
+            "apgd(steps=2),apgd_t(steps=2, n_targets=1),square(queries=10)",
+        )  # compile
         start = time.time()
         suite = evaluation.run_suite(clf, x, y, args.eps, SAME_AS_ART, batch_size=BATCH, seed=0)
         row.update(tfadv_suite_robust=suite.robust_accuracy, tfadv_suite_s=time.time() - start)
-        print(f"[{name}] tfadv suite (standard without FAB-T): robust {suite.robust_accuracy:.4f} in {row['tfadv_suite_s']:.1f} s", flush=True)
+        print(
+            f"[{name}] tfadv suite (standard without FAB-T): robust {suite.robust_accuracy:.4f} in {row['tfadv_suite_s']:.1f} s",
+            flush=True,
+        )
         print(suite.table().to_string(index=False), flush=True)
         ours = dict(zip(("apgd-ce", "apgd-t", "square"), suite.table()["seconds"], strict=True))
-        floor, fwd, grad = floor_seconds(clf, x, suite.robust, gradients=100 + 9 * 100, queries=5000)
-        row.update(floor_s=floor, tfadv_over_floor=row["tfadv_suite_s"] / floor if floor else float("nan"))
+        floor, fwd, grad = floor_seconds(
+            clf, x, suite.robust, gradients=100 + 9 * 100, queries=5000
+        )
+        row.update(
+            floor_s=floor, tfadv_over_floor=row["tfadv_suite_s"] / floor if floor else float("nan")
+        )
         if floor:
-            print(f"[{name}] floor: {int(suite.robust.sum())} robust images x (1,000 gradients at {grad * 1e3:.2f} ms + 5,000 "
-                  f"forward passes at {fwd * 1e3:.3f} ms per image) = {floor:.1f} s; tfadv = {row['tfadv_over_floor']:.2f} x floor",
-                  flush=True)  # fmt: skip
+            print(
+                f"[{name}] floor: {int(suite.robust.sum())} robust images x (1,000 gradients at {grad * 1e3:.2f} ms + 5,000 "
+                f"forward passes at {fwd * 1e3:.3f} ms per image) = {floor:.1f} s; tfadv = {row['tfadv_over_floor']:.2f} x floor",
+                flush=True,
+            )
         if not args.skip_art and installed("art"):
             robust, seconds = art_suite(clf, x, y, args.eps, 10)
             total = sum(seconds.values())
-            row.update(art_suite_robust=robust, art_suite_s=total, art_over_tfadv=total / row["tfadv_suite_s"])
-            row["art_over_floor"] = total / floor if floor else float("nan")  # the best ratio any implementation can reach
-            for key, value in seconds.items():  # per attack: both libraries ran it on the same images
+            row.update(
+                art_suite_robust=robust,
+                art_suite_s=total,
+                art_over_tfadv=total / row["tfadv_suite_s"],
+            )
+            row["art_over_floor"] = (
+                total / floor if floor else float("nan")
+            )  # the best ratio any implementation can reach
+            for (
+                key,
+                value,
+            ) in seconds.items():  # per attack: both libraries ran it on the same images
                 row[f"{key} art/tfadv"] = value / ours[key] if ours[key] > 0.01 else float("nan")
-            print(f"[{name}] ART AutoAttack runner: robust {robust:.4f} in {total:.1f} s = {row['art_over_tfadv']:.2f} x tfadv; "
-                  f"per attack ART s {json.dumps({k: round(v, 1) for k, v in seconds.items()})}, tfadv s "
-                  f"{json.dumps({k: round(v, 1) for k, v in ours.items()})}", flush=True)  # fmt: skip
+            print(
+                f"[{name}] ART AutoAttack runner: robust {robust:.4f} in {total:.1f} s = {row['art_over_tfadv']:.2f} x tfadv; "
+                f"per attack ART s {json.dumps({k: round(v, 1) for k, v in seconds.items()})}, tfadv s "
+                f"{json.dumps({k: round(v, 1) for k, v in ours.items()})}",
+                flush=True,
+            )
         if installed("cleverhans"):
             early_exit_rounds(clf, x, y, args.eps, args.rounds, row)
-        early = {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items() if "pgd10" in k or "cleverhans" in k}
+        early = {
+            k: round(v, 4) if isinstance(v, float) else v
+            for k, v in row.items()
+            if "pgd10" in k or "cleverhans" in k
+        }
         print(f"[{name}] PGD-10: {json.dumps(early)}", flush=True)
         rows.append(row)
     table = pd.DataFrame(rows)

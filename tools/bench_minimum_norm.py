@@ -35,7 +35,9 @@ import tensorflow as tf  # noqa: E402
 from tfadv import attacks, data, models  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_DATA = os.path.join(os.path.dirname(os.path.dirname(HERE)), "shared", "data", "cifar-10-mini-binary.tar.gz")
+DEFAULT_DATA = os.path.join(
+    os.path.dirname(os.path.dirname(HERE)), "shared", "data", "cifar-10-mini-binary.tar.gz"
+)
 DEEPFOOL = dict(steps=50, candidates=10, overshoot=0.02)
 CW = dict(steps=100, binary_search_steps=9, stepsize=0.01, confidence=0.0, initial_const=1e-3)
 FMN = dict(steps=100, max_stepsize=1.0, gamma=0.05)
@@ -44,18 +46,44 @@ FMN = dict(steps=100, max_stepsize=1.0, gamma=0.05)
 def configs(fb):
     """(name, norm, tfadv search, its options, Foolbox attack)."""
     return [
-        ("deepfool_l2", "2", attacks.deepfool_search, dict(norm="2", **DEEPFOOL), fb.attacks.L2DeepFoolAttack(**DEEPFOOL)),
-        ("deepfool_linf", "inf", attacks.deepfool_search, dict(norm="inf", **DEEPFOOL), fb.attacks.LinfDeepFoolAttack(**DEEPFOOL)),
-        ("cw_l2", "2", attacks.carlini_wagner_l2_search, dict(CW), fb.attacks.L2CarliniWagnerAttack(**CW)),
+        (
+            "deepfool_l2",
+            "2",
+            attacks.deepfool_search,
+            dict(norm="2", **DEEPFOOL),
+            fb.attacks.L2DeepFoolAttack(**DEEPFOOL),
+        ),
+        (
+            "deepfool_linf",
+            "inf",
+            attacks.deepfool_search,
+            dict(norm="inf", **DEEPFOOL),
+            fb.attacks.LinfDeepFoolAttack(**DEEPFOOL),
+        ),
+        (
+            "cw_l2",
+            "2",
+            attacks.carlini_wagner_l2_search,
+            dict(CW),
+            fb.attacks.L2CarliniWagnerAttack(**CW),
+        ),
         ("fmn_l2", "2", attacks.fmn_search, dict(norm="2", **FMN), fb.attacks.L2FMNAttack(**FMN)),
-        ("fmn_linf", "inf", attacks.fmn_search, dict(norm="inf", **FMN), fb.attacks.LInfFMNAttack(**FMN)),
+        (
+            "fmn_linf",
+            "inf",
+            attacks.fmn_search,
+            dict(norm="inf", **FMN),
+            fb.attacks.LInfFMNAttack(**FMN),
+        ),
         ("fmn_l1", "1", attacks.fmn_search, dict(norm="1", **FMN), fb.attacks.L1FMNAttack(**FMN)),
     ]
 
 
 def lp(delta, norm):
     flat = delta.reshape(len(delta), -1).astype(np.float64)
-    return {"inf": np.abs(flat).max(1), "2": np.sqrt((flat**2).sum(1)), "1": np.abs(flat).sum(1)}[norm]
+    return {"inf": np.abs(flat).max(1), "2": np.sqrt((flat**2).sum(1)), "1": np.abs(flat).sum(1)}[
+        norm
+    ]
 
 
 def scored(clf, x, y, adv, norm):
@@ -68,8 +96,14 @@ def train_model(data_dir, epochs):
     keras.utils.set_random_seed(0)
     dataset = data.load("cifar10", data_dir=data_dir)
     model = models.build("baseline_cnn")
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(dataset.train.float_images(), dataset.train.labels, epochs=epochs, batch_size=64, verbose=2)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    model.fit(
+        dataset.train.float_images(), dataset.train.labels, epochs=epochs, batch_size=64, verbose=2
+    )
     return model, dataset
 
 
@@ -80,24 +114,35 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--attacks", default="all", help="comma-separated names, or all")
     parser.add_argument("--data_dir", default=DEFAULT_DATA)
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(HERE), "docs", "results", "minimum_norm"))
+    parser.add_argument(
+        "--out", default=os.path.join(os.path.dirname(HERE), "docs", "results", "minimum_norm")
+    )
     args = parser.parse_args(argv)
     import foolbox as fb
 
-    print(f"tfadv vs Foolbox {fb.__version__}, TensorFlow {tf.__version__}, Keras {keras.__version__}; "
-          f"{os.cpu_count()} CPU cores, shared with other jobs (busy)", flush=True)
+    print(
+        f"tfadv vs Foolbox {fb.__version__}, TensorFlow {tf.__version__}, Keras {keras.__version__}; "
+        f"{os.cpu_count()} CPU cores, shared with other jobs (busy)",
+        flush=True,
+    )
     model, dataset = train_model(args.data_dir, args.epochs)
     clf = models.as_classifier(model)
     x_all, y_all = dataset.test.float_images(), dataset.test.labels
     predicted = np.argmax(attacks.logits_of(clf, x_all).numpy(), axis=1)
-    print(f"clean test accuracy {np.mean(predicted == y_all):.4f} on {len(y_all)} images", flush=True)
+    print(
+        f"clean test accuracy {np.mean(predicted == y_all):.4f} on {len(y_all)} images", flush=True
+    )
     keep = np.flatnonzero(predicted == y_all)[: args.images]
     x, y = x_all[keep], y_all[keep].astype(np.int64)
     fmodel = fb.TensorFlowModel(clf.logits, bounds=(0, 1))
     x_t, y_t = tf.constant(x), tf.constant(y)
 
     rows, per_image = [], {}
-    chosen = configs(fb) if args.attacks == "all" else [c for c in configs(fb) if c[0] in args.attacks.split(",")]
+    chosen = (
+        configs(fb)
+        if args.attacks == "all"
+        else [c for c in configs(fb) if c[0] in args.attacks.split(",")]
+    )
     for index, (name, norm, search, options, fb_attack) in enumerate(chosen):
         start = time.perf_counter()
         search(model, x, y, **options)
@@ -114,14 +159,23 @@ def main(argv=None):
                     adv = fb_attack(fmodel, x_t, y_t, epsilons=None)[0].numpy()
                 times[lib].append(time.perf_counter() - start)
                 results[lib] = adv
-            print(f"{name} round {r}: " + ", ".join(f"{lib} {times[lib][-1]:.2f} s" for lib in order), flush=True)
+            print(
+                f"{name} round {r}: " + ", ".join(f"{lib} {times[lib][-1]:.2f} s" for lib in order),
+                flush=True,
+            )
         d = {lib: scored(clf, x, y, results[lib], norm) for lib in ("tfadv", "foolbox")}
         inside = float(results["tfadv"].min()) >= 0 and float(results["tfadv"].max()) <= 1
         row = {
-            "attack": name, "norm": norm, "images": len(y),
-            "tfadv_success": np.isfinite(d["tfadv"]).mean(), "foolbox_success": np.isfinite(d["foolbox"]).mean(),
-            "tfadv_median": np.median(d["tfadv"]), "foolbox_median": np.median(d["foolbox"]),
-            "tfadv_s": min(times["tfadv"]), "foolbox_s": min(times["foolbox"]), "tfadv_first_call_s": first_call,
+            "attack": name,
+            "norm": norm,
+            "images": len(y),
+            "tfadv_success": np.isfinite(d["tfadv"]).mean(),
+            "foolbox_success": np.isfinite(d["foolbox"]).mean(),
+            "tfadv_median": np.median(d["tfadv"]),
+            "foolbox_median": np.median(d["foolbox"]),
+            "tfadv_s": min(times["tfadv"]),
+            "foolbox_s": min(times["foolbox"]),
+            "tfadv_first_call_s": first_call,
         }
         row["median_ratio"] = row["tfadv_median"] / row["foolbox_median"]
         row["speedup"] = row["foolbox_s"] / row["tfadv_s"]
@@ -143,13 +197,20 @@ def write(out, rows, per_image, keep, args):
     with open(os.path.join(out, "summary.csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, fields)
         writer.writeheader()
-        writer.writerows({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()} for row in rows)
+        writer.writerows(
+            {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()} for row in rows
+        )
     with open(os.path.join(out, "distances.csv"), "w", newline="") as f:
         writer = csv.writer(f)
         names = list(per_image)
-        writer.writerow(["test_index"] + [f"{n}_{lib}" for n in names for lib in ("tfadv", "foolbox")])
+        writer.writerow(
+            ["test_index"] + [f"{n}_{lib}" for n in names for lib in ("tfadv", "foolbox")]
+        )
         for i, index in enumerate(keep):
-            writer.writerow([int(index)] + [f"{per_image[n][lib][i]:.6g}" for n in names for lib in ("tfadv", "foolbox")])
+            writer.writerow(
+                [int(index)]
+                + [f"{per_image[n][lib][i]:.6g}" for n in names for lib in ("tfadv", "foolbox")]
+            )
     command = "python tools/bench_minimum_norm.py " + " ".join(sys.argv[1:])
     lines = [
         "# Minimum-norm attacks: tfadv vs Foolbox 3.3.4",

@@ -61,7 +61,9 @@ def parse_mode(mode):
         if base.startswith(method) and (base[len(method) :].isdigit() or base == method):
             k = int(base[len(method) :] or (1 if method == "fgsm" else 0))
             return method, k, awp
-    raise ValueError(f"Expected a mode such as clean, fgsm, pgd7, pgd7_awp, trades7, trades7_awp, mart7. Received: {mode!r}")
+    raise ValueError(
+        f"Expected a mode such as clean, fgsm, pgd7, pgd7_awp, trades7, trades7_awp, mart7. Received: {mode!r}"
+    )
 
 
 def passes(method, k, awp):
@@ -81,7 +83,9 @@ def build(mode, args, shape, classes):
     if method == "clean":
         model = classifier
     elif method in ("fgsm", "pgd"):
-        model = defenses.AdversarialTrainer(classifier, attack, eps=args.eps, ratio=1.0, awp_gamma=gamma)
+        model = defenses.AdversarialTrainer(
+            classifier, attack, eps=args.eps, ratio=1.0, awp_gamma=gamma
+        )
     else:
         trainer = defenses.TradesTrainer if method == "trades" else defenses.MartTrainer
         model = trainer(classifier, attack, eps=args.eps, beta=6.0, awp_gamma=gamma)
@@ -101,25 +105,45 @@ def build(mode, args, shape, classes):
 def default_modes(steps):
     ks = [int(k) for k in steps.split(",") if k]
     top = max(ks)
-    return ["clean", "fgsm", *[f"pgd{k}" for k in ks], f"pgd{top}_awp", f"trades{top}", f"trades{top}_awp", f"mart{top}"]
+    return [
+        "clean",
+        "fgsm",
+        *[f"pgd{k}" for k in ks],
+        f"pgd{top}_awp",
+        f"trades{top}",
+        f"trades{top}_awp",
+        f"mart{top}",
+    ]
 
 
 def label(mode):
     method, k, awp = parse_mode(mode)
-    name = {"clean": "clean", "fgsm": "FGSM", "pgd": f"PGD-{k}", "trades": f"TRADES-{k}", "mart": f"MART-{k}"}[method]
+    name = {
+        "clean": "clean",
+        "fgsm": "FGSM",
+        "pgd": f"PGD-{k}",
+        "trades": f"TRADES-{k}",
+        "mart": f"MART-{k}",
+    }[method]
     return name + (" + AWP" if awp else "")
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default="baseline_cnn")
     parser.add_argument("--images", type=int, default=512, help="training images per epoch")
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--steps", default="3,7", help="comma list of PGD step counts k")
-    parser.add_argument("--methods", default="", help="comma list of modes (default: see the docstring)")
+    parser.add_argument(
+        "--methods", default="", help="comma list of modes (default: see the docstring)"
+    )
     parser.add_argument("--awp_gamma", type=float, default=5e-3)
     parser.add_argument("--eps", type=float, default=0.03)
-    parser.add_argument("--repeats", type=int, default=5, help="timed epochs per mode (interleaved)")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="timed epochs per mode (interleaved)"
+    )
     parser.add_argument("--jit_compile", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -156,8 +180,12 @@ def main(argv=None):
         f"{args.model}, {args.images} images, batch {args.batch_size}, median of {args.repeats} interleaved epochs, "
         f"oneDNN {'on' if onednn.is_enabled() else 'off'}"
     )
-    print(f"one attack step alone (FGSM pass): {np.median(attack_seconds):.3f} s / epoch = c = {c:.2f} clean epochs")
-    print("| training | s / epoch | ratio to clean | ideal | ratio / ideal | predicted | measured / predicted |")
+    print(
+        f"one attack step alone (FGSM pass): {np.median(attack_seconds):.3f} s / epoch = c = {c:.2f} clean epochs"
+    )
+    print(
+        "| training | s / epoch | ratio to clean | ideal | ratio / ideal | predicted | measured / predicted |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name, _, ideal, training in runs:
         seconds = float(np.median(timers[name].seconds))

@@ -26,7 +26,15 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def train_command(args, output_dir, *extra):
-    return [sys.executable, "-m", "tfadv.train", *args, "--verbose=2", f"--output_dir={output_dir}", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "tfadv.train",
+        *args,
+        "--verbose=2",
+        f"--output_dir={output_dir}",
+        *extra,
+    ]
 
 
 def environment():
@@ -35,14 +43,23 @@ def environment():
 
 def run(command, log):
     with open(log, "w") as out:
-        code = subprocess.run(command, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT, env=environment()).returncode
+        code = subprocess.run(
+            command, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT, env=environment()
+        ).returncode
     if code != 0:
         raise SystemExit(f"failed ({code}): {' '.join(command)}; see {log}")
 
 
 def run_and_kill(command, log, pattern, delay, timeout=3600):
     """Starts `command`, SIGKILLs it `delay` s after a line matches `pattern`; returns what it saw."""
-    proc = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=environment(), text=True)
+    proc = subprocess.Popen(
+        command,
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=environment(),
+        text=True,
+    )
     matched = threading.Event()
     killed = {}
 
@@ -64,7 +81,9 @@ def run_and_kill(command, log, pattern, delay, timeout=3600):
                 proc.kill()
     proc.wait()
     if "at" not in killed:
-        raise SystemExit(f"the run ended ({proc.returncode}) before the kill: pattern {pattern!r} + {delay} s; see {log}")
+        raise SystemExit(
+            f"the run ended ({proc.returncode}) before the kill: pattern {pattern!r} + {delay} s; see {log}"
+        )
     return proc.returncode
 
 
@@ -90,10 +109,16 @@ def figures(run_dir: str) -> dict:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--kill_at", default=r"Epoch 3/", help="regex on the killed run's output")
-    parser.add_argument("--delay", type=float, default=1.0, help="seconds from the match to the kill")
-    parser.add_argument("--work_dir", default="", help="where the two run folders go (default: a temporary folder)")
+    parser.add_argument(
+        "--delay", type=float, default=1.0, help="seconds from the match to the kill"
+    )
+    parser.add_argument(
+        "--work_dir", default="", help="where the two run folders go (default: a temporary folder)"
+    )
     parser.add_argument("train_args", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     train_args = [a for a in args.train_args if a != "--"]
@@ -103,11 +128,18 @@ def main():
     start = time.time()
     run(train_command(train_args, whole, "--overwrite"), os.path.join(work, "uninterrupted.log"))
     whole_seconds = time.time() - start
-    code = run_and_kill(train_command(train_args, resumed, "--overwrite"), os.path.join(work, "killed.log"), args.kill_at, args.delay)
+    code = run_and_kill(
+        train_command(train_args, resumed, "--overwrite"),
+        os.path.join(work, "killed.log"),
+        args.kill_at,
+        args.delay,
+    )
     run(train_command(train_args, resumed, "--resume"), os.path.join(work, "resume.log"))
     a, b = figures(whole), figures(resumed)
     print(f"train args: {' '.join(train_args)}")
-    print(f"killed (exit {code}) {args.delay:g} s after /{args.kill_at}/, then --resume; logs in {work}")
+    print(
+        f"killed (exit {code}) {args.delay:g} s after /{args.kill_at}/, then --resume; logs in {work}"
+    )
     print(f"uninterrupted ({whole_seconds:.0f} s): {json.dumps(a)}")
     print(f"resumed:              {json.dumps(b)}")
     same = a == b

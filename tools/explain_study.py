@@ -25,18 +25,36 @@ import study_common as common
 
 def flags(argv=None):
     p = common.parser(__doc__)
-    p.add_argument("--eps", type=float, default=8 / 255, help="L-inf budget of the PGD images, pixel scale")
+    p.add_argument(
+        "--eps", type=float, default=8 / 255, help="L-inf budget of the PGD images, pixel scale"
+    )
     p.add_argument("--patch_size", type=int, default=8)
     p.add_argument("--patch_steps", type=int, default=200)
     p.add_argument("--patch_step_size", type=float, default=0.02)
     p.add_argument("--patch_train_images", type=int, default=500)
-    p.add_argument("--map_size", type=int, default=6, help="occlusion square of the overlay maps, pixels")
+    p.add_argument(
+        "--map_size", type=int, default=6, help="occlusion square of the overlay maps, pixels"
+    )
     p.add_argument("--map_stride", type=int, default=2)
-    p.add_argument("--detector_sizes", default="8,10", help="covering squares tried by the detector (comma-separated)")
+    p.add_argument(
+        "--detector_sizes",
+        default="8,10",
+        help="covering squares tried by the detector (comma-separated)",
+    )
     p.add_argument("--detector_stride", type=int, default=2)
     p.add_argument("--top_k", type=int, default=5)
-    p.add_argument("--fpr", type=float, default=0.05, help="target false-positive rate on clean validation images")
-    p.add_argument("--val_images", type=int, default=0, help="clean validation images for the threshold (0: all 466)")
+    p.add_argument(
+        "--fpr",
+        type=float,
+        default=0.05,
+        help="target false-positive rate on clean validation images",
+    )
+    p.add_argument(
+        "--val_images",
+        type=int,
+        default=0,
+        help="clean validation images for the threshold (0: all 466)",
+    )
     p.add_argument("--overlay_images", type=int, default=6)
     p.set_defaults(test_images=500)
     args = p.parse_args(argv)
@@ -58,10 +76,17 @@ def overlays(args, model, names, x, y, adversarial, kind, maps_fn, map_name):
     k = args.overlay_images
     clean_maps, adv_maps = maps_fn(x[:k]), maps_fn(adversarial[:k])
     fig = figures.map_overlays(
-        x[:k], adversarial[:k], clean_maps, adv_maps, labels=y[:k], clean_predictions=attacks.predict_classes(model, x[:k]),
-        adversarial_predictions=attacks.predict_classes(model, adversarial[:k]), class_names=names, map_name=map_name,
+        x[:k],
+        adversarial[:k],
+        clean_maps,
+        adv_maps,
+        labels=y[:k],
+        clean_predictions=attacks.predict_classes(model, x[:k]),
+        adversarial_predictions=attacks.predict_classes(model, adversarial[:k]),
+        class_names=names,
+        map_name=map_name,
         title=f"{map_name}: clean vs {kind}",
-    )  # fmt: skip
+    )
     common.save_figure(args, fig, f"{map_name}_{kind}")
 
 
@@ -76,12 +101,18 @@ def map_statistics(args, model, x, y, patched, positions, pgd):
         saliency = explain.saliency(model, images)
         share = (saliency * inside).sum((1, 2)) / np.maximum(saliency.sum((1, 2)), 1e-12)
         occluded = explain.occlusion(model, images, size=args.map_size, stride=args.map_stride)
-        rows.append({
-            "images": kind, "saliency share in the patch square": float(share.mean()),
-            "square's share of the image": float(inside.mean()), "mean saliency": float(saliency.mean()),
-            "mean largest occlusion drop": float(occluded.drops.reshape(len(images), -1).max(1).mean()),
-            "accuracy": common.accuracy(model, images, y),
-        })  # fmt: skip
+        rows.append(
+            {
+                "images": kind,
+                "saliency share in the patch square": float(share.mean()),
+                "square's share of the image": float(inside.mean()),
+                "mean saliency": float(saliency.mean()),
+                "mean largest occlusion drop": float(
+                    occluded.drops.reshape(len(images), -1).max(1).mean()
+                ),
+                "accuracy": common.accuracy(model, images, y),
+            }
+        )
         common.log(f"maps of {kind} images done")
     return pd.DataFrame(rows)
 
@@ -93,32 +124,58 @@ def detection(args, model, val_x, x, y, patched, pgd):
     rows, default_report = [], None
     for size in args.detector_sizes:
         base = explain.ConsistencyDetector(model, size=size, stride=args.detector_stride)
-        maps = {kind: base.maps(images) for kind, images in (("val", val_x), ("clean", x), ("patched", patched), ("pgd", pgd))}
+        maps = {
+            kind: base.maps(images)
+            for kind, images in (("val", val_x), ("clean", x), ("patched", patched), ("pgd", pgd))
+        }
         common.log(f"detector maps for square {size} done")
         fooled = maps["patched"].predictions != y
         for score in explain.SCORES:
             for candidates in explain.CANDIDATES:
                 detector = explain.ConsistencyDetector(
-                    model, size=size, stride=args.detector_stride, score=score, candidates=candidates, top_k=args.top_k
+                    model,
+                    size=size,
+                    stride=args.detector_stride,
+                    score=score,
+                    candidates=candidates,
+                    top_k=args.top_k,
                 )
-                detector.threshold = explain.threshold_for_fpr(detector.scores_from_maps(maps["val"]), args.fpr)
+                detector.threshold = explain.threshold_for_fpr(
+                    detector.scores_from_maps(maps["val"]), args.fpr
+                )
                 scores = {kind: detector.scores_from_maps(m) for kind, m in maps.items()}
                 report = detector.report(scores["clean"], scores["patched"], fooled)
                 pgd_report = detector.report(scores["clean"], scores["pgd"])
-                rows.append({
-                    "square": size, "score": score, "candidates": candidates if candidates == "grid" else f"top {args.top_k}",
-                    "threshold": report.threshold, "TPR patched": report.tpr, "TPR patch fooled": report.tpr_successful,
-                    "FPR clean test": report.fpr, "AUC patched": report.auc, "TPR PGD": pgd_report.tpr, "AUC PGD": pgd_report.auc,
-                })  # fmt: skip
-                if default_report is None and size == args.patch_size and score == "max_drop" and candidates == "grid":
+                rows.append(
+                    {
+                        "square": size,
+                        "score": score,
+                        "candidates": candidates if candidates == "grid" else f"top {args.top_k}",
+                        "threshold": report.threshold,
+                        "TPR patched": report.tpr,
+                        "TPR patch fooled": report.tpr_successful,
+                        "FPR clean test": report.fpr,
+                        "AUC patched": report.auc,
+                        "TPR PGD": pgd_report.tpr,
+                        "AUC PGD": pgd_report.auc,
+                    }
+                )
+                if (
+                    default_report is None
+                    and size == args.patch_size
+                    and score == "max_drop"
+                    and candidates == "grid"
+                ):
                     default_report = report
     if default_report is None:
         default_report = report
     fig = figures.roc_figure(
-        default_report.roc_fpr, default_report.roc_tpr, default_report.auc,
+        default_report.roc_fpr,
+        default_report.roc_tpr,
+        default_report.auc,
         title=f"patched vs clean test images, threshold for FPR {args.fpr} on validation",
         operating_point=(default_report.fpr, default_report.tpr),
-    )  # fmt: skip
+    )
     common.save_figure(args, fig, "roc")
     return pd.DataFrame(rows)
 
@@ -133,21 +190,51 @@ def main(argv=None):
     x, y = test.float_images(), test.labels
     model = common.train_model(args, "standard", train, val, len(names))
     common.log(f"PGD at eps {args.eps:.4f} on {len(x)} test images")
-    pgd = attacks.run_attack(model, (x, y), strong_attack(), args.eps, seed=args.seed, progress=True).adversarial
+    pgd = attacks.run_attack(
+        model, (x, y), strong_attack(), args.eps, seed=args.seed, progress=True
+    ).adversarial
     source = train.head(args.patch_train_images)
-    common.log(f"patch {args.patch_size}x{args.patch_size}, {args.patch_steps} steps on {len(source)} training images")
+    common.log(
+        f"patch {args.patch_size}x{args.patch_size}, {args.patch_steps} steps on {len(source)} training images"
+    )
     trained = attacks.patch(
-        model, source.float_images(), source.labels, size=args.patch_size, steps=args.patch_steps,
-        step_size=args.patch_step_size, seed=args.seed,
-    )  # fmt: skip
+        model,
+        source.float_images(),
+        source.labels,
+        size=args.patch_size,
+        steps=args.patch_steps,
+        step_size=args.patch_step_size,
+        seed=args.seed,
+    )
     pasted = attacks.apply_patch(x, trained.patch, seed=args.seed)
     patched, positions = pasted.images.numpy(), pasted.positions.numpy()
     for kind, adversarial in (("pgd", pgd), ("patch", patched)):
-        overlays(args, model, names, x, y, adversarial, kind, lambda images: explain.saliency(model, images), "saliency")
         overlays(
-            args, model, names, x, y, adversarial, kind,
-            lambda images: explain.occlusion(model, images, size=args.map_size, stride=args.map_stride).upsampled, "occlusion",
-        )  # fmt: skip
+            args,
+            model,
+            names,
+            x,
+            y,
+            adversarial,
+            kind,
+            lambda images: explain.saliency(model, images),
+            "saliency",
+        )
+        overlays(
+            args,
+            model,
+            names,
+            x,
+            y,
+            adversarial,
+            kind,
+            lambda images: (
+                explain.occlusion(
+                    model, images, size=args.map_size, stride=args.map_stride
+                ).upsampled
+            ),
+            "occlusion",
+        )
     stats = map_statistics(args, model, x, y, patched, positions, pgd)
     detections = detection(args, model, val.float_images(), x, y, patched, pgd)
     header = (
@@ -155,10 +242,19 @@ def main(argv=None):
         f"{len(x)} test images; PGD-20 x 2 (margin) at eps {args.eps:.4f}; universal patch {args.patch_size}x{args.patch_size} "
         f"({args.patch_steps} steps, {len(source)} training images), clean accuracy {common.accuracy(model, x, y):.3f}"
     )
-    common.finish(args, [
-        common.write_table(args, stats, "map_statistics", "Where the maps look"),
-        common.write_table(args, detections, "detection", f"Consistency detection (threshold for FPR {args.fpr} on {len(val)} clean validation images)"),
-    ], header)  # fmt: skip
+    common.finish(
+        args,
+        [
+            common.write_table(args, stats, "map_statistics", "Where the maps look"),
+            common.write_table(
+                args,
+                detections,
+                "detection",
+                f"Consistency detection (threshold for FPR {args.fpr} on {len(val)} clean validation images)",
+            ),
+        ],
+        header,
+    )
 
 
 if __name__ == "__main__":

@@ -44,9 +44,9 @@ def accuracy_row(args, label, model, x, y) -> dict:
     row = {"classifier": label, "clean": common.accuracy(model, x, y)}
     for eps in args.eps:
         for name, attack in (("FGSM", "fgsm"), ("strong", strong_attack())):
-            row[f"{name} {eps:g}"] = evaluation.robust_accuracy(model, x, y, attack, eps, args.attack_batch_size, seed=args.seed)[
-                "adversarial_accuracy"
-            ]
+            row[f"{name} {eps:g}"] = evaluation.robust_accuracy(
+                model, x, y, attack, eps, args.attack_batch_size, seed=args.seed
+            )["adversarial_accuracy"]
     common.log(f"[{label}] {row}")
     return row
 
@@ -68,37 +68,70 @@ def main(argv=None):
     trained = {
         "base": common.train_model(args, "base", train, val, len(names)),
         "contrastive": common.train_model(
-            args, f"contrastive_m{args.margin:g}_w{args.weight:g}", train, val, len(names),
+            args,
+            f"contrastive_m{args.margin:g}_w{args.weight:g}",
+            train,
+            val,
+            len(names),
             trainer=lambda m: ContrastiveTrainer(m, margin=args.margin, weight=args.weight),
         ),
-    }  # fmt: skip
+    }
     refs = choose_references(train.labels, args.per_class, seed=args.seed, num_classes=len(names))
     ref_images, ref_labels = train.take(refs).float_images(), train.labels[refs]
     rows, embedding_panels, move_panels = [], [], []
     for name, model in trained.items():
         nearest = NearestReferenceClassifier(model, ref_images, ref_labels)
         rows.append(accuracy_row(args, f"{name}: softmax head", model, x, y))
-        rows.append(accuracy_row(args, f"{name}: nearest of {args.per_class} references per class", nearest, x, y))
+        rows.append(
+            accuracy_row(
+                args, f"{name}: nearest of {args.per_class} references per class", nearest, x, y
+            )
+        )
         k = args.projection_images
         embedded = embeddings(model, x[:k])
         pca = figures.fit_pca_2d(embedded)
-        embedding_panels.append({"title": f"{name}", "points": figures.project_2d(embedded, pca), "labels": y[:k]})
+        embedding_panels.append(
+            {"title": f"{name}", "points": figures.project_2d(embedded, pca), "labels": y[:k]}
+        )
         m = args.moving_images
-        adversarial = attacks.run_attack(nearest, (x[:m], y[:m]), strong_attack(), max(args.eps), seed=args.seed)
-        move_panels.append({
-            "title": f"{name}: PGD eps {max(args.eps):g} on nearest-reference",
-            "points": figures.project_2d(embedded, pca), "labels": y[:k],
-            "moved_from": figures.project_2d(embedded[:m], pca),
-            "moved_to": figures.project_2d(embeddings(model, adversarial.adversarial), pca),
-            "moved_labels": adversarial.adversarial_predictions,
-        })  # fmt: skip
-    common.save_figure(args, figures.embedding_figure(embedding_panels, names, "test embeddings (PCA), without and with the contrastive loss"), "embeddings")
-    common.save_figure(args, figures.embedding_figure(move_panels, names, "attacked points moving between clusters"), "attacked_moves")
+        adversarial = attacks.run_attack(
+            nearest, (x[:m], y[:m]), strong_attack(), max(args.eps), seed=args.seed
+        )
+        move_panels.append(
+            {
+                "title": f"{name}: PGD eps {max(args.eps):g} on nearest-reference",
+                "points": figures.project_2d(embedded, pca),
+                "labels": y[:k],
+                "moved_from": figures.project_2d(embedded[:m], pca),
+                "moved_to": figures.project_2d(embeddings(model, adversarial.adversarial), pca),
+                "moved_labels": adversarial.adversarial_predictions,
+            }
+        )
+    common.save_figure(
+        args,
+        figures.embedding_figure(
+            embedding_panels, names, "test embeddings (PCA), without and with the contrastive loss"
+        ),
+        "embeddings",
+    )
+    common.save_figure(
+        args,
+        figures.embedding_figure(move_panels, names, "attacked points moving between clusters"),
+        "attacked_moves",
+    )
     header = (
         f"Latent-space defence: {args.model}, {args.epochs} epochs on {len(train)} images, contrastive margin {args.margin}, "
         f"weight {args.weight}; {args.per_class} references per class; {len(x)} test images"
     )
-    common.finish(args, [common.write_table(args, pd.DataFrame(rows), "accuracy", "Clean and adversarial accuracy")], header)
+    common.finish(
+        args,
+        [
+            common.write_table(
+                args, pd.DataFrame(rows), "accuracy", "Clean and adversarial accuracy"
+            )
+        ],
+        header,
+    )
 
 
 if __name__ == "__main__":

@@ -42,20 +42,38 @@ def free_ports(count: int) -> list:
 def tf_configs(count: int) -> list:
     """One TF_CONFIG (JSON) per worker of a localhost cluster."""
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(count)]}
-    return [json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}) for i in range(count)]
+    return [
+        json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
+        for i in range(count)
+    ]
 
 
-def start_workers(train_args, count: int, log_dir: str, cwd: str = REPO_ROOT, extra_env=None) -> list:
+def start_workers(
+    train_args, count: int, log_dir: str, cwd: str = REPO_ROOT, extra_env=None
+) -> list:
     """Starts the workers (`extra_env`: more environment variables); returns [(Popen, log path)]."""
     os.makedirs(log_dir, exist_ok=True)
     workers = []
-    base = dict(os.environ, **(extra_env or {}), PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    base = dict(
+        os.environ,
+        **(extra_env or {}),
+        PYTHONPATH=REPO_ROOT,
+        TF_CPP_MIN_LOG_LEVEL="3",
+        PYTHONUNBUFFERED="1",
+    )
     for index, tf_config in enumerate(tf_configs(count)):
         env = dict(base, TF_CONFIG=tf_config)
         log = os.path.join(log_dir, f"worker{index}.log")
         with open(log, "w") as out:
             command = [sys.executable, "-m", "tfadv.train", *train_args]
-            workers.append((subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT), log))
+            workers.append(
+                (
+                    subprocess.Popen(
+                        command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT
+                    ),
+                    log,
+                )
+            )
     return workers
 
 
@@ -87,11 +105,15 @@ def median(values):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--log_dir", default="", help="worker logs (default: a temporary folder)")
-    parser.add_argument("--batch_size", type=int, default=0, help="global batch size, for images/second")
+    parser.add_argument(
+        "--batch_size", type=int, default=0, help="global batch size, for images/second"
+    )
     parser.add_argument("train_args", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     train_args = [a for a in args.train_args if a != "--"]
@@ -106,16 +128,29 @@ def main():
         accuracy = re.findall(r"clean test accuracy .*", text)
         step = median(step_times(text)[1:])  # the first epoch traces
         images_per_second = args.batch_size / step if step and args.batch_size else None
-        rate = f", {images_per_second:.0f} images/s (median epoch after the first)" if images_per_second else ""
-        lines.append(f"worker {index}: exit {code}{rate}; {accuracy[-1] if accuracy else 'no result'}")
-        workers.append({"exit": code, "images_per_second": images_per_second,
-                        "result": accuracy[-1] if accuracy else None})
+        rate = (
+            f", {images_per_second:.0f} images/s (median epoch after the first)"
+            if images_per_second
+            else ""
+        )
+        lines.append(
+            f"worker {index}: exit {code}{rate}; {accuracy[-1] if accuracy else 'no result'}"
+        )
+        workers.append(
+            {
+                "exit": code,
+                "images_per_second": images_per_second,
+                "result": accuracy[-1] if accuracy else None,
+            }
+        )
     lines.append(f"{args.workers} worker(s): {seconds:.1f} s wall; logs in {log_dir}")
     print("\n".join(lines))
     result = {
         "command": " ".join(["python", os.path.relpath(os.path.abspath(__file__)), *sys.argv[1:]]),
-        "workers": workers, "wall_seconds": round(seconds, 1),
-        "load_average_before": load_before, "load_average_after": os.getloadavg(),
+        "workers": workers,
+        "wall_seconds": round(seconds, 1),
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
     }
     with open(os.path.join(log_dir, "result.json"), "w") as f:
         json.dump(result, f, indent=2)

@@ -24,35 +24,90 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import tfadv  # noqa: E402, F401  (before TensorFlow loads: tfadv's oneDNN default)
 
-TINY = dict(dataset="synthetic", model="tiny_cnn", batch_size=32, train_limit=160, test_limit=64, verbose=0, seed=3)
+TINY = dict(
+    dataset="synthetic",
+    model="tiny_cnn",
+    batch_size=32,
+    train_limit=160,
+    test_limit=64,
+    verbose=0,
+    seed=3,
+)
 PGD = dict(attack="pgd", attack_steps=2, adv_ratio=0.5, eps_ramp_epochs=1, robust_eval_size=0)
-FAST = dict(recipe="adversarial_batch", attack="fgsm_random", attack_alpha=0, eps=0.03, adv_ratio=1.0, robust_eval_size=0, guard_images=64)
+FAST = dict(
+    recipe="adversarial_batch",
+    attack="fgsm_random",
+    attack_alpha=0,
+    eps=0.03,
+    adv_ratio=1.0,
+    robust_eval_size=0,
+    guard_images=64,
+)
 # name: (settings, epochs or None for --epochs)
 CONFIGS = {
-    "standard": (dict(recipe="standard", noise="after_first_conv", noise_stddev=0.2, augment="all"), None),
+    "standard": (
+        dict(recipe="standard", noise="after_first_conv", noise_stddev=0.2, augment="all"),
+        None,
+    ),
     "adversarial_batch": (dict(recipe="adversarial_batch", **PGD), None),
     "adversarial_batch_fast": (dict(FAST, learning_rate=0.01, seed=0), None),
-    "adversarial_batch_fast_guard_stops": (dict(FAST, guard_drop=0.02, learning_rate=0.003, seed=3), 3),
-    "adversarial_epoch": (dict(recipe="adversarial_epoch", attack="fgsm_random", adv_fraction=0.5, robust_eval_size=0), None),
+    "adversarial_batch_fast_guard_stops": (
+        dict(FAST, guard_drop=0.02, learning_rate=0.003, seed=3),
+        3,
+    ),
+    "adversarial_epoch": (
+        dict(
+            recipe="adversarial_epoch", attack="fgsm_random", adv_fraction=0.5, robust_eval_size=0
+        ),
+        None,
+    ),
     "random_noise": (dict(recipe="random_noise", adv_fraction=0.5, robust_eval_size=0), None),
     "distill": (dict(recipe="distill", teacher_recipe="standard", student_temperature=20.0), None),
-    "distill_variant": (dict(recipe="distill_variant", teacher_recipe="random_noise", adv_fraction=0.5, student_temperature=4.0), None),
-}  # fmt: skip
-COLUMNS = ["recipe", "config", "stage", "kill point", "mode", "epochs", "epochs trained after resume",
-           "uninterrupted checksum", "resumed checksum", "equal"]  # fmt: skip
+    "distill_variant": (
+        dict(
+            recipe="distill_variant",
+            teacher_recipe="random_noise",
+            adv_fraction=0.5,
+            student_temperature=4.0,
+        ),
+        None,
+    ),
+}
+COLUMNS = [
+    "recipe",
+    "config",
+    "stage",
+    "kill point",
+    "mode",
+    "epochs",
+    "epochs trained after resume",
+    "uninterrupted checksum",
+    "resumed checksum",
+    "equal",
+]
 
 
 def rows_of(name, config, rows):
     out = []
     for row in rows:
         for model in row.reference:
-            out.append({
-                "recipe": config.recipe, "config": name, "stage": row.point.stage, "kill point": row.point.describe(),
-                "mode": row.mode, "epochs": config.epochs,
-                "epochs trained after resume": " ".join(f"{s}:{n}" for s, n in row.resumed_epochs.items()) or "-",
-                "uninterrupted checksum": f"{model} {row.reference[model]}", "resumed checksum": f"{model} {row.resumed.get(model)}",
-                "equal": "yes" if row.equal else "NO",
-            })  # fmt: skip
+            out.append(
+                {
+                    "recipe": config.recipe,
+                    "config": name,
+                    "stage": row.point.stage,
+                    "kill point": row.point.describe(),
+                    "mode": row.mode,
+                    "epochs": config.epochs,
+                    "epochs trained after resume": " ".join(
+                        f"{s}:{n}" for s, n in row.resumed_epochs.items()
+                    )
+                    or "-",
+                    "uninterrupted checksum": f"{model} {row.reference[model]}",
+                    "resumed checksum": f"{model} {row.resumed.get(model)}",
+                    "equal": "yes" if row.equal else "NO",
+                }
+            )
     return out
 
 
@@ -82,11 +137,17 @@ def write(out_dir, table, command):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out_dir", default=os.path.join(REPO_ROOT, "docs", "results", "resume"))
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--only", default="", help="comma-separated names of CONFIGS (default: all)")
-    parser.add_argument("--work_dir", default="", help="where the runs go (default: a temporary folder)")
+    parser.add_argument(
+        "--only", default="", help="comma-separated names of CONFIGS (default: all)"
+    )
+    parser.add_argument(
+        "--work_dir", default="", help="where the runs go (default: a temporary folder)"
+    )
     args = parser.parse_args()
     from tfadv.experiment import resume_check
     from tfadv.experiment.config import TrainConfig
@@ -103,16 +164,24 @@ def main():
         config = TrainConfig(**{**TINY, "epochs": epochs or args.epochs, **settings})
         folder = os.path.join(work, name)
         points = resume_check.kill_points(config)
-        if name == "adversarial_batch_fast_guard_stops":  # the guard stops in epoch 2 of 3: no later epoch
+        if (
+            name == "adversarial_batch_fast_guard_stops"
+        ):  # the guard stops in epoch 2 of 3: no later epoch
             points = [p for p in points if not (p.moment == "epoch" and p.epoch > 1)]
         rows = resume_check.check(config, points, os.path.join(folder, "snapshot"))
         reference = rows[0]
         rows += resume_check.check(
-            config, resume_check.kill_points(config, moments=("export", "evaluation")), os.path.join(folder, "raise"),
-            mode="raise", reference=_Summary(reference.reference, reference.reference_accuracy),
-        )  # fmt: skip
+            config,
+            resume_check.kill_points(config, moments=("export", "evaluation")),
+            os.path.join(folder, "raise"),
+            mode="raise",
+            reference=_Summary(reference.reference, reference.reference_accuracy),
+        )
         table += rows_of(name, config, rows)
-        print(f"{name}: {sum(r.equal for r in rows)} of {len(rows)} kill points equal ({time.time() - start:.0f} s)", flush=True)
+        print(
+            f"{name}: {sum(r.equal for r in rows)} of {len(rows)} kill points equal ({time.time() - start:.0f} s)",
+            flush=True,
+        )
     only = f" --only={args.only}" if args.only else ""
     write(args.out_dir, table, f"python tools/resume_table.py --epochs={args.epochs}{only}")
     return 0 if all(row["equal"] == "yes" for row in table) else 1

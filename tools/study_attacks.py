@@ -30,7 +30,10 @@ SWEEP_ATTACKS = {"fgsm": {}, "pgd": {"steps": 10, "seed": 0}, "random_sign": {"s
 
 def markdown(frame: pd.DataFrame, floats: str = "{:.3f}") -> str:
     """A GitHub Markdown table (pandas' to_markdown needs the optional tabulate package)."""
-    cells = [[floats.format(v) if isinstance(v, float) else str(v) for v in row] for row in frame.itertuples(index=False)]
+    cells = [
+        [floats.format(v) if isinstance(v, float) else str(v) for v in row]
+        for row in frame.itertuples(index=False)
+    ]
     lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells])
 
@@ -70,10 +73,18 @@ def one_pixel_rows(model, x, y, args) -> list:
     for pixels in (1, 3):
         start = time.time()
         adv = attacks.one_pixel(
-            model, x, y, pixels=pixels, population=args.population, max_queries=args.max_queries, seed=0
+            model,
+            x,
+            y,
+            pixels=pixels,
+            population=args.population,
+            max_queries=args.max_queries,
+            seed=0,
         ).numpy()
         setting = f"{pixels} px, pop {args.population}, {args.max_queries} queries/image"
-        rows.append(success_row("one_pixel", setting, clean, predict(model, adv), y, time.time() - start))
+        rows.append(
+            success_row("one_pixel", setting, clean, predict(model, adv), y, time.time() - start)
+        )
         print(f"  one_pixel {pixels}: {time.time() - start:.0f} s", flush=True)
     return rows
 
@@ -84,26 +95,59 @@ def patch_rows(model, train_x, train_y, x, y) -> list:
     rng = np.random.default_rng(0)
     for size in (4, 8):
         start = time.time()
-        trained = attacks.patch(model, train_x, train_y, size=size, steps=150, step_size=0.02, batch_size=64, seed=0)
+        trained = attacks.patch(
+            model, train_x, train_y, size=size, steps=150, step_size=0.02, batch_size=64, seed=0
+        )
         on_test = attacks.apply_patch(x, trained.patch, seed=1)
         seconds = time.time() - start
         area = f"{size}x{size} ({100 * size * size / (x.shape[1] * x.shape[2]):.1f}% of the image)"
-        rows.append(success_row("patch", f"{area}, trained", clean, predict(model, on_test.images.numpy()), y, seconds))
-        control = attacks.apply_patch(x, rng.random((size, size, x.shape[-1]), dtype=np.float32), seed=1)
-        rows.append(success_row("patch", f"{area}, random control", clean, predict(model, control.images.numpy()), y, 0.0))
+        rows.append(
+            success_row(
+                "patch",
+                f"{area}, trained",
+                clean,
+                predict(model, on_test.images.numpy()),
+                y,
+                seconds,
+            )
+        )
+        control = attacks.apply_patch(
+            x, rng.random((size, size, x.shape[-1]), dtype=np.float32), seed=1
+        )
+        rows.append(
+            success_row(
+                "patch",
+                f"{area}, random control",
+                clean,
+                predict(model, control.images.numpy()),
+                y,
+                0.0,
+            )
+        )
         print(f"  patch {size}: {seconds:.0f} s", flush=True)
     return rows
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="saved_models/standard_mini", help="run folder or .keras file")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model", default="saved_models/standard_mini", help="run folder or .keras file"
+    )
     parser.add_argument("--data_dir", default="../shared/data/cifar-10-mini-binary.tar.gz")
-    parser.add_argument("--limit", type=int, default=0, help="test images for the eps sweep (0: all)")
+    parser.add_argument(
+        "--limit", type=int, default=0, help="test images for the eps sweep (0: all)"
+    )
     parser.add_argument("--one_pixel_images", type=int, default=100)
     parser.add_argument("--population", type=int, default=40)
     parser.add_argument("--max_queries", type=int, default=400)
-    parser.add_argument("--patch_images", type=int, default=200, help="test images patched; as many training images train it")
+    parser.add_argument(
+        "--patch_images",
+        type=int,
+        default=200,
+        help="test images patched; as many training images train it",
+    )
     parser.add_argument("--output", default="study_attacks.csv")
     args = parser.parse_args()
 
@@ -125,18 +169,36 @@ def main():
     others += patch_rows(model, train.float_images(), train.labels, x[:n], y[:n])
     others = pd.DataFrame(others)
 
-    columns = ["attack", "eps_255", "clean_accuracy", "adversarial_accuracy", "adversarial_accuracy_on_correct"]
-    wide = sweep.pivot(index="eps_255", columns="attack", values="adversarial_accuracy")[list(SWEEP_ATTACKS)]
-    wide_correct = sweep.pivot(index="eps_255", columns="attack", values="adversarial_accuracy_on_correct")
+    columns = [
+        "attack",
+        "eps_255",
+        "clean_accuracy",
+        "adversarial_accuracy",
+        "adversarial_accuracy_on_correct",
+    ]
+    wide = sweep.pivot(index="eps_255", columns="attack", values="adversarial_accuracy")[
+        list(SWEEP_ATTACKS)
+    ]
+    wide_correct = sweep.pivot(
+        index="eps_255", columns="attack", values="adversarial_accuracy_on_correct"
+    )
     table = pd.DataFrame({"eps (x/255)": [f"{e:g}" for e in wide.index]})
     for name in SWEEP_ATTACKS:
         table[f"{name} acc (all)"] = wide[name].to_numpy()
         table[f"{name} acc (clean-correct)"] = wide_correct[name].to_numpy()
-    print(f"\n## Accuracy under attack, {len(y)} test images (clean accuracy {sweep['clean_accuracy'].iloc[0]:.3f})\n")
+    print(
+        f"\n## Accuracy under attack, {len(y)} test images (clean accuracy {sweep['clean_accuracy'].iloc[0]:.3f})\n"
+    )
     print(markdown(table))
     print("\n## One-pixel and patch attacks (success = clean-correct images misclassified)\n")
-    print(markdown(others.drop(columns=["seconds"]).assign(seconds=others["seconds"].round(0).astype(int))))
-    combined = pd.concat([sweep[columns + ["n", "n_correct", "seconds"]], others], ignore_index=True)
+    print(
+        markdown(
+            others.drop(columns=["seconds"]).assign(seconds=others["seconds"].round(0).astype(int))
+        )
+    )
+    combined = pd.concat(
+        [sweep[columns + ["n", "n_correct", "seconds"]], others], ignore_index=True
+    )
     combined.to_csv(args.output, index=False)
     print(f"\nwritten: {args.output}")
 

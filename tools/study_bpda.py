@@ -29,7 +29,11 @@ def flags(argv=None):
     p = common.parser(__doc__)
     p.set_defaults(epochs=5, test_images=200)
     p.add_argument("--eps", type=float, default=8 / 255, help="L-inf budget, pixel scale")
-    p.add_argument("--suite", default="apgd(steps=20),apgd_t(steps=20, n_targets=3)", help="attack suite of evaluate")
+    p.add_argument(
+        "--suite",
+        default="apgd(steps=20),apgd_t(steps=20, n_targets=3)",
+        help="attack suite of evaluate",
+    )
     p.add_argument("--quantize_step", type=int, default=4, help="quantizer step in 1/255 units")
     p.add_argument("--sweep_eps", default="0.01,0.03", help="eps sweep of the report (comma list)")
     p.add_argument("--eval_batch_size", type=int, default=200)
@@ -52,7 +56,9 @@ def quantized(model, step: int):
         return tf.stop_gradient(tf.round(x * 255.0 / step) * step / 255.0)
 
     inputs = keras.Input(model.input_shape[1:])
-    return keras.Model(inputs, model(keras.layers.Lambda(quantize, name="quantize")(inputs)), name="quantized")
+    return keras.Model(
+        inputs, model(keras.layers.Lambda(quantize, name="quantize")(inputs)), name="quantized"
+    )
 
 
 def table(report):
@@ -64,13 +70,22 @@ def table(report):
         remedy = m.remedies[m.remedies["remedy"] == "bpda"]
         broke = int(remedy["broke"].sum())
         ran_on = int(remedy["ran_on"].iloc[0]) if len(remedy) else 0
-        rows.append({
-            "model": name, "clean_accuracy": m.clean["accuracy"], "suite_robust_accuracy": m.suite.robust_accuracy,
-            "white_box_before_remedy": m.white_box_robust_accuracy + broke / report.n,
-            "transfer_accuracy": min(float(report.transfer.loc[source, name]) for source in other),
-            "white_box_after_bpda": m.white_box_robust_accuracy, "headline_robust_accuracy": m.robust_accuracy,
-            "checks_failed": ",".join(m.failed_checks) or "none", "bpda_ran_on": ran_on, "bpda_broke": broke,
-        })  # fmt: skip
+        rows.append(
+            {
+                "model": name,
+                "clean_accuracy": m.clean["accuracy"],
+                "suite_robust_accuracy": m.suite.robust_accuracy,
+                "white_box_before_remedy": m.white_box_robust_accuracy + broke / report.n,
+                "transfer_accuracy": min(
+                    float(report.transfer.loc[source, name]) for source in other
+                ),
+                "white_box_after_bpda": m.white_box_robust_accuracy,
+                "headline_robust_accuracy": m.robust_accuracy,
+                "checks_failed": ",".join(m.failed_checks) or "none",
+                "bpda_ran_on": ran_on,
+                "bpda_broke": broke,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -83,16 +98,30 @@ def main(argv=None):
     twin = common.train_model(args, "twin", train, val, len(names))
     target = quantized(twin, args.quantize_step)
     x, y = test.float_images(), test.labels
-    common.log(f"twin clean accuracy {common.accuracy(twin, x, y):.4f}, quantized {common.accuracy(target, x, y):.4f} on {len(y)} images")
+    common.log(
+        f"twin clean accuracy {common.accuracy(twin, x, y):.4f}, quantized {common.accuracy(target, x, y):.4f} on {len(y)} images"
+    )
     report = evaluation.evaluate(
-        {"twin": twin, "quantized": target}, x, y, args.eps, suite=args.suite, class_names=names,
-        sweep_eps=common.float_list(args.sweep_eps), batch_size=args.eval_batch_size, seed=args.seed,
-    )  # fmt: skip
+        {"twin": twin, "quantized": target},
+        x,
+        y,
+        args.eps,
+        suite=args.suite,
+        class_names=names,
+        sweep_eps=common.float_list(args.sweep_eps),
+        batch_size=args.eval_batch_size,
+        seed=args.seed,
+    )
     out = report.write(os.path.join(args.out, "report"), overwrite=True)
     common.log(f"report -> {out}")
     frame = table(report)
     notes = [f"- {name}: {note}" for name, m in report.models.items() for note in m.remedy_notes]
-    section = common.write_table(args, frame, "bpda", f"Quantized input (step {args.quantize_step}/255) vs its twin, eps {args.eps * 255:.0f}/255, {len(y)} images")
+    section = common.write_table(
+        args,
+        frame,
+        "bpda",
+        f"Quantized input (step {args.quantize_step}/255) vs its twin, eps {args.eps * 255:.0f}/255, {len(y)} images",
+    )
     common.finish(args, [section, "Remedies:\n", *notes, ""], "BPDA remedy of a masked gradient")
 
 

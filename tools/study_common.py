@@ -15,23 +15,40 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-DEFAULT_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "shared", "data", "cifar-10-mini-binary.tar.gz")
+DEFAULT_DATA = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    "shared",
+    "data",
+    "cifar-10-mini-binary.tar.gz",
+)
 _START = time.time()
 
 
 def parser(description: str) -> argparse.ArgumentParser:
     """The flags every study has: data, output folder, scale, seed."""
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data_dir", default=DEFAULT_DATA, help="CIFAR-10 binary archive (.tar.gz or folder)")
-    p.add_argument("--out", required=True, help="output folder (tables, PNGs, flags.json, trained weights)")
+    p = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--data_dir", default=DEFAULT_DATA, help="CIFAR-10 binary archive (.tar.gz or folder)"
+    )
+    p.add_argument(
+        "--out", required=True, help="output folder (tables, PNGs, flags.json, trained weights)"
+    )
     p.add_argument("--model", default="baseline_cnn", help="architecture (tfadv.models.REGISTRY)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch_size", type=int, default=128)
     p.add_argument("--learning_rate", type=float, default=1e-3)
-    p.add_argument("--train_images", type=int, default=0, help="training images used (0: all 4,194)")
-    p.add_argument("--test_images", type=int, default=500, help="test images evaluated / attacked (0: all 932)")
+    p.add_argument(
+        "--train_images", type=int, default=0, help="training images used (0: all 4,194)"
+    )
+    p.add_argument(
+        "--test_images", type=int, default=500, help="test images evaluated / attacked (0: all 932)"
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--retrain", action="store_true", help="train again even if weights exist in --out/models")
+    p.add_argument(
+        "--retrain", action="store_true", help="train again even if weights exist in --out/models"
+    )
     return p
 
 
@@ -61,7 +78,9 @@ def load_data(args, classes=None):
     if classes is not None:
         mapping = {c: i for i, c in enumerate(classes)}
         splits = [s.take(np.isin(s.labels, classes)) for s in splits]
-        splits = [type(s)(s.images, np.array([mapping[c] for c in s.labels], np.int64)) for s in splits]
+        splits = [
+            type(s)(s.images, np.array([mapping[c] for c in s.labels], np.int64)) for s in splits
+        ]
         names = [names[c] for c in classes]
     train, val, test = splits
     return train.head(args.train_images), val, test.head(args.test_images), names
@@ -83,14 +102,22 @@ def train_model(args, name, train, val, num_classes, trainer=None, **options):
         return model
     fit = trainer(model) if trainer is not None else model
     if trainer is None:
-        fit.compile(optimizer=keras.optimizers.Adam(args.learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        fit.compile(
+            optimizer=keras.optimizers.Adam(args.learning_rate),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
     else:
         fit.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
     log(f"[{name}] training {args.epochs} epoch(s) on {len(train)} images, options {options}")
     fit.fit(
-        train.float_images(), train.labels, batch_size=args.batch_size, epochs=args.epochs,
-        validation_data=(val.float_images(), val.labels), verbose=2,
-    )  # fmt: skip
+        train.float_images(),
+        train.labels,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        validation_data=(val.float_images(), val.labels),
+        verbose=2,
+    )
     from tfadv.runtime.files import atomic_file
 
     atomic_file(path, model.save_weights)
@@ -106,11 +133,17 @@ def accuracy(model, images, labels) -> float:
 def markdown(frame: pd.DataFrame) -> str:
     def cell(v):
         if isinstance(v, (float, np.floating)):
-            return "nan" if np.isnan(v) else (f"{v:.3g}" if (v != 0 and (abs(v) < 1e-2 or abs(v) >= 1e3)) else f"{v:.3f}")
+            return (
+                "nan"
+                if np.isnan(v)
+                else (f"{v:.3g}" if (v != 0 and (abs(v) < 1e-2 or abs(v) >= 1e3)) else f"{v:.3f}")
+            )
         return str(v)
 
     lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    lines += [
+        "| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)
+    ]
     return "\n".join(lines)
 
 
@@ -158,7 +191,9 @@ def float_list(text) -> list:
     try:
         return [float(v) for v in str(text).split(",") if v.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a comma list of numbers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a comma list of numbers, got {text!r}"
+        ) from None
 
 
 def str_list(text) -> list:
@@ -170,16 +205,36 @@ def str_list(text) -> list:
 
 def add_training_flags(p, augment: str = "none", lr_schedule: str = "cosine") -> None:
     """Flags of the runs trained through run_training (besides parser()'s epochs, batch size, ...)."""
-    p.add_argument("--augment", default=augment, help="none, standard (flip,crop), all, or a comma list")
+    p.add_argument(
+        "--augment", default=augment, help="none, standard (flip,crop), all, or a comma list"
+    )
     p.add_argument("--lr_schedule", default=lr_schedule, choices=("constant", "cosine"))
-    p.add_argument("--monitor_images", type=int, default=0, help="adversarial recipes: validation images PGD-checked per epoch for TensorBoard (0: off)")
+    p.add_argument(
+        "--monitor_images",
+        type=int,
+        default=0,
+        help="adversarial recipes: validation images PGD-checked per epoch for TensorBoard (0: off)",
+    )
 
 
 def add_evaluation_flags(p, suite: str = "standard", eval_images: int = 500) -> None:
     """The shared evaluation path: every (defended) model scored by tfadv.evaluation.evaluate."""
-    p.add_argument("--suite", default=suite, help="suite of tfadv.evaluation.evaluate: standard, fast, a comma list of attack specs, or none")
-    p.add_argument("--eval_images", type=int, default=eval_images, help="first N test images scored by the suite (0: all)")
-    p.add_argument("--reevaluate", action="store_true", help="rerun the suite even where its report exists in --out/evaluations")
+    p.add_argument(
+        "--suite",
+        default=suite,
+        help="suite of tfadv.evaluation.evaluate: standard, fast, a comma list of attack specs, or none",
+    )
+    p.add_argument(
+        "--eval_images",
+        type=int,
+        default=eval_images,
+        help="first N test images scored by the suite (0: all)",
+    )
+    p.add_argument(
+        "--reevaluate",
+        action="store_true",
+        help="rerun the suite even where its report exists in --out/evaluations",
+    )
 
 
 def parse(p: argparse.ArgumentParser, argv=None, check=None):
@@ -188,7 +243,11 @@ def parse(p: argparse.ArgumentParser, argv=None, check=None):
     line 'error: ...' and exit code 2."""
     import json
 
-    p.add_argument("--from_flags", default="", help="rerun from a study's flags.json (flags given too override it)")
+    p.add_argument(
+        "--from_flags",
+        default="",
+        help="rerun from a study's flags.json (flags given too override it)",
+    )
     p.error = fail  # argparse's own errors: one line, exit 2
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--from_flags", default="")
@@ -200,7 +259,9 @@ def parse(p: argparse.ArgumentParser, argv=None, check=None):
         except (OSError, ValueError) as e:
             fail(f"--from_flags={known.from_flags}: {e}")
         actions = {a.dest: a for a in p._actions}
-        values = {k: v for k, v in saved.items() if k in actions and k not in ("help", "from_flags")}
+        values = {
+            k: v for k, v in saved.items() if k in actions and k not in ("help", "from_flags")
+        }
         p.set_defaults(**values)
         for name in values:
             actions[name].required = False
@@ -240,7 +301,9 @@ def check_common(args) -> None:
 
         for name in str_list(args.model):
             if not _is_model_path(name) and name not in models.REGISTRY:
-                raise ValueError(f"--model={name}: neither an architecture ({', '.join(sorted(models.REGISTRY))}) nor an existing model path")
+                raise ValueError(
+                    f"--model={name}: neither an architecture ({', '.join(sorted(models.REGISTRY))}) nor an existing model path"
+                )
 
 
 def _is_model_path(spec: str) -> bool:
@@ -264,8 +327,19 @@ def _epoch_timer():
             self._start = time.time()
 
         def on_epoch_end(self, epoch, logs=None):
-            numeric = {k: float(v) for k, v in (logs or {}).items() if np.ndim(v) == 0 and np.isfinite(float(v))}
-            self.rows.append({"stage": self.stage, "epoch": epoch + 1, "seconds": time.time() - self._start, **numeric})
+            numeric = {
+                k: float(v)
+                for k, v in (logs or {}).items()
+                if np.ndim(v) == 0 and np.isfinite(float(v))
+            }
+            self.rows.append(
+                {
+                    "stage": self.stage,
+                    "epoch": epoch + 1,
+                    "seconds": time.time() - self._start,
+                    **numeric,
+                }
+            )
 
     return EpochTimer()
 
@@ -290,14 +364,30 @@ def train_run(args, name: str, retrain: bool | None = None, probes=(), **overrid
         log(f"[{name}] reusing {output_dir}")
         times = run_folder.read_json(os.path.join(output_dir, TIMES_FILE))
         summary = run_folder.read_json(summary_path)
-        return {"dir": output_dir, "summary": summary, "epochs": times.get("epochs", []), "probes": times.get("probes", []),
-                "seconds": summary.get("seconds", float("nan")), "reused": True}  # fmt: skip
+        return {
+            "dir": output_dir,
+            "summary": summary,
+            "epochs": times.get("epochs", []),
+            "probes": times.get("probes", []),
+            "seconds": summary.get("seconds", float("nan")),
+            "reused": True,
+        }
     fields = dict(
-        dataset="cifar10", data_dir=args.data_dir, model=args.model, epochs=args.epochs, batch_size=args.batch_size,
-        learning_rate=args.learning_rate, lr_schedule=getattr(args, "lr_schedule", "cosine"),
-        augment=getattr(args, "augment", "none"), train_limit=args.train_images,
-        robust_eval_size=getattr(args, "monitor_images", 0), seed=args.seed, verbose=2, output_dir=output_dir, overwrite=True,
-    )  # fmt: skip
+        dataset="cifar10",
+        data_dir=args.data_dir,
+        model=args.model,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        lr_schedule=getattr(args, "lr_schedule", "cosine"),
+        augment=getattr(args, "augment", "none"),
+        train_limit=args.train_images,
+        robust_eval_size=getattr(args, "monitor_images", 0),
+        seed=args.seed,
+        verbose=2,
+        output_dir=output_dir,
+        overwrite=True,
+    )
     fields.update(overrides)
     config = TrainConfig(**fields)
     shown = ", ".join(f"{k}={v}" for k, v in overrides.items())
@@ -305,12 +395,24 @@ def train_run(args, name: str, retrain: bool | None = None, probes=(), **overrid
     timer = _epoch_timer()
     summary = run.run_training(config, extra_callbacks=[timer, *probes])
     probe_summaries = [p.summary() for p in probes]
-    write_json(os.path.join(output_dir, TIMES_FILE), {"epochs": timer.rows, "probes": probe_summaries, "seconds": summary.seconds})
-    log(f"[{name}] done in {summary.seconds:.0f} s: clean test accuracy " + ", ".join(f"{k} {v:.3f}" for k, v in summary.test_accuracy.items()))
+    write_json(
+        os.path.join(output_dir, TIMES_FILE),
+        {"epochs": timer.rows, "probes": probe_summaries, "seconds": summary.seconds},
+    )
+    log(
+        f"[{name}] done in {summary.seconds:.0f} s: clean test accuracy "
+        + ", ".join(f"{k} {v:.3f}" for k, v in summary.test_accuracy.items())
+    )
     import dataclasses
 
-    return {"dir": output_dir, "summary": dataclasses.asdict(summary), "epochs": timer.rows, "probes": probe_summaries,
-            "seconds": summary.seconds, "reused": False}  # fmt: skip
+    return {
+        "dir": output_dir,
+        "summary": dataclasses.asdict(summary),
+        "epochs": timer.rows,
+        "probes": probe_summaries,
+        "seconds": summary.seconds,
+        "reused": False,
+    }
 
 
 def epoch_seconds(info: dict, stage: int | None = None) -> list:
@@ -344,7 +446,17 @@ def test_split(args, classes=None):
     return test.float_images(), test.labels, names
 
 
-def suite_evaluation(args, key: str, model, x, y, eps: float, class_names=None, source: str | None = None, images: int = 0) -> dict:
+def suite_evaluation(
+    args,
+    key: str,
+    model,
+    x,
+    y,
+    eps: float,
+    class_names=None,
+    source: str | None = None,
+    images: int = 0,
+) -> dict:
     """Scores one model with tfadv.evaluation.evaluate (suite --suite, the masking checklist) on the
     first --eval_images (or `images`, when smaller) of (x, y) at `eps`; the report goes to --out/evaluations/<key>-eps<eps>/ and
     is reused when present (and newer than `source`, the model's file) unless --reevaluate.
@@ -375,16 +487,29 @@ def suite_evaluation(args, key: str, model, x, y, eps: float, class_names=None, 
 
         start = time.time()
         log(f"[{key}] evaluating: suite {args.suite}, eps {eps:g}, {n} images")
-        report = evaluation.evaluate({key: model}, x[:n], y[:n], eps, suite=args.suite, class_names=class_names, seed=args.seed)
+        report = evaluation.evaluate(
+            {key: model},
+            x[:n],
+            y[:n],
+            eps,
+            suite=args.suite,
+            class_names=class_names,
+            seed=args.seed,
+        )
         report.write(folder, overwrite=True)
         headline = report.summary()["models"][key]
-        log(f"[{key}] evaluated in {time.time() - start:.0f} s: robust {headline['robust_accuracy']:.3f}, failed checks {headline['masking_checks_failed']}")
+        log(
+            f"[{key}] evaluated in {time.time() - start:.0f} s: robust {headline['robust_accuracy']:.3f}, failed checks {headline['masking_checks_failed']}"
+        )
     return {
-        "eval clean": headline["clean_accuracy"], "suite robust": headline["robust_accuracy"],
-        "suite robust on correct": headline["robust_accuracy_on_correct"], "suite alone": headline["suite_robust_accuracy"],
-        "masking checks failed": headline["masking_checks_failed"], "eval seconds": headline["seconds"],
+        "eval clean": headline["clean_accuracy"],
+        "suite robust": headline["robust_accuracy"],
+        "suite robust on correct": headline["robust_accuracy_on_correct"],
+        "suite alone": headline["suite_robust_accuracy"],
+        "masking checks failed": headline["masking_checks_failed"],
+        "eval seconds": headline["seconds"],
         "report": os.path.relpath(os.path.join(folder, "report.md"), args.out),
-    }  # fmt: skip
+    }
 
 
 def gradient_figure(args, key: str, model, x, y, title: str = "") -> dict:
@@ -394,13 +519,19 @@ def gradient_figure(args, key: str, model, x, y, title: str = "") -> dict:
     from tfadv import attacks, evaluation, models
     from tfadv.evaluation import plots
 
-    views = attacks.LOSS_ON if models.as_classifier(model).output == "probabilities" else ("logits",)
+    views = (
+        attacks.LOSS_ON if models.as_classifier(model).output == "probabilities" else ("logits",)
+    )
     norms = {view: evaluation.gradient_norms(model, x, y, loss_on=view) for view in views}
     correct = attacks.predict_classes(model, x) == y
     save_figure(args, plots.gradient_histograms(norms, correct, title or key), f"gradients_{key}")
     row = {"model": key}
     for view, values in norms.items():
         row[f"grad = 0 ({view})"] = float(np.mean(values == 0))
-        row[f"median grad norm ({view}), correct"] = float(np.median(values[correct])) if correct.any() else float("nan")
-        row[f"median grad norm ({view}), incorrect"] = float(np.median(values[~correct])) if (~correct).any() else float("nan")
+        row[f"median grad norm ({view}), correct"] = (
+            float(np.median(values[correct])) if correct.any() else float("nan")
+        )
+        row[f"median grad norm ({view}), incorrect"] = (
+            float(np.median(values[~correct])) if (~correct).any() else float("nan")
+        )
     return row

@@ -38,10 +38,17 @@ import study_common as common
 # means on [0, 255]; "torch" is the ImageNet mean/std on [0, 1]; "raw255" is [0, 255] (EfficientNet
 # rescales inside).
 APPLICATIONS = {
-    "InceptionV3": ("tf", 299), "Xception": ("tf", 299), "InceptionResNetV2": ("tf", 299), "MobileNetV2": ("tf", 224),
-    "ResNet50V2": ("tf", 224), "ResNet50": ("caffe", 224), "VGG16": ("caffe", 224), "VGG19": ("caffe", 224),
-    "DenseNet121": ("torch", 224), "EfficientNetB0": ("raw255", 224),
-}  # fmt: skip
+    "InceptionV3": ("tf", 299),
+    "Xception": ("tf", 299),
+    "InceptionResNetV2": ("tf", 299),
+    "MobileNetV2": ("tf", 224),
+    "ResNet50V2": ("tf", 224),
+    "ResNet50": ("caffe", 224),
+    "VGG16": ("caffe", 224),
+    "VGG19": ("caffe", 224),
+    "DenseNet121": ("torch", 224),
+    "EfficientNetB0": ("raw255", 224),
+}
 VIEWS = ("fast inverse", "fast least-likely", "iterative inverse", "iterative least-likely")
 
 
@@ -50,16 +57,51 @@ def flags(argv=None):
     common.add_training_flags(p, augment="standard")
     common.add_evaluation_flags(p)
     p.set_defaults(model="/work/runs/mini_std", test_images=0, epochs=30)
-    p.add_argument("--keras_application", default="", help=f"one of {', '.join(APPLICATIONS)} (instead of --model)")
-    p.add_argument("--weights", default="", help="--keras_application: local weights file (.h5), or none for random weights")
-    p.add_argument("--image_size", type=int, default=0, help="--keras_application: input size (0: the application's)")
-    p.add_argument("--images", default="", help=".npz with images, labels (and class_names) instead of the CIFAR-10 test split")
-    p.add_argument("--pool", type=int, default=0, help="first N images searched for the buckets (0: all)")
-    p.add_argument("--per_bucket", type=int, default=100, help="images taken from each confidence bucket")
-    p.add_argument("--eps", type=common.float_list, default="0.0078,0.0157,0.0314", help="perturbation sizes, pixel scale (2, 4, 8 / 255)")
-    p.add_argument("--steps", type=int, default=10, help="iterations of the iterative (BIM) perturbations")
-    p.add_argument("--alpha", type=float, default=0.0, help="BIM step (0: the library's, 2.5 eps / steps)")
-    p.add_argument("--loss_on", default="logits", choices=("logits", "probabilities"), help="where the attacks take the cross-entropy")
+    p.add_argument(
+        "--keras_application",
+        default="",
+        help=f"one of {', '.join(APPLICATIONS)} (instead of --model)",
+    )
+    p.add_argument(
+        "--weights",
+        default="",
+        help="--keras_application: local weights file (.h5), or none for random weights",
+    )
+    p.add_argument(
+        "--image_size",
+        type=int,
+        default=0,
+        help="--keras_application: input size (0: the application's)",
+    )
+    p.add_argument(
+        "--images",
+        default="",
+        help=".npz with images, labels (and class_names) instead of the CIFAR-10 test split",
+    )
+    p.add_argument(
+        "--pool", type=int, default=0, help="first N images searched for the buckets (0: all)"
+    )
+    p.add_argument(
+        "--per_bucket", type=int, default=100, help="images taken from each confidence bucket"
+    )
+    p.add_argument(
+        "--eps",
+        type=common.float_list,
+        default="0.0078,0.0157,0.0314",
+        help="perturbation sizes, pixel scale (2, 4, 8 / 255)",
+    )
+    p.add_argument(
+        "--steps", type=int, default=10, help="iterations of the iterative (BIM) perturbations"
+    )
+    p.add_argument(
+        "--alpha", type=float, default=0.0, help="BIM step (0: the library's, 2.5 eps / steps)"
+    )
+    p.add_argument(
+        "--loss_on",
+        default="logits",
+        choices=("logits", "probabilities"),
+        help="where the attacks take the cross-entropy",
+    )
     return common.parse(p, argv, check)
 
 
@@ -68,15 +110,27 @@ def check(args):
 
     if args.keras_application:
         if args.keras_application not in APPLICATIONS:
-            raise ValueError(f"--keras_application={args.keras_application}: expected one of {', '.join(APPLICATIONS)}")
+            raise ValueError(
+                f"--keras_application={args.keras_application}: expected one of {', '.join(APPLICATIONS)}"
+            )
         if not args.weights:
-            raise ValueError("--keras_application needs --weights=FILE (a local file; nothing can be downloaded) or --weights=none")
+            raise ValueError(
+                "--keras_application needs --weights=FILE (a local file; nothing can be downloaded) or --weights=none"
+            )
         if args.weights != "none" and not os.path.isfile(args.weights):
             raise ValueError(f"--weights={args.weights}: no such file")
     if args.images and not os.path.isfile(args.images):
         raise ValueError(f"--images={args.images}: no such file")
-    if args.per_bucket <= 0 or args.steps <= 0 or args.pool < 0 or args.image_size < 0 or args.alpha < 0:
-        raise ValueError(f"--per_bucket={args.per_bucket}, --steps={args.steps}: must be > 0; --pool, --image_size, --alpha: >= 0")
+    if (
+        args.per_bucket <= 0
+        or args.steps <= 0
+        or args.pool < 0
+        or args.image_size < 0
+        or args.alpha < 0
+    ):
+        raise ValueError(
+            f"--per_bucket={args.per_bucket}, --steps={args.steps}: must be > 0; --pool, --image_size, --alpha: >= 0"
+        )
     if not args.eps or any(not 0 < e <= 1 for e in args.eps):
         raise ValueError(f"--eps={','.join(map(str, args.eps))}: every eps must be in (0, 1]")
 
@@ -88,9 +142,15 @@ def application_model(name: str, weights: str, input_shape, size: int = 0):
 
     mode, default_size = APPLICATIONS[name]
     size = size or default_size
-    net = getattr(keras.applications, name)(weights=None if weights == "none" else weights, input_shape=(size, size, 3))
+    net = getattr(keras.applications, name)(
+        weights=None if weights == "none" else weights, input_shape=(size, size, 3)
+    )
     inputs = keras.Input(tuple(input_shape), name="images")
-    h = keras.layers.Resizing(size, size, name="resize")(inputs) if tuple(input_shape[:2]) != (size, size) else inputs
+    h = (
+        keras.layers.Resizing(size, size, name="resize")(inputs)
+        if tuple(input_shape[:2]) != (size, size)
+        else inputs
+    )
     if mode == "tf":
         h = keras.layers.Rescaling(2.0, offset=-1.0, name="preprocess")(h)
     elif mode == "torch":
@@ -98,7 +158,10 @@ def application_model(name: str, weights: str, input_shape, size: int = 0):
         h = keras.layers.Normalization(mean=mean, variance=std**2, name="preprocess")(h)
     elif mode == "caffe":
         h = keras.layers.Rescaling(255.0)(h)
-        h = keras.layers.Lambda(lambda t: t[..., ::-1] - np.array([103.939, 116.779, 123.68], np.float32), name="preprocess")(h)
+        h = keras.layers.Lambda(
+            lambda t: t[..., ::-1] - np.array([103.939, 116.779, 123.68], np.float32),
+            name="preprocess",
+        )(h)
     else:
         h = keras.layers.Rescaling(255.0, name="preprocess")(h)
     return keras.Model(inputs, net(h), name=f"{name}_on_unit_images")
@@ -112,9 +175,15 @@ def load_images(args):
         with np.load(args.images, allow_pickle=False) as f:
             images, y = f["images"], np.asarray(f["labels"], np.int64)
             names = [str(n) for n in f["class_names"]] if "class_names" in f.files else None
-        x = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
+        x = (
+            images.astype(np.float32) / 255.0
+            if images.dtype == np.uint8
+            else images.astype(np.float32)
+        )
         if x.ndim != 4 or len(x) != len(y) or x.min() < 0 or x.max() > 1:
-            common.fail(f"--images={args.images}: expected images (N, H, W, C) as uint8 or in [0, 1] and N labels")
+            common.fail(
+                f"--images={args.images}: expected images (N, H, W, C) as uint8 or in [0, 1] and N labels"
+            )
     return (x[: args.pool], y[: args.pool], names) if args.pool else (x, y, names)
 
 
@@ -123,8 +192,14 @@ def classifier(args, input_shape):
     import os
 
     if args.keras_application:
-        common.log(f"building keras.applications.{args.keras_application} with weights {args.weights}")
-        return args.keras_application, application_model(args.keras_application, args.weights, input_shape, args.image_size), None
+        common.log(
+            f"building keras.applications.{args.keras_application} with weights {args.weights}"
+        )
+        return (
+            args.keras_application,
+            application_model(args.keras_application, args.weights, input_shape, args.image_size),
+            None,
+        )
     spec = common.str_list(args.model)[0]
     if common._is_model_path(spec):
         return common.model_from_spec(spec)
@@ -152,7 +227,9 @@ def perturbations(args):
         "fast inverse": attacks.Attack("fgsm", loss_on=args.loss_on),
         "fast least-likely": attacks.Attack("fgsm", loss_on=args.loss_on, target="least_likely"),
         "iterative inverse": attacks.Attack("bim", loss_on=args.loss_on, **bim),
-        "iterative least-likely": attacks.Attack("bim", loss_on=args.loss_on, target="least_likely", **bim),
+        "iterative least-likely": attacks.Attack(
+            "bim", loss_on=args.loss_on, target="least_likely", **bim
+        ),
     }
 
 
@@ -172,12 +249,23 @@ def main(argv=None):
     chosen = select(confidence, args.per_bucket, args.seed)
     bucket_rows = []
     for bucket, (indices, available) in chosen.items():
-        bucket_rows.append({
-            "bucket": bucket, "available": available, "selected": len(indices), "asked": args.per_bucket,
-            "mean confidence": float(confidence[indices].mean()) if len(indices) else float("nan"),
-            "clean accuracy": float(np.mean(probabilities[indices].argmax(1) == y[indices])) if len(indices) else float("nan"),
-        })  # fmt: skip
-        common.log(f"[{label}] bucket {bucket}: {available} of {len(y)} images available, {len(indices)} selected")
+        bucket_rows.append(
+            {
+                "bucket": bucket,
+                "available": available,
+                "selected": len(indices),
+                "asked": args.per_bucket,
+                "mean confidence": float(confidence[indices].mean())
+                if len(indices)
+                else float("nan"),
+                "clean accuracy": float(np.mean(probabilities[indices].argmax(1) == y[indices]))
+                if len(indices)
+                else float("nan"),
+            }
+        )
+        common.log(
+            f"[{label}] bucket {bucket}: {available} of {len(y)} images available, {len(indices)} selected"
+        )
     buckets = pd.DataFrame(bucket_rows)
     selected = np.concatenate([indices for indices, _ in chosen.values()])
     xs, ys, clean = x[selected], y[selected], probabilities[selected]
@@ -185,22 +273,49 @@ def main(argv=None):
     for eps in args.eps:
         perturbed = {}
         for view, attack in perturbations(args).items():
-            result = attacks.run_attack(model, (xs, ys), attack, eps, batch_size=args.batch_size, seed=args.seed if attack.takes_seed else None)
-            perturbed[view] = metrics.predict_probabilities(model, result.adversarial, args.batch_size)
-            common.log(f"[{label}] eps {eps:g} {view}: top-1 error {metrics.top_k_error(perturbed[view], ys, 1):.3f}")
+            result = attacks.run_attack(
+                model,
+                (xs, ys),
+                attack,
+                eps,
+                batch_size=args.batch_size,
+                seed=args.seed if attack.takes_seed else None,
+            )
+            perturbed[view] = metrics.predict_probabilities(
+                model, result.adversarial, args.batch_size
+            )
+            common.log(
+                f"[{label}] eps {eps:g} {view}: top-1 error {metrics.top_k_error(perturbed[view], ys, 1):.3f}"
+            )
         tables.append(metrics.confidence_table(clean, ys, perturbed).assign(eps=eps))
     table = pd.concat(tables, ignore_index=True)
-    sections = [common.write_table(args, buckets, "buckets", f"Images per clean-confidence bucket ({len(y)} searched, {args.per_bucket} asked per bucket)")]
+    sections = [
+        common.write_table(
+            args,
+            buckets,
+            "buckets",
+            f"Images per clean-confidence bucket ({len(y)} searched, {args.per_bucket} asked per bucket)",
+        )
+    ]
     table.to_csv(f"{args.out}/confidence.csv", index=False)
     for eps, part in table.groupby("eps", sort=False):
-        sections.append(f"## Top-1 / top-5 error at eps {eps:g} ({eps * 255:.1f}/255)\n\n{common.markdown(part.drop(columns='eps'))}\n")
+        sections.append(
+            f"## Top-1 / top-5 error at eps {eps:g} ({eps * 255:.1f}/255)\n\n{common.markdown(part.drop(columns='eps'))}\n"
+        )
     sections.append(findings(table, buckets))
     common.save_figure(args, error_figure(table, label), "confidence_error")
     common.save_figure(args, histogram(confidence, label), "confidence_histogram")
     if args.suite != "none":
         eps = max(args.eps)
         result = common.suite_evaluation(args, label, model, x, y, eps, names, source=source)
-        sections.append(common.write_table(args, pd.DataFrame([{"model": label, "eps": eps, **result}]), "suite", "Evaluation suite (headline robust accuracy)"))
+        sections.append(
+            common.write_table(
+                args,
+                pd.DataFrame([{"model": label, "eps": eps, **result}]),
+                "suite",
+                "Evaluation suite (headline robust accuracy)",
+            )
+        )
     header = (
         f"Confidence study: {label}, {len(selected)} images ({', '.join(f'{r.bucket} {r.selected}' for r in buckets.itertuples())}) "
         f"from {len(y)}; fast = FGSM, iterative = BIM-{args.steps}; inverse = untargeted (true class), least-likely = targeted; "
@@ -212,23 +327,43 @@ def main(argv=None):
 def findings(table: pd.DataFrame, buckets: pd.DataFrame) -> str:
     """Is the error under attack higher for the low-confidence images (the paper's finding)?"""
     lines = ["## Findings", ""]
-    present = [b for b in ("high", "medium", "low") if int(buckets.loc[buckets["bucket"] == b, "selected"].iloc[0]) > 0]
+    present = [
+        b
+        for b in ("high", "medium", "low")
+        if int(buckets.loc[buckets["bucket"] == b, "selected"].iloc[0]) > 0
+    ]
     if len(present) < 2:
-        return "\n".join(lines + [f"Only the {', '.join(present) or 'no'} bucket has images: no comparison across confidence.", ""])
+        return "\n".join(
+            lines
+            + [
+                f"Only the {', '.join(present) or 'no'} bucket has images: no comparison across confidence.",
+                "",
+            ]
+        )
     for eps, part in table.groupby("eps", sort=False):
         for view in VIEWS:
-            errors = {b: float(part.loc[part["bucket"] == b, f"{view} top1"].iloc[0]) for b in present}
+            errors = {
+                b: float(part.loc[part["bucket"] == b, f"{view} top1"].iloc[0]) for b in present
+            }
             pairs = list(zip(present, present[1:], strict=False))
             if all(errors[a] < errors[b] for a, b in pairs):
                 trend = "rises as confidence falls"
             elif all(errors[a] <= errors[b] for a, b in pairs):
-                trend = "never lower at lower confidence" + (" (saturated: all equal)" if len(set(errors.values())) == 1 else "")
+                trend = "never lower at lower confidence" + (
+                    " (saturated: all equal)" if len(set(errors.values())) == 1 else ""
+                )
             else:
                 trend = "lower at some lower confidence: the finding does not hold here"
-            lines.append(f"- eps {eps:g}, {view}: top-1 error " + ", ".join(f"{b} {e:.3f}" for b, e in errors.items()) + f" ({trend})")
+            lines.append(
+                f"- eps {eps:g}, {view}: top-1 error "
+                + ", ".join(f"{b} {e:.3f}" for b, e in errors.items())
+                + f" ({trend})"
+            )
     small = buckets[(buckets["selected"] > 0) & (buckets["selected"] < 30)]
     if len(small):
-        lines.append(f"\nFew images in {', '.join(small['bucket'])} ({', '.join(map(str, small['selected']))}): those cells are noisy.")
+        lines.append(
+            f"\nFew images in {', '.join(small['bucket'])} ({', '.join(map(str, small['selected']))}): those cells are noisy."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -236,14 +371,20 @@ def error_figure(table: pd.DataFrame, label: str):
     from tfadv.evaluation.plots import plt
 
     eps_values = list(dict.fromkeys(table["eps"]))
-    fig, axes = plt.subplots(1, len(eps_values), figsize=(4.2 * len(eps_values), 3.6), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(
+        1, len(eps_values), figsize=(4.2 * len(eps_values), 3.6), squeeze=False, sharey=True
+    )
     columns = ["clean", *VIEWS]
     for ax, eps in zip(axes[0], eps_values, strict=True):
         part = table[(table["eps"] == eps) & (table["bucket"] != "all")]
         width = 0.8 / len(columns)
         for k, column in enumerate(columns):
             ax.bar(np.arange(len(part)) + k * width, part[f"{column} top1"], width, label=column)
-        ax.set_xticks(np.arange(len(part)) + 0.4 - width / 2, [f"{b} (n={n})" for b, n in zip(part["bucket"], part["n"], strict=True)], fontsize=8)
+        ax.set_xticks(
+            np.arange(len(part)) + 0.4 - width / 2,
+            [f"{b} (n={n})" for b, n in zip(part["bucket"], part["n"], strict=True)],
+            fontsize=8,
+        )
         ax.set_title(f"eps {eps:g} ({eps * 255:.1f}/255)", fontsize=9)
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3, axis="y")

@@ -39,30 +39,62 @@ def flags(argv=None):
     common.add_training_flags(p, augment="standard")
     common.add_evaluation_flags(p)
     p.set_defaults(epochs=15, test_images=0)
-    p.add_argument("--variants", type=common.str_list, default=["pgd7", "fast"], help=f"comma list of {', '.join(VARIANTS)}")
-    p.add_argument("--fast_epochs", type=common.str_list, default=[], help="epochs of the fast variants, a comma list: one run each (default --epochs)")
-    p.add_argument("--eps", type=float, default=0.03, help="training and evaluation eps, pixel scale")
+    p.add_argument(
+        "--variants",
+        type=common.str_list,
+        default=["pgd7", "fast"],
+        help=f"comma list of {', '.join(VARIANTS)}",
+    )
+    p.add_argument(
+        "--fast_epochs",
+        type=common.str_list,
+        default=[],
+        help="epochs of the fast variants, a comma list: one run each (default --epochs)",
+    )
+    p.add_argument(
+        "--eps", type=float, default=0.03, help="training and evaluation eps, pixel scale"
+    )
     p.add_argument("--pgd_steps", type=int, default=7)
-    p.add_argument("--alpha_factor", type=float, default=1.25, help="fast: FGSM step = factor * eps")
-    p.add_argument("--guard_images", type=int, default=128, help="training images the guard (and the probe) PGD-10-check")
+    p.add_argument(
+        "--alpha_factor", type=float, default=1.25, help="fast: FGSM step = factor * eps"
+    )
+    p.add_argument(
+        "--guard_images",
+        type=int,
+        default=128,
+        help="training images the guard (and the probe) PGD-10-check",
+    )
     p.add_argument("--guard_drop", type=float, default=0.2)
     p.add_argument("--eval_pgd_steps", type=int, default=20)
-    p.add_argument("--robust_share", type=float, default=0.9, help="goal: fast robust accuracy >= share x PGD-7's")
-    p.add_argument("--time_share", type=float, default=0.3, help="goal: fast training time <= share x PGD-7's")
+    p.add_argument(
+        "--robust_share",
+        type=float,
+        default=0.9,
+        help="goal: fast robust accuracy >= share x PGD-7's",
+    )
+    p.add_argument(
+        "--time_share", type=float, default=0.3, help="goal: fast training time <= share x PGD-7's"
+    )
     return common.parse(p, argv, check)
 
 
 def check(args):
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown or not args.variants:
-        raise ValueError(f"--variants={','.join(args.variants)}: expected some of {', '.join(VARIANTS)}")
+        raise ValueError(
+            f"--variants={','.join(args.variants)}: expected some of {', '.join(VARIANTS)}"
+        )
     if not 0 < args.eps <= 1:
         raise ValueError(f"--eps={args.eps}: must be in (0, 1]")
     if any(not str(e).isdigit() or int(e) <= 0 for e in args.fast_epochs):
-        raise ValueError(f"--fast_epochs={','.join(map(str, args.fast_epochs))}: expected a comma list of epochs > 0")
+        raise ValueError(
+            f"--fast_epochs={','.join(map(str, args.fast_epochs))}: expected a comma list of epochs > 0"
+        )
     args.fast_epochs = [int(e) for e in args.fast_epochs]
     if args.guard_images <= 0:
-        raise ValueError(f"--guard_images={args.guard_images}: must be > 0 (it also sets the probe's images)")
+        raise ValueError(
+            f"--guard_images={args.guard_images}: must be > 0 (it also sets the probe's images)"
+        )
     if not 0 < args.guard_drop <= 1:
         raise ValueError(f"--guard_drop={args.guard_drop}: must be in (0, 1]")
     for name in ("pgd_steps", "eval_pgd_steps", "alpha_factor"):
@@ -81,14 +113,23 @@ def plan(args) -> list:
 
 def overrides(args, variant: str, epochs: int) -> dict:
     fast_epochs = epochs
-    common_fields = dict(recipe="adversarial_batch", eps=args.eps, adv_ratio=1.0, warmup_epochs=0, eps_ramp_epochs=0)
+    common_fields = dict(
+        recipe="adversarial_batch", eps=args.eps, adv_ratio=1.0, warmup_epochs=0, eps_ramp_epochs=0
+    )
     table = {
         "pgd7": dict(attack="pgd", attack_steps=args.pgd_steps, epochs=epochs),
-        "fast": dict(attack="fgsm_random", attack_alpha=args.alpha_factor * args.eps, epochs=fast_epochs,
-                     guard_images=args.guard_images, guard_drop=args.guard_drop),
-        "fast_noguard": dict(attack="fgsm_random", attack_alpha=args.alpha_factor * args.eps, epochs=fast_epochs),
+        "fast": dict(
+            attack="fgsm_random",
+            attack_alpha=args.alpha_factor * args.eps,
+            epochs=fast_epochs,
+            guard_images=args.guard_images,
+            guard_drop=args.guard_drop,
+        ),
+        "fast_noguard": dict(
+            attack="fgsm_random", attack_alpha=args.alpha_factor * args.eps, epochs=fast_epochs
+        ),
         "fgsm": dict(attack="fgsm", epochs=fast_epochs),
-    }  # fmt: skip
+    }
     return {**common_fields, **table[variant]}
 
 
@@ -106,7 +147,9 @@ def held_batch(args):
     from tfadv.experiment import run
     from tfadv.experiment.config import TrainConfig
 
-    config = TrainConfig(dataset="cifar10", data_dir=args.data_dir, train_limit=args.train_images, seed=args.seed)
+    config = TrainConfig(
+        dataset="cifar10", data_dir=args.data_dir, train_limit=args.train_images, seed=args.seed
+    )
     held = run.load_data(config).train.head(args.guard_images)
     return held.float_images(), held.labels
 
@@ -122,33 +165,65 @@ def main(argv=None):
     x, y = test.float_images(), test.labels
     rows, curves = [], {}
     for run_name, variant, epochs in plan(args):
-        probe = OverfittingGuard(held_x, held_y, args.eps, drop=1.0, seed=args.seed, log_prefix="probe")  # never stops: measures
+        probe = OverfittingGuard(
+            held_x, held_y, args.eps, drop=1.0, seed=args.seed, log_prefix="probe"
+        )  # never stops: measures
         info = common.train_run(args, run_name, probes=[probe], **overrides(args, variant, epochs))
         model = common.load_run_model(info)
         seconds = common.epoch_seconds(info)
         probe_history = info["probes"][0]["history"] if info["probes"] else []
         guard_rows = [r for r in info["epochs"] if "guard_robust_accuracy" in r]
         stopped = next((r["epoch"] for r in info["epochs"] if r.get("guard_stopped")), None)
-        pgd = evaluation.robust_accuracy(model, x, y, attacks.Attack("pgd", steps=args.eval_pgd_steps), args.eps, seed=args.seed)
+        pgd = evaluation.robust_accuracy(
+            model, x, y, attacks.Attack("pgd", steps=args.eval_pgd_steps), args.eps, seed=args.seed
+        )
         row = {
-            "run": run_name, "variant": variant, "training": label(args, variant), "epochs": epochs,
-            "epochs run": len(seconds), "guard stopped at epoch": stopped if stopped is not None else "",
+            "run": run_name,
+            "variant": variant,
+            "training": label(args, variant),
+            "epochs": epochs,
+            "epochs run": len(seconds),
+            "guard stopped at epoch": stopped if stopped is not None else "",
             "median s/epoch": float(np.median(seconds)) if seconds else float("nan"),
             "train s": float(np.sum(seconds)) if seconds else float("nan"),
-            "guard checks": len(guard_rows), "clean": pgd["clean_accuracy"], f"PGD-{args.eval_pgd_steps}": pgd["adversarial_accuracy"],
-        }  # fmt: skip
-        common.log(f"[{run_name}] {row['epochs run']} epochs, {row['median s/epoch']:.1f} s/epoch, clean {row['clean']:.3f}, PGD-{args.eval_pgd_steps} {row[f'PGD-{args.eval_pgd_steps}']:.3f}")
-        row.update(common.suite_evaluation(args, run_name, model, x, y, args.eps, names, source=f"{info['dir']}/summary.json"))
+            "guard checks": len(guard_rows),
+            "clean": pgd["clean_accuracy"],
+            f"PGD-{args.eval_pgd_steps}": pgd["adversarial_accuracy"],
+        }
+        common.log(
+            f"[{run_name}] {row['epochs run']} epochs, {row['median s/epoch']:.1f} s/epoch, clean {row['clean']:.3f}, PGD-{args.eval_pgd_steps} {row[f'PGD-{args.eval_pgd_steps}']:.3f}"
+        )
+        row.update(
+            common.suite_evaluation(
+                args, run_name, model, x, y, args.eps, names, source=f"{info['dir']}/summary.json"
+            )
+        )
         rows.append(row)
         curves[run_name] = (variant, seconds, probe_history)
     table = pd.DataFrame(rows)
-    sections = [common.write_table(args, table, "variants", f"Fast vs PGD-{args.pgd_steps} adversarial training at eps {args.eps:g}")]
+    sections = [
+        common.write_table(
+            args,
+            table,
+            "variants",
+            f"Fast vs PGD-{args.pgd_steps} adversarial training at eps {args.eps:g}",
+        )
+    ]
     if "pgd7" in args.variants and "fast" in args.variants:
         goal, text = goal_table(args, table)
-        sections.append(common.write_table(args, goal, "goal", "The goal: >= 90% of PGD-7's robust accuracy in <= 30% of its time"))
+        sections.append(
+            common.write_table(
+                args,
+                goal,
+                "goal",
+                "The goal: >= 90% of PGD-7's robust accuracy in <= 30% of its time",
+            )
+        )
         sections.append(text)
     common.save_figure(args, figure(args, curves), "fast_at")
-    sections.append("Figure: [fast_at.png](fast_at.png) (PGD-10 accuracy on the held training images after each epoch; seconds per epoch).\n")
+    sections.append(
+        "Figure: [fast_at.png](fast_at.png) (PGD-10 accuracy on the held training images after each epoch; seconds per epoch).\n"
+    )
     header = (
         f"Fast adversarial training: {args.model} on the CIFAR-10 mini archive, batch {args.batch_size}, Adam {args.learning_rate:g} "
         f"{args.lr_schedule}, augment {args.augment}, eps {args.eps:g} ({args.eps * 255:.1f}/255), {args.epochs} epochs "
@@ -170,12 +245,20 @@ def goal_table(args, table: pd.DataFrame):
         epoch_ratio = fast["median s/epoch"] / pgd["median s/epoch"]
         for name, column in measures:
             ratio = fast[column] / pgd[column] if pgd[column] > 0 else float("nan")
-            rows.append({
-                "fast run": fast["run"], "robustness measure": name, "PGD-7": pgd[column], "fast": fast[column], "fast / PGD-7": ratio,
-                "time fast / PGD-7 (total)": time_ratio, "per epoch": epoch_ratio,
-                "robust goal met": bool(ratio >= args.robust_share), "time goal met": bool(time_ratio <= args.time_share),
-                "goal met": bool(ratio >= args.robust_share and time_ratio <= args.time_share),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "fast run": fast["run"],
+                    "robustness measure": name,
+                    "PGD-7": pgd[column],
+                    "fast": fast[column],
+                    "fast / PGD-7": ratio,
+                    "time fast / PGD-7 (total)": time_ratio,
+                    "per epoch": epoch_ratio,
+                    "robust goal met": bool(ratio >= args.robust_share),
+                    "time goal met": bool(time_ratio <= args.time_share),
+                    "goal met": bool(ratio >= args.robust_share and time_ratio <= args.time_share),
+                }
+            )
         first = rows[-len(measures)]
         verdict = "met" if first["goal met"] else "not met"
         lines.append(
@@ -185,7 +268,9 @@ def goal_table(args, table: pd.DataFrame):
             f"{epoch_ratio:.0%} per epoch; goal <= {args.time_share:.0%})."
         )
         if fast["guard stopped at epoch"] != "":
-            lines.append(f"  The guard stopped it at epoch {fast['guard stopped at epoch']} (catastrophic overfitting) and restored the epoch before.")
+            lines.append(
+                f"  The guard stopped it at epoch {fast['guard stopped at epoch']} (catastrophic overfitting) and restored the epoch before."
+            )
     return pd.DataFrame(rows), "\n".join(lines) + "\n"
 
 
@@ -199,7 +284,10 @@ def figure(args, curves: dict):
             axes[0].plot(range(1, len(history) + 1), history, marker="o", markersize=3, label=name)
         if seconds:
             axes[1].plot(range(1, len(seconds) + 1), seconds, marker="o", markersize=3, label=name)
-    axes[0].set_title(f"PGD-10 accuracy on {args.guard_images} held training images (eps {args.eps:g})", fontsize=9)
+    axes[0].set_title(
+        f"PGD-10 accuracy on {args.guard_images} held training images (eps {args.eps:g})",
+        fontsize=9,
+    )
     axes[0].set_ylabel("robust accuracy")
     axes[0].set_ylim(-0.02, 1.02)
     axes[1].set_title("seconds per epoch (training + validation + guard)", fontsize=9)

@@ -40,11 +40,31 @@ def flags(argv=None):
     common.add_training_flags(p)
     common.add_evaluation_flags(p)
     p.set_defaults(model="vgg_small", test_images=0, epochs=10)
-    p.add_argument("--classes", type=common.str_list, default=[], help="classes to vary (indices or names, comma list; default all)")
-    p.add_argument("--under", type=float, default=0.1, help="under-sampling: share of the class's training images kept")
-    p.add_argument("--over", type=float, default=2.0, help="over-sampling: factor the class's training images are repeated to")
+    p.add_argument(
+        "--classes",
+        type=common.str_list,
+        default=[],
+        help="classes to vary (indices or names, comma list; default all)",
+    )
+    p.add_argument(
+        "--under",
+        type=float,
+        default=0.1,
+        help="under-sampling: share of the class's training images kept",
+    )
+    p.add_argument(
+        "--over",
+        type=float,
+        default=2.0,
+        help="over-sampling: factor the class's training images are repeated to",
+    )
     p.add_argument("--eps", type=float, default=0.01, help="FGSM eps, pixel scale")
-    p.add_argument("--suite_models", type=common.str_list, default=["balanced"], help="models scored by the suite: names (balanced, under_3, ...) or all")
+    p.add_argument(
+        "--suite_models",
+        type=common.str_list,
+        default=["balanced"],
+        help="models scored by the suite: names (balanced, under_3, ...) or all",
+    )
     return common.parse(p, argv, check)
 
 
@@ -59,7 +79,9 @@ def check(args):
         elif c.isdigit() and int(c) < len(names):
             chosen.append(int(c))
         else:
-            raise ValueError(f"--classes: unknown class {c!r}; expected indices 0-{len(names) - 1} or names {', '.join(names)}")
+            raise ValueError(
+                f"--classes: unknown class {c!r}; expected indices 0-{len(names) - 1} or names {', '.join(names)}"
+            )
     args.classes = [str(c) for c in dict.fromkeys(chosen)]
     if not 0 < args.under <= 1:
         raise ValueError(f"--under={args.under}: must be in (0, 1]")
@@ -83,11 +105,16 @@ def main(argv=None):
     for c in classes:
         plan[f"under_{c}"] = (c, f"under:{c}:{args.under:g}")
         plan[f"over_{c}"] = (c, f"over:{c}:{args.over:g}")
-    runs = {name: common.train_run(args, name, recipe="standard", imbalance=spec) for name, (_, spec) in plan.items()}
+    runs = {
+        name: common.train_run(args, name, recipe="standard", imbalance=spec)
+        for name, (_, spec) in plan.items()
+    }
 
     fgsm = attacks.Attack("fgsm")
     balanced = common.load_run_model(runs["balanced"])
-    black_box = attacks.run_attack(balanced, (x, y), fgsm, args.eps).adversarial  # crafted on the balanced model
+    black_box = attacks.run_attack(
+        balanced, (x, y), fgsm, args.eps
+    ).adversarial  # crafted on the balanced model
     predictions, model_rows, long_rows = {}, [], []
     base_counts = train_counts(args, k)
     for name, (c, spec) in plan.items():
@@ -96,35 +123,107 @@ def main(argv=None):
         white = attacks.run_attack(model, (x, y), fgsm, args.eps).adversarial_predictions
         black = attacks.predict_classes(model, black_box)
         predictions[name] = {"clean": clean, "white-box": white, "black-box": black}
-        row = {"model": name, "varied class": names[c] if c is not None else "",
-               "train images of that class": "" if c is None else data.parse_imbalance(spec, names).target_count(int(base_counts[c])),
-               "clean": float(np.mean(clean == y)), "white-box FGSM": float(np.mean(white == y)), "black-box FGSM": float(np.mean(black == y))}  # fmt: skip
-        row.update({f"{view} at that class": _at(p, y, c) if c is not None else float("nan") for view, p in predictions[name].items()})
+        row = {
+            "model": name,
+            "varied class": names[c] if c is not None else "",
+            "train images of that class": ""
+            if c is None
+            else data.parse_imbalance(spec, names).target_count(int(base_counts[c])),
+            "clean": float(np.mean(clean == y)),
+            "white-box FGSM": float(np.mean(white == y)),
+            "black-box FGSM": float(np.mean(black == y)),
+        }
+        row.update(
+            {
+                f"{view} at that class": _at(p, y, c) if c is not None else float("nan")
+                for view, p in predictions[name].items()
+            }
+        )
         kept = (y == c) & (clean == y) if c is not None else np.zeros(len(y), bool)
-        row["white-box kept at that class"] = float(np.mean(white[kept] == y[kept])) if kept.any() else float("nan")
+        row["white-box kept at that class"] = (
+            float(np.mean(white[kept] == y[kept])) if kept.any() else float("nan")
+        )
         if "all" in args.suite_models or name in args.suite_models:
-            row.update(common.suite_evaluation(args, name, model, x, y, args.eps, names, source=os.path.join(runs[name]["dir"], "summary.json")))
+            row.update(
+                common.suite_evaluation(
+                    args,
+                    name,
+                    model,
+                    x,
+                    y,
+                    args.eps,
+                    names,
+                    source=os.path.join(runs[name]["dir"], "summary.json"),
+                )
+            )
         model_rows.append(row)
         for view, p in predictions[name].items():
             per_class = metrics.per_class_accuracy(y, p, k, names)
-            long_rows += [{"model": name, "view": view, "class": r["name"], "n": r["n"], "accuracy": r["accuracy"]} for _, r in per_class.iterrows()]
-        common.log(f"[{name}] clean {row['clean']:.3f}, white-box {row['white-box FGSM']:.3f}, black-box {row['black-box FGSM']:.3f}")
+            long_rows += [
+                {
+                    "model": name,
+                    "view": view,
+                    "class": r["name"],
+                    "n": r["n"],
+                    "accuracy": r["accuracy"],
+                }
+                for _, r in per_class.iterrows()
+            ]
+        common.log(
+            f"[{name}] clean {row['clean']:.3f}, white-box {row['white-box FGSM']:.3f}, black-box {row['black-box FGSM']:.3f}"
+        )
     models = pd.DataFrame(model_rows)
     slides, clean = slides_tables(predictions, y, names, classes)
     absorption = absorption_table(args, predictions, y, names, classes)
     sections = [
-        common.write_table(args, slides, "slides", f"Per-class accuracy under FGSM eps {args.eps:g} (the slides' layout; under/over = the model whose class was under/over-sampled, at that class's row)"),
+        common.write_table(
+            args,
+            slides,
+            "slides",
+            f"Per-class accuracy under FGSM eps {args.eps:g} (the slides' layout; under/over = the model whose class was under/over-sampled, at that class's row)",
+        ),
         common.write_table(args, clean, "clean", "Per-class clean accuracy, same layout"),
         findings(slides, models, classes, names),
-        common.write_table(args, absorption, "absorption", "Which class absorbs the under-sampled one (row of the confusion matrix, largest off-diagonal count)"),
-        common.write_table(args, models, "models", "Every model: overall accuracy, at its varied class, and the suite"),
-    ]  # fmt: skip
+        common.write_table(
+            args,
+            absorption,
+            "absorption",
+            "Which class absorbs the under-sampled one (row of the confusion matrix, largest off-diagonal count)",
+        ),
+        common.write_table(
+            args,
+            models,
+            "models",
+            "Every model: overall accuracy, at its varied class, and the suite",
+        ),
+    ]
     pd.DataFrame(long_rows).to_csv(os.path.join(args.out, "per_class.csv"), index=False)
     for name in ["balanced", *(f"under_{c}" for c in classes)]:
-        matrices = {f"{view} ({np.mean(p == y):.2f})": metrics.confusion_matrix(y, p, k) for view, p in predictions[name].items()}
+        matrices = {
+            f"{view} ({np.mean(p == y):.2f})": metrics.confusion_matrix(y, p, k)
+            for view, p in predictions[name].items()
+        }
         title = f"{name}: confusion matrices (rows true, columns predicted), FGSM eps {args.eps:g}"
-        common.save_figure(args, plots.heatmaps(matrices, names, names, title, row_title="true class", column_title="predicted class"), f"confusion_{name}")
-    sections.append("Confusion matrices: " + ", ".join(f"[confusion_{n}.png](confusion_{n}.png)" for n in ["balanced", *(f"under_{c}" for c in classes)]) + "\n")
+        common.save_figure(
+            args,
+            plots.heatmaps(
+                matrices,
+                names,
+                names,
+                title,
+                row_title="true class",
+                column_title="predicted class",
+            ),
+            f"confusion_{name}",
+        )
+    sections.append(
+        "Confusion matrices: "
+        + ", ".join(
+            f"[confusion_{n}.png](confusion_{n}.png)"
+            for n in ["balanced", *(f"under_{c}" for c in classes)]
+        )
+        + "\n"
+    )
     header = (
         f"Imbalance: {args.model}, {args.epochs} epochs on {int(base_counts.sum())} balanced training images (batch {args.batch_size}, Adam {args.learning_rate:g} "
         f"{args.lr_schedule}, augment {args.augment}); under-sampling keeps {args.under:g} of a class, over-sampling repeats it to {args.over:g}x; "
@@ -139,7 +238,11 @@ def train_counts(args, k: int) -> np.ndarray:
     from tfadv.experiment import run
     from tfadv.experiment.config import TrainConfig
 
-    return run.load_data(TrainConfig(dataset="cifar10", data_dir=args.data_dir, train_limit=args.train_images, seed=args.seed)).train.class_counts(k)
+    return run.load_data(
+        TrainConfig(
+            dataset="cifar10", data_dir=args.data_dir, train_limit=args.train_images, seed=args.seed
+        )
+    ).train.class_counts(k)
 
 
 def _at(p, y, c) -> float:
@@ -152,16 +255,32 @@ def slides_tables(predictions, y, names, classes):
     for c, name in enumerate(names):
 
         def get(model, view, c=c):
-            return _at(predictions[model][view], y, c) if (model == "balanced" or c in classes) else float("nan")
+            return (
+                _at(predictions[model][view], y, c)
+                if (model == "balanced" or c in classes)
+                else float("nan")
+            )
 
-        rows.append({
-            "class": name, "n": int(np.sum(y == c)),
-            "black-box under": get(f"under_{c}", "black-box"), "black-box over": get(f"over_{c}", "black-box"),
-            "balanced": get("balanced", "white-box"),
-            "white-box under": get(f"under_{c}", "white-box"), "white-box over": get(f"over_{c}", "white-box"),
-        })  # fmt: skip
-        clean_rows.append({"class": name, "n": int(np.sum(y == c)), "clean under": get(f"under_{c}", "clean"),
-                           "clean balanced": get("balanced", "clean"), "clean over": get(f"over_{c}", "clean")})  # fmt: skip
+        rows.append(
+            {
+                "class": name,
+                "n": int(np.sum(y == c)),
+                "black-box under": get(f"under_{c}", "black-box"),
+                "black-box over": get(f"over_{c}", "black-box"),
+                "balanced": get("balanced", "white-box"),
+                "white-box under": get(f"under_{c}", "white-box"),
+                "white-box over": get(f"over_{c}", "white-box"),
+            }
+        )
+        clean_rows.append(
+            {
+                "class": name,
+                "n": int(np.sum(y == c)),
+                "clean under": get(f"under_{c}", "clean"),
+                "clean balanced": get("balanced", "clean"),
+                "clean over": get(f"over_{c}", "clean"),
+            }
+        )
     return pd.DataFrame(rows), pd.DataFrame(clean_rows)
 
 
@@ -172,14 +291,20 @@ def absorption_table(args, predictions, y, names, classes) -> pd.DataFrame:
     for c in classes:
         row = {"under-sampled class": names[c], "n": int(np.sum(y == c))}
         for model, tag in ((f"under_{c}", "under"), ("balanced", "balanced")):
-            for view in ("clean", "white-box") if tag == "balanced" else ("clean", "white-box", "black-box"):
-                counts = metrics.confusion_matrix(y, predictions[model][view], len(names))[c].astype(float)
+            for view in (
+                ("clean", "white-box") if tag == "balanced" else ("clean", "white-box", "black-box")
+            ):
+                counts = metrics.confusion_matrix(y, predictions[model][view], len(names))[
+                    c
+                ].astype(float)
                 correct = counts[c]
                 counts[c] = -1
                 target = int(np.argmax(counts))
                 share = counts[target] / max(1, row["n"])
                 row[f"{tag} {view}: accuracy"] = correct / max(1, row["n"])
-                row[f"{tag} {view}: absorbed by"] = f"{names[target]} ({share:.0%})" if counts[target] > 0 else "none"
+                row[f"{tag} {view}: absorbed by"] = (
+                    f"{names[target]} ({share:.0%})" if counts[target] > 0 else "none"
+                )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -210,7 +335,10 @@ def findings(slides: pd.DataFrame, models: pd.DataFrame, classes, names) -> str:
     )
     varied_models = models[models["model"] != "balanced"]
     white, black = varied_models["white-box FGSM"], varied_models["black-box FGSM"]
-    white_at, black_at = varied_models["white-box at that class"], varied_models["black-box at that class"]
+    white_at, black_at = (
+        varied_models["white-box at that class"],
+        varied_models["black-box at that class"],
+    )
     overall, at_class = white < black, white_at < black_at
     holds = "holds" if overall.mean() > 0.5 else "does not hold"
     lines.append(

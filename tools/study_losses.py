@@ -39,7 +39,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="run folder, .keras file or SavedModel")
     parser.add_argument("--model_name", default="", help="model inside a run folder")
-    parser.add_argument("--data_dir", default="", help="CIFAR-10 binary archive (default: the run's)")
+    parser.add_argument(
+        "--data_dir", default="", help="CIFAR-10 binary archive (default: the run's)"
+    )
     parser.add_argument("--eps", default="0.01,0.03", help="comma list, pixel scale")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--limit", type=int, default=0, help="first N test images (0: all)")
@@ -47,8 +49,14 @@ def main():
     args = parser.parse_args()
     devices.set_seed(0, deterministic=False)
     model = load_model(args.model, args.model_name)
-    config = run_folder.read_json(os.path.join(args.model, run_folder.CONFIG_FILE)) if os.path.isdir(args.model) else {}
-    test = data.load("cifar10", data_dir=args.data_dir or config.get("data_dir")).test.head(args.limit)
+    config = (
+        run_folder.read_json(os.path.join(args.model, run_folder.CONFIG_FILE))
+        if os.path.isdir(args.model)
+        else {}
+    )
+    test = data.load("cifar10", data_dir=args.data_dir or config.get("data_dir")).test.head(
+        args.limit
+    )
     x, y = test.float_images(), test.labels
     rows = []
     for eps in (float(e) for e in args.eps.split(",")):
@@ -56,9 +64,14 @@ def main():
             row = {"eps": eps, "attack": "FGSM" if attack == "fgsm" else f"PGD-{args.steps}"}
             for label, loss, loss_on in VIEWS:
                 start = time.time()
-                result = evaluation.robust_accuracy(model, x, y, attack, eps, loss=loss, loss_on=loss_on, **options)
+                result = evaluation.robust_accuracy(
+                    model, x, y, attack, eps, loss=loss, loss_on=loss_on, **options
+                )
                 row[label] = result["adversarial_accuracy"]
-                print(f"eps={eps:g} {row['attack']:7s} {label:20s} {row[label]:.3f}  ({time.time() - start:.1f} s)", flush=True)
+                print(
+                    f"eps={eps:g} {row['attack']:7s} {label:20s} {row[label]:.3f}  ({time.time() - start:.1f} s)",
+                    flush=True,
+                )
             row["clean"] = result["clean_accuracy"]
             rows.append(row)
     table = pd.DataFrame(rows)[["eps", "attack", "clean", *(label for label, _, _ in VIEWS)]]

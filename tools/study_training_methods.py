@@ -31,8 +31,15 @@ def flags(argv=None):
     common.add_training_flags(p, augment="standard")
     common.add_evaluation_flags(p)
     p.set_defaults(epochs=15)
-    p.add_argument("--variants", type=common.str_list, default=list(VARIANTS), help=f"comma list of {', '.join(VARIANTS)}")
-    p.add_argument("--eps", type=float, default=0.03, help="training and evaluation eps, pixel scale")
+    p.add_argument(
+        "--variants",
+        type=common.str_list,
+        default=list(VARIANTS),
+        help=f"comma list of {', '.join(VARIANTS)}",
+    )
+    p.add_argument(
+        "--eps", type=float, default=0.03, help="training and evaluation eps, pixel scale"
+    )
     p.add_argument("--steps", type=int, default=7, help="inner maximisation steps of every variant")
     p.add_argument("--mart_beta", type=float, default=6.0)
     p.add_argument("--awp_gamma", type=float, default=5e-3)
@@ -43,7 +50,9 @@ def flags(argv=None):
 def check(args):
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown or not args.variants:
-        raise ValueError(f"--variants={','.join(args.variants)}: expected some of {', '.join(VARIANTS)}")
+        raise ValueError(
+            f"--variants={','.join(args.variants)}: expected some of {', '.join(VARIANTS)}"
+        )
     if not 0 < args.eps <= 1:
         raise ValueError(f"--eps={args.eps}: must be in (0, 1]")
     for name in ("steps", "eval_pgd_steps"):
@@ -55,7 +64,9 @@ def check(args):
 
 def overrides(args, variant: str) -> dict:
     """TrainConfig fields of one variant."""
-    shared = dict(attack="pgd", attack_steps=args.steps, eps=args.eps, warmup_epochs=0, eps_ramp_epochs=0)
+    shared = dict(
+        attack="pgd", attack_steps=args.steps, eps=args.eps, warmup_epochs=0, eps_ramp_epochs=0
+    )
     awp = dict(awp_gamma=args.awp_gamma) if variant.endswith("_awp") else {}
     base = variant.removesuffix("_awp")
     if base == "pgd":
@@ -67,7 +78,9 @@ def overrides(args, variant: str) -> dict:
 
 def label(args, variant: str) -> str:
     base = variant.removesuffix("_awp")
-    name = {"pgd": f"PGD-AT (PGD-{args.steps})", "mart": f"MART (beta {args.mart_beta:g})"}.get(base)
+    name = {"pgd": f"PGD-AT (PGD-{args.steps})", "mart": f"MART (beta {args.mart_beta:g})"}.get(
+        base
+    )
     name = name or f"TRADES (beta {base[len('trades') :]})"
     return name + (f" + AWP (gamma {args.awp_gamma:g})" if variant.endswith("_awp") else "")
 
@@ -88,22 +101,34 @@ def main(argv=None):
         model = common.load_run_model(info)
         seconds = common.epoch_seconds(info)
         on_test = evaluation.robust_accuracy(model, x, y, pgd, args.eps, seed=args.seed)
-        on_train = evaluation.robust_accuracy(model, train_x, train_y, pgd, args.eps, seed=args.seed)
+        on_train = evaluation.robust_accuracy(
+            model, train_x, train_y, pgd, args.eps, seed=args.seed
+        )
         row = {
-            "variant": variant, "training": label(args, variant), "epochs": len(seconds),
+            "variant": variant,
+            "training": label(args, variant),
+            "epochs": len(seconds),
             "median s/epoch": float(np.median(seconds)) if seconds else float("nan"),
-            "clean": on_test["clean_accuracy"], f"PGD-{args.eval_pgd_steps} test": on_test["adversarial_accuracy"],
+            "clean": on_test["clean_accuracy"],
+            f"PGD-{args.eval_pgd_steps} test": on_test["adversarial_accuracy"],
             f"PGD-{args.eval_pgd_steps} train": on_train["adversarial_accuracy"],
-            "robust gap (train - test)": on_train["adversarial_accuracy"] - on_test["adversarial_accuracy"],
-        }  # fmt: skip
+            "robust gap (train - test)": on_train["adversarial_accuracy"]
+            - on_test["adversarial_accuracy"],
+        }
         common.log(
             f"[{variant}] {row['median s/epoch']:.1f} s/epoch, clean {row['clean']:.3f}, "
             f"PGD test {on_test['adversarial_accuracy']:.3f}, train {on_train['adversarial_accuracy']:.3f}"
         )
-        row.update(common.suite_evaluation(args, variant, model, x, y, args.eps, names, source=f"{info['dir']}/summary.json"))
+        row.update(
+            common.suite_evaluation(
+                args, variant, model, x, y, args.eps, names, source=f"{info['dir']}/summary.json"
+            )
+        )
         rows.append(row)
     table = pd.DataFrame(rows)
-    section = common.write_table(args, table, "variants", f"Training methods at eps {args.eps:g}, {args.steps} inner steps")
+    section = common.write_table(
+        args, table, "variants", f"Training methods at eps {args.eps:g}, {args.steps} inner steps"
+    )
     header = (
         f"PGD-AT, TRADES, MART and AWP: {args.model} on the CIFAR-10 mini archive ({args.train_images or 'all'} training images), "
         f"batch {args.batch_size}, Adam {args.learning_rate:g} {args.lr_schedule}, augment {args.augment}, {args.epochs} epochs, "

@@ -73,7 +73,23 @@ def _pick(mask, a, b):
 
 
 def _apgd_fn(
-    x, y, t, eps, alpha, seeds, *, model_ref, output, loss, loss_on, norm, steps, rho, targeted, misclassify, compact
+    x,
+    y,
+    t,
+    eps,
+    alpha,
+    seeds,
+    *,
+    model_ref,
+    output,
+    loss,
+    loss_on,
+    norm,
+    steps,
+    rho,
+    targeted,
+    misclassify,
+    compact,
 ):
     """One APGD run from a random start; alpha is the initial step size. Returns (images,
     success, best objective) per example. Success means on target when `targeted`, unless
@@ -92,7 +108,9 @@ def _apgd_fn(
         adv = s["adv"]
         weight = tf.where(i > 0, MOMENTUM, 1.0)  # no previous move on the first step
         ahead = norms.project(adv + norm.step(s["grad"], s["step"]), s["x"], eps, norm)
-        new = norms.project(adv + weight * (ahead - adv) + (1.0 - weight) * (adv - s["prev"]), s["x"], eps, norm)
+        new = norms.project(
+            adv + weight * (ahead - adv) + (1.0 - weight) * (adv - s["prev"]), s["x"], eps, norm
+        )
         scores, value, grad = objective.gradient(new, s["y"], s["t"])
         hit = succeeded(scores, s) & ~s["won"]
         improved = value > s["best_value"]
@@ -120,18 +138,31 @@ def _apgd_fn(
             won=s["won"] | hit,
             found=_pick(hit, new, s["found"]),
         )
-        return (i + 1, *active.drop_finished(s, out, s["won"], _recorded)) if compact else (i + 1, s, out)
+        return (
+            (i + 1, *active.drop_finished(s, out, s["won"], _recorded))
+            if compact
+            else (i + 1, s, out)
+        )
 
     start = random_surface_start(x, eps, norm, seeds)
     n = tf.shape(x)[0]
     state = {"x": x, "y": y, "t": t, "rows": tf.range(tf.cast(n, tf.int64))}
     scores, value, grad = objective.gradient(start, y, t)
     state.update(
-        adv=start, prev=start, grad=grad, step=tf.fill([n, 1, 1, 1], alpha), value=value, rises=tf.zeros([n]),
-        best=start, best_grad=grad, best_value=value, checked_value=value,
+        adv=start,
+        prev=start,
+        grad=grad,
+        step=tf.fill([n, 1, 1, 1], alpha),
+        value=value,
+        rises=tf.zeros([n]),
+        best=start,
+        best_grad=grad,
+        best_value=value,
+        checked_value=value,
         halved=tf.ones([n], tf.bool),  # so the first checkpoint judges by the rises alone
-        won=succeeded(scores, state), found=start,
-    )  # fmt: skip
+        won=succeeded(scores, state),
+        found=start,
+    )
     out = {"images": x, "won": tf.zeros([n], tf.bool), "value": value}
     if compact:
         state, out = active.drop_finished(state, out, state["won"], _recorded)
@@ -148,7 +179,9 @@ def _recorded(out, s):
     """The run's outputs with the examples of `s` written in at their `rows`: the first
     success, else the best point."""
     return {
-        "images": active.write_rows(out["images"], s["rows"], _pick(s["won"], s["found"], s["best"])),
+        "images": active.write_rows(
+            out["images"], s["rows"], _pick(s["won"], s["found"], s["best"])
+        ),
         "won": active.write_rows(out["won"], s["rows"], s["won"]),
         "value": active.write_rows(out["value"], s["rows"], s["best_value"]),
     }
@@ -173,12 +206,16 @@ def best_over_runs(attack, x, y, run_targets, eps, alpha, seed, won):
         def one_run(state=state, todo=todo, targets=targets, alpha=alpha, run_seeds=run_seeds):
             adv, best_value, won = state
             take = lambda values: tf.gather(values, todo)  # noqa: E731
-            run_adv, run_won, run_value = attack(take(x), take(y), take(targets), eps, alpha, take(run_seeds))
+            run_adv, run_won, run_value = attack(
+                take(x), take(y), take(targets), eps, alpha, take(run_seeds)
+            )
             better = run_won | (run_value > take(best_value))
             rows = todo[:, None]
             return (
                 tf.tensor_scatter_nd_update(adv, rows, _pick(better, run_adv, take(adv))),
-                tf.tensor_scatter_nd_update(best_value, rows, tf.where(better, run_value, take(best_value))),
+                tf.tensor_scatter_nd_update(
+                    best_value, rows, tf.where(better, run_value, take(best_value))
+                ),
                 tf.tensor_scatter_nd_update(won, rows, run_won),
             )
 
@@ -196,7 +233,11 @@ def other_classes(clf, x, y, n_targets: int, name: str, jit_compile):
     if classes < 2:
         raise ValueError(f"{name} needs a model with >= 2 classes. Received: {classes} classes")
     ranked = tf.cast(tf.math.top_k(logits, k=min(n_targets, classes - 1) + 1).indices, tf.int64)
-    return [ranked[:, k] for k in range(1, ranked.shape[1])], classes, tf.not_equal(tf.argmax(logits, axis=-1), y)
+    return (
+        [ranked[:, k] for k in range(1, ranked.shape[1])],
+        classes,
+        tf.not_equal(tf.argmax(logits, axis=-1), y),
+    )
 
 
 def _check_rho(rho) -> float:
@@ -265,7 +306,9 @@ def apgd(
         successful iterate, else the highest-loss one; x itself when x already succeeds.
     """
     restarts = checks.check_positive_int("restarts", restarts)
-    norm, steps, rho, loss, clf, x, y = _checked(model, images, labels, eps, norm, steps, rho, loss, loss_on)
+    norm, steps, rho, loss, clf, x, y = _checked(
+        model, images, labels, eps, norm, steps, rho, loss, loss_on
+    )
     if x.shape[0] == 0:
         return tf.stop_gradient(x)
     seeds = gradient.seeds_for(seed, x)
@@ -274,9 +317,19 @@ def apgd(
     predicted = _predicted(clf, x, jit_compile)
     won = tf.not_equal(predicted, y) if chosen is None else tf.equal(predicted, chosen)
     attack = gradient.compiled_attack(
-        clf, _apgd_fn, x, jit_compile, loss=loss, loss_on=loss_on, norm=norm, steps=steps, rho=rho,
-        targeted=chosen is not None, misclassify=False, compact=not devices.resolve_jit_compile(jit_compile),
-    )  # fmt: skip
+        clf,
+        _apgd_fn,
+        x,
+        jit_compile,
+        loss=loss,
+        loss_on=loss_on,
+        norm=norm,
+        steps=steps,
+        rho=rho,
+        targeted=chosen is not None,
+        misclassify=False,
+        compact=not devices.resolve_jit_compile(jit_compile),
+    )
     eps = checks.to_scalar(eps)
     adv = best_over_runs(attack, x, y, [targets] * restarts, eps, INITIAL_STEP * eps, seeds, won)
     return tf.stop_gradient(adv)
@@ -314,7 +367,9 @@ def apgd_targeted(
         misclassified result over the targets, else the one with the highest objective.
     """
     n_targets = checks.check_positive_int("n_targets", n_targets)
-    norm, steps, rho, loss, clf, x, y = _checked(model, images, labels, eps, norm, steps, rho, loss, loss_on)
+    norm, steps, rho, loss, clf, x, y = _checked(
+        model, images, labels, eps, norm, steps, rho, loss, loss_on
+    )
     if x.shape[0] == 0:
         return tf.stop_gradient(x)
     seeds = gradient.seeds_for(seed, x)
@@ -322,8 +377,18 @@ def apgd_targeted(
     if loss is losses.DLR and classes < 4:
         loss = losses.MARGIN
     attack = gradient.compiled_attack(
-        clf, _apgd_fn, x, jit_compile, loss=loss, loss_on=loss_on, norm=norm, steps=steps, rho=rho,
-        targeted=True, misclassify=True, compact=not devices.resolve_jit_compile(jit_compile),
-    )  # fmt: skip
+        clf,
+        _apgd_fn,
+        x,
+        jit_compile,
+        loss=loss,
+        loss_on=loss_on,
+        norm=norm,
+        steps=steps,
+        rho=rho,
+        targeted=True,
+        misclassify=True,
+        compact=not devices.resolve_jit_compile(jit_compile),
+    )
     eps = checks.to_scalar(eps)
     return tf.stop_gradient(best_over_runs(attack, x, y, runs, eps, INITIAL_STEP * eps, seeds, won))

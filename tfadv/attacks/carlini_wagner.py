@@ -32,13 +32,28 @@ def _record(out, finished):
 
 
 def _cw_fn(
-    x, y, t, eps, alpha, seed, *, model_ref, output, steps, binary_search_steps, stepsize, confidence,
-    initial_const, abort_early,
+    x,
+    y,
+    t,
+    eps,
+    alpha,
+    seed,
+    *,
+    model_ref,
+    output,
+    steps,
+    binary_search_steps,
+    stepsize,
+    confidence,
+    initial_const,
+    abort_early,
 ):
     clf = classifier_of(model_ref, output)
     n = tf.shape(x)[0]
     w = tf.atanh((2.0 * x - 1.0) * TANH_SHRINK)
-    clean = mn.is_adversarial(mn.logits_or_empty(clf, x), y, confidence)  # adversarial already: distance 0
+    clean = mn.is_adversarial(
+        mn.logits_or_empty(clf, x), y, confidence
+    )  # adversarial already: distance 0
     out = {"images": x, "distance": tf.where(clean, 0.0, mn.INF), "found": tf.zeros([n], tf.bool)}
     consts, lower, upper = tf.fill([n], initial_const), tf.zeros([n]), tf.fill([n], mn.INF)
     every = max(1, math.ceil(steps / 10))
@@ -49,9 +64,15 @@ def _cw_fn(
             tape.watch(delta)
             adv = (tf.tanh(s["w"] + delta) + 1.0) / 2.0
             logits = clf.logits(adv)
-            margin = tf.gather(logits, s["y"], batch_dims=1) - mn.best_other(logits, s["y"]) + confidence
-            objective = s["c"] * tf.maximum(margin, 0.0) + tf.reduce_sum(tf.square(adv - s["start"]), axis=[1, 2, 3])
-        grad = tape.gradient(objective, delta, unconnected_gradients=tf.UnconnectedGradients.ZERO)  # of the sum
+            margin = (
+                tf.gather(logits, s["y"], batch_dims=1) - mn.best_other(logits, s["y"]) + confidence
+            )
+            objective = s["c"] * tf.maximum(margin, 0.0) + tf.reduce_sum(
+                tf.square(adv - s["start"]), axis=[1, 2, 3]
+            )
+        grad = tape.gradient(
+            objective, delta, unconnected_gradients=tf.UnconnectedGradients.ZERO
+        )  # of the sum
         k = tf.cast(i + 1, tf.float32)
         m = BETA_1 * s["m"] + (1.0 - BETA_1) * grad
         v = BETA_2 * s["v"] + (1.0 - BETA_2) * tf.square(grad)
@@ -62,8 +83,13 @@ def _cw_fn(
         check = tf.equal(i % every, 0) if abort_early else tf.constant(False)
         stalled = check & ~(objective <= PROGRESS * s["last"])
         s = dict(
-            s, delta=delta - move, m=m, v=v, found=s["found"] | wrong,
-            best=tf.where(closer[:, None, None, None], adv, s["best"]), distance=tf.where(closer, length, s["distance"]),
+            s,
+            delta=delta - move,
+            m=m,
+            v=v,
+            found=s["found"] | wrong,
+            best=tf.where(closer[:, None, None, None], adv, s["best"]),
+            distance=tf.where(closer, length, s["distance"]),
             last=tf.where(check, objective, s["last"]),
         )
         s, out = active.drop_finished(s, out, stalled, _record)
@@ -74,14 +100,25 @@ def _cw_fn(
 
     def binary_step(b, consts, lower, upper, out):
         if binary_search_steps >= 10:
-            consts = tf.where(tf.equal(b, binary_search_steps - 1), tf.minimum(upper, LAST_CONST_CAP), consts)
+            consts = tf.where(
+                tf.equal(b, binary_search_steps - 1), tf.minimum(upper, LAST_CONST_CAP), consts
+            )
         rows = tf.where(~clean)[:, 0]
         take = lambda v: tf.gather(v, rows)  # noqa: E731
         zeros = tf.zeros_like(take(x))
         s = {
-            "rows": rows, "x": take(x), "y": take(y), "w": take(w), "c": take(consts), "delta": zeros, "m": zeros,
-            "v": zeros, "found": tf.zeros_like(rows, tf.bool), "best": take(out["images"]),
-            "distance": take(out["distance"]), "last": tf.fill(tf.shape(rows), mn.INF),
+            "rows": rows,
+            "x": take(x),
+            "y": take(y),
+            "w": take(w),
+            "c": take(consts),
+            "delta": zeros,
+            "m": zeros,
+            "v": zeros,
+            "found": tf.zeros_like(rows, tf.bool),
+            "best": take(out["images"]),
+            "distance": take(out["distance"]),
+            "last": tf.fill(tf.shape(rows), mn.INF),
         }
         s["start"] = (tf.tanh(s["w"]) + 1.0) / 2.0
         out = dict(out, found=tf.zeros([n], tf.bool))
@@ -99,7 +136,15 @@ def _cw_fn(
 
 
 def carlini_wagner_l2_search(
-    model, images, labels, *, steps=100, binary_search_steps=9, stepsize=0.01, confidence=0.0, initial_const=1e-3,
+    model,
+    images,
+    labels,
+    *,
+    steps=100,
+    binary_search_steps=9,
+    stepsize=0.01,
+    confidence=0.0,
+    initial_const=1e-3,
     abort_early=True,
 ):
     """Carlini-Wagner L2's closest adversarial per image: a `tfadv.attacks.MinimumNormResult`
@@ -122,16 +167,36 @@ def carlini_wagner_l2_search(
     confidence = mn.check_number("confidence", confidence)
     initial_const = mn.check_number("initial_const", initial_const, low_open=True)
     if not isinstance(abort_early, bool):
-        raise ValueError(f"Expected abort_early to be a bool. Received: abort_early={abort_early!r}")
+        raise ValueError(
+            f"Expected abort_early to be a bool. Received: abort_early={abort_early!r}"
+        )
     return mn.search(
-        model, images, labels, _cw_fn, "2", steps=steps, binary_search_steps=binary_search_steps, stepsize=stepsize,
-        confidence=confidence, initial_const=initial_const, abort_early=abort_early,
+        model,
+        images,
+        labels,
+        _cw_fn,
+        "2",
+        steps=steps,
+        binary_search_steps=binary_search_steps,
+        stepsize=stepsize,
+        confidence=confidence,
+        initial_const=initial_const,
+        abort_early=abort_early,
     )
 
 
 def carlini_wagner_l2(
-    model, images, labels, eps=None, *, steps=100, binary_search_steps=9, stepsize=0.01, confidence=0.0,
-    initial_const=1e-3, abort_early=True,
+    model,
+    images,
+    labels,
+    eps=None,
+    *,
+    steps=100,
+    binary_search_steps=9,
+    stepsize=0.01,
+    confidence=0.0,
+    initial_const=1e-3,
+    abort_early=True,
 ) -> tf.Tensor:
     """Carlini-Wagner L2 with the shared attack signature: with eps None each image's closest
     adversarial found (the clean image where none was); with eps (L2, pixel scale) that
@@ -139,7 +204,14 @@ def carlini_wagner_l2(
     `carlini_wagner_l2_search`."""
     mn.check_budget(eps, "2")
     result = carlini_wagner_l2_search(
-        model, images, labels, steps=steps, binary_search_steps=binary_search_steps, stepsize=stepsize,
-        confidence=confidence, initial_const=initial_const, abort_early=abort_early,
+        model,
+        images,
+        labels,
+        steps=steps,
+        binary_search_steps=binary_search_steps,
+        stepsize=stepsize,
+        confidence=confidence,
+        initial_const=initial_const,
+        abort_early=abort_early,
     )
     return mn.within_eps(result, images, eps)

@@ -44,9 +44,13 @@ def check_eps(eps, name: str = "eps", at_most: float | None = None) -> None:
         raise ValueError(f"Expected a scalar number for {name}. Received: {name}={eps!r}")
     number = value.item()
     if not (math.isfinite(number) and number >= 0):
-        raise ValueError(f"Expected a finite {name} >= 0 (pixel scale). Received: {name}={number!r}")
+        raise ValueError(
+            f"Expected a finite {name} >= 0 (pixel scale). Received: {name}={number!r}"
+        )
     if at_most is not None and number > at_most:
-        raise ValueError(f"Expected {name} in [0, {at_most:g}] (pixel scale). Received: {name}={number!r}")
+        raise ValueError(
+            f"Expected {name} in [0, {at_most:g}] (pixel scale). Received: {name}={number!r}"
+        )
 
 
 def check_positive_int(name: str, value) -> int:
@@ -60,13 +64,17 @@ def check_fraction(name: str, value, low_open: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise ValueError(f"Expected {name} to be a number in [0, 1]. Received: {name}={value!r}")
     if not (0 < value <= 1 if low_open else 0 <= value <= 1):
-        raise ValueError(f"Expected {name} in {'(0, 1]' if low_open else '[0, 1]'}. Received: {name}={value!r}")
+        raise ValueError(
+            f"Expected {name} in {'(0, 1]' if low_open else '[0, 1]'}. Received: {name}={value!r}"
+        )
     return float(value)
 
 
 def check_choice(name: str, value, choices) -> str:
     if value not in choices:
-        raise ValueError(f"Expected {name} to be one of {tuple(choices)}. Received: {name}={value!r}")
+        raise ValueError(
+            f"Expected {name} to be one of {tuple(choices)}. Received: {name}={value!r}"
+        )
     return value
 
 
@@ -75,13 +83,19 @@ def to_images(images, input_shape=None) -> tf.Tensor:
     model's `input_shape` (None, H, W, C) when given."""
     x = tf.convert_to_tensor(images)
     if not x.dtype.is_floating:
-        raise ValueError(f"Expected float images in [0, 1] (pixel scale). Received: images.dtype={x.dtype.name}")
+        raise ValueError(
+            f"Expected float images in [0, 1] (pixel scale). Received: images.dtype={x.dtype.name}"
+        )
     x = tf.cast(x, tf.float32)
     if x.shape.rank != 4:
-        raise ValueError(f"Expected images of shape (N, H, W, C). Received: images.shape={tuple(x.shape)}")
+        raise ValueError(
+            f"Expected images of shape (N, H, W, C). Received: images.shape={tuple(x.shape)}"
+        )
     if input_shape is not None and len(input_shape) == 4:
         expected, got = list(input_shape[1:]), x.shape.as_list()[1:]
-        if any(e is not None and g is not None and e != g for e, g in zip(expected, got, strict=True)):
+        if any(
+            e is not None and g is not None and e != g for e, g in zip(expected, got, strict=True)
+        ):
             raise ValueError(
                 f"Expected images of shape (N, {', '.join(map(str, expected))}) for this model. "
                 f"Received: images.shape={tuple(x.shape)}"
@@ -89,7 +103,9 @@ def to_images(images, input_shape=None) -> tf.Tensor:
     if is_concrete(x) and x.shape[0]:
         low, high = float(tf.reduce_min(x)), float(tf.reduce_max(x))
         if not (0.0 <= low and high <= 1.0):
-            raise ValueError(f"Expected images in [0, 1] (pixel scale). Received: images with min={low}, max={high}")
+            raise ValueError(
+                f"Expected images in [0, 1] (pixel scale). Received: images with min={low}, max={high}"
+            )
     return x
 
 
@@ -97,15 +113,21 @@ def to_labels(labels, images: tf.Tensor, num_classes=None, name: str = "labels")
     """int64 (N,) tensor of class ids matching `images`; known values must lie in [0, num_classes)."""
     y = tf.convert_to_tensor(labels)
     if not y.dtype.is_integer:
-        raise ValueError(f"Expected integer class ids as {name}. Received: {name}.dtype={y.dtype.name}")
+        raise ValueError(
+            f"Expected integer class ids as {name}. Received: {name}.dtype={y.dtype.name}"
+        )
     n = images.shape[0]
     if y.shape.rank != 1 or (n is not None and y.shape[0] is not None and y.shape[0] != n):
-        raise ValueError(f"Expected {name} of shape ({n},). Received: {name}.shape={tuple(y.shape)}")
+        raise ValueError(
+            f"Expected {name} of shape ({n},). Received: {name}.shape={tuple(y.shape)}"
+        )
     y = tf.cast(y, tf.int64)
     if num_classes and is_concrete(y) and y.shape[0]:
         low, high = int(tf.reduce_min(y)), int(tf.reduce_max(y))
         if low < 0 or high >= num_classes:
-            raise ValueError(f"Expected {name} in [0, {num_classes}). Received: {name} with min={low}, max={high}")
+            raise ValueError(
+                f"Expected {name} in [0, {num_classes}). Received: {name} with min={low}, max={high}"
+            )
     return y
 
 
@@ -129,7 +151,9 @@ def to_seed(seed) -> tf.Tensor:
     if len(parts) > 2 or not all(t.dtype.is_integer and t.shape.rank == 0 for t in tensors):
         if len(tensors) == 1 and tensors[0].dtype.is_integer and tensors[0].shape.as_list() == [2]:
             return tf.cast(tensors[0], tf.int64)
-        raise ValueError(f"Expected seed to be None, an int or a pair of ints. Received: seed={seed!r}")
+        raise ValueError(
+            f"Expected seed to be None, an int or a pair of ints. Received: seed={seed!r}"
+        )
     tensors = [tf.cast(t, tf.int64) for t in tensors]
     return tf.stack(tensors if len(tensors) == 2 else [tensors[0], tf.zeros_like(tensors[0])])
 

@@ -68,7 +68,9 @@ def compiled(clf, fn, signature, jit_compile="auto", **static):
     if key not in per_model:
         bound = _Bound(fn, _ClassifierRef(clf), static)
         # autograph=False: the attacks use explicit tf.while_loop, and tracing need not re-read sources.
-        per_model[key] = tf.function(bound, input_signature=signature, jit_compile=jit, autograph=False)
+        per_model[key] = tf.function(
+            bound, input_signature=signature, jit_compile=jit, autograph=False
+        )
     return per_model[key]
 
 

@@ -19,10 +19,17 @@ PUSH = 1e-5  # added to each step's distance so the point lands past the lineari
 GRAD_FLOOR = 1e-8  # added to gradient norms before dividing (as Foolbox does)
 
 
-def _deepfool_fn(x, y, t, eps, alpha, seed, *, model_ref, output, norm, steps, overshoot, candidates):
+def _deepfool_fn(
+    x, y, t, eps, alpha, seed, *, model_ref, output, norm, steps, overshoot, candidates
+):
     clf = classifier_of(model_ref, output)
     others = tf.math.top_k(_without(mn.logits_or_empty(clf, x), y), k=candidates - 1).indices
-    s = {"rows": tf.range(tf.cast(tf.shape(x)[0], tf.int64)), "x": x, "y": y, "others": tf.cast(others, tf.int64)}
+    s = {
+        "rows": tf.range(tf.cast(tf.shape(x)[0], tf.int64)),
+        "x": x,
+        "y": y,
+        "others": tf.cast(others, tf.int64),
+    }
     s, out = mn.begin(clf, dict(s, cur=x, total=tf.zeros_like(x)))
     flat = lambda t: tf.reshape(t, [tf.shape(t)[0], -1])  # noqa: E731
 
@@ -32,9 +39,13 @@ def _deepfool_fn(x, y, t, eps, alpha, seed, *, model_ref, output, norm, steps, o
             tape.watch(cur)
             logits = clf.logits(cur)
             true = tf.gather(logits, s["y"], batch_dims=1)
-            gaps = [tf.gather(logits, s["others"][:, k], batch_dims=1) - true for k in range(candidates - 1)]
+            gaps = [
+                tf.gather(logits, s["others"][:, k], batch_dims=1) - true
+                for k in range(candidates - 1)
+            ]
         grads = [
-            flat(tape.gradient(gap, cur, unconnected_gradients=tf.UnconnectedGradients.ZERO)) for gap in gaps
+            flat(tape.gradient(gap, cur, unconnected_gradients=tf.UnconnectedGradients.ZERO))
+            for gap in gaps
         ]
         del tape
         gaps, grads = tf.stack(gaps, axis=1), tf.stack(grads, axis=1)  # (m, K), (m, K, D)
@@ -89,19 +100,33 @@ def deepfool_search(model, images, labels, *, norm="2", steps=50, overshoot=0.02
     steps = checks.check_positive_int("steps", steps)
     overshoot = mn.check_number("overshoot", overshoot)
     if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 2:
-        raise ValueError(f"Expected candidates to be an integer >= 2. Received: candidates={candidates!r}")
+        raise ValueError(
+            f"Expected candidates to be an integer >= 2. Received: candidates={candidates!r}"
+        )
     from tfadv.models import as_classifier
 
     candidates = min(candidates, as_classifier(model).num_classes)
     return mn.search(
-        model, images, labels, _deepfool_fn, norm, norm=norm, steps=steps, overshoot=overshoot, candidates=candidates
+        model,
+        images,
+        labels,
+        _deepfool_fn,
+        norm,
+        norm=norm,
+        steps=steps,
+        overshoot=overshoot,
+        candidates=candidates,
     )
 
 
-def deepfool(model, images, labels, eps=None, *, norm="2", steps=50, overshoot=0.02, candidates=10) -> tf.Tensor:
+def deepfool(
+    model, images, labels, eps=None, *, norm="2", steps=50, overshoot=0.02, candidates=10
+) -> tf.Tensor:
     """DeepFool with the shared attack signature: with eps None each image's closest adversarial
     found (the clean image where none was); with eps (pixel scale, in `norm`) that adversarial
     where it lies within eps, else the clean image. Options as in `deepfool_search`."""
     mn.check_budget(eps, mn.check_norm(norm, ("2", "inf"), "deepfool"))
-    result = deepfool_search(model, images, labels, norm=norm, steps=steps, overshoot=overshoot, candidates=candidates)
+    result = deepfool_search(
+        model, images, labels, norm=norm, steps=steps, overshoot=overshoot, candidates=candidates
+    )
     return mn.within_eps(result, images, eps)

@@ -23,7 +23,9 @@ from tfadv.models.callable import require_gradients
 from tfadv.runtime import devices
 
 LENGTH_FLOOR = 1e-8  # move lengths are floored at this before forming the weight a1 / (a1 + a2)
-RESTART_RADIUS = 0.5  # restarts after the first start this far from the clean image, in units of eps
+RESTART_RADIUS = (
+    0.5  # restarts after the first start this far from the clean image, in units of eps
+)
 
 
 def hyperplane_step(points, w, b, norm):
@@ -47,19 +49,41 @@ def hyperplane_step(points, w, b, norm):
         saturates, slope = tf.where(size > 0, room / tf.maximum(size, 1e-30), 0.0), tf.square(size)
     order = tf.argsort(saturates, axis=1)
     at = tf.gather(saturates, order, batch_dims=1)
-    before = tf.cumsum(tf.gather(size * room, order, batch_dims=1), axis=1, exclusive=True)  # saturated ones' share
-    after = tf.cumsum(tf.gather(slope, order, batch_dims=1), axis=1, reverse=True)  # slope of the others
+    before = tf.cumsum(
+        tf.gather(size * room, order, batch_dims=1), axis=1, exclusive=True
+    )  # saturated ones' share
+    after = tf.cumsum(
+        tf.gather(slope, order, batch_dims=1), axis=1, reverse=True
+    )  # slope of the others
     reach = before + at * after  # w . d at lam = each saturation point, non-decreasing
     segment = tf.reduce_sum(tf.cast(reach < gap[:, None], tf.int32), axis=1)
     feasible = segment < tf.shape(points)[1]
     k = tf.minimum(segment, tf.shape(points)[1] - 1)[:, None]
-    lam = tf.math.divide_no_nan(gap - tf.gather(before, k, batch_dims=1)[:, 0], tf.gather(after, k, batch_dims=1)[:, 0])
+    lam = tf.math.divide_no_nan(
+        gap - tf.gather(before, k, batch_dims=1)[:, 0], tf.gather(after, k, batch_dims=1)[:, 0]
+    )
     lam = tf.maximum(lam, 0.0)[:, None]
     move = lam if norm is norms.LINF else lam * size
     return tf.sign(w) * tf.where(feasible[:, None], tf.minimum(move, room), room)
 
 
-def _fab_fn(x, y, t, eps, start_radius, seeds, *, model_ref, output, norm, steps, eta, beta, alpha_max, compact):
+def _fab_fn(
+    x,
+    y,
+    t,
+    eps,
+    start_radius,
+    seeds,
+    *,
+    model_ref,
+    output,
+    norm,
+    steps,
+    eta,
+    beta,
+    alpha_max,
+    compact,
+):
     """One FAB run toward the targets `t`; start_radius (in the alpha slot, in units of eps)
     > 0 starts from a random point at that radius. Returns (images, broken, -distance): a
     misclassified point found within eps (see `fab_targeted`), else x."""
@@ -78,9 +102,15 @@ def _fab_fn(x, y, t, eps, start_radius, seeds, *, model_ref, output, norm, steps
             tape.watch(cur)
             logits = clf.logits(cur)
             gap = tf.gather(logits, s["y"], batch_dims=1) - tf.gather(logits, s["t"], batch_dims=1)
-        w, here, clean = flat(tape.gradient(gap, cur, unconnected_gradients=tf.UnconnectedGradients.ZERO)), flat(cur), flat(xs)
+        w, here, clean = (
+            flat(tape.gradient(gap, cur, unconnected_gradients=tf.UnconnectedGradients.ZERO)),
+            flat(cur),
+            flat(xs),
+        )
         b = tf.reduce_sum(w * here, axis=1) - gap  # the linearised gap is zero on w . z = b
-        moves = hyperplane_step(tf.concat([here, clean], 0), tf.concat([w, w], 0), tf.concat([b, b], 0), norm)
+        moves = hyperplane_step(
+            tf.concat([here, clean], 0), tf.concat([w, w], 0), tf.concat([b, b], 0), norm
+        )
         lengths = tf.maximum(norm.length(moves), LENGTH_FLOOR)
         m = tf.shape(here)[0]
         alpha = tf.minimum(lengths[:m] / (lengths[:m] + lengths[m:]), alpha_max)[:, None]
@@ -95,7 +125,11 @@ def _fab_fn(x, y, t, eps, start_radius, seeds, *, model_ref, output, norm, steps
             best=tf.where(closer[:, None, None, None], new, s["best"]),
             distance=tf.where(closer, distance, s["distance"]),
         )
-        return (i + 1, *active.drop_finished(s, out, s["distance"] <= eps, recorded)) if compact else (i + 1, s, out)
+        return (
+            (i + 1, *active.drop_finished(s, out, s["distance"] <= eps, recorded))
+            if compact
+            else (i + 1, s, out)
+        )
 
     def recorded(out, finished):
         """`out` with the finished examples written in: the closest misclassified point if
@@ -109,10 +143,19 @@ def _fab_fn(x, y, t, eps, start_radius, seeds, *, model_ref, output, norm, steps
         }
 
     s = {
-        "rows": tf.range(tf.cast(n, tf.int64)), "x": x, "y": y, "t": t, "cur": start, "best": x,
+        "rows": tf.range(tf.cast(n, tf.int64)),
+        "x": x,
+        "y": y,
+        "t": t,
+        "cur": start,
+        "best": x,
         "distance": tf.fill([n], tf.constant(float("inf"))),
-    }  # fmt: skip
-    out = {"images": x, "won": tf.zeros([n], tf.bool), "value": tf.fill([n], tf.constant(-float("inf")))}
+    }
+    out = {
+        "images": x,
+        "won": tf.zeros([n], tf.bool),
+        "value": tf.fill([n], tf.constant(-float("inf"))),
+    }
 
     def cond(i, s, out):
         return (i < steps) & tf.reduce_any(s["distance"] > eps)
@@ -179,9 +222,17 @@ def fab_targeted(
     seeds = gradient.seeds_for(seed, x)
     targets, _, won = other_classes(clf, x, y, n_targets, "fab_targeted", jit_compile)
     attack = gradient.compiled_attack(
-        clf, _fab_fn, x, jit_compile, norm=norm, steps=steps, eta=float(eta), beta=beta, alpha_max=alpha_max,
+        clf,
+        _fab_fn,
+        x,
+        jit_compile,
+        norm=norm,
+        steps=steps,
+        eta=float(eta),
+        beta=beta,
+        alpha_max=alpha_max,
         compact=not devices.resolve_jit_compile(jit_compile),
-    )  # fmt: skip
+    )
     runs = [target for target in targets for _ in range(restarts)]
     radii = [0.0 if r == 0 else RESTART_RADIUS for _ in targets for r in range(restarts)]
     adv = best_over_runs(attack, x, y, runs, checks.to_scalar(eps), radii, seeds, won)

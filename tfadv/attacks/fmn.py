@@ -50,16 +50,23 @@ def _project(delta, radius, norm):
     if norm == "2":
         length = tf.maximum(mn.lp_length(delta, "2"), NORM_FLOOR)
         return delta * tf.minimum(1.0, radius / length)[:, None, None, None]
-    return tf.reshape(project_l1(tf.reshape(delta, [tf.shape(delta)[0], -1]), radius), tf.shape(delta))
+    return tf.reshape(
+        project_l1(tf.reshape(delta, [tf.shape(delta)[0], -1]), radius), tf.shape(delta)
+    )
 
 
-def _fmn_fn(x, y, t, eps, alpha, seed, *, model_ref, output, norm, steps, max_stepsize, min_stepsize, gamma):
+def _fmn_fn(
+    x, y, t, eps, alpha, seed, *, model_ref, output, norm, steps, max_stepsize, min_stepsize, gamma
+):
     clf = classifier_of(model_ref, output)
     s = {"rows": tf.range(tf.cast(tf.shape(x)[0], tf.int64)), "x": x, "y": y}
     s, out = mn.begin(clf, dict(s, cur=x))
     m = tf.shape(s["x"])[0]
     s = dict(
-        s, delta=tf.zeros_like(s["x"]), epsilon=tf.fill([m], mn.INF), found=tf.zeros([m], tf.bool),
+        s,
+        delta=tf.zeros_like(s["x"]),
+        epsilon=tf.fill([m], mn.INF),
+        found=tf.zeros([m], tf.bool),
         worst=mn.lp_length(tf.maximum(s["x"], 1.0 - s["x"]), norm),
     )
     s["best_norm"] = s["worst"]
@@ -87,10 +94,16 @@ def _fmn_fn(x, y, t, eps, alpha, seed, *, model_ref, output, norm, steps, max_st
             tf.where(found, s["epsilon"] * (1.0 + rate), (length + boundary) * (1.0 + rate)),
         )
         epsilon = tf.minimum(epsilon, s["worst"])
-        step = grad / tf.maximum(mn.lp_length(grad, "2"), NORM_FLOOR)[:, None, None, None] * stepsize
+        step = (
+            grad / tf.maximum(mn.lp_length(grad, "2"), NORM_FLOOR)[:, None, None, None] * stepsize
+        )
         moved = norms.clip_pixels(x + _project(delta + step, epsilon, norm)) - x
         s = dict(
-            s, delta=moved, epsilon=epsilon, found=found, best_norm=best_norm,
+            s,
+            delta=moved,
+            epsilon=epsilon,
+            found=found,
+            best_norm=best_norm,
             best=tf.where(better[:, None, None, None], adv, s["best"]),
             distance=tf.where(better, length, s["distance"]),
         )
@@ -103,7 +116,9 @@ def _fmn_fn(x, y, t, eps, alpha, seed, *, model_ref, output, norm, steps, max_st
     return mn.finish(clf, dict(s, cur=s["x"] + s["delta"]), out, norm)
 
 
-def fmn_search(model, images, labels, *, norm="2", steps=100, max_stepsize=1.0, min_stepsize=None, gamma=0.05):
+def fmn_search(
+    model, images, labels, *, norm="2", steps=100, max_stepsize=1.0, min_stepsize=None, gamma=0.05
+):
     """FMN's closest adversarial per image: a `tfadv.attacks.MinimumNormResult`.
 
     Args:
@@ -119,7 +134,11 @@ def fmn_search(model, images, labels, *, norm="2", steps=100, max_stepsize=1.0, 
     norm = mn.check_norm(norm, ("inf", "2", "1"), "fmn")
     steps = checks.check_positive_int("steps", steps)
     max_stepsize = mn.check_number("max_stepsize", max_stepsize, low_open=True)
-    min_stepsize = max_stepsize / 100 if min_stepsize is None else mn.check_number("min_stepsize", min_stepsize, low_open=True)
+    min_stepsize = (
+        max_stepsize / 100
+        if min_stepsize is None
+        else mn.check_number("min_stepsize", min_stepsize, low_open=True)
+    )
     if min_stepsize > max_stepsize:
         raise ValueError(
             f"Expected min_stepsize <= max_stepsize. Received: min_stepsize={min_stepsize!r}, max_stepsize={max_stepsize!r}"
@@ -128,18 +147,43 @@ def fmn_search(model, images, labels, *, norm="2", steps=100, max_stepsize=1.0, 
     if gamma >= 1:
         raise ValueError(f"Expected gamma in (0, 1). Received: gamma={gamma!r}")
     return mn.search(
-        model, images, labels, _fmn_fn, norm, norm=norm, steps=steps, max_stepsize=max_stepsize,
-        min_stepsize=min_stepsize, gamma=gamma,
+        model,
+        images,
+        labels,
+        _fmn_fn,
+        norm,
+        norm=norm,
+        steps=steps,
+        max_stepsize=max_stepsize,
+        min_stepsize=min_stepsize,
+        gamma=gamma,
     )
 
 
-def fmn(model, images, labels, eps=None, *, norm="2", steps=100, max_stepsize=1.0, min_stepsize=None, gamma=0.05):
+def fmn(
+    model,
+    images,
+    labels,
+    eps=None,
+    *,
+    norm="2",
+    steps=100,
+    max_stepsize=1.0,
+    min_stepsize=None,
+    gamma=0.05,
+):
     """FMN with the shared attack signature: with eps None each image's closest adversarial
     found (the clean image where none was); with eps (pixel scale, in `norm`) that adversarial
     where it lies within eps, else the clean image. Options as in `fmn_search`."""
     mn.check_budget(eps, mn.check_norm(norm, ("inf", "2", "1"), "fmn"))
     result = fmn_search(
-        model, images, labels, norm=norm, steps=steps, max_stepsize=max_stepsize, min_stepsize=min_stepsize,
+        model,
+        images,
+        labels,
+        norm=norm,
+        steps=steps,
+        max_stepsize=max_stepsize,
+        min_stepsize=min_stepsize,
         gamma=gamma,
     )
     return mn.within_eps(result, images, eps)

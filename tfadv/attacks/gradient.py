@@ -51,12 +51,29 @@ def _fgsm_fn(x, y, t, eps, alpha, seed, *, model_ref, output, loss, loss_on, nor
 
 
 def _iterative_fn(
-    x, y, t, eps, alpha, seeds, *, model_ref, output, loss, loss_on, norm, steps, random_start, restarts, targeted,
+    x,
+    y,
+    t,
+    eps,
+    alpha,
+    seeds,
+    *,
+    model_ref,
+    output,
+    loss,
+    loss_on,
+    norm,
+    steps,
+    random_start,
+    restarts,
+    targeted,
     early_stop=False,
-):  # fmt: skip
+):
     objective = _objective(model_ref, output, loss, loss_on, targeted)
     if early_stop:
-        return _early_stop(objective, x, y, t, eps, alpha, seeds, norm, steps, random_start, restarts)
+        return _early_stop(
+            objective, x, y, t, eps, alpha, seeds, norm, steps, random_start, restarts
+        )
 
     def body(adv):
         return _step(objective, adv, x, y, t, eps, alpha, norm)[1]
@@ -89,7 +106,9 @@ def _start(x, eps, seeds, norm, random_start):
 def _succeeded(objective, adv, y, t):
     """Per example: broken at `adv`; no forward pass on an empty batch (oneDNN convolutions reject it)."""
     return tf.cond(
-        tf.size(y) > 0, lambda: objective.success(objective.scores(adv), y, t), lambda: tf.zeros([0], tf.bool)
+        tf.size(y) > 0,
+        lambda: objective.success(objective.scores(adv), y, t),
+        lambda: tf.zeros([0], tf.bool),
     )
 
 
@@ -102,23 +121,40 @@ def _early_stop(objective, x, y, t, eps, alpha, seeds, norm, steps, random_start
     def record(out, finished):
         return {
             "images": active.write_rows(out["images"], finished["rows"], finished["adv"]),
-            "done": active.write_rows(out["done"], finished["rows"], tf.ones_like(finished["rows"], tf.bool)),
+            "done": active.write_rows(
+                out["done"], finished["rows"], tf.ones_like(finished["rows"], tf.bool)
+            ),
         }
 
     def body(i, s, out):
         scores, _, grad = objective.gradient(s["adv"], s["y"], s["t"])
-        stepped = norms.project(norms.clip_pixels(s["adv"] + norm.step(grad, alpha)), s["x"], eps, norm)
-        s, out = active.drop_finished(dict(s, stepped=stepped), out, objective.success(scores, s["y"], s["t"]), record)
+        stepped = norms.project(
+            norms.clip_pixels(s["adv"] + norm.step(grad, alpha)), s["x"], eps, norm
+        )
+        s, out = active.drop_finished(
+            dict(s, stepped=stepped), out, objective.success(scores, s["y"], s["t"]), record
+        )
         return i + 1, dict(s, adv=s["stepped"]), out
 
     for restart in range(restarts):
         rows = tf.where(~out["done"])[:, 0]
-        s = {"rows": rows, "x": tf.gather(x, rows), "y": tf.gather(y, rows), "t": tf.gather(t, rows)}
+        s = {
+            "rows": rows,
+            "x": tf.gather(x, rows),
+            "y": tf.gather(y, rows),
+            "t": tf.gather(t, rows),
+        }
         restart_seeds = randomness.fold(tf.gather(seeds, rows), restart)  # each image's own draws
         s["adv"] = s["stepped"] = _start(s["x"], eps, restart_seeds, norm, random_start)
-        _, s, out = tf.while_loop(lambda i, s, out: (i < steps) & (tf.size(s["rows"]) > 0), body, (tf.constant(0), s, out))
-        s, out = active.drop_finished(s, out, _succeeded(objective, s["adv"], s["y"], s["t"]), record)
-    return active.write_rows(out["images"], s["rows"], s["adv"])  # the unbroken keep their last iterate
+        _, s, out = tf.while_loop(
+            lambda i, s, out: (i < steps) & (tf.size(s["rows"]) > 0), body, (tf.constant(0), s, out)
+        )
+        s, out = active.drop_finished(
+            s, out, _succeeded(objective, s["adv"], s["y"], s["t"]), record
+        )
+    return active.write_rows(
+        out["images"], s["rows"], s["adv"]
+    )  # the unbroken keep their last iterate
 
 
 def _repeat(body, start, steps: int, unroll: bool):
@@ -128,7 +164,9 @@ def _repeat(body, start, steps: int, unroll: bool):
         for _ in range(steps):
             adv = body(adv)
         return adv
-    return tf.while_loop(lambda i, _: i < steps, lambda i, adv: (i + 1, body(adv)), (tf.constant(0), start))[1]
+    return tf.while_loop(
+        lambda i, _: i < steps, lambda i, adv: (i + 1, body(adv)), (tf.constant(0), start)
+    )[1]
 
 
 def _score(objective, adv, y, t):
@@ -141,7 +179,9 @@ def _random_sign_fn(x, y, t, eps, alpha, seeds, *, model_ref, output):
     return norms.clip_pixels(x + eps * randomness.signs(seeds, x.shape[1:], randomness.RANDOM_SIGN))
 
 
-def _steps_to_flip_fn(x, y, t, eps, alpha, seed, *, model_ref, output, loss, loss_on, norm, max_steps):
+def _steps_to_flip_fn(
+    x, y, t, eps, alpha, seed, *, model_ref, output, loss, loss_on, norm, max_steps
+):
     objective = _objective(model_ref, output, loss, loss_on, False)
     clean = tf.argmax(objective.clf.logits(x), axis=-1)
 
@@ -179,7 +219,9 @@ def prepare(model, images, labels, eps=0.0, norm=norms.LINF):
     return clf, x, y
 
 
-def run(model, fn, images, labels, eps, alpha=0.0, seed=0, target=None, jit_compile="auto", **static):
+def run(
+    model, fn, images, labels, eps, alpha=0.0, seed=0, target=None, jit_compile="auto", **static
+):
     """Checks the arguments, resolves the targets, fetches the compiled attack and runs it
     (eagerly or inside a graph). `fn(x, y, targets, eps, alpha, seed, *, model_ref, output, **static)`;
     eps is checked against `static["norm"]` (L-inf when absent)."""
@@ -219,7 +261,14 @@ def compiled_attack(clf, fn, x, jit_compile="auto", **static):
     images shaped like `x` (any batch size): for attacks that call it more than once. `fn`
     receives int64 (N, 2) per-image seeds (see `tfadv.attacks.randomness`); the returned
     callable takes those or any seed `seeds_for` accepts."""
-    signature = [checks.image_spec(x), LABELS_SPEC, LABELS_SPEC, SCALAR_SPEC, SCALAR_SPEC, SEEDS_SPEC]
+    signature = [
+        checks.image_spec(x),
+        LABELS_SPEC,
+        LABELS_SPEC,
+        SCALAR_SPEC,
+        SCALAR_SPEC,
+        SEEDS_SPEC,
+    ]
     return _PerImageSeeds(compiled(clf, fn, signature, jit_compile, **static))
 
 
@@ -239,7 +288,17 @@ def _alpha(alpha, eps, default_factor, name, at_most_eps):
 
 
 def fgsm(
-    model, images, labels, eps, *, norm="inf", loss="ce", loss_on="logits", target=None, seed=None, jit_compile="auto"
+    model,
+    images,
+    labels,
+    eps,
+    *,
+    norm="inf",
+    loss="ce",
+    loss_on="logits",
+    target=None,
+    seed=None,
+    jit_compile="auto",
 ) -> tf.Tensor:
     """Fast gradient sign method: x + eps * sign(grad_x L(x, y)), clipped to [0, 1].
 
@@ -256,19 +315,48 @@ def fgsm(
     """
     norm = norms.get(norm)
     return run(
-        model, _fgsm_fn, images, labels, eps, seed=seed, target=target, jit_compile=jit_compile,
-        loss=losses.get(loss), loss_on=loss_on, norm=norm, targeted=False,
-    )  # fmt: skip
+        model,
+        _fgsm_fn,
+        images,
+        labels,
+        eps,
+        seed=seed,
+        target=target,
+        jit_compile=jit_compile,
+        loss=losses.get(loss),
+        loss_on=loss_on,
+        norm=norm,
+        targeted=False,
+    )
 
 
 def fgsm_targeted(
-    model, images, labels, eps, *, target="least_likely", norm="inf", loss="ce", loss_on="logits", seed=None, jit_compile="auto"
+    model,
+    images,
+    labels,
+    eps,
+    *,
+    target="least_likely",
+    norm="inf",
+    loss="ce",
+    loss_on="logits",
+    seed=None,
+    jit_compile="auto",
 ) -> tf.Tensor:
     """Targeted FGSM: `fgsm` toward `target` (default the least likely class)."""
     if target is None:
         raise ValueError("fgsm_targeted needs a target. Received: target=None")
     return fgsm(
-        model, images, labels, eps, norm=norm, loss=loss, loss_on=loss_on, target=target, seed=seed, jit_compile=jit_compile
+        model,
+        images,
+        labels,
+        eps,
+        norm=norm,
+        loss=loss,
+        loss_on=loss_on,
+        target=target,
+        seed=seed,
+        jit_compile=jit_compile,
     )
 
 
@@ -278,12 +366,16 @@ def _targets(clf, x, y, target, seeds, jit_compile):
     return targets.resolve(clf, x, y, target, seeds, logits)
 
 
-def choose_targets(model, images, labels, target="least_likely", *, seed=None, jit_compile="auto") -> tf.Tensor:
+def choose_targets(
+    model, images, labels, target="least_likely", *, seed=None, jit_compile="auto"
+) -> tf.Tensor:
     """The int64 (N,) target classes `target` picks (see `tfadv.attacks.targets`): the same an
     attack given the same `seed` (None, an int, a pair or per-image seeds (N, 2)) uses."""
     clf, x, y = prepare(model, images, labels)
     if target is None:
-        raise ValueError("Expected a target strategy, class id or per-image ids. Received: target=None")
+        raise ValueError(
+            "Expected a target strategy, class id or per-image ids. Received: target=None"
+        )
     return _targets(clf, x, y, target, seeds_for(seed, x), jit_compile)
 
 
@@ -307,13 +399,22 @@ def probabilities_of(model, images, *, jit_compile="auto") -> tf.Tensor:
     return _forward(model, images, _probabilities_fn, jit_compile)
 
 
-def input_gradient(model, images, labels, *, loss="ce", loss_on="logits", jit_compile="auto") -> tf.Tensor:
+def input_gradient(
+    model, images, labels, *, loss="ce", loss_on="logits", jit_compile="auto"
+) -> tf.Tensor:
     """Gradient of each example's loss w.r.t. its input pixels (N, H, W, C).
 
     With loss_on="probabilities" a saturated softmax gives exactly zero (gradient masking).
     """
     return run(
-        model, _gradient_fn, images, labels, 0.0, jit_compile=jit_compile, loss=losses.get(loss), loss_on=loss_on
+        model,
+        _gradient_fn,
+        images,
+        labels,
+        0.0,
+        jit_compile=jit_compile,
+        loss=losses.get(loss),
+        loss_on=loss_on,
     )
 
 
@@ -358,37 +459,97 @@ def pgd(
     steps = checks.check_positive_int("steps", steps)
     restarts = checks.check_positive_int("restarts", restarts)
     if restarts > 1 and not random_start:
-        raise ValueError(f"restarts > 1 needs random_start=True. Received: restarts={restarts}, random_start=False")
+        raise ValueError(
+            f"restarts > 1 needs random_start=True. Received: restarts={restarts}, random_start=False"
+        )
     alpha = _alpha(alpha, eps, min(1.0, PGD_ALPHA_FACTOR / steps), "pgd", at_most_eps=True)
     return run(
-        model, _iterative_fn, images, labels, eps, alpha, seed, target, jit_compile,
-        loss=losses.get(loss), loss_on=loss_on, norm=norm, steps=steps, random_start=bool(random_start),
-        restarts=restarts, targeted=False, early_stop=bool(early_stop),
-    )  # fmt: skip
+        model,
+        _iterative_fn,
+        images,
+        labels,
+        eps,
+        alpha,
+        seed,
+        target,
+        jit_compile,
+        loss=losses.get(loss),
+        loss_on=loss_on,
+        norm=norm,
+        steps=steps,
+        random_start=bool(random_start),
+        restarts=restarts,
+        targeted=False,
+        early_stop=bool(early_stop),
+    )
 
 
 def bim(
-    model, images, labels, eps, *, steps=10, alpha=None, norm="inf", loss="ce", loss_on="logits", target=None,
-    seed=None, jit_compile="auto",
-) -> tf.Tensor:  # fmt: skip
+    model,
+    images,
+    labels,
+    eps,
+    *,
+    steps=10,
+    alpha=None,
+    norm="inf",
+    loss="ce",
+    loss_on="logits",
+    target=None,
+    seed=None,
+    jit_compile="auto",
+) -> tf.Tensor:
     """Basic iterative method (iterative FGSM, Kurakin et al.): `pgd` without random start."""
     return pgd(
-        model, images, labels, eps, steps=steps, alpha=alpha, norm=norm, random_start=False,
-        loss=loss, loss_on=loss_on, target=target, seed=seed, jit_compile=jit_compile,
-    )  # fmt: skip
+        model,
+        images,
+        labels,
+        eps,
+        steps=steps,
+        alpha=alpha,
+        norm=norm,
+        random_start=False,
+        loss=loss,
+        loss_on=loss_on,
+        target=target,
+        seed=seed,
+        jit_compile=jit_compile,
+    )
 
 
 def fgsm_random(
-    model, images, labels, eps, *, alpha=None, loss="ce", loss_on="logits", seed=None, jit_compile="auto"
+    model,
+    images,
+    labels,
+    eps,
+    *,
+    alpha=None,
+    loss="ce",
+    loss_on="logits",
+    seed=None,
+    jit_compile="auto",
 ) -> tf.Tensor:
     """FGSM from a uniform random start in the eps-ball, projected back into the ball
     ("fast is better than free", Wong et al. 2020). alpha defaults to 1.25 * eps."""
     alpha = _alpha(alpha, eps, FGSM_RANDOM_ALPHA_FACTOR, "fgsm_random", at_most_eps=False)
     return run(
-        model, _iterative_fn, images, labels, eps, alpha, seed, None, jit_compile,
-        loss=losses.get(loss), loss_on=loss_on, norm=norms.LINF, steps=1, random_start=True, restarts=1,
+        model,
+        _iterative_fn,
+        images,
+        labels,
+        eps,
+        alpha,
+        seed,
+        None,
+        jit_compile,
+        loss=losses.get(loss),
+        loss_on=loss_on,
+        norm=norms.LINF,
+        steps=1,
+        random_start=True,
+        restarts=1,
         targeted=False,
-    )  # fmt: skip
+    )
 
 
 def random_sign(model, images, labels, eps, *, seed=None, jit_compile="auto") -> tf.Tensor:
@@ -401,9 +562,18 @@ def random_sign(model, images, labels, eps, *, seed=None, jit_compile="auto") ->
 
 
 def steps_to_flip(
-    model, images, labels, eps=1.0, *, alpha=1 / 255, max_steps=100, norm="inf", loss="ce", loss_on="logits",
+    model,
+    images,
+    labels,
+    eps=1.0,
+    *,
+    alpha=1 / 255,
+    max_steps=100,
+    norm="inf",
+    loss="ce",
+    loss_on="logits",
     jit_compile="auto",
-) -> tf.Tensor:  # fmt: skip
+) -> tf.Tensor:
     """How many iterative (BIM) steps of size alpha each example needs before its predicted
     class differs from its clean prediction: a hardness score per example.
 
@@ -414,6 +584,17 @@ def steps_to_flip(
     max_steps = checks.check_positive_int("max_steps", max_steps)
     checks.check_eps(alpha, "alpha")
     return run(
-        model, _steps_to_flip_fn, images, labels, eps, alpha, 0, None, jit_compile,
-        loss=losses.get(loss), loss_on=loss_on, norm=norm, max_steps=max_steps,
-    )  # fmt: skip
+        model,
+        _steps_to_flip_fn,
+        images,
+        labels,
+        eps,
+        alpha,
+        0,
+        None,
+        jit_compile,
+        loss=losses.get(loss),
+        loss_on=loss_on,
+        norm=norm,
+        max_steps=max_steps,
+    )

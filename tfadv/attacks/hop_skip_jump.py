@@ -35,7 +35,10 @@ DELTA_FACTOR = 0.01  # = sqrt(d) * theta (L2) or d * theta (L-inf)
 INIT_SEARCH_STEPS = 10  # binary search of the random start toward x: tolerance 2^-10 of the blend
 PROBE_ROWS = 1024  # images per model call while estimating the normal
 UNIT_FLOOR = 1e-12
-INIT_SALT, PROBE_SALT = 8101, 8102  # per-image draws (tfadv.attacks.randomness): the start, the probes
+INIT_SALT, PROBE_SALT = (
+    8101,
+    8102,
+)  # per-image draws (tfadv.attacks.randomness): the start, the probes
 
 
 def _bisections(theta: float) -> int:
@@ -108,7 +111,10 @@ def _hop_skip_jump_fn(
         return norm.length(point - x)
 
     # the start: clean images already misclassified stay; others from uniform noise
-    init_seeds, loop_seeds = randomness.fold(seed, 1), randomness.fold(seed, 2)  # seed: (n, 2), per image
+    init_seeds, loop_seeds = (
+        randomness.fold(seed, 1),
+        randomness.fold(seed, 2),
+    )  # seed: (n, 2), per image
     clean_wrong = adversarial(x, y)
 
     def init_body(k, start, found):

@@ -54,14 +54,18 @@ def margin(scores, labels):
 def _check_classes(scores, needed: int, name: str):
     classes = scores.shape[-1]
     if classes is not None and classes < needed:
-        raise ValueError(f"The {name} loss needs at least {needed} classes. Received: {classes} classes")
+        raise ValueError(
+            f"The {name} loss needs at least {needed} classes. Received: {classes} classes"
+        )
 
 
 def dlr(scores, labels):
     """Difference of logits ratio (untargeted): -(z_y - max_{j != y} z_j) / (z_pi1 - z_pi3)."""
     _check_classes(scores, 3, "dlr")
     top = tf.math.top_k(scores, k=3).values
-    return -(_label_score(scores, labels) - _best_other(scores, labels)) / (top[:, 0] - top[:, 2] + DLR_EPSILON)
+    return -(_label_score(scores, labels) - _best_other(scores, labels)) / (
+        top[:, 0] - top[:, 2] + DLR_EPSILON
+    )
 
 
 def dlr_targeted(scores, labels, targets):
@@ -116,11 +120,15 @@ def get(loss) -> Loss:
     if isinstance(loss, str):
         key = _ALIASES.get(loss, loss)
         if key not in LOSSES:
-            raise ValueError(f"Expected loss to be one of {tuple(LOSSES)} or a callable. Received: loss={loss!r}")
+            raise ValueError(
+                f"Expected loss to be one of {tuple(LOSSES)} or a callable. Received: loss={loss!r}"
+            )
         return LOSSES[key]
     if callable(loss):
         return Loss(getattr(loss, "__name__", "custom"), loss)
-    raise ValueError(f"Expected loss to be one of {tuple(LOSSES)} or a callable. Received: loss={loss!r}")
+    raise ValueError(
+        f"Expected loss to be one of {tuple(LOSSES)} or a callable. Received: loss={loss!r}"
+    )
 
 
 def check_loss_on(clf, loss_on: str) -> str:
@@ -175,12 +183,18 @@ class Objective:
                 values = self.value(scores, labels, targets)
             else:
                 k, n = self.samples, tf.shape(x)[0]
-                tiled = self.scores(tf.tile(x, [k] + [1] * (x.shape.rank - 1)), self.clf.base)  # draw j of image i: row j * n + i
+                tiled = self.scores(
+                    tf.tile(x, [k] + [1] * (x.shape.rank - 1)), self.clf.base
+                )  # draw j of image i: row j * n + i
                 values = self.value(tiled, tf.tile(labels, [k]), tf.tile(targets, [k]))
                 values = tf.reduce_mean(tf.reshape(values, [k, n]), axis=0)
                 scores = tf.reduce_mean(tf.reshape(tiled, [k, n, -1]), axis=0)
         # an input the loss does not reach (a stop_gradient or rounding layer) has gradient zero, not None
-        return scores, values, tape.gradient(values, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return (
+            scores,
+            values,
+            tape.gradient(values, x, unconnected_gradients=tf.UnconnectedGradients.ZERO),
+        )
 
     def success(self, scores, labels, targets):
         """Per example: misclassified (untargeted) or predicted as the target (targeted)."""

@@ -20,7 +20,15 @@ import tensorflow as tf
 
 from tfadv.attacks import active, checks, gradient
 
-_NORM_ALIASES = {"inf": "inf", "linf": "inf", "l_inf": "inf", "2": "2", "l2": "2", "1": "1", "l1": "1"}
+_NORM_ALIASES = {
+    "inf": "inf",
+    "linf": "inf",
+    "l_inf": "inf",
+    "2": "2",
+    "l2": "2",
+    "1": "1",
+    "l1": "1",
+}
 INF = float("inf")
 
 
@@ -41,7 +49,9 @@ class MinimumNormResult:
         float64 array (one per eps). Exact for this attack's results at every eps at once."""
         d = np.asarray(self.distances)
         values = np.asarray(eps, np.float64)
-        curve = (d[None, :] > values.reshape(-1, 1)).mean(axis=1) if d.size else np.ones(values.size)
+        curve = (
+            (d[None, :] > values.reshape(-1, 1)).mean(axis=1) if d.size else np.ones(values.size)
+        )
         return float(curve[0]) if values.ndim == 0 else curve
 
     def within(self, images, eps) -> tf.Tensor:
@@ -55,7 +65,9 @@ def check_norm(norm, allowed, name: str) -> str:
     raw = getattr(norm, "name", norm)
     key = "inf" if isinstance(raw, float) and raw == math.inf else str(raw).lower()
     if _NORM_ALIASES.get(key) not in allowed:
-        raise ValueError(f"Expected norm to be one of {tuple(allowed)} for {name}. Received: norm={norm!r}")
+        raise ValueError(
+            f"Expected norm to be one of {tuple(allowed)} for {name}. Received: norm={norm!r}"
+        )
     return _NORM_ALIASES[key]
 
 
@@ -64,7 +76,9 @@ def check_number(name: str, value, low: float = 0.0, low_open: bool = False) -> 
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise ValueError(f"Expected {name} to be a finite number. Received: {name}={value!r}")
     if value < low or (low_open and value == low):
-        raise ValueError(f"Expected {name} {'>' if low_open else '>='} {low:g}. Received: {name}={value!r}")
+        raise ValueError(
+            f"Expected {name} {'>' if low_open else '>='} {low:g}. Received: {name}={value!r}"
+        )
     return float(value)
 
 

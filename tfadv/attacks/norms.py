@@ -67,7 +67,9 @@ class LInf(Norm):
         return tf.clip_by_value(delta, -eps, eps)
 
     def random(self, shape, eps, seeds):
-        return (2.0 * randomness.uniform(seeds, _image_shape(shape), randomness.PGD_START) - 1.0) * eps
+        return (
+            2.0 * randomness.uniform(seeds, _image_shape(shape), randomness.PGD_START) - 1.0
+        ) * eps
 
     def length(self, delta):
         return tf.reduce_max(tf.abs(tf.reshape(delta, [tf.shape(delta)[0], -1])), axis=1)
@@ -87,11 +89,15 @@ class L2(Norm):
         direction = randomness.normal(seeds, image_shape, randomness.PGD_START)
         direction /= _l2_length(direction)
         dim = tf.cast(tf.reduce_prod(image_shape), tf.float32)
-        radius = randomness.uniform(seeds, [1] * len(image_shape), randomness.PGD_START) ** (1.0 / dim)
+        radius = randomness.uniform(seeds, [1] * len(image_shape), randomness.PGD_START) ** (
+            1.0 / dim
+        )
         return direction * radius * eps
 
     def length(self, delta):
-        return tf.sqrt(tf.reduce_sum(tf.square(tf.reshape(delta, [tf.shape(delta)[0], -1])), axis=1))
+        return tf.sqrt(
+            tf.reduce_sum(tf.square(tf.reshape(delta, [tf.shape(delta)[0], -1])), axis=1)
+        )
 
 
 LINF, L2_NORM = LInf(), L2()
@@ -105,7 +111,9 @@ def get(norm) -> Norm:
         return norm
     key = "inf" if (isinstance(norm, float) and norm == np.inf) else str(norm).lower()
     if key not in _ALIASES:
-        raise ValueError(f"Expected norm to be one of {tuple(NORMS)} (or np.inf, 2). Received: norm={norm!r}")
+        raise ValueError(
+            f"Expected norm to be one of {tuple(NORMS)} (or np.inf, 2). Received: norm={norm!r}"
+        )
     return NORMS[_ALIASES[key]]
 
 

@@ -45,7 +45,9 @@ def apply_candidates(x, candidates):
     return tf.tensor_scatter_nd_update(tiled, where, values)
 
 
-def _one_pixel_fn(x, y, eps, mutation, seed, *, model_ref, output, pixels, population, generations, targeted):
+def _one_pixel_fn(
+    x, y, eps, mutation, seed, *, model_ref, output, pixels, population, generations, targeted
+):
     """`y` holds the true labels, or the targets when `targeted`."""
     clf = classifier_of(model_ref, output)
     n = tf.shape(x)[0]
@@ -54,7 +56,9 @@ def _one_pixel_fn(x, y, eps, mutation, seed, *, model_ref, output, pixels, popul
     def evaluate(candidates):
         probs = clf.probabilities(apply_candidates(x, candidates))
         probs = tf.reshape(probs, [n, population, -1])
-        p_label = tf.gather(probs, tf.broadcast_to(y[:, None, None], [n, population, 1]), batch_dims=2)[..., 0]
+        p_label = tf.gather(
+            probs, tf.broadcast_to(y[:, None, None], [n, population, 1]), batch_dims=2
+        )[..., 0]
         hit = tf.equal(tf.argmax(probs, axis=-1), y[:, None])
         return (-p_label, hit) if targeted else (p_label, ~hit)
 
@@ -66,7 +70,9 @@ def _one_pixel_fn(x, y, eps, mutation, seed, *, model_ref, output, pixels, popul
 
     def body(gen, pop, fitness, success):
         s = checks.fold_seed(seed, gen + 1)
-        parents = tf.argsort(tf.random.stateless_uniform(tf.stack([n, population, population]), s))[..., :3]
+        parents = tf.argsort(tf.random.stateless_uniform(tf.stack([n, population, population]), s))[
+            ..., :3
+        ]
         r1, r2, r3 = (tf.gather(pop, parents[..., i], batch_dims=1) for i in range(3))
         children = tf.clip_by_value(r1 + mutation * (r2 - r3), low, high)
         child_fitness, child_success = evaluate(children)
@@ -82,7 +88,9 @@ def _one_pixel_fn(x, y, eps, mutation, seed, *, model_ref, output, pixels, popul
         return (gen < generations) & ~tf.reduce_all(tf.reduce_any(success, axis=1))
 
     _, pop, fitness, success = tf.while_loop(cond, body, (tf.constant(0), pop, fitness, success))
-    best = tf.argmin(fitness - 2.0 * tf.cast(success, fitness.dtype), axis=1)  # a success beats any failure
+    best = tf.argmin(
+        fitness - 2.0 * tf.cast(success, fitness.dtype), axis=1
+    )  # a success beats any failure
     return apply_candidates(x, tf.gather(pop, best, batch_dims=1)[:, None])
 
 
@@ -124,7 +132,9 @@ def one_pixel(
     pixels = checks.check_positive_int("pixels", pixels)
     population = checks.check_positive_int("population", population)
     if population < 4:
-        raise ValueError(f"Expected population >= 4 (DE/rand/1 draws three others). Received: population={population}")
+        raise ValueError(
+            f"Expected population >= 4 (DE/rand/1 draws three others). Received: population={population}"
+        )
     max_queries = checks.check_positive_int("max_queries", max_queries)
     if max_queries < 2 * population:
         raise ValueError(
@@ -139,9 +149,15 @@ def one_pixel(
     y = y if chosen is None else chosen
     signature = [checks.image_spec(x), LABELS_SPEC, SCALAR_SPEC, SCALAR_SPEC, SEED_SPEC]
     attack = compiled(
-        clf, _one_pixel_fn, signature, jit_compile, pixels=pixels, population=population,
-        generations=max_queries // population - 1, targeted=chosen is not None,
-    )  # fmt: skip
+        clf,
+        _one_pixel_fn,
+        signature,
+        jit_compile,
+        pixels=pixels,
+        population=population,
+        generations=max_queries // population - 1,
+        targeted=chosen is not None,
+    )
     eps, mutation = checks.to_scalar(eps), checks.to_scalar(mutation)
     if x.shape[0] == 0:
         return tf.stop_gradient(x)
@@ -150,5 +166,7 @@ def one_pixel(
     parts = []
     for start in range(0, x.shape[0], chunk):
         part_seed = checks.fold_seed(seed, start)
-        parts.append(attack(x[start : start + chunk], y[start : start + chunk], eps, mutation, part_seed))
+        parts.append(
+            attack(x[start : start + chunk], y[start : start + chunk], eps, mutation, part_seed)
+        )
     return tf.stop_gradient(tf.concat(parts, axis=0))

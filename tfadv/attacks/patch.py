@@ -30,14 +30,21 @@ class PatchResult(NamedTuple):
 def random_positions(n, image_shape, size, seed) -> tf.Tensor:
     """Uniform top-left corners (row, column), int32 (n, 2), for a size x size patch."""
     limits = tf.constant([image_shape[0] - size + 1, image_shape[1] - size + 1], tf.int32)
-    return tf.random.stateless_uniform(tf.stack([n, 2]), seed, minval=0, maxval=tf.int32.max, dtype=tf.int32) % limits
+    return (
+        tf.random.stateless_uniform(
+            tf.stack([n, 2]), seed, minval=0, maxval=tf.int32.max, dtype=tf.int32
+        )
+        % limits
+    )
 
 
 def paste(images, patch, positions):
     """`images` with `patch` pasted at `positions` (int32 (N, 2) top-left corners); differentiable in patch."""
     size = patch.shape[0]
     n = tf.shape(images)[0]
-    offsets = tf.stack(tf.meshgrid(tf.range(size), tf.range(size), indexing="ij"), axis=-1)  # (s, s, 2)
+    offsets = tf.stack(
+        tf.meshgrid(tf.range(size), tf.range(size), indexing="ij"), axis=-1
+    )  # (s, s, 2)
     where = positions[:, None, None, :] + offsets[None]  # (N, s, s, 2)
     image = tf.broadcast_to(tf.range(n)[:, None, None, None], [n, size, size, 1])
     indices = tf.reshape(tf.concat([image, where], axis=-1), [-1, 3])
@@ -52,7 +59,22 @@ def _positions(positions, n, image_shape, size, seed):
 
 
 def _train_patch_fn(
-    x, y, t, step_size, seed, start, fixed, *, model_ref, output, steps, batch_size, loss, loss_on, targeted, random
+    x,
+    y,
+    t,
+    step_size,
+    seed,
+    start,
+    fixed,
+    *,
+    model_ref,
+    output,
+    steps,
+    batch_size,
+    loss,
+    loss_on,
+    targeted,
+    random,
 ):
     """`y` holds the true labels, `t` the targets (used when `targeted`)."""
     objective = losses.Objective(classifier_of(model_ref, output), loss, loss_on, targeted)
@@ -62,12 +84,19 @@ def _train_patch_fn(
     def body(i, patch):
         s = checks.split_seed(checks.fold_seed(seed, i), 2)
         batch = tf.random.stateless_uniform([batch_size], s[0], minval=0, maxval=n, dtype=tf.int32)
-        positions = random_positions(batch_size, x.shape[1:], size, s[1]) if random else tf.gather(fixed, batch)
+        positions = (
+            random_positions(batch_size, x.shape[1:], size, s[1])
+            if random
+            else tf.gather(fixed, batch)
+        )
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(patch)
             scores = objective.scores(paste(tf.gather(x, batch), patch, positions))
             value = tf.reduce_sum(objective.value(scores, tf.gather(y, batch), tf.gather(t, batch)))
-        return i + 1, norms.clip_pixels(patch + norms.LINF.step(tape.gradient(value, patch, unconnected_gradients="zero"), step_size))
+        return i + 1, norms.clip_pixels(
+            patch
+            + norms.LINF.step(tape.gradient(value, patch, unconnected_gradients="zero"), step_size)
+        )
 
     return tf.while_loop(lambda i, _: i < steps, body, (tf.constant(0), start))[1]
 
@@ -78,10 +107,14 @@ def _check_positions(positions, n, image_shape, size):
         return None
     p = np.asarray(positions)
     if not np.issubdtype(p.dtype, np.integer) or p.shape not in ((2,), (n, 2)):
-        raise ValueError(f"Expected positions 'random', (row, column) or an int array of shape ({n}, 2). Received: positions={positions!r}")
+        raise ValueError(
+            f"Expected positions 'random', (row, column) or an int array of shape ({n}, 2). Received: positions={positions!r}"
+        )
     high = np.array([image_shape[0] - size, image_shape[1] - size])
     if (p < 0).any() or (p > high).any():
-        raise ValueError(f"Expected patch positions in [0, {tuple(high)}] for size {size}. Received: positions={positions!r}")
+        raise ValueError(
+            f"Expected patch positions in [0, {tuple(high)}] for size {size}. Received: positions={positions!r}"
+        )
     return tf.constant(p, tf.int32)
 
 
@@ -133,13 +166,17 @@ def patch(
         PatchResult(images, patch, positions); use `apply_patch` to paste the patch on other images.
     """
     if eps is not None:
-        raise ValueError(f"A patch replaces the pixels it covers and has no eps budget; pass eps=None. Received: eps={eps!r}")
+        raise ValueError(
+            f"A patch replaces the pixels it covers and has no eps budget; pass eps=None. Received: eps={eps!r}"
+        )
     clf, x, y = prepare(model, images, labels)
     losses.check_loss_on(clf, loss_on)
     height, width = x.shape[1], x.shape[2]
     size = checks.check_positive_int("size", size)
     if size > min(height, width):
-        raise ValueError(f"Expected size <= {min(height, width)} (the image side). Received: size={size}")
+        raise ValueError(
+            f"Expected size <= {min(height, width)} (the image side). Received: size={size}"
+        )
     steps = checks.check_positive_int("steps", steps)
     batch_size = checks.check_positive_int("batch_size", batch_size)
     checks.check_eps(step_size, "step_size")
@@ -147,20 +184,42 @@ def patch(
     fixed = _check_positions(positions, n, (height, width), size)
     if target is not None:
         classes = clf.num_classes
-        if isinstance(target, bool) or not isinstance(target, numbers.Integral) or target < 0 or (classes and target >= classes):
-            raise ValueError(f"Expected target None or a class id in [0, {classes}). Received: target={target!r}")
+        if (
+            isinstance(target, bool)
+            or not isinstance(target, numbers.Integral)
+            or target < 0
+            or (classes and target >= classes)
+        ):
+            raise ValueError(
+                f"Expected target None or a class id in [0, {classes}). Received: target={target!r}"
+            )
     t = y if target is None else tf.fill(tf.shape(y), tf.constant(int(target), tf.int64))
     seeds = checks.split_seed(checks.to_seed(seed), 3)
     start = tf.random.stateless_uniform([size, size, x.shape[-1]], seeds[0])
     signature = [
-        checks.image_spec(x), LABELS_SPEC, LABELS_SPEC, SCALAR_SPEC, SEED_SPEC,
-        tf.TensorSpec([size, size, x.shape[-1]], tf.float32), tf.TensorSpec([None, 2], tf.int32),
-    ]  # fmt: skip
+        checks.image_spec(x),
+        LABELS_SPEC,
+        LABELS_SPEC,
+        SCALAR_SPEC,
+        SEED_SPEC,
+        tf.TensorSpec([size, size, x.shape[-1]], tf.float32),
+        tf.TensorSpec([None, 2], tf.int32),
+    ]
     train = compiled(
-        clf, _train_patch_fn, signature, jit_compile, steps=steps, batch_size=batch_size, loss=losses.get(loss),
-        loss_on=loss_on, targeted=target is not None, random=fixed is None,
-    )  # fmt: skip
+        clf,
+        _train_patch_fn,
+        signature,
+        jit_compile,
+        steps=steps,
+        batch_size=batch_size,
+        loss=losses.get(loss),
+        loss_on=loss_on,
+        targeted=target is not None,
+        random=fixed is None,
+    )
     fixed_or_dummy = tf.zeros([0, 2], tf.int32) if fixed is None else tf.broadcast_to(fixed, [n, 2])
-    trained = tf.stop_gradient(train(x, y, t, checks.to_scalar(step_size), seeds[1], start, fixed_or_dummy))
+    trained = tf.stop_gradient(
+        train(x, y, t, checks.to_scalar(step_size), seeds[1], start, fixed_or_dummy)
+    )
     where = _positions(fixed, n, (height, width), size, seeds[2])
     return PatchResult(paste(x, trained, where), trained, where)

@@ -80,7 +80,9 @@ def image_seeds(seed, indices) -> tf.Tensor:
     seed = checks.to_seed(seed)
     indices = tf.convert_to_tensor(indices)
     if not indices.dtype.is_integer or indices.shape.rank != 1:
-        raise ValueError(f"Expected integer image indices of shape (N,). Received: indices={indices!r}")
+        raise ValueError(
+            f"Expected integer image indices of shape (N,). Received: indices={indices!r}"
+        )
     return _hashed_seeds(seed, tf.cast(indices, tf.int64))
 
 
@@ -104,10 +106,14 @@ def per_image(seed, n) -> tf.Tensor:
         return image_seeds(seed, tf.range(tf.cast(n, tf.int64)))
     seeds = tf.convert_to_tensor(seed)
     if not seeds.dtype.is_integer or seeds.shape[-1] != 2:
-        raise ValueError(f"Expected per-image seeds: integers of shape (N, 2). Received: seed.shape={tuple(seeds.shape)}")
+        raise ValueError(
+            f"Expected per-image seeds: integers of shape (N, 2). Received: seed.shape={tuple(seeds.shape)}"
+        )
     rows = seeds.shape[0]
     if isinstance(n, int) and rows is not None and rows != n:
-        raise ValueError(f"Expected per-image seeds of shape ({n}, 2), one per image. Received: seed.shape={tuple(seeds.shape)}")
+        raise ValueError(
+            f"Expected per-image seeds of shape ({n}, 2), one per image. Received: seed.shape={tuple(seeds.shape)}"
+        )
     return tf.cast(seeds, tf.int64)
 
 
@@ -132,7 +138,9 @@ def bits(seeds, shape, salt: int) -> tf.Tensor:
         size = math.prod(shape)
     else:
         size = tf.reduce_prod(tf.stack([tf.cast(d, tf.int32) for d in shape]))
-    counter = _mix(tf.cast(tf.range(size), tf.uint32) * _u32(_GOLDEN) + _mix(_u32(salt) + _u32(_ODD_2)))
+    counter = _mix(
+        tf.cast(tf.range(size), tf.uint32) * _u32(_GOLDEN) + _mix(_u32(salt) + _u32(_ODD_2))
+    )
     counter = tf.reshape(counter, [1, *shape])  # the same for every image: hashed once
     row = _absorb(_SECOND, [*_words(seeds[:, 0]), *_words(seeds[:, 1])])  # one word per image
     return _mix(tf.bitwise.bitwise_xor(counter, tf.reshape(row, [-1] + [1] * len(shape))))
@@ -145,7 +153,9 @@ def uniform(seeds, shape, salt) -> tf.Tensor:
 
 def normal(seeds, shape, salt) -> tf.Tensor:
     """float32 (N, *shape), standard normal (Box-Muller on two uniforms)."""
-    radius = tf.sqrt(-2.0 * tf.math.log(1.0 - uniform(seeds, shape, salt + _NORMAL_RADIUS)))  # 1 - u in (0, 1]
+    radius = tf.sqrt(
+        -2.0 * tf.math.log(1.0 - uniform(seeds, shape, salt + _NORMAL_RADIUS))
+    )  # 1 - u in (0, 1]
     return radius * tf.cos((2.0 * math.pi) * uniform(seeds, shape, salt + _NORMAL_ANGLE))
 
 

@@ -1,8 +1,8 @@
 """Running an attack over a whole data set in batches, and transfer (black-box) attacks.
 
-    result = run_attack(model, (images, labels), "pgd", eps=8 / 255, seed=0, progress=True)
-    result.summary()            # clean / adversarial accuracy
-    tfadv.attacks.save(result, "adv.npz")
+result = run_attack(model, (images, labels), "pgd", eps=8 / 255, seed=0, progress=True)
+result.summary()            # clean / adversarial accuracy
+tfadv.attacks.save(result, "adv.npz")
 """
 
 import dataclasses
@@ -13,7 +13,12 @@ import numpy as np
 from tfadv.attacks import checks, gradient, randomness, spec
 from tfadv.data.batching import batches, map_batches
 
-NPZ_KEYS = ("adversarial", "labels", "clean_predictions", "adversarial_predictions")  # + "targets" if targeted
+NPZ_KEYS = (
+    "adversarial",
+    "labels",
+    "clean_predictions",
+    "adversarial_predictions",
+)  # + "targets" if targeted
 
 
 @dataclasses.dataclass
@@ -39,18 +44,24 @@ class AttackResult:
         summary = {
             "clean_accuracy": float(correct.mean()),
             "adversarial_accuracy": float(adv_correct.mean()),
-            "adversarial_accuracy_on_correct": float(adv_correct[correct].mean()) if n_correct else float("nan"),
+            "adversarial_accuracy_on_correct": float(adv_correct[correct].mean())
+            if n_correct
+            else float("nan"),
             "n": n,
             "n_correct": n_correct,
         }
         if self.targets is not None:
-            summary["target_success_rate"] = float((self.adversarial_predictions == self.targets).mean())
+            summary["target_success_rate"] = float(
+                (self.adversarial_predictions == self.targets).mean()
+            )
         return summary
 
 
 def predict_classes(model, images, batch_size: int = 256) -> np.ndarray:
     """Top-1 classes (argmax of the logits, inference mode), int64 (N,)."""
-    return map_batches(lambda x: gradient.logits_of(model, x), images, batch_size=batch_size).argmax(axis=-1)
+    return map_batches(
+        lambda x: gradient.logits_of(model, x), images, batch_size=batch_size
+    ).argmax(axis=-1)
 
 
 def _checked_indices(indices, size):
@@ -59,9 +70,13 @@ def _checked_indices(indices, size):
         return None
     values = np.asarray(indices)
     if values.ndim != 1 or not (np.issubdtype(values.dtype, np.integer) or values.size == 0):
-        raise ValueError(f"Expected indices: integers of shape (N,), one per image. Received: indices={indices!r}")
+        raise ValueError(
+            f"Expected indices: integers of shape (N,), one per image. Received: indices={indices!r}"
+        )
     if size is not None and len(values) != size:
-        raise ValueError(f"Expected one index per image ({size}). Received: indices of length {len(values)}")
+        raise ValueError(
+            f"Expected one index per image ({size}). Received: indices of length {len(values)}"
+        )
     return values.astype(np.int64)
 
 
@@ -79,7 +94,9 @@ def _attacked_batches(model, data, attack, eps, batch_size, seed, progress, indi
         n = len(y)
         where = np.arange(done, done + n) if indices is None else indices[done : done + n]
         if len(where) != n:
-            raise ValueError(f"Expected one index per image. Received: {len(indices)} indices for more images")
+            raise ValueError(
+                f"Expected one index per image. Received: {len(indices)} indices for more images"
+            )
         seeds = randomness.image_seeds(base, where) if base is not None else None
         overrides = {"seed": seeds} if seeds is not None else {}
         chosen = None
@@ -94,7 +111,17 @@ def _attacked_batches(model, data, attack, eps, batch_size, seed, progress, indi
 
 
 def adversarial_images(
-    model, images, labels, attack, eps=None, *, batch_size=256, seed=None, indices=None, progress=False, **options
+    model,
+    images,
+    labels,
+    attack,
+    eps=None,
+    *,
+    batch_size=256,
+    seed=None,
+    indices=None,
+    progress=False,
+    **options,
 ) -> np.ndarray:
     """The adversarial images (float32 NumPy) of `attack` on every batch; image k draws from
     the seed of (seed, indices[k]) (default indices: 0, 1, ...), whatever its batch."""
@@ -102,14 +129,25 @@ def adversarial_images(
     if len(images) == 0:
         _checked_indices(indices, 0)
         return np.zeros(np.shape(images), np.float32)
-    batches_ = _attacked_batches(model, (images, labels), attack, eps, batch_size, seed, progress, indices)
+    batches_ = _attacked_batches(
+        model, (images, labels), attack, eps, batch_size, seed, progress, indices
+    )
     return np.concatenate([adv for _, _, adv, _ in batches_])
 
 
 def run_attack(
-    model, data, attack, eps=None, *, batch_size: int = 256, seed=None, indices=None, progress: bool = False,
-    eval_model=None, **options,
-) -> AttackResult:  # fmt: skip
+    model,
+    data,
+    attack,
+    eps=None,
+    *,
+    batch_size: int = 256,
+    seed=None,
+    indices=None,
+    progress: bool = False,
+    eval_model=None,
+    **options,
+) -> AttackResult:
     """Attacks every batch of `data` and collects the adversarial set.
 
     Args:
@@ -135,7 +173,9 @@ def run_attack(
     attack = spec.get(attack, **options)
     eval_model = model if eval_model is None else eval_model
     parts = {key: [] for key in (*NPZ_KEYS, "targets")}
-    for x, y, adv, chosen in _attacked_batches(model, data, attack, eps, batch_size, seed, progress, indices):
+    for x, y, adv, chosen in _attacked_batches(
+        model, data, attack, eps, batch_size, seed, progress, indices
+    ):
         parts["adversarial"].append(adv)
         parts["labels"].append(np.asarray(y, np.int64))
         parts["clean_predictions"].append(predict_classes(eval_model, x))
@@ -144,7 +184,9 @@ def run_attack(
             parts["targets"].append(np.asarray(chosen))
     if not parts["labels"]:
         raise ValueError("Expected at least one image to attack. Received: an empty data set")
-    return AttackResult(**{key: np.concatenate(values) if values else None for key, values in parts.items()})
+    return AttackResult(
+        **{key: np.concatenate(values) if values else None for key, values in parts.items()}
+    )
 
 
 def transfer(surrogate, target, data, attack, eps=None, **options) -> dict:
@@ -155,4 +197,7 @@ def transfer(surrogate, target, data, attack, eps=None, **options) -> dict:
     """
     result = run_attack(surrogate, data, attack, eps, eval_model=target, **options)
     on_surrogate = predict_classes(surrogate, result.adversarial)
-    return {**result.summary(), "surrogate_adversarial_accuracy": float((on_surrogate == result.labels).mean())}
+    return {
+        **result.summary(),
+        "surrogate_adversarial_accuracy": float((on_surrogate == result.labels).mean()),
+    }

@@ -39,10 +39,20 @@ class AttackInfo:
         eps = signature.get("eps")
         keyword = {n: p for n, p in signature.items() if p.kind == p.KEYWORD_ONLY}
         return cls(
-            name, fn, types.MappingProxyType(dict(defaults or {})), frozenset(keyword), "seed" in keyword,
+            name,
+            fn,
+            types.MappingProxyType(dict(defaults or {})),
+            frozenset(keyword),
+            "seed" in keyword,
             eps is not None and eps.default is inspect.Parameter.empty,
-            types.MappingProxyType({n: p.default for n, p in keyword.items() if p.default is not inspect.Parameter.empty}),
-        )  # fmt: skip
+            types.MappingProxyType(
+                {
+                    n: p.default
+                    for n, p in keyword.items()
+                    if p.default is not inspect.Parameter.empty
+                }
+            ),
+        )
 
     def option(self, options, key):
         """The value of option `key` given `options` (else the registry's, else the function's default)."""
@@ -71,7 +81,17 @@ def lookup(name) -> AttackInfo:
     return _REGISTRY[name]
 
 
-COUNT_OPTIONS = ("steps", "restarts", "pixels", "population", "max_queries", "chunk_queries", "size", "batch_size", "max_steps")
+COUNT_OPTIONS = (
+    "steps",
+    "restarts",
+    "pixels",
+    "population",
+    "max_queries",
+    "chunk_queries",
+    "size",
+    "batch_size",
+    "max_steps",
+)
 SIZE_OPTIONS = ("alpha", "step_size", "mutation")  # finite numbers >= 0
 
 
@@ -120,7 +140,11 @@ class Attack:
             )
         merged = {**info.defaults, **options}
         object.__setattr__(self, "info", info)
-        object.__setattr__(self, "options", types.MappingProxyType({k: _normalise(k, v) for k, v in merged.items()}))
+        object.__setattr__(
+            self,
+            "options",
+            types.MappingProxyType({k: _normalise(k, v) for k, v in merged.items()}),
+        )
 
     def __setattr__(self, key, value):
         raise AttributeError("Attack values are immutable; use .replace(**changes)")
@@ -154,11 +178,17 @@ class Attack:
         """
         options = {**self.options, **overrides}
         if "seed" in overrides and overrides["seed"] is not None and not self.takes_seed:
-            raise ValueError(f"Attack {self.name!r} takes no seed. Received: seed={overrides['seed']!r}")
+            raise ValueError(
+                f"Attack {self.name!r} takes no seed. Received: seed={overrides['seed']!r}"
+            )
         if eps is None and self.needs_eps:
-            raise ValueError(f"Attack {self.name!r} needs eps (pixel scale, e.g. eps=0.03). Received: eps=None")
+            raise ValueError(
+                f"Attack {self.name!r} needs eps (pixel scale, e.g. eps=0.03). Received: eps=None"
+            )
         result = self.info.fn(model, images, labels, eps, **options)
-        return getattr(result, "images", result)  # the patch attack returns (images, patch, positions)
+        return getattr(
+            result, "images", result
+        )  # the patch attack returns (images, patch, positions)
 
     def describe(self) -> str:
         """'name(option=value, ...)', readable by `Attack.parse` (seed and jit_compile left out)."""
@@ -170,7 +200,9 @@ class Attack:
     def to_config(self) -> dict:
         """JSON-able {"name", "options"} (a callable loss or attack cannot be serialised)."""
         if self.name not in _REGISTRY or any(callable(v) for v in self.options.values()):
-            raise ValueError(f"Only registered attacks with named losses serialise. Received: {self!r}")
+            raise ValueError(
+                f"Only registered attacks with named losses serialise. Received: {self!r}"
+            )
         return {"name": self.name, "options": {k: _jsonable(v) for k, v in self.options.items()}}
 
     @classmethod
@@ -185,8 +217,13 @@ class Attack:
         """
         match = re.fullmatch(r"\s*([A-Za-z_][\w]*)\s*(?:\((.*)\)|:(.*))?\s*", text or "")
         if not match:
-            raise ValueError(f"Expected an attack such as 'pgd' or 'pgd(steps=10, loss=margin)'. Received: {text!r}")
-        name, body = match.group(1), match.group(2) if match.group(2) is not None else match.group(3)
+            raise ValueError(
+                f"Expected an attack such as 'pgd' or 'pgd(steps=10, loss=margin)'. Received: {text!r}"
+            )
+        name, body = (
+            match.group(1),
+            match.group(2) if match.group(2) is not None else match.group(3),
+        )
         options = {}
         for part in filter(None, (p.strip() for p in (body or "").split(","))):
             key, sep, value = part.partition("=")
@@ -227,7 +264,9 @@ def _show(value) -> str:
         if value and abs(in_255 - round(in_255)) < 1e-6:
             return f"{round(in_255)}/255"
         return repr(value)
-    return str(getattr(value, "name", value)) if not isinstance(value, (list, tuple)) else repr(value)
+    return (
+        str(getattr(value, "name", value)) if not isinstance(value, (list, tuple)) else repr(value)
+    )
 
 
 def _jsonable(value):

@@ -28,7 +28,9 @@ from tfadv.attacks import active, checks, gradient, losses, norms, randomness
 from tfadv.attacks.compile import classifier_of
 from tfadv.runtime import devices
 
-SCHEDULE_QUERIES = 10_000  # with rescale_schedule, the query index is mapped onto this many queries ...
+SCHEDULE_QUERIES = (
+    10_000  # with rescale_schedule, the query index is mapped onto this many queries ...
+)
 HALVINGS_AFTER = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)  # ... and p halves after each
 L2_GRID = 5  # the L2 start tiles the image with 5 x 5 squares of side min(H, W) // 5
 LENGTH_FLOOR = 1e-12  # added to lengths before dividing (as the reference does)
@@ -67,7 +69,9 @@ def _window(offset_h, offset_w, side, height: int, width: int):
 
 def _inverse_square_sums(size: int):
     """T[m] = sum_{k=1}^{m} 1 / k^2 for m = 0..size."""
-    return tf.constant([0.0] + [sum(1.0 / k**2 for k in range(1, m + 1)) for m in range(1, size + 1)])
+    return tf.constant(
+        [0.0] + [sum(1.0 / k**2 for k in range(1, m + 1)) for m in range(1, size + 1)]
+    )
 
 
 def _rings(r, c, rows, cols, sums):
@@ -108,7 +112,10 @@ def _draws(seeds, side, height: int, width: int, channels: int):
     fits_h, fits_w = height - side + 1, width - side + 1
     offsets = randomness.uniform(seeds, [4], randomness.SQUARE_SEARCH)
     limits = tf.cast(tf.stack([fits_h, fits_w, fits_h, fits_w]), tf.float32)
-    offsets = tf.minimum(tf.cast(tf.floor(offsets * limits), tf.int32), tf.stack([fits_h, fits_w, fits_h, fits_w]) - 1)
+    offsets = tf.minimum(
+        tf.cast(tf.floor(offsets * limits), tf.int32),
+        tf.stack([fits_h, fits_w, fits_h, fits_w]) - 1,
+    )
     signs = randomness.signs(seeds, [1, 1, channels], randomness.SQUARE_SEARCH + 1)
     coin = randomness.uniform(seeds, [], randomness.SQUARE_SEARCH + 2) < 0.5
     return offsets[:, 0], offsets[:, 1], offsets[:, 2], offsets[:, 3], signs, coin
@@ -147,9 +154,16 @@ def _l2_start(x, eps, seeds):
     lefts = [(width - L2_GRID * side) // 2 + (k % L2_GRID) * side for k in range(blocks)]
     n = tf.shape(x)[0]
     signs = randomness.signs(seeds, [blocks, 1, 1, channels], randomness.SQUARE_START)
-    transposed = tf.reshape(randomness.uniform(seeds, [blocks], randomness.SQUARE_START + 1) < 0.5, [-1])
+    transposed = tf.reshape(
+        randomness.uniform(seeds, [blocks], randomness.SQUARE_START + 1) < 0.5, [-1]
+    )
     patterns = centred_pattern(
-        tf.tile(tf.constant(tops), [n]), tf.tile(tf.constant(lefts), [n]), side, transposed, height, width
+        tf.tile(tf.constant(tops), [n]),
+        tf.tile(tf.constant(lefts), [n]),
+        side,
+        transposed,
+        height,
+        width,
     )  # one per (example, block), example-major
     patterns = tf.reshape(patterns, tf.stack([n, blocks, height, width, 1]))
     return norms.clip_pixels(x + eps * _l2_unit_image(tf.reduce_sum(patterns * signs, axis=1)))
@@ -166,14 +180,35 @@ def _l2_candidate(x, best, eps, side, draws):
     delta = best - x
     length = tf.reshape(norms.L2_NORM.length(delta), [-1, 1, 1, 1])
     old = delta * first / (_per_channel_length(delta * first) + LENGTH_FLOOR)
-    fresh = centred_pattern(offset_h, offset_w, side, transposed, height, width)[..., None] * signs + old
-    room = tf.maximum(eps**2 - length**2, 0.0) / channels + tf.square(_per_channel_length(delta * both))
+    fresh = (
+        centred_pattern(offset_h, offset_w, side, transposed, height, width)[..., None] * signs
+        + old
+    )
+    room = tf.maximum(eps**2 - length**2, 0.0) / channels + tf.square(
+        _per_channel_length(delta * both)
+    )
     fresh = fresh / (_per_channel_length(fresh) + LENGTH_FLOOR) * tf.sqrt(room)
     delta = delta * (1.0 - both) + fresh
     return norms.clip_pixels(x + eps * _l2_unit_image(delta))
 
 
-def _square_fn(x, y, t, eps, p_init, seeds, *, model_ref, output, norm, loss, queries, targeted, compact, rescale):
+def _square_fn(
+    x,
+    y,
+    t,
+    eps,
+    p_init,
+    seeds,
+    *,
+    model_ref,
+    output,
+    norm,
+    loss,
+    queries,
+    targeted,
+    compact,
+    rescale,
+):
     """The search; `t` holds the targets when `targeted`; p_init comes in the alpha slot.
     With `compact`, an example leaves the batch at its first success and only the others are
     evaluated; without (XLA needs static shapes), every example is, and the results of the
@@ -181,14 +216,19 @@ def _square_fn(x, y, t, eps, p_init, seeds, *, model_ref, output, norm, loss, qu
     objective = losses.Objective(classifier_of(model_ref, output), loss, "logits", targeted)
     height, width, channels = x.shape[1], x.shape[2], x.shape[3]
     n = tf.shape(x)[0]
-    start_fn, candidate_fn = (_linf_start, _linf_candidate) if norm is norms.LINF else (_l2_start, _l2_candidate)
+    start_fn, candidate_fn = (
+        (_linf_start, _linf_candidate) if norm is norms.LINF else (_l2_start, _l2_candidate)
+    )
 
     def evaluated(s, out, points, always=False):
         """(s, out) with each unfinished example moved to its `points` where the objective rose,
         it succeeded, or `always`; one query per example. With `compact`, the examples that
         succeeded are written to `out` and leave `s`."""
         scores = objective.scores(points)
-        value, won = objective.value(scores, s["y"], s["t"]), objective.success(scores, s["y"], s["t"])
+        value, won = (
+            objective.value(scores, s["y"], s["t"]),
+            objective.success(scores, s["y"], s["t"]),
+        )
         accept = ~s["done"] & (won | always | (value > s["best_value"]))
         s = dict(
             s,
@@ -203,9 +243,15 @@ def _square_fn(x, y, t, eps, p_init, seeds, *, model_ref, output, norm, loss, qu
 
     out = x  # the clean image, for examples that already succeed
     s = {
-        "rows": tf.range(tf.cast(n, tf.int64)), "x": x, "y": y, "t": t, "seeds": seeds, "best": x,
-        "best_value": tf.fill([n], tf.constant(-float("inf"))), "done": tf.zeros([n], tf.bool),
-    }  # fmt: skip
+        "rows": tf.range(tf.cast(n, tf.int64)),
+        "x": x,
+        "y": y,
+        "t": t,
+        "seeds": seeds,
+        "best": x,
+        "best_value": tf.fill([n], tf.constant(-float("inf"))),
+        "done": tf.zeros([n], tf.bool),
+    }
     s, out = evaluated(s, out, x, always=True)  # the clean query
     if queries >= 2:
 
@@ -213,11 +259,15 @@ def _square_fn(x, y, t, eps, p_init, seeds, *, model_ref, output, norm, loss, qu
             return evaluated(s, out, start_fn(s["x"], eps, s["seeds"]), always=True)
 
         # models may fail on empty batches
-        s, out = tf.cond(tf.size(s["rows"]) > 0, started, lambda: (s, out)) if compact else started()
+        s, out = (
+            tf.cond(tf.size(s["rows"]) > 0, started, lambda: (s, out)) if compact else started()
+        )
 
     def body(i, s, out):
         side = square_side(square_fraction(i, queries, p_init, rescale), height, width, norm)
-        draws = _draws(randomness.fold(s["seeds"], i), side, height, width, channels)  # each example's own
+        draws = _draws(
+            randomness.fold(s["seeds"], i), side, height, width, channels
+        )  # each example's own
         return (i + 1, *evaluated(s, out, candidate_fn(s["x"], s["best"], eps, side, draws)))
 
     def cond(i, s, out):
@@ -276,16 +326,25 @@ def square(
     loss = losses.get(loss)
     clf, x, y = gradient.prepare(model, images, labels, eps, norm)
     if norm is norms.L2_NORM and min(x.shape[1], x.shape[2]) < L2_GRID:
-        raise ValueError(f"Square's L2 start needs images of at least 5 x 5 pixels. Received: images.shape={tuple(x.shape)}")
+        raise ValueError(
+            f"Square's L2 start needs images of at least 5 x 5 pixels. Received: images.shape={tuple(x.shape)}"
+        )
     if x.shape[0] == 0:
         return tf.stop_gradient(x)
     seeds = gradient.seeds_for(seed, x)
     chosen = gradient._targets(clf, x, y, target, seeds, jit_compile)
     attack = gradient.compiled_attack(
-        clf, _square_fn, x, jit_compile, norm=norm, loss=loss, queries=queries, targeted=chosen is not None,
-        compact=not devices.resolve_jit_compile(jit_compile), rescale=bool(rescale_schedule),
-    )  # fmt: skip
+        clf,
+        _square_fn,
+        x,
+        jit_compile,
+        norm=norm,
+        loss=loss,
+        queries=queries,
+        targeted=chosen is not None,
+        compact=not devices.resolve_jit_compile(jit_compile),
+        rescale=bool(rescale_schedule),
+    )
     targets = y if chosen is None else chosen
     eps = checks.to_scalar(eps)
     return tf.stop_gradient(attack(x, y, targets, eps, checks.to_scalar(p_init), seeds))
-

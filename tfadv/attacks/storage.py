@@ -1,6 +1,6 @@
 """Saving adversarial sets: `.npz` (compressed NumPy) or `.tfrecord`, written atomically.
 
-    save(result, "adv.npz"); result = load("adv.npz")
+save(result, "adv.npz"); result = load("adv.npz")
 """
 
 import dataclasses
@@ -21,7 +21,9 @@ _INT_FEATURES = {
 
 def _example(image: np.ndarray, ints: dict) -> bytes:
     features = {
-        "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image.astype("<f4").tobytes()])),
+        "image": tf.train.Feature(
+            bytes_list=tf.train.BytesList(value=[image.astype("<f4").tobytes()])
+        ),
         "shape": tf.train.Feature(int64_list=tf.train.Int64List(value=list(image.shape))),
     }
     for key, value in ints.items():
@@ -39,10 +41,16 @@ def save(result: AttackResult, path: str) -> str:
     if path.endswith(".tfrecord"):
 
         def write(tmp):
-            columns = {name: getattr(result, key) for key, name in _INT_FEATURES.items() if getattr(result, key) is not None}
+            columns = {
+                name: getattr(result, key)
+                for key, name in _INT_FEATURES.items()
+                if getattr(result, key) is not None
+            }
             with tf.io.TFRecordWriter(tmp) as writer:
                 for i, image in enumerate(result.adversarial):
-                    writer.write(_example(image, {name: column[i] for name, column in columns.items()}))
+                    writer.write(
+                        _example(image, {name: column[i] for name, column in columns.items()})
+                    )
 
         return atomic_file(path, write)
     raise ValueError(f"Expected a path ending in .npz or .tfrecord. Received: path={path!r}")

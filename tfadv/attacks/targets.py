@@ -22,7 +22,9 @@ def check_target(target, num_classes=None):
     if isinstance(target, str):
         return checks.check_choice("target", target, STRATEGIES)
     if isinstance(target, bool) or not isinstance(target, numbers.Integral):
-        raise ValueError(f"Expected target None, {STRATEGIES}, a class id or per-image class ids. Received: target={target!r}")
+        raise ValueError(
+            f"Expected target None, {STRATEGIES}, a class id or per-image class ids. Received: target={target!r}"
+        )
     if target < 0 or (num_classes and target >= num_classes):
         allowed = f"in [0, {num_classes})" if num_classes else ">= 0"
         raise ValueError(f"Expected a target class {allowed}. Received: target={target!r}")
@@ -53,9 +55,13 @@ def resolve(clf, x, y, target, seed=None, logits_fn=None) -> tf.Tensor | None:
         return tf.argmin(logits, axis=-1)
     if target == "least_likely_top5":
         if classes < 5:
-            raise ValueError(f"target='least_likely_top5' needs >= 5 classes. Received: {classes} classes")
+            raise ValueError(
+                f"target='least_likely_top5' needs >= 5 classes. Received: {classes} classes"
+            )
         return tf.cast(tf.math.top_k(logits, k=5).indices[:, -1], tf.int64)
     n = x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]
     seeds = randomness.per_image(seed, n)
-    shift = 1 + tf.cast(randomness.integers(seeds, [], classes - 1, randomness.RANDOM_TARGET), tf.int64)
+    shift = 1 + tf.cast(
+        randomness.integers(seeds, [], classes - 1, randomness.RANDOM_TARGET), tf.int64
+    )
     return (y + shift) % classes

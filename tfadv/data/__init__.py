@@ -1,7 +1,7 @@
 """Datasets for tfadv: CIFAR-10 (TFDS or the binary archive), other TFDS sets, synthetic.
 
-    data = tfadv.data.load("synthetic", train_limit=2000)
-    ds = tfadv.data.to_dataset(data.train, batch_size=128, shuffle=True)
+data = tfadv.data.load("synthetic", train_limit=2000)
+ds = tfadv.data.to_dataset(data.train, batch_size=128, shuffle=True)
 """
 
 import numpy as np
@@ -18,9 +18,19 @@ SYNTHETIC_TRAIN_SIZE = 6000
 SYNTHETIC_TEST_SIZE = 1000
 
 __all__ = [
-    "ImageDataset", "ImageSet", "Imbalance", "apply_imbalance", "epoch_variable", "load", "load_cifar10_binary",
-    "make_synthetic", "parse_augment", "parse_imbalance", "split_validation", "to_dataset",
-]  # fmt: skip
+    "ImageDataset",
+    "ImageSet",
+    "Imbalance",
+    "apply_imbalance",
+    "epoch_variable",
+    "load",
+    "load_cifar10_binary",
+    "make_synthetic",
+    "parse_augment",
+    "parse_imbalance",
+    "split_validation",
+    "to_dataset",
+]
 
 
 def split_validation(train: ImageSet, fraction: float, seed: int = 0):
@@ -54,7 +64,9 @@ def load(
         seed: seeds the synthetic set, the validation split and the imbalance.
     """
     if train_limit < 0 or test_limit < 0:
-        raise ValueError(f"limits must be >= 0. Received: train_limit={train_limit}, test_limit={test_limit}")
+        raise ValueError(
+            f"limits must be >= 0. Received: train_limit={train_limit}, test_limit={test_limit}"
+        )
     if name == "synthetic":
         train = make_synthetic(train_limit or SYNTHETIC_TRAIN_SIZE, seed=seed)
         test = make_synthetic(test_limit or SYNTHETIC_TEST_SIZE, seed=seed + 1_000_003)

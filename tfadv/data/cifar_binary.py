@@ -18,9 +18,17 @@ TEST_FILE = "test_batch.bin"
 META_FILE = "batches.meta.txt"
 FOLDER = "cifar-10-batches-bin"
 DEFAULT_CLASS_NAMES = [
-    "airplane", "automobile", "bird", "cat", "deer",
-    "dog", "frog", "horse", "ship", "truck",
-]  # fmt: skip
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+]
 
 
 def parse_records(raw: bytes, source: str) -> ImageSet:
@@ -43,7 +51,11 @@ def _read_members(path: str) -> dict:
     wanted = set(TRAIN_FILES) | {TEST_FILE, META_FILE}
     found = {}
     if os.path.isdir(path):
-        folder = path if os.path.basename(os.path.normpath(path)) == FOLDER else os.path.join(path, FOLDER)
+        folder = (
+            path
+            if os.path.basename(os.path.normpath(path)) == FOLDER
+            else os.path.join(path, FOLDER)
+        )
         if not os.path.isdir(folder):
             archive = os.path.join(path, "cifar-10-binary.tar.gz")
             if os.path.isfile(archive):
@@ -79,12 +91,17 @@ def load_cifar10_binary(path: str):
             f"{path!r} is not a CIFAR-10 binary archive: it lacks data_batch_*.bin or {TEST_FILE}"
         )
     train = ImageSet(
-        np.concatenate([p.images for p in train_parts]), np.concatenate([p.labels for p in train_parts])
+        np.concatenate([p.images for p in train_parts]),
+        np.concatenate([p.labels for p in train_parts]),
     )
     test = parse_records(members[TEST_FILE], f"{path}:{TEST_FILE}")
     class_names = DEFAULT_CLASS_NAMES
     if META_FILE in members:
-        names = [n.strip() for n in members[META_FILE].decode("utf-8", "replace").splitlines() if n.strip()]
+        names = [
+            n.strip()
+            for n in members[META_FILE].decode("utf-8", "replace").splitlines()
+            if n.strip()
+        ]
         if len(names) == 10:
             class_names = names
     return train, test, list(class_names)

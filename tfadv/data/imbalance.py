@@ -28,9 +28,7 @@ def parse_imbalance(spec: str, class_names) -> Imbalance | None:
         return None
     parts = spec.split(":")
     if len(parts) != 3 or parts[0] not in ("under", "over"):
-        raise ValueError(
-            f"imbalance={spec!r}: expected under:CLASS:FRACTION or over:CLASS:FACTOR"
-        )
+        raise ValueError(f"imbalance={spec!r}: expected under:CLASS:FRACTION or over:CLASS:FACTOR")
     mode, cls, amount_text = parts
     if cls in class_names:
         class_index = list(class_names).index(cls)
@@ -40,7 +38,9 @@ def parse_imbalance(spec: str, class_names) -> Imbalance | None:
         except ValueError:
             raise ValueError(f"imbalance={spec!r}: unknown class {cls!r}") from None
     if not 0 <= class_index < len(class_names):
-        raise ValueError(f"imbalance={spec!r}: class {class_index} outside 0-{len(class_names) - 1}")
+        raise ValueError(
+            f"imbalance={spec!r}: class {class_index} outside 0-{len(class_names) - 1}"
+        )
     try:
         amount = float(amount_text)
     except ValueError:

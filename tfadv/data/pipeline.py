@@ -39,21 +39,29 @@ def check_outside_strategy() -> None:
 def epoch_seed(seed, epoch) -> tf.Tensor:
     """The (2,) int64 stateless seed of one epoch: a function of (seed, epoch) only."""
     base = tf.stack([tf.cast(seed, tf.int64), tf.constant(SHUFFLE_SALT, tf.int64)])
-    return tf.cast(tf.random.experimental.stateless_fold_in(base, tf.cast(epoch, tf.int64)), tf.int64)
+    return tf.cast(
+        tf.random.experimental.stateless_fold_in(base, tf.cast(epoch, tf.int64)), tf.int64
+    )
 
 
 def element_seed(seed_of_epoch, index) -> tf.Tensor:
     """The (2,) int64 stateless seed of one element in an epoch."""
-    return tf.cast(tf.random.experimental.stateless_fold_in(seed_of_epoch, tf.cast(index, tf.int64)), tf.int64)
+    return tf.cast(
+        tf.random.experimental.stateless_fold_in(seed_of_epoch, tf.cast(index, tf.int64)), tf.int64
+    )
 
 
 def check_batching(batch_size, replicas) -> None:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-        raise ValueError(f"Expected batch_size to be an integer > 0. Received: batch_size={batch_size!r}")
+        raise ValueError(
+            f"Expected batch_size to be an integer > 0. Received: batch_size={batch_size!r}"
+        )
     if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas <= 0:
         raise ValueError(f"Expected replicas to be an integer > 0. Received: replicas={replicas!r}")
     if batch_size % replicas:
-        raise ValueError(f"Expected batch_size to be a multiple of replicas={replicas}. Received: batch_size={batch_size}")
+        raise ValueError(
+            f"Expected batch_size to be a multiple of replicas={replicas}. Received: batch_size={batch_size}"
+        )
 
 
 def _epoch_source(epoch):
@@ -92,11 +100,17 @@ def build(size: int, element, batch_size: int, *, shuffle=False, seed=0, epoch=N
 
     def one(epoch_value, position):
         seed_of_epoch = epoch_seed(seed, epoch_value)
-        index = tf.random.experimental.index_shuffle(position, seed_of_epoch, last) if shuffle else position
+        index = (
+            tf.random.experimental.index_shuffle(position, seed_of_epoch, last)
+            if shuffle
+            else position
+        )
         return element(index, element_seed(seed_of_epoch, index))
 
     def pass_over(epoch_value):
-        return tf.data.Dataset.range(kept).map(lambda p: one(epoch_value, p), num_parallel_calls=tf.data.AUTOTUNE)
+        return tf.data.Dataset.range(kept).map(
+            lambda p: one(epoch_value, p), num_parallel_calls=tf.data.AUTOTUNE
+        )
 
     ds = _epoch_source(epoch).flat_map(pass_over)
     ds = ds.apply(tf.data.experimental.assert_cardinality(kept))
@@ -119,7 +133,15 @@ def image_element(images, labels, augment=()):
     return element
 
 
-def to_dataset(data: ImageSet, batch_size: int, shuffle: bool = False, augment=(), seed: int = 0, replicas: int = 1, epoch=None):
+def to_dataset(
+    data: ImageSet,
+    batch_size: int,
+    shuffle: bool = False,
+    augment=(),
+    seed: int = 0,
+    replicas: int = 1,
+    epoch=None,
+):
     """Batched (images float32 [0,1], labels int64) dataset of an ImageSet (see `build`).
 
     Shuffling and augmentation are new every epoch and repeatable: functions of (seed, epoch,
@@ -129,4 +151,6 @@ def to_dataset(data: ImageSet, batch_size: int, shuffle: bool = False, augment=(
     element = image_element(data.images, data.labels, augment)
     if epoch is None and not (shuffle or augment):
         epoch = 0  # nothing random: no epoch counter needed
-    return build(len(data), element, batch_size, shuffle=shuffle, seed=seed, epoch=epoch, replicas=replicas)
+    return build(
+        len(data), element, batch_size, shuffle=shuffle, seed=seed, epoch=epoch, replicas=replicas
+    )

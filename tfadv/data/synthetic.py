@@ -29,7 +29,9 @@ def _gratings(rng, classes, size):
     return np.sin(2 * np.pi * freq[:, None, None] * u / 2 + phase[:, None, None])
 
 
-def make_synthetic(num_examples: int, seed: int = 0, size: int = 32, num_classes: int = 10) -> ImageSet:
+def make_synthetic(
+    num_examples: int, seed: int = 0, size: int = 32, num_classes: int = 10
+) -> ImageSet:
     """Generates `num_examples` images with balanced labels; same seed, same images."""
     if num_examples <= 0:
         raise ValueError(f"Expected num_examples > 0. Received: num_examples={num_examples!r}")

@@ -63,13 +63,15 @@ def load_tfds(name: str, tfds_data_dir: str | None = None):
         except Exception as e:
             raise DataError(f"{_offline_message(name)} ({type(e).__name__})") from e
     try:
-        train, test = (
-            _read_split(tfds, builder, split) for split in ("train", "test")
-        )
+        train, test = (_read_split(tfds, builder, split) for split in ("train", "test"))
     except (KeyError, ValueError) as e:
-        raise DataError(f"dataset {name!r} needs 'train' and 'test' splits ({str(e).splitlines()[0]})") from e
+        raise DataError(
+            f"dataset {name!r} needs 'train' and 'test' splits ({str(e).splitlines()[0]})"
+        ) from e
     label_feature = builder.info.features[builder.info.supervised_keys[1]]
-    class_names = list(getattr(label_feature, "names", None) or [str(i) for i in range(label_feature.num_classes)])
+    class_names = list(
+        getattr(label_feature, "names", None) or [str(i) for i in range(label_feature.num_classes)]
+    )
     return train, test, class_names
 
 
@@ -86,7 +88,9 @@ def _read_split(tfds, builder, split) -> ImageSet:
     batches = list(tfds.as_numpy(builder.as_dataset(split=split, as_supervised=True).batch(10_000)))
     if not batches:
         raise DataError(f"split {split!r} of {builder.name!r} is empty")
-    return _to_imageset(np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches]))
+    return _to_imageset(
+        np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
+    )
 
 
 def _to_imageset(images, labels) -> ImageSet:

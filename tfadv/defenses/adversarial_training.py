@@ -14,7 +14,6 @@ once with `attacks.random_sign`.
 All eps values are in pixel scale [0, 1] (L-inf).
 """
 
-
 import keras
 import numpy as np
 import tensorflow as tf
@@ -66,7 +65,9 @@ class AdversarialTrainer(keras.Model):
             weights; `tfadv.defenses.AwpSchedule` sets the variable per epoch.
     """
 
-    def __init__(self, classifier, attack="fgsm", eps=0.03, ratio=1.0, seed=None, awp_gamma=0.0, **kwargs):
+    def __init__(
+        self, classifier, attack="fgsm", eps=0.03, ratio=1.0, seed=None, awp_gamma=0.0, **kwargs
+    ):
         super().__init__(**kwargs)
         attack = attacks.get(attack)
         ratio = attacks.checks.check_fraction("ratio", ratio)
@@ -78,13 +79,19 @@ class AdversarialTrainer(keras.Model):
         self.ratio = ratio
         self.seed = None if seed is None else int(seed)
         self.eps = self.add_weight(
-            name="eps", shape=(), initializer=keras.initializers.Constant(float(eps)), trainable=False
+            name="eps",
+            shape=(),
+            initializer=keras.initializers.Constant(float(eps)),
+            trainable=False,
         )
         self.awp_size = awp.check_gamma(awp_gamma)
         self.awp_gamma = None
         if self.awp_size > 0:
             self.awp_gamma = self.add_weight(
-                name="awp_gamma", shape=(), initializer=keras.initializers.Constant(self.awp_size), trainable=False
+                name="awp_gamma",
+                shape=(),
+                initializer=keras.initializers.Constant(self.awp_size),
+                trainable=False,
             )
         self.built = True
 
@@ -132,8 +139,12 @@ class AdversarialTrainer(keras.Model):
 
         def loss_fn(forward):  # the compiled loss, as a replica-local mean
             outputs["y_pred"] = forward(x)  # the last call is the training pass
-            loss = self._compute_loss(x=x, y=y, y_pred=outputs["y_pred"], sample_weight=sample_weight, training=True)
-            return loss * tf.distribute.get_strategy().num_replicas_in_sync  # Keras scales it per replica
+            loss = self._compute_loss(
+                x=x, y=y, y_pred=outputs["y_pred"], sample_weight=sample_weight, training=True
+            )
+            return (
+                loss * tf.distribute.get_strategy().num_replicas_in_sync
+            )  # Keras scales it per replica
 
         loss = awp.train_step(self.classifier, self.optimizer, loss_fn, self.awp_gamma)
         self._loss_tracker.update_state(loss, sample_weight=tf.shape(x)[0])
@@ -150,10 +161,20 @@ class AdversarialTrainer(keras.Model):
 def generate(model, attack, images, labels, eps, batch_size=256, seed=None) -> np.ndarray:
     """`tfadv.attacks.adversarial_images`: image i draws from the seed hashed from `seed` (an int
     or a pair such as (seed, epoch)) and i, whatever its batch, when the attack takes a seed."""
-    return attacks.adversarial_images(model, images, labels, attack, eps, batch_size=batch_size, seed=seed if attack.takes_seed else None)
+    return attacks.adversarial_images(
+        model,
+        images,
+        labels,
+        attack,
+        eps,
+        batch_size=batch_size,
+        seed=seed if attack.takes_seed else None,
+    )
 
 
-def generate_per_replica(strategy, model, attack, images, labels, eps, batch_size=256, seed=None) -> np.ndarray:
+def generate_per_replica(
+    strategy, model, attack, images, labels, eps, batch_size=256, seed=None
+) -> np.ndarray:
     """`generate` with the work split over the replicas of a tf.distribute `strategy`.
 
     The images go in chunks of (replicas x batch_size); replica r attacks rows
@@ -170,11 +191,15 @@ def generate_per_replica(strategy, model, attack, images, labels, eps, batch_siz
     seeded = seed is not None and attack.takes_seed
     parts = []
     for start in range(0, len(images), chunk):
-        rows = np.minimum(np.arange(start, start + chunk), len(images) - 1)  # the last chunk repeats its last row
+        rows = np.minimum(
+            np.arange(start, start + chunk), len(images) - 1
+        )  # the last chunk repeats its last row
 
         def shard(context, rows=rows, index=start // chunk):
             mine = rows[context.replica_id_in_sync_group * batch_size :][:batch_size]
-            replica_seed = attacks.checks.fold_seed(attacks.checks.fold_seed(base, index), context.replica_id_in_sync_group)
+            replica_seed = attacks.checks.fold_seed(
+                attacks.checks.fold_seed(base, index), context.replica_id_in_sync_group
+            )
             return tf.constant(images[mine]), tf.constant(labels[mine]), replica_seed
 
         x, y, replica_seed = strategy.experimental_distribute_values_from_function(shard)
@@ -212,9 +237,24 @@ class TrainingSetWithCopy:
             training loop at every epoch start), or None to count passes over `dataset()`.
     """
 
-    def __init__(self, clean, copy_size: int, batch_size: int, augment=(), seed: int = 0, replicas: int = 1, epoch=None):
-        if isinstance(copy_size, bool) or not isinstance(copy_size, (int, np.integer)) or copy_size < 0:
-            raise ValueError(f"Expected copy_size to be an integer >= 0. Received: copy_size={copy_size!r}")
+    def __init__(
+        self,
+        clean,
+        copy_size: int,
+        batch_size: int,
+        augment=(),
+        seed: int = 0,
+        replicas: int = 1,
+        epoch=None,
+    ):
+        if (
+            isinstance(copy_size, bool)
+            or not isinstance(copy_size, (int, np.integer))
+            or copy_size < 0
+        ):
+            raise ValueError(
+                f"Expected copy_size to be an integer >= 0. Received: copy_size={copy_size!r}"
+            )
         pipeline.check_batching(batch_size, replicas)
         self.clean = clean
         self.copy_size = int(copy_size)
@@ -226,7 +266,9 @@ class TrainingSetWithCopy:
         shape = clean.images.shape[1:]
         pipeline.check_outside_strategy()
         self._clean_images = tf.Variable(clean.images, trainable=False, name="clean_images")
-        self._copy_images = tf.Variable(tf.zeros((self.copy_size, *shape), tf.float32), trainable=False, name="copy_images")
+        self._copy_images = tf.Variable(
+            tf.zeros((self.copy_size, *shape), tf.float32), trainable=False, name="copy_images"
+        )
         labels = np.concatenate([clean.labels, np.zeros(self.copy_size, np.int64)])
         self._labels = tf.Variable(labels, trainable=False, name="labels")
 
@@ -270,7 +312,13 @@ class TrainingSetWithCopy:
             return image, tf.gather(labels, i)
 
         return pipeline.build(
-            len(self), element, self.batch_size, shuffle=True, seed=self.seed, epoch=self.epoch, replicas=self.replicas
+            len(self),
+            element,
+            self.batch_size,
+            shuffle=True,
+            seed=self.seed,
+            epoch=self.epoch,
+            replicas=self.replicas,
         )
 
 

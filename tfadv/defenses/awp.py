@@ -69,7 +69,9 @@ def perturbation(network, loss_fn, gamma):
         tape.watch(weights)
         loss = loss_fn(_forward(network, weights, [_values(network.non_trainable_variables)]))
     gradients = tape.gradient(loss, weights)
-    gradients = [tf.zeros_like(w) if g is None else g for w, g in zip(weights, gradients, strict=True)]
+    gradients = [
+        tf.zeros_like(w) if g is None else g for w, g in zip(weights, gradients, strict=True)
+    ]
     replica = tf.distribute.get_replica_context()
     if replica is not None and replica.num_replicas_in_sync > 1:
         gradients = replica.all_reduce("sum", gradients)
@@ -90,7 +92,9 @@ def train_step(network, optimizer, loss_fn, gamma=None):
         optimizer.apply(tape.gradient(scaled, trainable), trainable)
         return loss
     non_trainable = network.non_trainable_variables
-    gamma = tf.convert_to_tensor(gamma.value if isinstance(gamma, keras.Variable) else gamma, tf.float32)
+    gamma = tf.convert_to_tensor(
+        gamma.value if isinstance(gamma, keras.Variable) else gamma, tf.float32
+    )
     weights = _values(trainable)
     # No tf.cond on gamma: synchronised batch norm and the all-reduce cannot sit in a branch under a
     # multi-replica strategy, so the ascent pass also runs (and gives a zero perturbation) at gamma 0.
@@ -121,5 +125,7 @@ class AwpSchedule(keras.callbacks.Callback):
 def check_gamma(gamma) -> float:
     """gamma as a float >= 0 (0: no perturbation)."""
     if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0 <= gamma < 1:
-        raise ValueError(f"Expected awp_gamma to be a number in [0, 1). Received: awp_gamma={gamma!r}")
+        raise ValueError(
+            f"Expected awp_gamma to be a number in [0, 1). Received: awp_gamma={gamma!r}"
+        )
     return float(gamma)

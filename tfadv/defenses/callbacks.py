@@ -41,7 +41,9 @@ class EpsSchedule(keras.callbacks.Callback):
         self.ramp_epochs = int(ramp_epochs)
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.variable.assign(adversarial.eps_at(epoch, self.eps, self.warmup_epochs, self.ramp_epochs))
+        self.variable.assign(
+            adversarial.eps_at(epoch, self.eps, self.warmup_epochs, self.ramp_epochs)
+        )
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
@@ -67,7 +69,16 @@ class RegenerateAdversarialCopy(keras.callbacks.Callback):
             replicas each attacks its share of the copy (see `generate_per_replica`).
     """
 
-    def __init__(self, training_set, attack, eps_variable, classifier=None, batch_size=256, seed=0, strategy=None):
+    def __init__(
+        self,
+        training_set,
+        attack,
+        eps_variable,
+        classifier=None,
+        batch_size=256,
+        seed=0,
+        strategy=None,
+    ):
         super().__init__()
         checks.check_eps(eps_variable, at_most=1.0)
         checks.check_positive_int("batch_size", batch_size)
@@ -97,8 +108,12 @@ class RegenerateAdversarialCopy(keras.callbacks.Callback):
 
     def _generate(self, model, images, labels, eps, seed):
         if self.strategy is None:
-            return adversarial.generate(model, self.attack, images, labels, eps, self.batch_size, seed=seed)
-        return adversarial.generate_per_replica(self.strategy, model, self.attack, images, labels, eps, self.batch_size, seed=seed)
+            return adversarial.generate(
+                model, self.attack, images, labels, eps, self.batch_size, seed=seed
+            )
+        return adversarial.generate_per_replica(
+            self.strategy, model, self.attack, images, labels, eps, self.batch_size, seed=seed
+        )
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:

@@ -68,7 +68,9 @@ class Distiller(OneNetworkSteps):
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"Expected alpha in [0, 1]. Received: alpha={alpha!r}")
         if teacher is student:
-            raise ValueError("teacher and student must be different models (received the same object twice)")
+            raise ValueError(
+                "teacher and student must be different models (received the same object twice)"
+            )
         self.alpha = alpha
         self.teacher = teacher
         self.student = student
@@ -85,7 +87,12 @@ class Distiller(OneNetworkSteps):
 
     @property
     def metrics(self):
-        return [self.loss_tracker, self.soft_loss_tracker, self.hard_loss_tracker, self.accuracy_metric]
+        return [
+            self.loss_tracker,
+            self.soft_loss_tracker,
+            self.hard_loss_tracker,
+            self.accuracy_metric,
+        ]
 
     def call(self, inputs, training=False):
         return self.student(inputs, training=training)
@@ -129,4 +136,3 @@ class Distiller(OneNetworkSteps):
         teacher = keras.saving.deserialize_keras_object(config.pop("teacher"))
         student = keras.saving.deserialize_keras_object(config.pop("student"))
         return cls(teacher, student, **config)
-

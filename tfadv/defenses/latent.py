@@ -37,21 +37,27 @@ def embedding_model(model) -> keras.Model:
     try:
         layer = model.get_layer(LOGITS_LAYER)
     except ValueError as e:
-        raise ValueError(f"Expected a model with a Dense layer named {LOGITS_LAYER!r}. Received: {model.name!r}") from e
+        raise ValueError(
+            f"Expected a model with a Dense layer named {LOGITS_LAYER!r}. Received: {model.name!r}"
+        ) from e
     return keras.Model(model.input, layer.input, name=f"{model.name}_embedding")
 
 
 def embeddings(model, images, batch_size: int = 256) -> np.ndarray:
     """float32 (N, D) penultimate embeddings (inference mode) of a tfadv model."""
     embed = embedding_model(model)
-    return map_batches(lambda x: embed(x, training=False), np.asarray(images, np.float32), batch_size=batch_size)
+    return map_batches(
+        lambda x: embed(x, training=False), np.asarray(images, np.float32), batch_size=batch_size
+    )
 
 
 def pairwise_distances(a, b):
     """(N, M) Euclidean distances between the rows of a (N, D) and b (M, D)."""
     squared = (
-        keras.ops.sum(a * a, axis=1)[:, None] - 2.0 * keras.ops.matmul(a, keras.ops.transpose(b)) + keras.ops.sum(b * b, axis=1)[None, :]
-    )  # fmt: skip
+        keras.ops.sum(a * a, axis=1)[:, None]
+        - 2.0 * keras.ops.matmul(a, keras.ops.transpose(b))
+        + keras.ops.sum(b * b, axis=1)[None, :]
+    )
     return keras.ops.sqrt(keras.ops.maximum(squared, 0.0) + DISTANCE_EPSILON)
 
 
@@ -92,11 +98,19 @@ class ContrastiveTrainer(OneNetworkSteps):
         self.margin = check_positive("margin", margin)
         self.weight = check_nonnegative("weight", weight)
         self.classifier = classifier
-        logits_layer = classifier.get_layer(LOGITS_LAYER) if _has_layer(classifier, LOGITS_LAYER) else None
+        logits_layer = (
+            classifier.get_layer(LOGITS_LAYER) if _has_layer(classifier, LOGITS_LAYER) else None
+        )
         if logits_layer is None:
-            raise ValueError(f"Expected a model with a Dense layer named {LOGITS_LAYER!r}. Received: {classifier.name!r}")
+            raise ValueError(
+                f"Expected a model with a Dense layer named {LOGITS_LAYER!r}. Received: {classifier.name!r}"
+            )
         # One pass to both outputs, sharing the classifier's layers and weights.
-        self.heads = keras.Model(classifier.input, [logits_layer.input, logits_layer.output], name=f"{classifier.name}_heads")
+        self.heads = keras.Model(
+            classifier.input,
+            [logits_layer.input, logits_layer.output],
+            name=f"{classifier.name}_heads",
+        )
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.ce_tracker = keras.metrics.Mean(name="ce_loss")
         self.contrastive_tracker = keras.metrics.Mean(name="contrastive_loss")
@@ -115,7 +129,9 @@ class ContrastiveTrainer(OneNetworkSteps):
 
         `sample_weight` weighs the cross-entropy only."""
         embedded, logits = y_pred
-        ce = weighted_mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True), sample_weight)
+        ce = weighted_mean(
+            keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True), sample_weight
+        )
         contrastive = contrastive_loss(embedded, y, self.margin)
         loss = ce + self.weight * contrastive
         if self.classifier.losses:
@@ -159,14 +175,18 @@ def choose_references(labels, per_class: int = 5, seed: int = 0, num_classes=Non
     """
     labels = np.asarray(labels).reshape(-1)
     if isinstance(per_class, bool) or not isinstance(per_class, (int, np.integer)) or per_class < 1:
-        raise ValueError(f"Expected per_class to be an integer >= 1. Received: per_class={per_class!r}")
+        raise ValueError(
+            f"Expected per_class to be an integer >= 1. Received: per_class={per_class!r}"
+        )
     num_classes = int(labels.max()) + 1 if num_classes is None else int(num_classes)
     rng = np.random.default_rng(seed)
     chosen = []
     for c in range(num_classes):
         members = np.flatnonzero(labels == c)
         if len(members) < per_class:
-            raise ValueError(f"Expected at least per_class={per_class} images of class {c}. Received: {len(members)}")
+            raise ValueError(
+                f"Expected at least per_class={per_class} images of class {c}. Received: {len(members)}"
+            )
         chosen.append(rng.choice(members, per_class, replace=False))
     return np.sort(np.concatenate(chosen))
 
@@ -189,25 +209,45 @@ class ReferenceLogits(keras.layers.Layer):
         self.num_classes = int(num_classes)
         self.dim = int(dim)
         missing = sorted(set(range(self.num_classes)) - set(self.reference_labels))
-        if missing or max(self.reference_labels) >= self.num_classes or min(self.reference_labels) < 0:
+        if (
+            missing
+            or max(self.reference_labels) >= self.num_classes
+            or min(self.reference_labels) < 0
+        ):
             raise ValueError(
                 f"Expected reference labels covering classes 0..{self.num_classes - 1}. "
                 f"Received: reference_labels={self.reference_labels}"
             )
-        self.references = self.add_weight(name="references", shape=(len(self.reference_labels), self.dim), initializer="zeros", trainable=False)
-        self._membership = np.eye(self.num_classes, dtype=bool)[self.reference_labels]  # (K, classes)
+        self.references = self.add_weight(
+            name="references",
+            shape=(len(self.reference_labels), self.dim),
+            initializer="zeros",
+            trainable=False,
+        )
+        self._membership = np.eye(self.num_classes, dtype=bool)[
+            self.reference_labels
+        ]  # (K, classes)
 
     def call(self, embedded):
-        distances = pairwise_distances(embedded, keras.ops.cast(self.references, embedded.dtype))  # (N, K)
+        distances = pairwise_distances(
+            embedded, keras.ops.cast(self.references, embedded.dtype)
+        )  # (N, K)
         large = keras.ops.cast(np.finfo(np.float32).max, distances.dtype)
-        per_class = keras.ops.where(self._membership[None], distances[:, :, None], large)  # (N, K, classes)
+        per_class = keras.ops.where(
+            self._membership[None], distances[:, :, None], large
+        )  # (N, K, classes)
         return -keras.ops.min(per_class, axis=1)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_classes)
 
     def get_config(self):
-        return {**super().get_config(), "reference_labels": self.reference_labels, "num_classes": self.num_classes, "dim": self.dim}
+        return {
+            **super().get_config(),
+            "reference_labels": self.reference_labels,
+            "num_classes": self.num_classes,
+            "dim": self.dim,
+        }
 
 
 @keras.saving.register_keras_serializable(package="tfadv")
@@ -230,10 +270,14 @@ class NearestReferenceClassifier(keras.Model):
         embed = embedding_model(model) if _has_layer(model, LOGITS_LAYER) else model
         if num_classes is None:
             if embed is model:
-                raise ValueError(f"Expected num_classes with an embedding model. Received: num_classes=None, model={model.name!r}")
+                raise ValueError(
+                    f"Expected num_classes with an embedding model. Received: num_classes=None, model={model.name!r}"
+                )
             num_classes = model.output_shape[-1]
         inputs = keras.Input(embed.input_shape[1:], name="images")
-        head = ReferenceLogits(reference_labels, num_classes, embed.output_shape[-1], name=LOGITS_LAYER)
+        head = ReferenceLogits(
+            reference_labels, num_classes, embed.output_shape[-1], name=LOGITS_LAYER
+        )
         super().__init__(inputs, head(embed(inputs, training=False)), **kwargs)
         if reference_images is not None:
             self.set_references(reference_images)
@@ -249,7 +293,9 @@ class NearestReferenceClassifier(keras.Model):
         layer = self.get_layer(LOGITS_LAYER)
         images = np.asarray(reference_images, np.float32)
         if len(images) != len(layer.reference_labels):
-            raise ValueError(f"Expected {len(layer.reference_labels)} reference images. Received: {len(images)}")
+            raise ValueError(
+                f"Expected {len(layer.reference_labels)} reference images. Received: {len(images)}"
+            )
         layer.references.assign(np.asarray(self.embedding(images, training=False)))
 
     def get_config(self):

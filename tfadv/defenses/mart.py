@@ -32,8 +32,12 @@ def mart_loss(clean_log_probs, adversarial_log_probs, labels, beta):
     adversarial = tf.exp(adversarial_log_probs)
     clean = tf.exp(clean_log_probs)
     is_label = tf.one_hot(labels, tf.shape(adversarial)[-1], on_value=True, off_value=False)
-    best_other = tf.reduce_max(tf.where(is_label, tf.constant(-1.0, adversarial.dtype), adversarial), axis=-1)
-    boosted = -tf.gather(adversarial_log_probs, labels, batch_dims=1) - tf.math.log(MARGIN_OFFSET - best_other + LOG_FLOOR)
+    best_other = tf.reduce_max(
+        tf.where(is_label, tf.constant(-1.0, adversarial.dtype), adversarial), axis=-1
+    )
+    boosted = -tf.gather(adversarial_log_probs, labels, batch_dims=1) - tf.math.log(
+        MARGIN_OFFSET - best_other + LOG_FLOOR
+    )
     kl = tf.reduce_sum(clean * (clean_log_probs - tf.math.log(adversarial + LOG_FLOOR)), axis=-1)
     weight = WEIGHT_OFFSET - tf.gather(clean, labels, batch_dims=1)
     return boosted + tf.cast(beta, kl.dtype) * kl * weight

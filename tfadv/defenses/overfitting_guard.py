@@ -55,14 +55,29 @@ class OverfittingGuard(keras.callbacks.Callback):
     it continues from that state (how a resumed run continues the interrupted one).
     """
 
-    def __init__(self, images, labels, eps, drop=0.2, attack=DEFAULT_ATTACK, classifier=None, batch_size=256, seed=0, log_prefix="guard"):
+    def __init__(
+        self,
+        images,
+        labels,
+        eps,
+        drop=0.2,
+        attack=DEFAULT_ATTACK,
+        classifier=None,
+        batch_size=256,
+        seed=0,
+        log_prefix="guard",
+    ):
         super().__init__()
         images = np.asarray(images, np.float32)
         labels = np.asarray(labels)
         if images.ndim != 4 or len(images) == 0:
-            raise ValueError(f"Expected a non-empty batch of images (N, H, W, C). Received: images of shape {images.shape}")
+            raise ValueError(
+                f"Expected a non-empty batch of images (N, H, W, C). Received: images of shape {images.shape}"
+            )
         if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError(f"Expected int labels of shape ({len(images)},). Received: labels {labels.dtype} {labels.shape}")
+            raise ValueError(
+                f"Expected int labels of shape ({len(images)},). Received: labels {labels.dtype} {labels.shape}"
+            )
         if isinstance(drop, bool) or not isinstance(drop, numbers.Real) or not 0 < drop <= 1:
             raise ValueError(f"Expected drop in (0, 1]. Received: drop={drop!r}")
         if isinstance(eps, numbers.Real):
@@ -93,23 +108,45 @@ class OverfittingGuard(keras.callbacks.Callback):
         """Accuracy of the checked classifier on the held batch under the check's attack."""
         eps = float(keras.ops.convert_to_numpy(self.eps))
         seed = self.seed if (self.seed is not None and self.attack.takes_seed) else None
-        result = attacks.run_attack(self._target(), (self.images, self.labels), self.attack, eps, batch_size=self.batch_size, seed=seed)
+        result = attacks.run_attack(
+            self._target(),
+            (self.images, self.labels),
+            self.attack,
+            eps,
+            batch_size=self.batch_size,
+            seed=seed,
+        )
         return float(np.mean(result.adversarial_predictions == self.labels))
 
     def get_state(self) -> dict:
         """The check's state after the last finished epoch: JSON-able values and, under
         "previous_weights", the checked classifier's weights to restore (a list of arrays)."""
         return {
-            "history": list(self.history), "best": None if self.best_epoch is None else self.best,
-            "best_epoch": self.best_epoch, "stopped_epoch": self.stopped_epoch, "restored_epoch": self.restored_epoch,
-            "seconds": self.seconds, "previous_weights": None if self._previous is None else [np.asarray(w) for w in self._previous],
-        }  # fmt: skip
+            "history": list(self.history),
+            "best": None if self.best_epoch is None else self.best,
+            "best_epoch": self.best_epoch,
+            "stopped_epoch": self.stopped_epoch,
+            "restored_epoch": self.restored_epoch,
+            "seconds": self.seconds,
+            "previous_weights": None
+            if self._previous is None
+            else [np.asarray(w) for w in self._previous],
+        }
 
     def set_state(self, state: dict) -> None:
         """Puts back a `get_state()`; the next fit continues from it instead of starting afresh."""
-        missing = {"history", "best", "best_epoch", "stopped_epoch", "restored_epoch", "previous_weights"} - set(state)
+        missing = {
+            "history",
+            "best",
+            "best_epoch",
+            "stopped_epoch",
+            "restored_epoch",
+            "previous_weights",
+        } - set(state)
         if missing:
-            raise ValueError(f"Expected a state from OverfittingGuard.get_state(). Received: state without {sorted(missing)}")
+            raise ValueError(
+                f"Expected a state from OverfittingGuard.get_state(). Received: state without {sorted(missing)}"
+            )
         self.history = [float(a) for a in state["history"]]
         self.best_epoch = state["best_epoch"]
         self.best = -math.inf if self.best_epoch is None else float(state["best"])
@@ -144,7 +181,7 @@ class OverfittingGuard(keras.callbacks.Callback):
                 f"[{self.log_prefix}] epoch {epoch + 1}: robust accuracy {accuracy:.3f}, more than {self.drop:.2f} below the best "
                 f"{self.best:.3f} (epoch {self.best_epoch + 1}): catastrophic overfitting; stopped, weights of epoch {epoch} restored",
                 flush=True,
-            )  # fmt: skip
+            )
         else:
             if accuracy > self.best:
                 self.best, self.best_epoch = accuracy, epoch
@@ -154,7 +191,13 @@ class OverfittingGuard(keras.callbacks.Callback):
     def summary(self) -> dict:
         """JSON-able: the check, its result per epoch, where training stopped."""
         return {
-            "attack": self.attack.describe(), "images": len(self.labels), "drop": self.drop, "history": list(self.history),
-            "best": None if self.best_epoch is None else self.best, "best_epoch": self.best_epoch,
-            "stopped_epoch": self.stopped_epoch, "restored_epoch": self.restored_epoch, "seconds": self.seconds,
-        }  # fmt: skip
+            "attack": self.attack.describe(),
+            "images": len(self.labels),
+            "drop": self.drop,
+            "history": list(self.history),
+            "best": None if self.best_epoch is None else self.best,
+            "best_epoch": self.best_epoch,
+            "stopped_epoch": self.stopped_epoch,
+            "restored_epoch": self.restored_epoch,
+            "seconds": self.seconds,
+        }

@@ -9,7 +9,9 @@ def weighted_mean(values, sample_weight=None):
     if sample_weight is None:
         return keras.ops.mean(values)
     weight = keras.ops.cast(sample_weight, values.dtype)
-    return keras.ops.sum(values * weight) / keras.ops.maximum(keras.ops.sum(weight), keras.backend.epsilon())
+    return keras.ops.sum(values * weight) / keras.ops.maximum(
+        keras.ops.sum(weight), keras.backend.epsilon()
+    )
 
 
 def replica_share(loss):

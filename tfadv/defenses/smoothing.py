@@ -83,11 +83,22 @@ def _counts_fn(x, sigma, n, seed, *, model_ref, output, copies, num_classes):
     n = tf.cast(n, tf.int32)
 
     def body(i, counts):
-        noise = tf.random.stateless_normal(tf.concat([[b, copies], shape], 0), checks.fold_seed(seed, i)) * sigma
+        noise = (
+            tf.random.stateless_normal(
+                tf.concat([[b, copies], shape], 0), checks.fold_seed(seed, i)
+            )
+            * sigma
+        )
         noisy = tf.reshape(x[:, None] + noise, tf.concat([[-1], shape], 0))
-        predicted = tf.reshape(tf.argmax(clf.logits(noisy), axis=-1, output_type=tf.int32), [b, copies])
-        valid = tf.cast(i * copies + tf.range(copies) < n, tf.int32)  # the last pass may draw too many
-        return i + 1, counts + tf.reduce_sum(tf.one_hot(predicted, num_classes, dtype=tf.int32) * valid[None, :, None], 1)
+        predicted = tf.reshape(
+            tf.argmax(clf.logits(noisy), axis=-1, output_type=tf.int32), [b, copies]
+        )
+        valid = tf.cast(
+            i * copies + tf.range(copies) < n, tf.int32
+        )  # the last pass may draw too many
+        return i + 1, counts + tf.reduce_sum(
+            tf.one_hot(predicted, num_classes, dtype=tf.int32) * valid[None, :, None], 1
+        )
 
     passes = (n + copies - 1) // copies
     counts = tf.zeros(tf.stack([b, num_classes]), tf.int32)
@@ -124,10 +135,14 @@ class SmoothedClassifier:
         clf = self.classifier
         x = checks.to_images(images, clf.input_shape)
         clf.ensure_built(x)
-        num_classes = clf.num_classes or int(gradient.logits_of(clf, x[:1], jit_compile=self.jit_compile).shape[-1])
+        num_classes = clf.num_classes or int(
+            gradient.logits_of(clf, x[:1], jit_compile=self.jit_compile).shape[-1]
+        )
         copies = min(n, self.batch_size)
         signature = [checks.image_spec(x), SCALAR_SPEC, tf.TensorSpec([], tf.int32), SEED_SPEC]
-        fn = compiled(clf, _counts_fn, signature, self.jit_compile, copies=copies, num_classes=num_classes)
+        fn = compiled(
+            clf, _counts_fn, signature, self.jit_compile, copies=copies, num_classes=num_classes
+        )
         seed = checks.to_seed(seed)
         images_per_call = max(1, self.batch_size // copies)
         sigma, draws = tf.constant(self.sigma), tf.constant(n)
@@ -145,10 +160,14 @@ class SmoothedClassifier:
         counts = self.counts(images, n, seed)
         top2 = np.argsort(-counts, axis=1, kind="stable")[:, :2]
         n_a, n_b = np.take_along_axis(counts, top2, axis=1).T
-        significant = np.array([binomial_p_value(a, a + b) <= alpha for a, b in zip(n_a, n_b, strict=True)], bool)
+        significant = np.array(
+            [binomial_p_value(a, a + b) <= alpha for a, b in zip(n_a, n_b, strict=True)], bool
+        )
         return np.where(significant, top2[:, 0], ABSTAIN).astype(np.int64)
 
-    def certify(self, images, n0: int = 100, n: int = 10_000, alpha: float = 0.001, seed=0) -> Certification:
+    def certify(
+        self, images, n0: int = 100, n: int = 10_000, alpha: float = 0.001, seed=0
+    ) -> Certification:
         """Cohen et al.'s CERTIFY: top class from n0 samples, its probability bounded from below at
         confidence 1 - alpha from n separate samples, radius sigma * Phi^-1(p_A_lower).
 
@@ -162,13 +181,19 @@ class SmoothedClassifier:
         n_a = np.take_along_axis(self.counts(images, n, estimation), top[:, None], axis=1)[:, 0]
         p_lower = clopper_pearson_lower(n_a, n, alpha)
         certified = p_lower > 0.5
-        radii = np.where(certified, self.sigma * _stats().norm.ppf(np.where(certified, p_lower, 0.75)), 0.0)
-        return Certification(np.where(certified, top, ABSTAIN).astype(np.int64), radii, p_lower, n_a.astype(np.int64))
+        radii = np.where(
+            certified, self.sigma * _stats().norm.ppf(np.where(certified, p_lower, 0.75)), 0.0
+        )
+        return Certification(
+            np.where(certified, top, ABSTAIN).astype(np.int64), radii, p_lower, n_a.astype(np.int64)
+        )
 
 
 def _check_alpha(alpha) -> float:
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
-        raise ValueError(f"Expected alpha in (0, 1) (the allowed error probability). Received: alpha={alpha!r}")
+        raise ValueError(
+            f"Expected alpha in (0, 1) (the allowed error probability). Received: alpha={alpha!r}"
+        )
     return float(alpha)
 
 
@@ -180,8 +205,13 @@ def certified_accuracy(radii, correct, radius_grid) -> np.ndarray:
         correct: bool (N,), certified class == label (False where abstaining).
         radius_grid: radii r (pixel scale, L2).
     """
-    radii, correct = np.asarray(radii, np.float64).reshape(-1), np.asarray(correct, bool).reshape(-1)
+    radii, correct = (
+        np.asarray(radii, np.float64).reshape(-1),
+        np.asarray(correct, bool).reshape(-1),
+    )
     grid = np.asarray(radius_grid, np.float64).reshape(-1)
     if len(radii) != len(correct) or len(radii) == 0:
-        raise ValueError(f"Expected radii and correct of one length >= 1. Received: {len(radii)} radii, {len(correct)} flags")
+        raise ValueError(
+            f"Expected radii and correct of one length >= 1. Received: {len(radii)} radii, {len(correct)} flags"
+        )
     return (correct[None, :] & (radii[None, :] >= grid[:, None])).mean(axis=1)

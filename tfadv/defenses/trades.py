@@ -21,7 +21,6 @@ x and x' (two forward-backward passes of the batch).
 variable, per-step seeds, AWP (`awp_gamma`), the validation step and serialisation.
 """
 
-
 import keras
 import numpy as np
 import tensorflow as tf
@@ -33,7 +32,9 @@ from tfadv.defenses.reduction import weighted_mean
 from tfadv.defenses.train_steps import OneNetworkSteps
 
 START_STDDEV = 0.001  # the TRADES reference code's random start: x + 0.001 * N(0, 1)
-UNROLLED_STEPS = 20  # up to this many inner steps the loop is unrolled in the graph (as the attacks do)
+UNROLLED_STEPS = (
+    20  # up to this many inner steps the loop is unrolled in the graph (as the attacks do)
+)
 
 
 def kl_divergence(log_p, log_q):
@@ -45,7 +46,9 @@ def trades_loss(clean_log_probs, adversarial_log_probs, labels, beta):
     """Per-example TRADES loss: CE(f(x), y) + beta * KL(f(x) || f(x')) (inputs: log-probabilities)."""
     labels = tf.cast(labels, tf.int32)
     natural = -tf.gather(clean_log_probs, labels, batch_dims=1)
-    return natural + tf.cast(beta, clean_log_probs.dtype) * kl_divergence(clean_log_probs, adversarial_log_probs)
+    return natural + tf.cast(beta, clean_log_probs.dtype) * kl_divergence(
+        clean_log_probs, adversarial_log_probs
+    )
 
 
 def training_network(classifier):
@@ -57,11 +60,15 @@ def training_network(classifier):
     from another softmax: log of them clipped to [1e-7, 1] (as Keras' cross-entropy does).
     """
     if not isinstance(classifier, keras.Model):
-        raise ValueError(f"Expected the classifier to be a Keras model (it is trained). Received: {classifier!r}")
+        raise ValueError(
+            f"Expected the classifier to be a Keras model (it is trained). Received: {classifier!r}"
+        )
     clf = models.as_classifier(classifier)
     if clf.logits_source == "temperature_softmax":
         layer = models.softmax_layer(classifier)
-        return models.logits_model(classifier), lambda z: tf.nn.log_softmax(z / tf.cast(layer.temperature, z.dtype))
+        return models.logits_model(classifier), lambda z: tf.nn.log_softmax(
+            z / tf.cast(layer.temperature, z.dtype)
+        )
     if clf.output == "logits":
         return classifier, lambda z: tf.nn.log_softmax(z, axis=-1)
     return classifier, lambda p: tf.math.log(tf.clip_by_value(p, 1e-7, 1.0))
@@ -87,11 +94,17 @@ class RobustLossTrainer(OneNetworkSteps):
             (seed, k, r), so a resumed run repeats them.
     """
 
-    def __init__(self, classifier, attack="pgd", eps=0.03, beta=6.0, awp_gamma=0.0, seed=None, **kwargs):
+    def __init__(
+        self, classifier, attack="pgd", eps=0.03, beta=6.0, awp_gamma=0.0, seed=None, **kwargs
+    ):
         super().__init__(**kwargs)
         attacks.checks.check_eps(eps, at_most=1.0)
         beta_value = beta
-        if isinstance(beta, bool) or not isinstance(beta, (int, float, np.floating)) or not beta >= 0:
+        if (
+            isinstance(beta, bool)
+            or not isinstance(beta, (int, float, np.floating))
+            or not beta >= 0
+        ):
             raise ValueError(f"Expected beta to be a number >= 0. Received: beta={beta_value!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             raise ValueError(f"Expected seed to be None or an int. Received: seed={seed!r}")
@@ -102,16 +115,24 @@ class RobustLossTrainer(OneNetworkSteps):
         self.seed = None if seed is None else int(seed)
         self.network, self.to_log_probabilities = training_network(classifier)
         self.eps = self.add_weight(
-            name="eps", shape=(), initializer=keras.initializers.Constant(float(eps)), trainable=False
+            name="eps",
+            shape=(),
+            initializer=keras.initializers.Constant(float(eps)),
+            trainable=False,
         )
         self.awp_gamma = None
         if self.awp_size > 0:
             self.awp_gamma = self.add_weight(
-                name="awp_gamma", shape=(), initializer=keras.initializers.Constant(self.awp_size), trainable=False
+                name="awp_gamma",
+                shape=(),
+                initializer=keras.initializers.Constant(self.awp_size),
+                trainable=False,
             )
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.accuracy_metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-        self.adversarial_accuracy = keras.metrics.SparseCategoricalAccuracy(name="adversarial_accuracy")
+        self.adversarial_accuracy = keras.metrics.SparseCategoricalAccuracy(
+            name="adversarial_accuracy"
+        )
         self.built = True
 
     @property
@@ -160,20 +181,26 @@ class RobustLossTrainer(OneNetworkSteps):
         def loss_fn(forward):
             clean = self.to_log_probabilities(forward(x))
             adversarial = self.to_log_probabilities(forward(x_adv))
-            outputs.update(clean=clean, adversarial=adversarial)  # the last call is the training pass
+            outputs.update(
+                clean=clean, adversarial=adversarial
+            )  # the last call is the training pass
             return self.compute_loss(x, y, (clean, adversarial), sample_weight)
 
         loss = awp.train_step(self.network, self.optimizer, loss_fn, self.awp_gamma)
         self.loss_tracker.update_state(loss)
         self.accuracy_metric.update_state(y, outputs["clean"], sample_weight=sample_weight)
-        self.adversarial_accuracy.update_state(y, outputs["adversarial"], sample_weight=sample_weight)
+        self.adversarial_accuracy.update_state(
+            y, outputs["adversarial"], sample_weight=sample_weight
+        )
         return {m.name: m.result() for m in self.metrics}
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         log_probs = self.predictions(x, training=False)
         labels = tf.cast(y, tf.int32)
-        self.loss_tracker.update_state(weighted_mean(-tf.gather(log_probs, labels, batch_dims=1), sample_weight))
+        self.loss_tracker.update_state(
+            weighted_mean(-tf.gather(log_probs, labels, batch_dims=1), sample_weight)
+        )
         self.accuracy_metric.update_state(y, log_probs, sample_weight=sample_weight)
         return {"loss": self.loss_tracker.result(), "accuracy": self.accuracy_metric.result()}
 
@@ -208,7 +235,9 @@ def kl_attack(log_probabilities, x, eps, steps: int, alpha, seed=None):
         for _ in range(steps):
             adv = body(adv)
     else:
-        adv = tf.while_loop(lambda i, _: i < steps, lambda i, a: (i + 1, body(a)), (tf.constant(0), adv))[1]
+        adv = tf.while_loop(
+            lambda i, _: i < steps, lambda i, a: (i + 1, body(a)), (tf.constant(0), adv)
+        )[1]
     return tf.stop_gradient(adv)
 
 
@@ -220,12 +249,18 @@ class TradesTrainer(RobustLossTrainer):
     Other arguments as in `RobustLossTrainer`.
     """
 
-    def __init__(self, classifier, attack="pgd", eps=0.03, beta=6.0, awp_gamma=0.0, seed=None, **kwargs):
+    def __init__(
+        self, classifier, attack="pgd", eps=0.03, beta=6.0, awp_gamma=0.0, seed=None, **kwargs
+    ):
         super().__init__(classifier, attack, eps, beta, awp_gamma, seed, **kwargs)
         options = self.attack.options
         if self.attack.name != "pgd" or options.get("norm", "inf") != "inf":
-            raise ValueError(f"Expected attack to be an L-inf 'pgd' value for TRADES. Received: attack={self.attack.describe()!r}")
-        self.steps = attacks.checks.check_positive_int("steps", self.attack.info.option(options, "steps"))
+            raise ValueError(
+                f"Expected attack to be an L-inf 'pgd' value for TRADES. Received: attack={self.attack.describe()!r}"
+            )
+        self.steps = attacks.checks.check_positive_int(
+            "steps", self.attack.info.option(options, "steps")
+        )
         self.alpha = options.get("alpha")
 
     def step_size(self, eps):

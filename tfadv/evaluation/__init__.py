@@ -26,8 +26,28 @@ from tfadv.evaluation.store import EvaluationStore
 from tfadv.evaluation.suite import SUITES, SuiteResult, run_suite, suite_attacks
 
 __all__ = [
-    "CONFIDENCE_EDGES", "Check", "EvaluationReport", "EvaluationStore", "attacked_view", "suite_folder", "ModelEvaluation", "RobustMonitor", "SUITES", "SuiteResult",
-    "clean_report", "confidence_buckets", "confidence_table", "confusion_matrix", "eps_sweep", "evaluate",
-    "gradient_norms", "masking_report", "per_class_accuracy", "predict_probabilities", "robust_accuracy",
-    "run_suite", "suite_attacks", "top_k_error",
-]  # fmt: skip
+    "CONFIDENCE_EDGES",
+    "Check",
+    "EvaluationReport",
+    "EvaluationStore",
+    "attacked_view",
+    "suite_folder",
+    "ModelEvaluation",
+    "RobustMonitor",
+    "SUITES",
+    "SuiteResult",
+    "clean_report",
+    "confidence_buckets",
+    "confidence_table",
+    "confusion_matrix",
+    "eps_sweep",
+    "evaluate",
+    "gradient_norms",
+    "masking_report",
+    "per_class_accuracy",
+    "predict_probabilities",
+    "robust_accuracy",
+    "run_suite",
+    "suite_attacks",
+    "top_k_error",
+]

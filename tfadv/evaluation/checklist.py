@@ -53,9 +53,11 @@ def _pct(value: float) -> str:
 
 def iterative_vs_single_step(fgsm: float, pgd: float, pgd_name: str) -> Check:
     return Check(
-        "a", "iterative at least as strong as single-step", pgd <= fgsm,
+        "a",
+        "iterative at least as strong as single-step",
+        pgd <= fgsm,
         f"accuracy under FGSM {_pct(fgsm)}, under {pgd_name} {_pct(pgd)}",
-    )  # fmt: skip
+    )
 
 
 def white_box_vs_transfer(transfer_only: int, n: int, transfer: dict) -> Check:
@@ -79,62 +81,80 @@ def white_box_vs_square(square_broke: int, n: int, square_ran: bool) -> Check:
         return Check("c", name, None, "the suite has no Square attack")
     share = square_broke / n if n else 0.0
     return Check(
-        "c", name, share <= SQUARE_LIMIT,
+        "c",
+        name,
+        share <= SQUARE_LIMIT,
         f"Square broke {square_broke} images ({_pct(share)}) that every gradient attack before it missed "
         f"(limit {_pct(SQUARE_LIMIT)})",
-    )  # fmt: skip
+    )
 
 
 def falls_to_chance(accuracy_at_large_eps: float, eps: float, num_classes: int) -> Check:
     chance = 1.0 / num_classes
     return Check(
-        "d", "accuracy falls to chance or below as eps grows", accuracy_at_large_eps <= chance,
+        "d",
+        "accuracy falls to chance or below as eps grows",
+        accuracy_at_large_eps <= chance,
         f"accuracy at eps={eps:g}: {_pct(accuracy_at_large_eps)} (chance {_pct(chance)})",
-    )  # fmt: skip
+    )
 
 
 def random_noise_weaker(random_sign: float, gradient: float, gradient_name: str) -> Check:
     return Check(
-        "e", "random-sign noise weaker than the gradient attack", random_sign >= gradient,
+        "e",
+        "random-sign noise weaker than the gradient attack",
+        random_sign >= gradient,
         f"accuracy under random signs {_pct(random_sign)}, under {gradient_name} {_pct(gradient)}",
-    )  # fmt: skip
+    )
 
 
 def gradients_usable(masking) -> Check:
     """`masking`: the DataFrame of `tfadv.evaluation.masking_report`."""
     rows = masking.to_dict(orient="records")
-    bad = {row["loss_on"]: row["zero_gradient_fraction"] + row["nonfinite_fraction"] for row in rows}
+    bad = {
+        row["loss_on"]: row["zero_gradient_fraction"] + row["nonfinite_fraction"] for row in rows
+    }
     evidence = "; ".join(
         f"{row['loss_on']}: {_pct(row['zero_gradient_fraction'])} exactly zero, {_pct(row['nonfinite_fraction'])} "
         f"not finite, median norm {row['median_norm']:.3g}"
         for row in rows
     )
     return Check(
-        "f", f"under {_pct(ZERO_GRADIENT_LIMIT)} of input gradients zero or non-finite",
-        all(value < ZERO_GRADIENT_LIMIT for value in bad.values()), evidence,
-    )  # fmt: skip
+        "f",
+        f"under {_pct(ZERO_GRADIENT_LIMIT)} of input gradients zero or non-finite",
+        all(value < ZERO_GRADIENT_LIMIT for value in bad.values()),
+        evidence,
+    )
 
 
 def loss_gap(ce_on_outputs: float, margin_on_logits: float, outputs: str) -> Check:
     gap = ce_on_outputs - margin_on_logits
     return Check(
-        "g", "margin loss on logits no stronger than cross-entropy on the outputs", gap < LOSS_GAP_LIMIT,
+        "g",
+        "margin loss on logits no stronger than cross-entropy on the outputs",
+        gap < LOSS_GAP_LIMIT,
         f"accuracy with CE on the {outputs} {_pct(ce_on_outputs)}, with the margin loss on logits "
         f"{_pct(margin_on_logits)} (gap {_pct(gap)}, limit {_pct(LOSS_GAP_LIMIT)}; a large gap means a saturated softmax)",
-    )  # fmt: skip
+    )
 
 
 def budget_converged(extra_broken: int, n: int, doubled: str) -> Check:
     """`extra_broken`: images the doubled gradient attacks broke among the suite's survivors."""
     share = extra_broken / n if n else 0.0
     return Check(
-        "h", "doubling iterations and restarts moves robust accuracy by under 1 point", share < BUDGET_LIMIT,
+        "h",
+        "doubling iterations and restarts moves robust accuracy by under 1 point",
+        share < BUDGET_LIMIT,
         f"{doubled} on the suite's survivors broke {extra_broken} more images ({_pct(share)}, limit {_pct(BUDGET_LIMIT)})",
-    )  # fmt: skip
+    )
 
 
 def randomness_handled(
-    stochastic: bool, samples: int, draw_accuracies=(), eot: float | None = None, no_eot: float | None = None
+    stochastic: bool,
+    samples: int,
+    draw_accuracies=(),
+    eot: float | None = None,
+    no_eot: float | None = None,
 ) -> Check:
     """(i) for a model random at inference.
 
@@ -149,7 +169,9 @@ def randomness_handled(
         return Check("i", name, None, "outputs are identical between calls: deterministic")
     draws = [float(a) for a in draw_accuracies]
     if not draws:
-        raise ValueError(f"Expected the accuracy of at least one draw. Received: draw_accuracies={draw_accuracies!r}")
+        raise ValueError(
+            f"Expected the accuracy of at least one draw. Received: draw_accuracies={draw_accuracies!r}"
+        )
     mean, best = sum(draws) / len(draws), max(draws)
     eot_weaker = eot is not None and no_eot is not None and eot > no_eot + EOT_LIMIT
     evidence = (

@@ -80,7 +80,14 @@ def _replicas(strategy) -> int:
 def _adversarial(model, images, labels, rows, attack, eps, batch_size, seed):
     """The attack's images for the images at global indices `rows` (draws keyed by the index)."""
     return attacks.adversarial_images(
-        model, images[rows], labels[rows], attack, eps, batch_size=batch_size, seed=seed, indices=rows
+        model,
+        images[rows],
+        labels[rows],
+        attack,
+        eps,
+        batch_size=batch_size,
+        seed=seed,
+        indices=rows,
     )
 
 
@@ -182,13 +189,22 @@ def run_chunked(
 
     counted = models.counted(model, _budget(model))
     run = dict(eps=eps, batch_size=batch_size, strategy=strategy, log=log)
-    owned = [start for number, start in enumerate(range(0, n, chunk_size)) if number % count == index]
+    owned = [
+        start for number, start in enumerate(range(0, n, chunk_size)) if number % count == index
+    ]
     rows = {start: np.arange(start, min(start + chunk_size, n)) for start in owned}
-    alive = {start: _clean_unit(model, images, labels, rows[start], store, batch_size, log) for start in owned}
-    for k, attack in enumerate(attack_list):  # attack by attack, so that small chunks share full batches
+    alive = {
+        start: _clean_unit(model, images, labels, rows[start], store, batch_size, log)
+        for start in owned
+    }
+    for k, attack in enumerate(
+        attack_list
+    ):  # attack by attack, so that small chunks share full batches
         seed_k = seed + k if attack.takes_seed else None
         pending = [start for start in owned if not store.has(start, f"a{k}")]
-        for group in _groups(pending, {start: int(alive[start].sum()) for start in pending}, batch_size):
+        for group in _groups(
+            pending, {start: int(alive[start].sum()) for start in pending}, batch_size
+        ):
             todo = {start: rows[start][alive[start]] for start in group}
             _attack_group(counted, images, labels, todo, attack, k, seed_k, store, **run)
         for start in owned:
@@ -212,7 +228,9 @@ def _groups(pending, sizes, batch_size):
         yield group
 
 
-def _attack_group(counted, images, labels, todo, attack, k, seed, store, *, eps, batch_size, strategy, log):
+def _attack_group(
+    counted, images, labels, todo, attack, k, seed, store, *, eps, batch_size, strategy, log
+):
     """Attack k on the images `todo` ({chunk start: rows}) of a group of chunks in one pass, then
     one unit per chunk: what it broke, the margins at its results, and its share (by images) of
     the group's seconds, forward passes and gradients."""
@@ -222,7 +240,9 @@ def _attack_group(counted, images, labels, todo, attack, k, seed, store, *, eps,
     every = np.concatenate(list(todo.values()))
     found = np.zeros((0, *images.shape[1:]), np.float32)
     if len(every):
-        found = _attack_rows(counted, images, labels, every, attack, eps, batch_size, seed, strategy, log)
+        found = _attack_rows(
+            counted, images, labels, every, attack, eps, batch_size, seed, strategy, log
+        )
     spent, seconds = budget.read(), time.time() - began
     logits = _logits(counted.base, found, batch_size)
     predicted = logits.argmax(axis=1) if len(every) else np.zeros(0, np.int64)
@@ -233,10 +253,17 @@ def _attack_group(counted, images, labels, todo, attack, k, seed, store, *, eps,
         part = slice(offset, offset + len(rows))
         share = len(rows) / max(1, len(every))
         store.put(
-            start, f"a{k}", indices=rows, broken=broken[part], predictions=predicted[part], margins=margins[part],
-            adversarial=found[part][broken[part]], seconds=np.float64(seconds * share),
-            forwards=np.int64(round(spent["forwards"] * share)), gradients=np.int64(round(spent["gradients"] * share)),
-        )  # fmt: skip
+            start,
+            f"a{k}",
+            indices=rows,
+            broken=broken[part],
+            predictions=predicted[part],
+            margins=margins[part],
+            adversarial=found[part][broken[part]],
+            seconds=np.float64(seconds * share),
+            forwards=np.int64(round(spent["forwards"] * share)),
+            gradients=np.int64(round(spent["gradients"] * share)),
+        )
         offset += len(rows)
     log(
         f"chunks at images {', '.join(map(str, todo))}: {attack.describe()} on {len(every)} images, "
@@ -250,7 +277,9 @@ def _clean_unit(model, images, labels, rows, store, batch_size, log):
     start = int(rows[0])
     data = fingerprint(images[rows], labels[rows])
     unit = store.get(start, "clean") if store.has(start, "clean") else None
-    if unit is not None and len(unit["indices"]) == len(rows):  # a grown last chunk is made anew below
+    if unit is not None and len(unit["indices"]) == len(
+        rows
+    ):  # a grown last chunk is made anew below
         if unit["data"].item() == data:
             return unit["predictions"] == unit["labels"]
         raise ValueError(
@@ -270,5 +299,7 @@ def _clean_unit(model, images, labels, rows, store, batch_size, log):
         margins=_margins(logits, labels[rows]),
         data=np.array(data),
     )
-    log(f"chunk at image {start} ({len(rows)} images): clean accuracy {np.mean(predictions == labels[rows]):.4f}")
+    log(
+        f"chunk at image {start} ({len(rows)} images): clean accuracy {np.mean(predictions == labels[rows]):.4f}"
+    )
     return predictions == labels[rows]

@@ -14,17 +14,21 @@ CONFIDENCE_EDGES = (0.0, 0.5, 0.7, 0.9, 0.99, 1.0)
 
 def predict_probabilities(model, images, batch_size: int = 256) -> np.ndarray:
     """The model's output probabilities (at its deployed temperature), float32 (N, classes)."""
-    return map_batches(lambda x: attacks.probabilities_of(model, x), images, batch_size=batch_size).astype(np.float32)
+    return map_batches(
+        lambda x: attacks.probabilities_of(model, x), images, batch_size=batch_size
+    ).astype(np.float32)
 
 
 def confusion_matrix(labels, predictions, num_classes: int) -> np.ndarray:
     """Counts (num_classes, num_classes): row = true class, column = predicted class."""
     labels, predictions = np.asarray(labels), np.asarray(predictions)
     if labels.shape != predictions.shape:
-        raise ValueError(f"Expected labels and predictions of one shape. Received: {labels.shape} and {predictions.shape}")
-    return np.bincount(labels * num_classes + predictions, minlength=num_classes * num_classes).reshape(
-        num_classes, num_classes
-    )
+        raise ValueError(
+            f"Expected labels and predictions of one shape. Received: {labels.shape} and {predictions.shape}"
+        )
+    return np.bincount(
+        labels * num_classes + predictions, minlength=num_classes * num_classes
+    ).reshape(num_classes, num_classes)
 
 
 def per_class_accuracy(labels, predictions, num_classes: int, class_names=None) -> pd.DataFrame:
@@ -34,7 +38,9 @@ def per_class_accuracy(labels, predictions, num_classes: int, class_names=None) 
     with np.errstate(invalid="ignore", divide="ignore"):
         accuracy = np.diag(matrix) / n
     names = list(class_names) if class_names is not None else [str(c) for c in range(num_classes)]
-    return pd.DataFrame({"class": np.arange(num_classes), "name": names, "n": n, "accuracy": accuracy})
+    return pd.DataFrame(
+        {"class": np.arange(num_classes), "name": names, "n": n, "accuracy": accuracy}
+    )
 
 
 def top_k_error(probabilities, labels, k: int = 1) -> float:
@@ -66,7 +72,9 @@ def confidence_buckets(probabilities, labels, edges=CONFIDENCE_EDGES) -> pd.Data
                 "high": edges[b + 1],
                 "n": int(inside.sum()),
                 "accuracy": float(correct[inside].mean()) if inside.any() else float("nan"),
-                "mean_confidence": float(confidence[inside].mean()) if inside.any() else float("nan"),
+                "mean_confidence": float(confidence[inside].mean())
+                if inside.any()
+                else float("nan"),
             }
         )
     return pd.DataFrame(rows)
@@ -88,7 +96,11 @@ def clean_report(model, images, labels, class_names=None, batch_size: int = 256)
     }
 
 
-POSSAS_BUCKETS = (("high", 0.30, 1.01), ("medium", 0.15, 0.30), ("low", 0.0, 0.15))  # clean top-1 probability
+POSSAS_BUCKETS = (
+    ("high", 0.30, 1.01),
+    ("medium", 0.15, 0.30),
+    ("low", 0.0, 0.15),
+)  # clean top-1 probability
 
 
 def confidence_table(clean_probabilities, labels, adversarial_probabilities: dict) -> pd.DataFrame:
@@ -110,6 +122,10 @@ def confidence_table(clean_probabilities, labels, adversarial_probabilities: dic
         for name, probabilities in views.items():
             for k in (1, 5):
                 if k <= probabilities.shape[-1]:
-                    row[f"{name} top{k}"] = top_k_error(probabilities[inside], labels[inside], k) if inside.any() else float("nan")
+                    row[f"{name} top{k}"] = (
+                        top_k_error(probabilities[inside], labels[inside], k)
+                        if inside.any()
+                        else float("nan")
+                    )
         rows.append(row)
     return pd.DataFrame(rows)

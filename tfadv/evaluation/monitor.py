@@ -41,12 +41,22 @@ class RobustMonitor(keras.callbacks.Callback):
     """
 
     def __init__(
-        self, classifier, images, labels, attack, eps_variable, log_dir=None, grid_size=8, batch_size=256,
+        self,
+        classifier,
+        images,
+        labels,
+        attack,
+        eps_variable,
+        log_dir=None,
+        grid_size=8,
+        batch_size=256,
         class_names=None,
-    ):  # fmt: skip
+    ):
         super().__init__()
         if len(images) == 0:
-            raise ValueError("RobustMonitor needs at least one validation image. Received: 0 images")
+            raise ValueError(
+                "RobustMonitor needs at least one validation image. Received: 0 images"
+            )
         attacks.checks.check_eps(eps_variable, "eps_variable", at_most=1.0)
         self.classifier = classifier
         self.images = np.asarray(images, np.float32)
@@ -61,7 +71,13 @@ class RobustMonitor(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         eps = _read(self.eps_variable)
-        result = attacks.run_attack(self.classifier, (self.images, self.labels), self.attack, eps, batch_size=self.batch_size)
+        result = attacks.run_attack(
+            self.classifier,
+            (self.images, self.labels),
+            self.attack,
+            eps,
+            batch_size=self.batch_size,
+        )
         summary = result.summary()
         if logs is not None:
             logs["val_robust_accuracy"] = summary["adversarial_accuracy"]
@@ -72,9 +88,14 @@ class RobustMonitor(keras.callbacks.Callback):
     def _write_grid(self, epoch, eps, result):
         n = min(self.grid_size, len(result))
         fig = plots.example_grid(
-            self.images[:n], result.adversarial[:n], result.labels[:n], result.clean_predictions[:n],
-            result.adversarial_predictions[:n], self.class_names, title=f"{self.attack.describe()} eps={eps:.4g}",
-        )  # fmt: skip
+            self.images[:n],
+            result.adversarial[:n],
+            result.labels[:n],
+            result.clean_predictions[:n],
+            result.adversarial_predictions[:n],
+            self.class_names,
+            title=f"{self.attack.describe()} eps={eps:.4g}",
+        )
         if self._writer is None:
             os.makedirs(self.log_dir, exist_ok=True)
             self._writer = tf.summary.create_file_writer(self.log_dir)

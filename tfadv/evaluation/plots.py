@@ -19,7 +19,11 @@ from tfadv.runtime.files import atomic_file  # noqa: E402
 
 def _name(class_names, index) -> str:
     index = int(index)
-    return class_names[index] if class_names is not None and 0 <= index < len(class_names) else str(index)
+    return (
+        class_names[index]
+        if class_names is not None and 0 <= index < len(class_names)
+        else str(index)
+    )
 
 
 def png_bytes(fig, dpi: int = 100) -> bytes:
@@ -49,9 +53,16 @@ def to_array(fig, dpi: int = 80) -> np.ndarray:
 
 
 def example_grid(
-    clean, adversarial, labels, clean_predictions, adversarial_predictions, class_names=None, title: str = "",
-    clean_confidence=None, adversarial_confidence=None,
-):  # fmt: skip
+    clean,
+    adversarial,
+    labels,
+    clean_predictions,
+    adversarial_predictions,
+    class_names=None,
+    title: str = "",
+    clean_confidence=None,
+    adversarial_confidence=None,
+):
     """One column per image: clean on top, adversarial below, the perturbation (amplified to the
     full range) at the bottom, each titled with its predicted class (and confidence when given).
     Wrong predictions are titled in red. Images are float (N, H, W, C) in [0, 1]. Returns the figure."""
@@ -70,13 +81,19 @@ def example_grid(
     for i in range(n):
         panels = (
             (clean[i], caption(clean_predictions, clean_confidence, i), clean_predictions[i]),
-            (adversarial[i], caption(adversarial_predictions, adversarial_confidence, i), adversarial_predictions[i]),
+            (
+                adversarial[i],
+                caption(adversarial_predictions, adversarial_confidence, i),
+                adversarial_predictions[i],
+            ),
             (0.5 + 0.5 * delta[i] / scale, f"true: {_name(class_names, labels[i])}", labels[i]),
         )
         for row, (image, text, predicted) in enumerate(panels):
             ax = axes[row, i]
             ax.imshow(np.clip(image.squeeze(), 0, 1), cmap="gray" if image.shape[-1] == 1 else None)
-            ax.set_title(text, fontsize=7, color="black" if row == 2 or predicted == labels[i] else "red")
+            ax.set_title(
+                text, fontsize=7, color="black" if row == 2 or predicted == labels[i] else "red"
+            )
             ax.set_xticks([])
             ax.set_yticks([])
     for row, label in enumerate(("clean", "adversarial", f"delta x{0.5 / scale:.0f}")):
@@ -87,9 +104,20 @@ def example_grid(
     return fig
 
 
-def adversarial_grid(path: str, clean, adversarial, labels, clean_predictions, adversarial_predictions, class_names=None, title=""):
+def adversarial_grid(
+    path: str,
+    clean,
+    adversarial,
+    labels,
+    clean_predictions,
+    adversarial_predictions,
+    class_names=None,
+    title="",
+):
     """`example_grid` written as a PNG at `path`."""
-    fig = example_grid(clean, adversarial, labels, clean_predictions, adversarial_predictions, class_names, title)
+    fig = example_grid(
+        clean, adversarial, labels, clean_predictions, adversarial_predictions, class_names, title
+    )
     return save_png(fig, path)
 
 
@@ -113,7 +141,15 @@ def eps_curves(sweep, title: str = ""):
     return fig
 
 
-def heatmaps(matrices: dict, row_labels, column_labels, title: str = "", fmt: str = "d", row_title="", column_title=""):
+def heatmaps(
+    matrices: dict,
+    row_labels,
+    column_labels,
+    title: str = "",
+    fmt: str = "d",
+    row_title="",
+    column_title="",
+):
     """Side-by-side annotated heatmaps, one per {panel title: 2-D array}. Returns the figure."""
     n = len(matrices)
     size = max(3.5, 0.45 * len(column_labels) + 1.5)
@@ -121,12 +157,22 @@ def heatmaps(matrices: dict, row_labels, column_labels, title: str = "", fmt: st
     for ax, (name, matrix) in zip(axes[0], matrices.items(), strict=True):
         matrix = np.asarray(matrix)
         ax.imshow(matrix, cmap="Blues")
-        ax.set_xticks(range(len(column_labels)), [str(c) for c in column_labels], rotation=90, fontsize=7)
+        ax.set_xticks(
+            range(len(column_labels)), [str(c) for c in column_labels], rotation=90, fontsize=7
+        )
         ax.set_yticks(range(len(row_labels)), [str(r) for r in row_labels], fontsize=7)
         high = np.nanmax(matrix) if matrix.size else 0
         for (i, j), value in np.ndenumerate(matrix):
             text = format(value, fmt) if np.isfinite(value) else ""
-            ax.text(j, i, text, ha="center", va="center", fontsize=6, color="white" if value > 0.6 * high else "black")
+            ax.text(
+                j,
+                i,
+                text,
+                ha="center",
+                va="center",
+                fontsize=6,
+                color="white" if value > 0.6 * high else "black",
+            )
         ax.set_title(name, fontsize=9)
         ax.set_xlabel(column_title, fontsize=8)
         ax.set_ylabel(row_title, fontsize=8)
@@ -147,10 +193,19 @@ def gradient_histograms(norms: dict, correct, title: str = ""):
         positive = values[np.isfinite(values) & (values > 0)]
         low, high = (positive.min(), positive.max()) if len(positive) else (1e-8, 1.0)
         bins = np.logspace(np.log10(low) - 0.1, np.log10(high) + 0.1, 40)
-        for mask, label, colour in ((correct, "correct", "tab:blue"), (~correct, "incorrect", "tab:red")):
+        for mask, label, colour in (
+            (correct, "correct", "tab:blue"),
+            (~correct, "incorrect", "tab:red"),
+        ):
             chosen = values[mask]
             zeros = int(np.sum(chosen == 0))
-            ax.hist(chosen[chosen > 0], bins=bins, alpha=0.6, color=colour, label=f"{label} (n={mask.sum()}, {zeros} exactly 0)")
+            ax.hist(
+                chosen[chosen > 0],
+                bins=bins,
+                alpha=0.6,
+                color=colour,
+                label=f"{label} (n={mask.sum()}, {zeros} exactly 0)",
+            )
         ax.set_xscale("log")
         ax.set_xlabel(f"||grad_x loss|| on {view}")
         ax.set_ylabel("images")

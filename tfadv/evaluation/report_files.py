@@ -42,7 +42,11 @@ def markdown(report) -> str:
     ]
     for name, m in report.models.items():
         failed = m.failed_checks
-        verdict = f"**gradient masking suspected** (failed: {', '.join(failed)})" if failed else "no masking symptom found"
+        verdict = (
+            f"**gradient masking suspected** (failed: {', '.join(failed)})"
+            if failed
+            else "no masking symptom found"
+        )
         headline = f"headline robust accuracy {m.robust_accuracy:.4f}"
         if m.draws is not None:
             headline += (
@@ -50,7 +54,12 @@ def markdown(report) -> str:
                 f"{m.robust_accuracy_all_draws:.4f} correct in all {len(m.draws)} draws)"
             )
         lines += [f"## Masking checklist: {name}", "", f"{verdict}; {headline}.", ""]
-        checks = pd.DataFrame([{"": c.key, "check": c.name, "verdict": c.verdict, "evidence": c.evidence} for c in m.checks])
+        checks = pd.DataFrame(
+            [
+                {"": c.key, "check": c.name, "verdict": c.verdict, "evidence": c.evidence}
+                for c in m.checks
+            ]
+        )
         lines += [checks.to_markdown(index=False), ""]
         if m.remedy_notes:
             lines += ["Remedies run in this evaluation (folded into the headline):", ""]
@@ -63,7 +72,11 @@ def markdown(report) -> str:
             f"## {name}",
             "",
             f"Clean accuracy {m.clean['accuracy']:.4f}, top-1 error {m.clean['top1_error']:.4f}"
-            + (f", top-5 error {m.clean['top5_error']:.4f}" if m.clean["top5_error"] is not None else "")
+            + (
+                f", top-5 error {m.clean['top5_error']:.4f}"
+                if m.clean["top5_error"] is not None
+                else ""
+            )
             + (" (all predictions averaged over EOT draws)" if m.stochastic else "")
             + f"; evaluated in {m.seconds:.0f} s.",
             "",
@@ -74,11 +87,19 @@ def markdown(report) -> str:
             *cost_lines(m),
             "### Extra attacks at the evaluation eps (accuracy over all images)",
             "",
-            _table(pd.DataFrame([{"attack": k, "accuracy": v} for k, v in m.attack_accuracy.items()]), 4),
+            _table(
+                pd.DataFrame([{"attack": k, "accuracy": v} for k, v in m.attack_accuracy.items()]),
+                4,
+            ),
             "",
             f"### Eps sweep ([plot]({folder}/eps_curves.png))",
             "",
-            _table(m.sweep.pivot(index="eps", columns="attack", values="adversarial_accuracy").reset_index(), 4),
+            _table(
+                m.sweep.pivot(
+                    index="eps", columns="attack", values="adversarial_accuracy"
+                ).reset_index(),
+                4,
+            ),
             "",
             "### Per-class accuracy, clean and under the worst-case attack "
             f"([confusion matrices]({folder}/confusion.png))",
@@ -112,18 +133,39 @@ def _figures(report, name, m) -> dict:
     clean, adversarial, labels, predictions, adv_predictions, probabilities = report.examples[name]
     names = report.class_names
     sweep = m.sweep.assign(model=name)
-    gradient_views = {c.removeprefix("norm_"): m.gradient_norms[c] for c in m.gradient_norms if c.startswith("norm_")}
+    gradient_views = {
+        c.removeprefix("norm_"): m.gradient_norms[c]
+        for c in m.gradient_norms
+        if c.startswith("norm_")
+    }
     return {
-        "eps_curves": plots.eps_curves(sweep[["model", "attack", "eps", "adversarial_accuracy"]], f"{name}: accuracy vs eps"),
+        "eps_curves": plots.eps_curves(
+            sweep[["model", "attack", "eps", "adversarial_accuracy"]], f"{name}: accuracy vs eps"
+        ),
         "confusion": plots.heatmaps(
-            {"clean": m.confusion_clean, f"worst case at eps={report.eps:g}": m.confusion_adversarial}, names, names,
-            name, row_title="true class", column_title="predicted class",
-        ),  # fmt: skip
-        "gradient_norms": plots.gradient_histograms(gradient_views, m.gradient_norms["correct"].to_numpy(), name),
+            {
+                "clean": m.confusion_clean,
+                f"worst case at eps={report.eps:g}": m.confusion_adversarial,
+            },
+            names,
+            names,
+            name,
+            row_title="true class",
+            column_title="predicted class",
+        ),
+        "gradient_norms": plots.gradient_histograms(
+            gradient_views, m.gradient_norms["correct"].to_numpy(), name
+        ),
         "examples": plots.example_grid(
-            clean, adversarial, labels, predictions, adv_predictions, names, f"{name}: clean vs worst case",
+            clean,
+            adversarial,
+            labels,
+            predictions,
+            adv_predictions,
+            names,
+            f"{name}: clean vs worst case",
             clean_confidence=probabilities.max(axis=1),
-        ),  # fmt: skip
+        ),
     }
 
 
@@ -134,7 +176,9 @@ def write(report, output_dir: str, overwrite: bool = False) -> str:
     """Writes the whole report into `output_dir` (replaced only with overwrite=True); an evaluation
     store in `output_dir/store` is kept (hard-linked into the new folder before the swap)."""
     if os.path.exists(output_dir) and os.listdir(output_dir) and not overwrite:
-        raise ValueError(f"output_dir={output_dir!r} already exists; pass overwrite=True to replace it")
+        raise ValueError(
+            f"output_dir={output_dir!r} already exists; pass overwrite=True to replace it"
+        )
 
     def fill(tmp):
         if os.path.isdir(os.path.join(output_dir, STORE)):
@@ -146,21 +190,54 @@ def write(report, output_dir: str, overwrite: bool = False) -> str:
         if report.transfer is not None:
             report.transfer.to_csv(os.path.join(tmp, "transfer.csv"))
             names = list(report.transfer.index)
-            figure = plots.heatmaps({"accuracy": report.transfer.to_numpy(float)}, names, names, "transfer", ".2f", "source", "target")
+            figure = plots.heatmaps(
+                {"accuracy": report.transfer.to_numpy(float)},
+                names,
+                names,
+                "transfer",
+                ".2f",
+                "source",
+                "target",
+            )
             plots.save_png(figure, os.path.join(tmp, "transfer.png"))
         for name, m in report.models.items():
             folder = os.path.join(tmp, folder_name(name))
             os.makedirs(folder)
             tables = {
-                "suite": m.suite.table(), "sweep": m.sweep, "per_class": m.per_class, "confidence": m.confidence,
-                "masking": m.masking, "gradient_norms": m.gradient_norms, "remedies": m.remedies,
-                "checks": pd.DataFrame([{"key": c.key, "check": c.name, "verdict": c.verdict, "evidence": c.evidence} for c in m.checks]),
-                "confusion_clean": pd.DataFrame(m.confusion_clean, index=report.class_names, columns=report.class_names),
-                "confusion_adversarial": pd.DataFrame(m.confusion_adversarial, index=report.class_names, columns=report.class_names),
-            }  # fmt: skip
+                "suite": m.suite.table(),
+                "sweep": m.sweep,
+                "per_class": m.per_class,
+                "confidence": m.confidence,
+                "masking": m.masking,
+                "gradient_norms": m.gradient_norms,
+                "remedies": m.remedies,
+                "checks": pd.DataFrame(
+                    [
+                        {
+                            "key": c.key,
+                            "check": c.name,
+                            "verdict": c.verdict,
+                            "evidence": c.evidence,
+                        }
+                        for c in m.checks
+                    ]
+                ),
+                "confusion_clean": pd.DataFrame(
+                    m.confusion_clean, index=report.class_names, columns=report.class_names
+                ),
+                "confusion_adversarial": pd.DataFrame(
+                    m.confusion_adversarial, index=report.class_names, columns=report.class_names
+                ),
+            }
             for table_name, frame in tables.items():
-                frame.to_csv(os.path.join(folder, f"{table_name}.csv"), index=table_name.startswith("confusion"))
-            pngs = {figure_name: plots.png_bytes(figure) for figure_name, figure in _figures(report, name, m).items()}
+                frame.to_csv(
+                    os.path.join(folder, f"{table_name}.csv"),
+                    index=table_name.startswith("confusion"),
+                )
+            pngs = {
+                figure_name: plots.png_bytes(figure)
+                for figure_name, figure in _figures(report, name, m).items()
+            }
             for figure_name, data in pngs.items():
                 with open(os.path.join(folder, f"{figure_name}.png"), "wb") as f:
                     f.write(data)
@@ -179,7 +256,9 @@ def robustbench(report) -> dict:
     dataset = report.settings.get("dataset", "")
     entries = {}
     for name, m in report.models.items():
-        entry = m.suite.robustbench(report.norm, model=name, dataset=dataset, suite=", ".join(report.suite))
+        entry = m.suite.robustbench(
+            report.norm, model=name, dataset=dataset, suite=", ".join(report.suite)
+        )
         entries[name] = {**entry, "tfadv_robust_acc": m.robust_accuracy}
     return entries
 
@@ -207,9 +286,15 @@ def _tensorboard(folder: str, m, pngs: dict) -> None:
         tf.summary.scalar("clean_accuracy", m.clean["accuracy"], step=0)
         tf.summary.scalar("robust_accuracy", m.robust_accuracy, step=0)
         for step, row in enumerate(m.suite.table().to_dict(orient="records")):
-            tf.summary.scalar("suite_robust_accuracy_after_attack", row["robust_accuracy"], step=step)
+            tf.summary.scalar(
+                "suite_robust_accuracy_after_attack", row["robust_accuracy"], step=step
+            )
         for row in m.sweep.to_dict(orient="records"):
-            tf.summary.scalar(f"sweep/{row['attack']}", row["adversarial_accuracy"], step=int(round(row["eps"] * 1000)))
+            tf.summary.scalar(
+                f"sweep/{row['attack']}",
+                row["adversarial_accuracy"],
+                step=int(round(row["eps"] * 1000)),
+            )
         for figure_name, data in pngs.items():
             tf.summary.image(figure_name, tf.io.decode_png(data)[None], step=0)
     writer.close()

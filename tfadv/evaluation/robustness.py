@@ -12,7 +12,9 @@ from tfadv.data.batching import map_batches
 from tfadv.models import as_classifier
 
 
-def robust_accuracy(model, images, labels, attack, eps, batch_size: int = 256, **attack_options) -> dict:
+def robust_accuracy(
+    model, images, labels, attack, eps, batch_size: int = 256, **attack_options
+) -> dict:
     """Accuracy before and after `attack` at budget `eps`.
 
     Returns:
@@ -20,11 +22,15 @@ def robust_accuracy(model, images, labels, attack, eps, batch_size: int = 256, *
         adversarial_accuracy_on_correct (over the images classified correctly when clean),
         n and n_correct.
     """
-    result = attacks.run_attack(model, (images, labels), attack, eps, batch_size=batch_size, **attack_options)
+    result = attacks.run_attack(
+        model, (images, labels), attack, eps, batch_size=batch_size, **attack_options
+    )
     return result.summary()
 
 
-def eps_sweep(model, images, labels, attack, eps_values, batch_size: int = 256, **attack_options) -> pd.DataFrame:
+def eps_sweep(
+    model, images, labels, attack, eps_values, batch_size: int = 256, **attack_options
+) -> pd.DataFrame:
     """One `robust_accuracy` row per eps (columns: attack, eps, eps_255 and the summary keys)."""
     name = attacks.get(attack, **attack_options).describe()
     rows = []

@@ -150,7 +150,9 @@ class EvaluationStore:
             return False
         size, attacks = settings["chunk_size"], len(settings["attacks"])
         for start in range(0, n, size):
-            if not self.has(start, "clean") or len(self.get(start, "clean")["indices"]) != min(size, n - start):
+            if not self.has(start, "clean") or len(self.get(start, "clean")["indices"]) != min(
+                size, n - start
+            ):
                 return False
             if not all(self.has(start, f"a{k}") for k in range(attacks)):
                 return False

@@ -26,10 +26,22 @@ from tfadv.evaluation import engine
 from tfadv.evaluation.store import EvaluationStore
 
 SUITES = {
-    "standard": ("apgd(steps=100, loss=ce)", "apgd_t(steps=100, n_targets=9)", "fab_t(steps=100, n_targets=9)", "square(queries=5000)"),
-    "fast": ("pgd(steps=20, loss=margin, early_stop=True)", "apgd_t(steps=20, n_targets=3)", "square(queries=500, rescale_schedule=True)"),
+    "standard": (
+        "apgd(steps=100, loss=ce)",
+        "apgd_t(steps=100, n_targets=9)",
+        "fab_t(steps=100, n_targets=9)",
+        "square(queries=5000)",
+    ),
+    "fast": (
+        "pgd(steps=20, loss=margin, early_stop=True)",
+        "apgd_t(steps=20, n_targets=3)",
+        "square(queries=500, rescale_schedule=True)",
+    ),
 }
-CLEAN_WRONG, ROBUST = engine.CLEAN_WRONG, engine.ROBUST  # SuiteResult.broken_by besides the breaking attack
+CLEAN_WRONG, ROBUST = (
+    engine.CLEAN_WRONG,
+    engine.ROBUST,
+)  # SuiteResult.broken_by besides the breaking attack
 
 
 def _split_specs(text: str) -> list:
@@ -55,7 +67,9 @@ def suite_attacks(suite="standard", norm="inf") -> list:
     if isinstance(suite, str):
         specs = SUITES.get(suite) or _split_specs(suite)
         if not specs or (suite not in SUITES and not re.match(r"^\s*[A-Za-z_]", suite)):
-            raise ValueError(f"Expected suite to be one of {tuple(SUITES)} or a comma list of attacks. Received: suite={suite!r}")
+            raise ValueError(
+                f"Expected suite to be one of {tuple(SUITES)} or a comma list of attacks. Received: suite={suite!r}"
+            )
     else:
         specs = list(suite)
     if not specs:
@@ -66,7 +80,9 @@ def suite_attacks(suite="standard", norm="inf") -> list:
         if "norm" in attack.info.parameters and "norm" not in attack.options:
             attack = attack.replace(norm=norm)
         if attack.name in ("patch", "one_pixel"):
-            raise ValueError(f"Expected eps-ball attacks in a suite; {attack.name} has another threat model. Received: {spec!r}")
+            raise ValueError(
+                f"Expected eps-ball attacks in a suite; {attack.name} has another threat model. Received: {spec!r}"
+            )
         out.append(attack)
     return out
 
@@ -127,13 +143,19 @@ class SuiteResult:
         and gradients it spent."""
         n_correct = int(np.sum(self.broken_by != CLEAN_WRONG))
         rows, remaining = [], n_correct
-        for k, (name, ran, seconds) in enumerate(zip(self.attacks, self.ran_on, self.seconds, strict=True)):
+        for k, (name, ran, seconds) in enumerate(
+            zip(self.attacks, self.ran_on, self.seconds, strict=True)
+        ):
             broke = int(np.sum(self.broken_by == k))
             remaining -= broke
             row = {
-                "attack": name, "ran_on": ran, "broke": broke, "robust_accuracy": remaining / self.n,
-                "robust_accuracy_on_correct": remaining / n_correct if n_correct else float("nan"), "seconds": seconds,
-            }  # fmt: skip
+                "attack": name,
+                "ran_on": ran,
+                "broke": broke,
+                "robust_accuracy": remaining / self.n,
+                "robust_accuracy_on_correct": remaining / n_correct if n_correct else float("nan"),
+                "seconds": seconds,
+            }
             if self.forwards:
                 row.update(forwards=self.forwards[k], gradients=self.gradients[k])
             rows.append(row)
@@ -144,35 +166,63 @@ class SuiteResult:
         accuracy: AutoAttack's standard version for suite "standard"), eps, norm ("Linf" / "L2"),
         n_examples and the forward passes and gradients spent."""
         return {
-            "model": model, "dataset": dataset, "threat_model": "Linf" if norm in ("inf", "linf") else "L2",
-            "eps": self.eps, "norm": norm, "n_examples": self.n, "clean_acc": self.clean_accuracy,
-            "autoattack_acc": self.robust_accuracy, "suite": suite or ", ".join(self.attacks),
-            "forward_passes": int(sum(self.forwards)), "gradients": int(sum(self.gradients)),
-        }  # fmt: skip
+            "model": model,
+            "dataset": dataset,
+            "threat_model": "Linf" if norm in ("inf", "linf") else "L2",
+            "eps": self.eps,
+            "norm": norm,
+            "n_examples": self.n,
+            "clean_acc": self.clean_accuracy,
+            "autoattack_acc": self.robust_accuracy,
+            "suite": suite or ", ".join(self.attacks),
+            "forward_passes": int(sum(self.forwards)),
+            "gradients": int(sum(self.gradients)),
+        }
 
     def cost(self, images: int | None = None) -> dict:
         """Passes spent in all (forwards, gradients, seconds) and, for `images` images, the same
         projected from the rate measured here (per image evaluated)."""
-        spent = {"forwards": int(sum(self.forwards)), "gradients": int(sum(self.gradients)),
-                 "seconds": float(sum(self.seconds)), "images": self.n}  # fmt: skip
+        spent = {
+            "forwards": int(sum(self.forwards)),
+            "gradients": int(sum(self.gradients)),
+            "seconds": float(sum(self.seconds)),
+            "images": self.n,
+        }
         if images is not None:
             scale = images / self.n
-            spent["projected"] = {key: spent[key] * scale for key in ("forwards", "gradients", "seconds")}
+            spent["projected"] = {
+                key: spent[key] * scale for key in ("forwards", "gradients", "seconds")
+            }
             spent["projected"]["images"] = images
         return spent
 
     def summary(self) -> dict:
         return {
-            "eps": self.eps, "n": self.n, "clean_accuracy": self.clean_accuracy,
-            "robust_accuracy": self.robust_accuracy, "robust_accuracy_on_correct": self.robust_accuracy_on_correct,
+            "eps": self.eps,
+            "n": self.n,
+            "clean_accuracy": self.clean_accuracy,
+            "robust_accuracy": self.robust_accuracy,
+            "robust_accuracy_on_correct": self.robust_accuracy_on_correct,
             "attacks": self.table().to_dict(orient="records"),
-        }  # fmt: skip
+        }
 
 
 def run_suite(
-    model, images, labels, eps, suite="standard", *, norm="inf", batch_size: int = 256, seed: int = 0,
-    progress: bool = False, store=None, chunk_size: int = engine.CHUNK_SIZE, strategy=None, worker=(0, 1),
-) -> SuiteResult | None:  # fmt: skip
+    model,
+    images,
+    labels,
+    eps,
+    suite="standard",
+    *,
+    norm="inf",
+    batch_size: int = 256,
+    seed: int = 0,
+    progress: bool = False,
+    store=None,
+    chunk_size: int = engine.CHUNK_SIZE,
+    strategy=None,
+    worker=(0, 1),
+) -> SuiteResult | None:
     """Runs the suite's attacks in sequence, each on the images still unbroken, chunk by chunk.
 
     Args:
@@ -197,7 +247,9 @@ def run_suite(
         The SuiteResult, or None for a worker whose store still misses other workers' chunks.
     """
     attack_list = suite_attacks(suite, norm)
-    attacks.checks.check_eps(eps, at_most=1.0 if attacks.norms.get(norm) is attacks.norms.LINF else None)
+    attacks.checks.check_eps(
+        eps, at_most=1.0 if attacks.norms.get(norm) is attacks.norms.LINF else None
+    )
     images = np.asarray(images, np.float32)
     labels = np.asarray(labels, np.int64)
     if len(images) == 0:
@@ -205,12 +257,32 @@ def run_suite(
     if not isinstance(store, EvaluationStore):
         store = EvaluationStore(store)
     out = engine.run_chunked(
-        model, images, labels, eps, attack_list, store=store, norm=norm, batch_size=batch_size, seed=seed,
-        chunk_size=chunk_size, strategy=strategy, worker=worker, progress=progress,
-    )  # fmt: skip
+        model,
+        images,
+        labels,
+        eps,
+        attack_list,
+        store=store,
+        norm=norm,
+        batch_size=batch_size,
+        seed=seed,
+        chunk_size=chunk_size,
+        strategy=strategy,
+        worker=worker,
+        progress=progress,
+    )
     if out is None:
         return None
     return SuiteResult(
-        float(eps), [a.describe() for a in attack_list], labels, out["clean_predictions"], out["predictions"],
-        out["adversarial"], out["broken_by"], out["ran_on"], out["seconds"], out["forwards"], out["gradients"],
-    )  # fmt: skip
+        float(eps),
+        [a.describe() for a in attack_list],
+        labels,
+        out["clean_predictions"],
+        out["predictions"],
+        out["adversarial"],
+        out["broken_by"],
+        out["ran_on"],
+        out["seconds"],
+        out["forwards"],
+        out["gradients"],
+    )

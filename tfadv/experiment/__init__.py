@@ -21,13 +21,19 @@ def load_model(run: str, name: str = "", output=None):
     return _run_folder.load_model(run, name, argument="run", output=output)
 
 
-def load_split(run: str, split: str = "test", limit: int = 0, dataset: str = "", data_dir: str = ""):
+def load_split(
+    run: str, split: str = "test", limit: int = 0, dataset: str = "", data_dir: str = ""
+):
     """The `split` ("test", "val" or "train") of the data set a run was trained on, as the run saw
     it (its limits, validation share, imbalance and seed): an ImageSet of uint8 images and int64
     labels, the first `limit` images (0: all). `dataset` (and `data_dir`) load another data set."""
     if not (isinstance(limit, int) and limit >= 0):
         raise ValueError(f"Expected limit >= 0 (0: all). Received: limit={limit!r}")
     if not dataset and not _run_folder.is_run_folder(run):
-        raise ValueError(f"run={run!r} is not a run folder (no {_run_folder.CONFIG_FILE}); pass dataset= (and data_dir=)")
-    images, _ = _splits.load_split(run, dataset=dataset, data_dir=data_dir, split=split, limit=limit)
+        raise ValueError(
+            f"run={run!r} is not a run folder (no {_run_folder.CONFIG_FILE}); pass dataset= (and data_dir=)"
+        )
+    images, _ = _splits.load_split(
+        run, dataset=dataset, data_dir=data_dir, split=split, limit=limit
+    )
     return images

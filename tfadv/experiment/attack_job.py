@@ -15,7 +15,16 @@ import os
 FORMATS = ("npz", "tfrecord")
 MINIMUM_NORM = ("deepfool", "cw_l2", "fmn")  # without eps: each image's distance to the boundary
 CURVE_POINTS = 50
-COUNT_OPTIONS = ("steps", "restarts", "pixels", "population", "max_queries", "size", "queries", "n_targets")  # integers >= 1
+COUNT_OPTIONS = (
+    "steps",
+    "restarts",
+    "pixels",
+    "population",
+    "max_queries",
+    "size",
+    "queries",
+    "n_targets",
+)  # integers >= 1
 SIZE_OPTIONS = ("alpha", "step_size")  # finite numbers >= 0
 
 
@@ -60,7 +69,11 @@ class AttackJob:
 def default_output_dir(job: AttackJob) -> str:
     """Inside the attacked run folder (RUN/attacks/NAME); attack_results/NAME for a bare model file."""
     from_name = job.attack.split("(")[0].split(":")[0]
-    name = f"{from_name}-eps{job.eps:g}-{job.split}" if job.eps is not None else f"{from_name}-{job.split}"
+    name = (
+        f"{from_name}-eps{job.eps:g}-{job.split}"
+        if job.eps is not None
+        else f"{from_name}-{job.split}"
+    )
     if os.path.exists(os.path.join(job.model, "config.json")):
         return os.path.join(job.model, "attacks", name)
     model = os.path.basename(os.path.normpath(job.model)).removesuffix(".keras")
@@ -91,10 +104,16 @@ def check(job: AttackJob) -> str:
 def check_options(options: dict) -> None:
     """The attack options that are plain numbers (the attack checks the rest when it is made)."""
     for name, value in options.items():
-        if name in COUNT_OPTIONS and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        if name in COUNT_OPTIONS and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
             raise ValueError(f"Expected {name} to be an integer >= 1. Received: {name}={value!r}")
-        if name in SIZE_OPTIONS and not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-            raise ValueError(f"Expected a finite {name} >= 0 (pixel scale). Received: {name}={value!r}")
+        if name in SIZE_OPTIONS and not (
+            isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
+        ):
+            raise ValueError(
+                f"Expected a finite {name} >= 0 (pixel scale). Received: {name}={value!r}"
+            )
         if name == "target" and isinstance(value, int) and value < 0:
             raise ValueError(f"Expected a target class >= 0. Received: target={value!r}")
 
@@ -116,41 +135,70 @@ def run_attack_job(job: AttackJob) -> list:
         return _distances_job(job, attack, output_dir)
     output = job.model_output or None
     model = run_folder.load_model(job.model, job.model_name, "model", output=output)
-    surrogate = run_folder.load_model(job.surrogate, argument="surrogate", output=output) if job.surrogate else model
-    split, class_names = splits.load_split(job.model, job.dataset, job.data_dir, job.split, job.limit)
+    surrogate = (
+        run_folder.load_model(job.surrogate, argument="surrogate", output=output)
+        if job.surrogate
+        else model
+    )
+    split, class_names = splits.load_split(
+        job.model, job.dataset, job.data_dir, job.split, job.limit
+    )
     splits.check_compatible(models.as_classifier(model), split, class_names, "model", job.model)
     if job.surrogate:
-        splits.check_compatible(models.as_classifier(surrogate), split, class_names, "surrogate", job.surrogate)
+        splits.check_compatible(
+            models.as_classifier(surrogate), split, class_names, "surrogate", job.surrogate
+        )
     targets = attack.target
     if isinstance(targets, int) and not 0 <= targets < len(class_names):
-        raise ValueError(f"Expected a target class in [0, {len(class_names)}). Received: target={targets}")
+        raise ValueError(
+            f"Expected a target class in [0, {len(class_names)}). Received: target={targets}"
+        )
     images = split.float_images()
     seed = job.seed if attack.takes_seed else None
     result = attacks.run_attack(
-        surrogate, (images, split.labels), attack, job.eps, batch_size=job.batch_size, seed=seed,
-        progress=job.verbose > 0, eval_model=model,
-    )  # fmt: skip
+        surrogate,
+        (images, split.labels),
+        attack,
+        job.eps,
+        batch_size=job.batch_size,
+        seed=seed,
+        progress=job.verbose > 0,
+        eval_model=model,
+    )
     model_path = run_folder.resolve_model_path(job.model, job.model_name)
-    surrogate_path = run_folder.resolve_model_path(job.surrogate, argument="surrogate") if job.surrogate else ""
+    surrogate_path = (
+        run_folder.resolve_model_path(job.surrogate, argument="surrogate") if job.surrogate else ""
+    )
     summary = {
-        **result.summary(), "attack": attack.describe(), "eps": job.eps, "model": model_path,
-        "surrogate": surrogate_path, "split": job.split, "seed": seed,
-    }  # fmt: skip
+        **result.summary(),
+        "attack": attack.describe(),
+        "eps": job.eps,
+        "model": model_path,
+        "surrogate": surrogate_path,
+        "split": job.split,
+        "seed": seed,
+    }
 
     def write(tmp):
         attacks.save(result, os.path.join(tmp, f"adversarial.{job.format}"))
         if job.grid_images > 0:
             n = min(job.grid_images, len(result))
             plots.adversarial_grid(
-                os.path.join(tmp, "grid.png"), images[:n], result.adversarial[:n], result.labels[:n],
-                result.clean_predictions[:n], result.adversarial_predictions[:n], class_names,
+                os.path.join(tmp, "grid.png"),
+                images[:n],
+                result.adversarial[:n],
+                result.labels[:n],
+                result.clean_predictions[:n],
+                result.adversarial_predictions[:n],
+                class_names,
                 title=f"{attack.describe()} eps={job.eps}",
-            )  # fmt: skip
+            )
         write_json(os.path.join(tmp, "summary.json"), summary)
 
     atomic_dir(output_dir, write)
     lines = [
-        f"model: {model_path}" + (f"  (examples generated on {surrogate_path})" if surrogate_path else ""),
+        f"model: {model_path}"
+        + (f"  (examples generated on {surrogate_path})" if surrogate_path else ""),
         f"attack: {attack.describe()} eps={job.eps}  on {summary['n']} {job.split} images",
         f"clean accuracy:       {summary['clean_accuracy']:.4f}",
         f"adversarial accuracy: {summary['adversarial_accuracy']:.4f}  "
@@ -174,40 +222,79 @@ def _distances_job(job: AttackJob, attack, output_dir: str) -> list:
     from tfadv.experiment import run_folder, splits
     from tfadv.runtime.files import atomic_dir, write_json
 
-    model = run_folder.load_model(job.model, job.model_name, "model", output=job.model_output or None)
-    split, class_names = splits.load_split(job.model, job.dataset, job.data_dir, job.split, job.limit)
+    model = run_folder.load_model(
+        job.model, job.model_name, "model", output=job.model_output or None
+    )
+    split, class_names = splits.load_split(
+        job.model, job.dataset, job.data_dir, job.split, job.limit
+    )
     splits.check_compatible(models.as_classifier(model), split, class_names, "model", job.model)
     options = {k: v for k, v in attack.options.items() if k not in ("norm", "jit_compile")}
     norm = attack.info.option(attack.options, "norm") or "2"
     images, labels = split.float_images(), split.labels
     parts = [
-        attacks.minimum_norm(model, images[i : i + job.batch_size], labels[i : i + job.batch_size], attack.name, norm, **options)
+        attacks.minimum_norm(
+            model,
+            images[i : i + job.batch_size],
+            labels[i : i + job.batch_size],
+            attack.name,
+            norm,
+            **options,
+        )
         for i in range(0, len(labels), job.batch_size)
     ]
     distances = np.concatenate([np.asarray(p.distances) for p in parts])
     adversarial = np.concatenate([np.asarray(p.adversarial) for p in parts])
     clean = attacks.predict_classes(model, images, job.batch_size)
-    table = pd.DataFrame({"index": np.arange(len(labels)), "label": labels, "clean_prediction": clean,
-                          "distance": distances, "found": np.isfinite(distances)})  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "index": np.arange(len(labels)),
+            "label": labels,
+            "clean_prediction": clean,
+            "distance": distances,
+            "found": np.isfinite(distances),
+        }
+    )
     attacked = (clean == labels) & np.isfinite(distances)
     finite = distances[(clean == labels)]
     high = float(np.max(distances[attacked])) if attacked.any() else 1.0
     grid = np.linspace(0.0, high * 1.05, CURVE_POINTS)
-    curve = pd.DataFrame({"attack": attack.describe(), "eps": grid,
-                          "adversarial_accuracy": [(distances > e).mean() for e in grid]})  # fmt: skip
-    quantiles = {f"q{int(q * 100)}": float(np.quantile(finite, q)) for q in (0.1, 0.25, 0.5, 0.75, 0.9)} if len(finite) else {}
+    curve = pd.DataFrame(
+        {
+            "attack": attack.describe(),
+            "eps": grid,
+            "adversarial_accuracy": [(distances > e).mean() for e in grid],
+        }
+    )
+    quantiles = (
+        {f"q{int(q * 100)}": float(np.quantile(finite, q)) for q in (0.1, 0.25, 0.5, 0.75, 0.9)}
+        if len(finite)
+        else {}
+    )
     summary = {
-        "attack": attack.describe(), "norm": norm, "model": run_folder.resolve_model_path(job.model, job.model_name),
-        "n": int(len(labels)), "clean_accuracy": float((clean == labels).mean()),
+        "attack": attack.describe(),
+        "norm": norm,
+        "model": run_folder.resolve_model_path(job.model, job.model_name),
+        "n": int(len(labels)),
+        "clean_accuracy": float((clean == labels).mean()),
         "found_on_clean_correct": float(attacked.sum() / max(1, (clean == labels).sum())),
-        "median_distance_clean_correct": quantiles.get("q50", float("nan")), "quantiles_clean_correct": quantiles,
-    }  # fmt: skip
+        "median_distance_clean_correct": quantiles.get("q50", float("nan")),
+        "quantiles_clean_correct": quantiles,
+    }
 
     def write(tmp):
         table.to_csv(os.path.join(tmp, "distances.csv"), index=False)
         curve.to_csv(os.path.join(tmp, "curve.csv"), index=False)
-        np.savez_compressed(os.path.join(tmp, "adversarial.npz"), adversarial=adversarial, distances=distances, labels=labels)
-        plots.save_png(plots.eps_curves(curve, f"{attack.describe()}: accuracy vs eps (L{norm})"), os.path.join(tmp, "curve.png"))
+        np.savez_compressed(
+            os.path.join(tmp, "adversarial.npz"),
+            adversarial=adversarial,
+            distances=distances,
+            labels=labels,
+        )
+        plots.save_png(
+            plots.eps_curves(curve, f"{attack.describe()}: accuracy vs eps (L{norm})"),
+            os.path.join(tmp, "curve.png"),
+        )
         write_json(os.path.join(tmp, "summary.json"), summary)
 
     atomic_dir(output_dir, write)

@@ -11,7 +11,11 @@ import os
 
 # Attacks that can run inside a training step (compiled gradient attacks and the control).
 TRAINING_ATTACKS = ("fgsm", "fgsm_random", "pgd", "bim", "random_sign")
-TEST_NOISES = ("none", "random_sign", "gaussian")  # "none" and tfadv.defenses.test_noise.TEST_NOISES
+TEST_NOISES = (
+    "none",
+    "random_sign",
+    "gaussian",
+)  # "none" and tfadv.defenses.test_noise.TEST_NOISES
 DISTRIBUTIONS = ("default", "mirrored", "multi_worker")  # tfadv.runtime.devices.DISTRIBUTIONS
 JIT_CHOICES = ("auto", "true", "false")
 DISTILLATION_RECIPES = ("distill", "distill_variant")
@@ -62,7 +66,9 @@ class TrainConfig:
     # TRADES, MART and adversarial weight perturbation (recipes trades / mart, AWP also adversarial_batch)
     trades_beta: float = 6.0  # weight of KL(f(x) || f(x')); 1 and 6 are the paper's points
     mart_beta: float = 6.0  # weight of MART's misclassification-weighted KL term
-    awp_gamma: float = 0.0  # relative size of the adversarial weight perturbation (0: off; the paper's 5e-3)
+    awp_gamma: float = (
+        0.0  # relative size of the adversarial weight perturbation (0: off; the paper's 5e-3)
+    )
     awp_warmup_epochs: int = 0  # epochs trained without the weight perturbation first
     # distillation (recipes defensive_distillation / distillation_variant)
     teacher_temperature: float = 50.0
@@ -74,7 +80,9 @@ class TrainConfig:
     test_noise: str = "none"  # none | random_sign | gaussian: test-time noise preprocessing
     test_noise_eps: float = 0.0
     # deployment
-    export_tflite: str = ""  # comma list of float32, float16, int8: TFLite exports of the main model
+    export_tflite: str = (
+        ""  # comma list of float32, float16, int8: TFLite exports of the main model
+    )
     # run
     output_dir: str = ""
     run_name: str = ""
@@ -104,7 +112,13 @@ class TrainConfig:
             value = getattr(self, name)
             if value <= 0:
                 raise ValueError(f"{name}={value}: must be > 0")
-        for name in ("learning_rate", "temperature", "teacher_temperature", "student_temperature", "deploy_temperature"):
+        for name in (
+            "learning_rate",
+            "temperature",
+            "teacher_temperature",
+            "student_temperature",
+            "deploy_temperature",
+        ):
             value = getattr(self, name)
             if value <= 0:
                 raise ValueError(f"{name}={value}: must be > 0")
@@ -129,7 +143,9 @@ class TrainConfig:
         """Data, model and run fields."""
         unknown = [p for p in self.tflite_precisions() if p not in TFLITE_PRECISIONS]
         if unknown:
-            raise ValueError(f"export_tflite={self.export_tflite!r}: expected a comma list of {', '.join(TFLITE_PRECISIONS)}")
+            raise ValueError(
+                f"export_tflite={self.export_tflite!r}: expected a comma list of {', '.join(TFLITE_PRECISIONS)}"
+            )
         if not 0 <= self.seed < 2**32:
             raise ValueError(f"seed={self.seed}: must be in [0, 2**32)")
         if not 0 <= self.validation_fraction < 1:
@@ -141,8 +157,14 @@ class TrainConfig:
         for name, allowed in choices.items():
             value = getattr(self, name)
             if (value.lower() if isinstance(value, str) else value) not in allowed:
-                raise ValueError(f"{name}={value!r}: expected one of {', '.join(map(str, allowed))}")
-        if self.recipe in DISTILLATION_RECIPES and self.teacher_dir and not os.path.exists(self.teacher_dir):
+                raise ValueError(
+                    f"{name}={value!r}: expected one of {', '.join(map(str, allowed))}"
+                )
+        if (
+            self.recipe in DISTILLATION_RECIPES
+            and self.teacher_dir
+            and not os.path.exists(self.teacher_dir)
+        ):
             raise FileNotFoundError(f"teacher_dir={self.teacher_dir!r} does not exist")
 
     def _check_adversarial_values(self) -> None:
@@ -155,11 +177,15 @@ class TrainConfig:
         if self.attack_steps <= 0:
             raise ValueError(f"attack_steps={self.attack_steps}: must be > 0")
         if self.attack_alpha < 0:
-            raise ValueError(f"attack_alpha={self.attack_alpha}: must be >= 0 (0: the attack's default)")
+            raise ValueError(
+                f"attack_alpha={self.attack_alpha}: must be >= 0 (0: the attack's default)"
+            )
         if self.robust_eval_size < 0:
             raise ValueError(f"robust_eval_size={self.robust_eval_size}: must be >= 0 (0: off)")
         if self.test_noise != "none" and not self.test_noise_eps > 0:
-            raise ValueError(f"test_noise={self.test_noise} needs test_noise_eps > 0. Received: test_noise_eps={self.test_noise_eps}")
+            raise ValueError(
+                f"test_noise={self.test_noise} needs test_noise_eps > 0. Received: test_noise_eps={self.test_noise_eps}"
+            )
         if self.test_noise_eps < 0:
             raise ValueError(f"test_noise_eps={self.test_noise_eps}: must be >= 0")
         if self.guard_images < 0:
@@ -168,7 +194,9 @@ class TrainConfig:
             raise ValueError(f"guard_drop={self.guard_drop}: must be in (0, 1]")
         self._check_trades_values()
         batch_trained = self.recipe == "adversarial_batch" or (
-            self.recipe in ("distill", "distill_variant") and not self.teacher_dir and self.teacher_recipe == "adversarial_batch"
+            self.recipe in ("distill", "distill_variant")
+            and not self.teacher_dir
+            and self.teacher_recipe == "adversarial_batch"
         )
         if self.guard_images and not batch_trained:
             raise ValueError(
@@ -185,7 +213,11 @@ class TrainConfig:
             raise ValueError(f"awp_gamma={self.awp_gamma}: must be in [0, 1) (0: off)")
         if self.awp_warmup_epochs < 0:
             raise ValueError(f"awp_warmup_epochs={self.awp_warmup_epochs}: must be >= 0")
-        trained = self.teacher_recipe if self.recipe in DISTILLATION_RECIPES and not self.teacher_dir else self.recipe
+        trained = (
+            self.teacher_recipe
+            if self.recipe in DISTILLATION_RECIPES and not self.teacher_dir
+            else self.recipe
+        )
         if self.awp_gamma and trained not in AWP_RECIPES:
             raise ValueError(
                 f"awp_gamma={self.awp_gamma}: adversarial weight perturbation is an option of recipes "
@@ -198,13 +230,21 @@ class TrainConfig:
 
         attack = attacks.get(self.attack)  # a name or a spec such as 'pgd(steps=7)'
         if attack.name not in TRAINING_ATTACKS:
-            raise ValueError(f"attack={self.attack!r}: expected one of {', '.join(TRAINING_ATTACKS)}")
-        if self.recipe == "trades" and (attack.name != "pgd" or attack.options.get("norm", "inf") != "inf"):
-            raise ValueError(f"attack={self.attack!r}: recipe trades maximises its KL term with L-inf pgd; expected attack=pgd")
+            raise ValueError(
+                f"attack={self.attack!r}: expected one of {', '.join(TRAINING_ATTACKS)}"
+            )
+        if self.recipe == "trades" and (
+            attack.name != "pgd" or attack.options.get("norm", "inf") != "inf"
+        ):
+            raise ValueError(
+                f"attack={self.attack!r}: recipe trades maximises its KL term with L-inf pgd; expected attack=pgd"
+            )
         from tfadv.experiment import recipes
 
         if self.teacher_recipe not in recipes.trainer_names():
-            raise ValueError(f"teacher_recipe={self.teacher_recipe!r}: expected one of {', '.join(recipes.trainer_names())}")
+            raise ValueError(
+                f"teacher_recipe={self.teacher_recipe!r}: expected one of {', '.join(recipes.trainer_names())}"
+            )
 
     def check_resumable(self, stored: dict) -> None:
         """Raises ValueError naming the first field where this config differs from `stored` (a run

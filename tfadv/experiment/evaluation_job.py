@@ -93,14 +93,18 @@ def default_output_dir(job: EvaluationJob) -> str:
     path, name = split_model(job.models[0])
     if len(job.models) == 1 and run_folder.is_run_folder(path):
         return os.path.join(path, "evaluations", f"{name}-{tail}" if name else tail)
-    return os.path.join("evaluations", "+".join(n.replace(":", "-") for n in model_names(job.models)) + f"-{tail}")
+    return os.path.join(
+        "evaluations", "+".join(n.replace(":", "-") for n in model_names(job.models)) + f"-{tail}"
+    )
 
 
 def parse_eps_list(text: str) -> list:
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise ValueError(f"Expected a comma list of numbers. Received: sweep_eps={text!r}") from None
+        raise ValueError(
+            f"Expected a comma list of numbers. Received: sweep_eps={text!r}"
+        ) from None
     if not values or not all(math.isfinite(v) and 0 <= v <= 1 for v in values):
         raise ValueError(f"Expected eps values in [0, 1]. Received: sweep_eps={text!r}")
     return values
@@ -109,7 +113,9 @@ def parse_eps_list(text: str) -> list:
 def check(job: EvaluationJob) -> str:
     """Checks that need no TensorFlow; returns the output folder."""
     if not job.models:
-        raise ValueError("models=[]: at least one model is required (a run folder, RUN:NAME, .keras file or SavedModel)")
+        raise ValueError(
+            "models=[]: at least one model is required (a run folder, RUN:NAME, .keras file or SavedModel)"
+        )
     for spec in job.models:
         path, name = split_model(spec)
         run_folder.resolve_model_path(path, name, "model")
@@ -119,23 +125,35 @@ def check(job: EvaluationJob) -> str:
         raise ValueError(f"Expected norm 'inf' or '2'. Received: norm={job.norm!r}")
     splits.check_eps(job.eps, job.norm)
     parse_eps_list(job.sweep_eps)
-    splits.check_fields(job, {"batch_size": 1, "eot_samples": 1, "limit": 0, "chunk_size": 1, "logical_cpus": 0})
+    splits.check_fields(
+        job, {"batch_size": 1, "eot_samples": 1, "limit": 0, "chunk_size": 1, "logical_cpus": 0}
+    )
     if job.distribution not in DISTRIBUTIONS:
-        raise ValueError(f"Expected distribution to be one of {DISTRIBUTIONS}. Received: distribution={job.distribution!r}")
+        raise ValueError(
+            f"Expected distribution to be one of {DISTRIBUTIONS}. Received: distribution={job.distribution!r}"
+        )
     if not (math.isfinite(job.wait_workers) and job.wait_workers >= 0):
-        raise ValueError(f"Expected wait_workers >= 0 (seconds). Received: wait_workers={job.wait_workers}")
+        raise ValueError(
+            f"Expected wait_workers >= 0 (seconds). Received: wait_workers={job.wait_workers}"
+        )
     shared = job.distribution == "multi_worker"  # the workers write into one folder
     if shared:
         cluster_task()
         if job.overwrite:
-            raise ValueError("overwrite=True cannot be combined with distribution='multi_worker' (the workers share "
-                             "output_dir): remove the folder first. Received: overwrite=True")  # fmt: skip
+            raise ValueError(
+                "overwrite=True cannot be combined with distribution='multi_worker' (the workers share "
+                "output_dir): remove the folder first. Received: overwrite=True"
+            )
     output_dir = job.output_dir or default_output_dir(job)
     if (job.resume or shared) and os.path.isdir(output_dir) and os.listdir(output_dir):
         if not os.path.isdir(os.path.join(output_dir, STORE)):
-            raise ValueError(f"output_dir={output_dir!r} holds no evaluation store to continue (no {STORE}/ folder)")
+            raise ValueError(
+                f"output_dir={output_dir!r} holds no evaluation store to continue (no {STORE}/ folder)"
+            )
         if not job.resume and os.path.exists(os.path.join(output_dir, "report.md")):
-            raise ValueError(f"output_dir={output_dir!r} already holds a finished report; pass resume=True to continue it")
+            raise ValueError(
+                f"output_dir={output_dir!r} already holds a finished report; pass resume=True to continue it"
+            )
     else:
         run_folder.check_new_folder(output_dir, job.overwrite)
     return output_dir
@@ -151,7 +169,9 @@ def cluster_task() -> tuple:
     try:
         config = json.loads(os.environ.get("TF_CONFIG") or "{}")
         cluster, task = config.get("cluster", {}), config.get("task", {})
-        members = [(kind, i) for kind in ("chief", "worker") for i in range(len(cluster.get(kind, [])))]
+        members = [
+            (kind, i) for kind in ("chief", "worker") for i in range(len(cluster.get(kind, [])))
+        ]
         me = members.index((task.get("type"), int(task.get("index", 0))))
     except (ValueError, TypeError, AttributeError):
         raise ValueError(
@@ -172,43 +192,72 @@ def run_evaluation_job(job: EvaluationJob) -> list:
 
     start = time.time()
     devices.set_seed(job.seed, deterministic=False)
-    evaluation.suite_attacks(job.suite, job.norm)  # an unknown suite or attack fails before any work
+    evaluation.suite_attacks(
+        job.suite, job.norm
+    )  # an unknown suite or attack fails before any work
     names = model_names(job.models)
     loaded = {}
     for label, spec in zip(names, job.models, strict=True):
         path, name = split_model(spec)
         loaded[label] = run_folder.load_model(path, name, "model", output=job.model_output or None)
     first_path, _ = split_model(job.models[0])
-    images, class_names = splits.load_split(first_path, job.dataset, job.data_dir, job.split, job.limit)
+    images, class_names = splits.load_split(
+        first_path, job.dataset, job.data_dir, job.split, job.limit
+    )
     from tfadv import models
 
     for label, model in loaded.items():
-        splits.check_compatible(models.as_classifier(model), images, class_names, f"model {label!r}")
+        splits.check_compatible(
+            models.as_classifier(model), images, class_names, f"model {label!r}"
+        )
     store = os.path.join(output_dir, STORE)
     if job.overwrite and not job.resume:
-        shutil.rmtree(store, ignore_errors=True)  # a new evaluation: nothing of the old one is reused
+        shutil.rmtree(
+            store, ignore_errors=True
+        )  # a new evaluation: nothing of the old one is reused
     strategy = devices.make_strategy("mirrored") if job.distribution == "mirrored" else None
     x, y = images.float_images(), images.labels
     index, count, chief = cluster_task() if job.distribution == "multi_worker" else (0, 1, True)
     if count > 1:
         done = _worker_chunks(job, loaded, x, y, store, strategy, (index, count))
         if not chief:
-            return [f"worker {index} of {count}: its chunks are in {store}; the chief writes the report"]
+            return [
+                f"worker {index} of {count}: its chunks are in {store}; the chief writes the report"
+            ]
         _wait_for_workers(job, loaded, x, store, done)
     settings = {"store": store, "chunk_size": job.chunk_size, "strategy": strategy}
     report = evaluation.evaluate(
-        loaded, x, y, job.eps, suite=job.suite, norm=job.norm, sweep_eps=parse_eps_list(job.sweep_eps),
-        class_names=class_names, batch_size=job.batch_size, seed=job.seed, eot_samples=job.eot_samples,
-        progress=job.verbose > 0, **settings,
-    )  # fmt: skip
+        loaded,
+        x,
+        y,
+        job.eps,
+        suite=job.suite,
+        norm=job.norm,
+        sweep_eps=parse_eps_list(job.sweep_eps),
+        class_names=class_names,
+        batch_size=job.batch_size,
+        seed=job.seed,
+        eot_samples=job.eot_samples,
+        progress=job.verbose > 0,
+        **settings,
+    )
     report.settings.update(
-        models=job.models, dataset=job.dataset or _run_dataset(first_path), split=job.split, limit=job.limit,
-        chunk_size=job.chunk_size, distribution=job.distribution, processes=count,
-    )  # fmt: skip
+        models=job.models,
+        dataset=job.dataset or _run_dataset(first_path),
+        split=job.split,
+        limit=job.limit,
+        chunk_size=job.chunk_size,
+        distribution=job.distribution,
+        processes=count,
+    )
     report.write(output_dir, overwrite=True)
     lines = [f"{len(images)} {job.split} images, eps={job.eps:g}, suite: {', '.join(report.suite)}"]
     for name, m in report.models.items():
-        flagged = f"  MASKING SUSPECTED (failed checks {', '.join(m.failed_checks)})" if m.failed_checks else ""
+        flagged = (
+            f"  MASKING SUSPECTED (failed checks {', '.join(m.failed_checks)})"
+            if m.failed_checks
+            else ""
+        )
         lines.append(
             f"{name}: clean {m.clean['accuracy']:.4f}, robust {m.robust_accuracy:.4f} "
             f"(suite {m.suite.robust_accuracy:.4f}; {m.robust_accuracy_on_correct:.4f} of the clean-correct){flagged}"
@@ -232,9 +281,20 @@ def _worker_chunks(job, loaded, x, y, store, strategy, worker) -> dict:
         view, _ = evaluation.attacked_view(model, x, job.eot_samples)
         folders[label] = evaluation.suite_folder(store, label)
         evaluation.run_suite(
-            view, x, y, job.eps, job.suite, norm=job.norm, batch_size=job.batch_size, seed=job.seed,
-            progress=job.verbose > 0, store=folders[label], chunk_size=job.chunk_size, strategy=strategy, worker=worker,
-        )  # fmt: skip
+            view,
+            x,
+            y,
+            job.eps,
+            job.suite,
+            norm=job.norm,
+            batch_size=job.batch_size,
+            seed=job.seed,
+            progress=job.verbose > 0,
+            store=folders[label],
+            chunk_size=job.chunk_size,
+            strategy=strategy,
+            worker=worker,
+        )
     return folders
 
 
@@ -245,11 +305,17 @@ def _wait_for_workers(job, loaded, x, store, folders) -> None:
 
     deadline, said = time.time() + job.wait_workers, 0.0
     while time.time() < deadline:
-        missing = [label for label, folder in folders.items() if not EvaluationStore(folder).complete(len(x))]
+        missing = [
+            label
+            for label, folder in folders.items()
+            if not EvaluationStore(folder).complete(len(x))
+        ]
         if not missing:
             return
         if job.verbose and time.time() - said > 30:
-            print(f"chief: waiting for the other workers' chunks of {', '.join(missing)}", flush=True)
+            print(
+                f"chief: waiting for the other workers' chunks of {', '.join(missing)}", flush=True
+            )
             said = time.time()
         time.sleep(1.0)
     print(f"chief: waited {job.wait_workers:g} s; running the missing chunks itself", flush=True)

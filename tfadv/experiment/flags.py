@@ -45,7 +45,9 @@ def run(define_flags, main) -> None:
     app.run's --help/--helpfull look), then runs `main(argv, flag_values=flags.FLAGS)` under app.run,
     bad flags and flagfiles reported in one line."""
     define_flags(flags.FLAGS)
-    app.run(functools.partial(main, flag_values=flags.FLAGS), flags_parser=parse_flags_one_line_errors)
+    app.run(
+        functools.partial(main, flag_values=flags.FLAGS), flags_parser=parse_flags_one_line_errors
+    )
 
 
 def fail(message: str, code: int = 2):

@@ -28,7 +28,9 @@ from tfadv.runtime.files import atomic_dir
 
 WEIGHTS_FILE = "latest.weights.h5"
 STATE_FILE = "training_metadata.json"  # {"epoch": next epoch to train, "stopped": bool}
-CALLBACKS_FILE = "callbacks.json"  # [state of each stateful callback, arrays replaced by references]
+CALLBACKS_FILE = (
+    "callbacks.json"  # [state of each stateful callback, arrays replaced by references]
+)
 ARRAYS_FILE = "callbacks.npz"  # the callbacks' arrays
 _ARRAYS = "__arrays__"
 SEED_STATE = "seed_generator_state"  # the variable name of keras.random.SeedGenerator states
@@ -84,14 +86,22 @@ class EpochStart(keras.callbacks.Callback):
 
 def stateful(callbacks) -> list:
     """The callbacks that carry state across epochs (they have get_state and set_state)."""
-    return [c for c in callbacks if callable(getattr(c, "get_state", None)) and callable(getattr(c, "set_state", None))]
+    return [
+        c
+        for c in callbacks
+        if callable(getattr(c, "get_state", None)) and callable(getattr(c, "set_state", None))
+    ]
 
 
 def _split_arrays(state: dict, index: int, arrays: dict) -> dict:
     """`state` with every list of numpy arrays replaced by {"__arrays__": n}; the arrays go to `arrays`."""
     out = {}
     for key, value in state.items():
-        if isinstance(value, (list, tuple)) and value and all(isinstance(a, np.ndarray) for a in value):
+        if (
+            isinstance(value, (list, tuple))
+            and value
+            and all(isinstance(a, np.ndarray) for a in value)
+        ):
             arrays.update({f"{index}/{key}/{i}": a for i, a in enumerate(value)})
             value = {_ARRAYS: len(value)}
         out[key] = value
@@ -111,7 +121,12 @@ def write_callback_states(folder: str, callbacks) -> None:
     """Writes each callback's get_state() (JSON-able values, lists of arrays) into `folder`."""
     arrays, states = {}, []
     for index, callback in enumerate(callbacks):
-        states.append({"callback": type(callback).__name__, "state": _split_arrays(callback.get_state(), index, arrays)})
+        states.append(
+            {
+                "callback": type(callback).__name__,
+                "state": _split_arrays(callback.get_state(), index, arrays),
+            }
+        )
     with open(os.path.join(folder, CALLBACKS_FILE), "w") as f:
         json.dump(states, f)
     np.savez(os.path.join(folder, ARRAYS_FILE), **arrays)

@@ -52,14 +52,18 @@ class KillPoint:
         if self.moment not in MOMENTS:
             raise ValueError(f"Expected moment in {MOMENTS}. Received: moment={self.moment!r}")
         if self.moment == "epoch" and self.epoch < 1:
-            raise ValueError(f"Expected epoch >= 1 (at least one finished epoch before the kill). Received: epoch={self.epoch!r}")
+            raise ValueError(
+                f"Expected epoch >= 1 (at least one finished epoch before the kill). Received: epoch={self.epoch!r}"
+            )
 
     def describe(self) -> str:
         if self.moment == "epoch":
             return f"in epoch {self.epoch + 1} (after {self.epoch} finished)"
-        return {"stage_end": "after the last epoch, before the stage is marked done",
-                "export": "in the export (first model written)",
-                "evaluation": "in the test-accuracy evaluation (after the export)"}[self.moment]  # fmt: skip
+        return {
+            "stage_end": "after the last epoch, before the stage is marked done",
+            "export": "in the export (first model written)",
+            "evaluation": "in the test-accuracy evaluation (after the export)",
+        }[self.moment]
 
 
 @dataclasses.dataclass
@@ -93,7 +97,9 @@ def kill_points(config, moments=MOMENTS) -> list:
             points += [KillPoint(stage, "epoch", epoch) for epoch in range(1, config.epochs)]
         if "stage_end" in moments:
             points.append(KillPoint(stage, "stage_end"))
-    return points + [KillPoint("run", moment) for moment in ("export", "evaluation") if moment in moments]
+    return points + [
+        KillPoint("run", moment) for moment in ("export", "evaluation") if moment in moments
+    ]
 
 
 def copy_run_folder(source: str, target: str) -> None:
@@ -121,7 +127,9 @@ class _AtKillPoints(keras.callbacks.Callback):
         self._epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        if batch == 1 and self._epoch >= 1:  # mid-epoch (the tiny runs have >= 3 batches); the previous epoch's backup is written
+        if (
+            batch == 1 and self._epoch >= 1
+        ):  # mid-epoch (the tiny runs have >= 3 batches); the previous epoch's backup is written
             self._at(KillPoint(self.stage, "epoch", self._epoch))
 
     def on_train_end(self, logs=None):
@@ -150,7 +158,10 @@ def _at_export_and_evaluation(points, act):
             act(KillPoint("run", "evaluation"))
         return predict(*args, **kwargs)
 
-    run_folder.export_models, evaluation.predict_probabilities = export_one_by_one, predict_after_export
+    run_folder.export_models, evaluation.predict_probabilities = (
+        export_one_by_one,
+        predict_after_export,
+    )
     try:
         yield
     finally:
@@ -176,10 +187,14 @@ def reference_with_snapshots(config, points, work_dir):
 
     config = dataclasses.replace(config, output_dir=run_dir, overwrite=True, resume=False)
     with _at_export_and_evaluation(points, snapshot):
-        summary = run_training(config, extra_callbacks=[_AtKillPoints(stages(config), points, snapshot)])
+        summary = run_training(
+            config, extra_callbacks=[_AtKillPoints(stages(config), points, snapshot)]
+        )
     missing = set(points) - set(copies)
     if missing:
-        raise ValueError(f"Expected the run to pass every kill point. Received: points never reached {sorted(map(str, missing))}")
+        raise ValueError(
+            f"Expected the run to pass every kill point. Received: points never reached {sorted(map(str, missing))}"
+        )
     return summary, copies
 
 
@@ -198,7 +213,9 @@ def interrupt(config, point, work_dir) -> str:
             run_training(config, extra_callbacks=[_AtKillPoints(stages(config), {point}, stop)])
     except Interrupted:
         return folder
-    raise ValueError(f"Expected the run to reach the kill point. Received: point={point}, never reached")
+    raise ValueError(
+        f"Expected the run to reach the kill point. Received: point={point}, never reached"
+    )
 
 
 class _EpochCounter(keras.callbacks.Callback):
@@ -219,9 +236,12 @@ def resume_in(config, folder):
     from tfadv.experiment.run import run_training
 
     counter = _EpochCounter()
-    summary = run_training(dataclasses.replace(config, output_dir=folder, resume=True, overwrite=False), extra_callbacks=[counter])
+    summary = run_training(
+        dataclasses.replace(config, output_dir=folder, resume=True, overwrite=False),
+        extra_callbacks=[counter],
+    )
     names = stages(config)
-    return summary, dict(zip(names[len(names) - len(counter.fits):], counter.fits, strict=True))
+    return summary, dict(zip(names[len(names) - len(counter.fits) :], counter.fits, strict=True))
 
 
 def check(config, points, work_dir, mode="snapshot", reference=None) -> list:
@@ -235,10 +255,24 @@ def check(config, points, work_dir, mode="snapshot", reference=None) -> list:
         if reference is None:
             from tfadv.experiment.run import run_training
 
-            reference = run_training(dataclasses.replace(config, output_dir=os.path.join(work_dir, "uninterrupted"), overwrite=True))
+            reference = run_training(
+                dataclasses.replace(
+                    config, output_dir=os.path.join(work_dir, "uninterrupted"), overwrite=True
+                )
+            )
         folders = {point: interrupt(config, point, work_dir) for point in points}
     rows = []
     for point in points:
         resumed, trained = resume_in(config, folders[point])
-        rows.append(Row(point, mode, reference.weights, resumed.weights, reference.test_accuracy, resumed.test_accuracy, trained))
+        rows.append(
+            Row(
+                point,
+                mode,
+                reference.weights,
+                resumed.weights,
+                reference.test_accuracy,
+                resumed.test_accuracy,
+                trained,
+            )
+        )
     return rows

@@ -31,7 +31,9 @@ class RunSummary:
     seconds: float
     dataset: str
     notes: dict = dataclasses.field(default_factory=dict)
-    tflite: dict = dataclasses.field(default_factory=dict)  # name -> {path, bytes, test_accuracy, agreement}
+    tflite: dict = dataclasses.field(
+        default_factory=dict
+    )  # name -> {path, bytes, test_accuracy, agreement}
 
     def lines(self):
         out = [f"run folder: {self.output_dir}  ({self.seconds:.1f} s, {self.dataset})"]
@@ -43,7 +45,9 @@ class RunSummary:
                 f"clean test accuracy {name} (TFLite, {entry['bytes']:,} bytes): {entry['test_accuracy']:.4f}, "
                 f"agrees with {self.main} on {entry['agreement']:.1%}  -> {entry['path']}"
             )
-        out.append("weights: " + ", ".join(f"{name} {checksum}" for name, checksum in self.weights.items()))
+        out.append(
+            "weights: " + ", ".join(f"{name} {checksum}" for name, checksum in self.weights.items())
+        )
         for key, value in self.notes.items():
             out.append(f"{key}: {value}")
         out.append(f"TensorBoard: tensorboard --logdir {os.path.join(self.output_dir, 'logs')}")
@@ -53,11 +57,15 @@ class RunSummary:
 def validate_names(config: TrainConfig) -> None:
     recipes.get(config.recipe)
     if config.model not in models.REGISTRY:
-        raise ValueError(f"model={config.model!r}: unknown model; expected one of {sorted(models.REGISTRY)}")
+        raise ValueError(
+            f"model={config.model!r}: unknown model; expected one of {sorted(models.REGISTRY)}"
+        )
     data_lib.parse_augment(config.augment)
     devices.resolve_jit_compile(config.jit_compile)
     if config.distribution not in devices.DISTRIBUTIONS:
-        raise ValueError(f"distribution={config.distribution!r}: expected one of {devices.DISTRIBUTIONS}")
+        raise ValueError(
+            f"distribution={config.distribution!r}: expected one of {devices.DISTRIBUTIONS}"
+        )
     training.model_options(config)
     training.training_attack(config)
     training.monitor_attack(config)
@@ -81,7 +89,10 @@ def prepare_output_dir(config: TrainConfig, output_dir: str) -> None:
     if config.resume and run_folder.is_run_folder(output_dir):
         removed = remove_temporaries(output_dir)
         if removed:
-            print(f"resume: removed {removed} unfinished temporary file(s) or folder(s) left by the interrupted run", flush=True)
+            print(
+                f"resume: removed {removed} unfinished temporary file(s) or folder(s) left by the interrupted run",
+                flush=True,
+            )
         return
     if config.overwrite:
         run_folder.replace_folder(output_dir)
@@ -91,7 +102,9 @@ def prepare_output_dir(config: TrainConfig, output_dir: str) -> None:
 
 def check_data(config: TrainConfig, dataset, replicas: int) -> None:
     if config.batch_size % replicas:
-        raise ValueError(f"batch_size={config.batch_size} must be a multiple of the {replicas} replicas")
+        raise ValueError(
+            f"batch_size={config.batch_size} must be a multiple of the {replicas} replicas"
+        )
     if len(dataset.train) == 0 or len(dataset.test) == 0:
         raise ValueError(f"dataset={config.dataset!r}: empty training or test split after limits")
     training.check_teacher(config, dataset)
@@ -107,7 +120,9 @@ def run_training(config: TrainConfig, extra_callbacks=()) -> RunSummary:
     start = time.time()
     config.validate()
     validate_names(config)
-    config = dataclasses.replace(config, output_dir=config.output_dir or run_folder.default_output_dir(config))
+    config = dataclasses.replace(
+        config, output_dir=config.output_dir or run_folder.default_output_dir(config)
+    )
     devices.split_cpu(config.logical_cpus)
     devices.set_seed(config.seed, config.deterministic)
     strategy = devices.make_strategy(config.distribution)
@@ -128,7 +143,9 @@ def run_training(config: TrainConfig, extra_callbacks=()) -> RunSummary:
             shutil.rmtree(write_dir, ignore_errors=True)
     summary.seconds = time.time() - start
     if chief:
-        write_json(os.path.join(config.output_dir, run_folder.SUMMARY_FILE), dataclasses.asdict(summary))
+        write_json(
+            os.path.join(config.output_dir, run_folder.SUMMARY_FILE), dataclasses.asdict(summary)
+        )
     return summary
 
 
@@ -149,18 +166,40 @@ def _train_and_export(config, dataset, strategy, write_dir, extra_callbacks) -> 
     result = recipes.get(config.recipe)(ctx)
     result.models, result.main = recipes.add_test_noise(ctx, result.models, result.main)
     for model in result.models.values():
-        resume.reseed_generators(model, config.seed, config.epochs)  # evaluation draws: a function of the seed
-    print(f"exporting {', '.join(result.models)} to {os.path.join(config.output_dir, run_folder.MODELS_DIR)}", flush=True)
+        resume.reseed_generators(
+            model, config.seed, config.epochs
+        )  # evaluation draws: a function of the seed
+    print(
+        f"exporting {', '.join(result.models)} to {os.path.join(config.output_dir, run_folder.MODELS_DIR)}",
+        flush=True,
+    )
     exports = run_folder.export_models(write_dir, result.models)
-    exports = {name: os.path.join(config.output_dir, os.path.relpath(path, write_dir)) for name, path in exports.items()}
+    exports = {
+        name: os.path.join(config.output_dir, os.path.relpath(path, write_dir))
+        for name, path in exports.items()
+    }
     test_images, test_labels = dataset.test.float_images(), dataset.test.labels
     accuracy = {
-        name: float((evaluation.predict_probabilities(model, test_images).argmax(axis=1) == test_labels).mean())
+        name: float(
+            (
+                evaluation.predict_probabilities(model, test_images).argmax(axis=1) == test_labels
+            ).mean()
+        )
         for name, model in result.models.items()
     }
-    tflite = _export_tflite(config, dataset, result.models[result.main], result.main, write_dir, test_images, test_labels)
+    tflite = _export_tflite(
+        config,
+        dataset,
+        result.models[result.main],
+        result.main,
+        write_dir,
+        test_images,
+        test_labels,
+    )
     task, index = devices.worker_task(strategy)
-    workers = {"worker": f"{task} {index} of {strategy.num_replicas_in_sync} replicas"} if task else {}
+    workers = (
+        {"worker": f"{task} {index} of {strategy.num_replicas_in_sync} replicas"} if task else {}
+    )
     return RunSummary(
         tflite=tflite,
         output_dir=config.output_dir,
@@ -170,7 +209,12 @@ def _train_and_export(config, dataset, strategy, write_dir, extra_callbacks) -> 
         weights={name: models.weights_checksum(model) for name, model in result.models.items()},
         seconds=0.0,
         dataset=dataset.summary(),
-        notes={"replicas": strategy.num_replicas_in_sync, **workers, "onednn": onednn.is_enabled(), **result.notes},
+        notes={
+            "replicas": strategy.num_replicas_in_sync,
+            **workers,
+            "onednn": onednn.is_enabled(),
+            **result.notes,
+        },
     )
 
 
@@ -184,19 +228,28 @@ def _export_tflite(config, dataset, model, name, write_dir, test_images, test_la
     if not precisions:
         return {}
     size = min(TFLITE_CALIBRATION, len(dataset.train))
-    rows = np.sort(np.random.default_rng(config.seed).choice(len(dataset.train), size, replace=False))
+    rows = np.sort(
+        np.random.default_rng(config.seed).choice(len(dataset.train), size, replace=False)
+    )
     calibration = dataset.train.take(rows).float_images()
     written = models.tflite.export_precisions(
-        model, os.path.join(write_dir, run_folder.MODELS_DIR), name, precisions, calibration, config.seed
+        model,
+        os.path.join(write_dir, run_folder.MODELS_DIR),
+        name,
+        precisions,
+        calibration,
+        config.seed,
     )
     reference = evaluation.predict_probabilities(model, test_images).argmax(axis=1)
     out = {}
     for label, (path, size) in written.items():
         predicted = evaluation.predict_probabilities(models.load(path), test_images).argmax(axis=1)
         out[label] = {
-            "path": os.path.join(config.output_dir, os.path.relpath(path, write_dir)), "bytes": int(size),
-            "test_accuracy": float((predicted == test_labels).mean()), "agreement": float((predicted == reference).mean()),
-        }  # fmt: skip
+            "path": os.path.join(config.output_dir, os.path.relpath(path, write_dir)),
+            "bytes": int(size),
+            "test_accuracy": float((predicted == test_labels).mean()),
+            "agreement": float((predicted == reference).mean()),
+        }
     return out
 
 
@@ -207,7 +260,9 @@ def remove_temporaries(output_dir: str) -> int:
         for name in [*folders, *files]:
             if is_temporary(name):
                 path = os.path.join(parent, name)
-                shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
+                shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(
+                    path
+                ) else os.remove(path)
                 count += 1
         folders[:] = [f for f in folders if not is_temporary(f)]
     return count

@@ -39,7 +39,9 @@ def check_output_dir(config) -> str:
         is_run = is_run_folder(output_dir)
         if config.resume:
             if not is_run:
-                raise ValueError(f"resume=True: {output_dir!r} is not a tfadv run folder (no {CONFIG_FILE})")
+                raise ValueError(
+                    f"resume=True: {output_dir!r} is not a tfadv run folder (no {CONFIG_FILE})"
+                )
             config.check_resumable(stored_config(output_dir))
         elif not config.overwrite:
             raise ValueError(
@@ -91,7 +93,9 @@ def check_writable(path: str, argument: str = "output_dir") -> None:
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".tfadv-probe-", dir=parent))
     except OSError as e:
-        raise ValueError(f"{argument}={path!r} is not writable ({e.strerror} in {parent!r})") from None
+        raise ValueError(
+            f"{argument}={path!r} is not writable ({e.strerror} in {parent!r})"
+        ) from None
 
 
 def check_new_folder(path: str, overwrite: bool, argument: str = "output_dir") -> None:
@@ -127,13 +131,19 @@ def resolve_model_path(path: str, name: str = "", argument: str = "model") -> st
         run = read_json(summary)
         name = name or run.get("main", "model")
         candidate = os.path.join(path, MODELS_DIR, name + ".keras")
-        if not os.path.exists(candidate) and os.path.exists(candidate[: -len(".keras")] + ".tflite"):
+        if not os.path.exists(candidate) and os.path.exists(
+            candidate[: -len(".keras")] + ".tflite"
+        ):
             return candidate[: -len(".keras")] + ".tflite"  # a deployed export (--export_tflite)
         if not os.path.exists(candidate):
-            raise ValueError(f"{argument}={path!r}: the run has no model {name!r}; it has {sorted(run.get('exports', {}))}")
+            raise ValueError(
+                f"{argument}={path!r}: the run has no model {name!r}; it has {sorted(run.get('exports', {}))}"
+            )
         return candidate
     if name:
-        raise ValueError(f"{argument}={path!r} is not a run folder, so it has no model named {name!r}")
+        raise ValueError(
+            f"{argument}={path!r} is not a run folder, so it has no model named {name!r}"
+        )
     return path
 
 
@@ -155,9 +165,12 @@ def replace_folder(path: str) -> None:
     `.NAME.old-*` folder beside it, never half a run folder under its name."""
     if os.path.isdir(path):
         if os.listdir(path) and not is_run_folder(path):
-            raise ValueError(f"overwrite refuses to delete {path!r}: it is not a tfadv run folder (no {CONFIG_FILE})")
+            raise ValueError(
+                f"overwrite refuses to delete {path!r}: it is not a tfadv run folder (no {CONFIG_FILE})"
+            )
         parent = os.path.dirname(os.path.abspath(path))
-        old = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.normpath(path))}.old-", dir=parent)
+        old = tempfile.mkdtemp(
+            prefix=f".{os.path.basename(os.path.normpath(path))}.old-", dir=parent
+        )
         os.replace(path, os.path.join(old, "run"))
         shutil.rmtree(old)
-

@@ -14,7 +14,9 @@ def check_eps(eps, norm="inf") -> None:
     """A finite eps >= 0; at most 1 (pixel scale) unless the norm is L2."""
     l2 = str(norm).lower() in ("2", "l2")
     if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 0 and (l2 or eps <= 1)):
-        raise ValueError(f"Expected eps in [0, 1] (pixel scale; an L2 eps may exceed 1). Received: eps={eps}")
+        raise ValueError(
+            f"Expected eps in [0, 1] (pixel scale; an L2 eps may exceed 1). Received: eps={eps}"
+        )
 
 
 def check_fields(job, minimums: dict) -> None:
@@ -25,21 +27,31 @@ def check_fields(job, minimums: dict) -> None:
     if job.split not in SPLITS:
         raise ValueError(f"Expected split to be one of {SPLITS}. Received: split={job.split!r}")
     if job.model_output not in MODEL_OUTPUTS:
-        raise ValueError(f"Expected model_output '', 'logits' or 'probabilities'. Received: model_output={job.model_output!r}")
+        raise ValueError(
+            f"Expected model_output '', 'logits' or 'probabilities'. Received: model_output={job.model_output!r}"
+        )
 
 
-def load_split(model_path: str, dataset: str = "", data_dir: str = "", split: str = "test", limit: int = 0):
+def load_split(
+    model_path: str, dataset: str = "", data_dir: str = "", split: str = "test", limit: int = 0
+):
     """(ImageSet, class names) of `split`: the run's data set (its config.json: limits, validation
     share, seed) unless `dataset` is given. Errors name the arguments."""
     from tfadv import data as data_lib
 
     if split not in SPLITS:
         raise ValueError(f"Expected split to be one of {SPLITS}. Received: split={split!r}")
-    config = run_folder.read_json(os.path.join(model_path, run_folder.CONFIG_FILE)) if os.path.isdir(model_path) else {}
+    config = (
+        run_folder.read_json(os.path.join(model_path, run_folder.CONFIG_FILE))
+        if os.path.isdir(model_path)
+        else {}
+    )
     name = dataset or config.get("dataset")
     if not name:
         raise ValueError(f"model={model_path!r} is not a run folder; pass dataset= (and data_dir=)")
-    run = config if not dataset or dataset == config.get("dataset") else {}  # so that split='val' is the run's own
+    run = (
+        config if not dataset or dataset == config.get("dataset") else {}
+    )  # so that split='val' is the run's own
     data = data_lib.load(
         name,
         data_dir=data_dir or run.get("data_dir") or None,
@@ -62,6 +74,10 @@ def check_compatible(clf, images, class_names, argument: str = "model", path: st
     found = tuple(images.images.shape[1:])
     where = f"{argument}={path!r}" if path else argument
     if shape is not None and all(s is not None for s in shape[1:]) and tuple(shape[1:]) != found:
-        raise ValueError(f"{where}: the model takes {tuple(shape[1:])} images; the data set has {found}")
+        raise ValueError(
+            f"{where}: the model takes {tuple(shape[1:])} images; the data set has {found}"
+        )
     if clf.num_classes is not None and clf.num_classes != len(class_names):
-        raise ValueError(f"{where}: the model has {clf.num_classes} classes; the data set has {len(class_names)}")
+        raise ValueError(
+            f"{where}: the model has {clf.num_classes} classes; the data set has {len(class_names)}"
+        )

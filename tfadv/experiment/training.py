@@ -36,15 +36,27 @@ def training_attack(config) -> attacks.Attack:
     Its seed is left unset: fresh randomness on every call, also inside a traced train step.
     """
     attack = attacks.get(config.attack)
-    candidates = {"steps": config.attack_steps, "alpha": config.attack_alpha or None, "loss_on": config.attack_loss_on}
-    given = {k: v for k, v in candidates.items() if k in attack.info.parameters and k not in attack.options and v is not None}
+    candidates = {
+        "steps": config.attack_steps,
+        "alpha": config.attack_alpha or None,
+        "loss_on": config.attack_loss_on,
+    }
+    given = {
+        k: v
+        for k, v in candidates.items()
+        if k in attack.info.parameters and k not in attack.options and v is not None
+    }
     return attack.replace(**given)
 
 
 def monitor_attack(config) -> attacks.Attack:
     """The evaluation attack of the per-epoch robust monitor (`monitor_attack`), with a fixed seed
     so that epochs are comparable; 'training' reuses the training attack."""
-    attack = training_attack(config) if config.monitor_attack == "training" else attacks.get(config.monitor_attack)
+    attack = (
+        training_attack(config)
+        if config.monitor_attack == "training"
+        else attacks.get(config.monitor_attack)
+    )
     return attack.replace(seed=config.seed) if attack.takes_seed else attack
 
 
@@ -53,7 +65,9 @@ def load_teacher(config, dataset):
     path = config.teacher_dir
     teacher = run_folder.load_model(path, argument="teacher_dir")
     if not isinstance(teacher, keras.Model):
-        raise ValueError(f"teacher_dir={path!r}: need a Keras model (.keras or a run folder), not a SavedModel")
+        raise ValueError(
+            f"teacher_dir={path!r}: need a Keras model (.keras or a run folder), not a SavedModel"
+        )
     try:
         models.softmax_layer(teacher)
     except ValueError as e:
@@ -95,6 +109,7 @@ def cosine_learning_rate(base_rate: float, epochs: int):
     first, never 0. Per epoch rather than per step, so it holds whatever a recipe feeds
     `fit` in an epoch (clean data, or clean data plus adversarial copies).
     """
+
     def rate(epoch, current=None):
         return float(base_rate * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs)))
 
@@ -108,7 +123,11 @@ def make_optimizer(ctx):
 def learning_rate_callbacks(config) -> list:
     """The schedule named by --lr_schedule, as callbacks for fit."""
     if config.lr_schedule == "cosine":
-        return [keras.callbacks.LearningRateScheduler(cosine_learning_rate(config.learning_rate, config.epochs))]
+        return [
+            keras.callbacks.LearningRateScheduler(
+                cosine_learning_rate(config.learning_rate, config.epochs)
+            )
+        ]
     return []
 
 
@@ -185,17 +204,25 @@ def _fit_stage(ctx, model, stage, train_data, epochs, extra_callbacks):
     written when a callback stopped training finishes the stage without training further."""
     backup_dir = os.path.join(stage_checkpoint_dir(ctx.run_dir, stage), "backup")
     write_dir = stage_checkpoint_dir(ctx.output_dir, stage)
-    first = [resume.EpochStart(ctx.config.seed, ctx.epoch)]  # before anything that uses the model or the data
+    first = [
+        resume.EpochStart(ctx.config.seed, ctx.epoch)
+    ]  # before anything that uses the model or the data
     callbacks = [*first, *extra_callbacks, *ctx.callbacks(stage)]
     stateful = resume.stateful(callbacks)
     initial_epoch = resume.restore(model, backup_dir, ctx.strategy, stateful)
     stopped = resume.read_state(backup_dir).get("stopped", False)
     history = None
     if stopped:
-        print(f"[{stage}] training had stopped after epoch {initial_epoch} of {epochs}; restored its backup", flush=True)
+        print(
+            f"[{stage}] training had stopped after epoch {initial_epoch} of {epochs}; restored its backup",
+            flush=True,
+        )
     else:
         if initial_epoch >= epochs:
-            print(f"[{stage}] all {epochs} epochs were trained before the interruption; restored its backup", flush=True)
+            print(
+                f"[{stage}] all {epochs} epochs were trained before the interruption; restored its backup",
+                flush=True,
+            )
         elif initial_epoch:
             print(f"[{stage}] resuming at epoch {initial_epoch + 1} of {epochs}", flush=True)
         elif ctx.config.verbose:
@@ -233,4 +260,3 @@ def standard_callbacks(config, output_dir: str, stage: str):
         LearningRateLogger(),
         keras.callbacks.TensorBoard(os.path.join(output_dir, "logs", stage), write_graph=False),
     ]
-

@@ -14,6 +14,17 @@ from tfadv.explain.occlusion import DEFAULT_FILL, OcclusionMaps, grid_positions,
 from tfadv.explain.saliency import saliency
 
 __all__ = [
-    "CANDIDATES", "ConsistencyDetector", "DEFAULT_FILL", "DetectionReport", "OcclusionMaps", "SCORES", "figures",
-    "grid_positions", "occlusion", "roc_auc", "roc_curve", "saliency", "threshold_for_fpr",
-]  # fmt: skip
+    "CANDIDATES",
+    "ConsistencyDetector",
+    "DEFAULT_FILL",
+    "DetectionReport",
+    "OcclusionMaps",
+    "SCORES",
+    "figures",
+    "grid_positions",
+    "occlusion",
+    "roc_auc",
+    "roc_curve",
+    "saliency",
+    "threshold_for_fpr",
+]

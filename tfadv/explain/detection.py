@@ -40,12 +40,17 @@ def roc_curve(clean_scores, attacked_scores) -> tuple:
     thresholds start at +inf (nothing flagged, the point (0, 0)) and then run over the distinct
     scores, highest first, ending at (1, 1). NumPy only.
     """
-    clean, attacked = _scores_array(clean_scores, "clean_scores"), _scores_array(attacked_scores, "attacked_scores")
+    clean, attacked = (
+        _scores_array(clean_scores, "clean_scores"),
+        _scores_array(attacked_scores, "attacked_scores"),
+    )
     thresholds = np.unique(np.concatenate([clean, attacked]))[::-1]
     clean_sorted, attacked_sorted = np.sort(clean), np.sort(attacked)
     # number of scores >= t for each t: n - (number of scores < t)
     fpr = (len(clean) - np.searchsorted(clean_sorted, thresholds, side="left")) / len(clean)
-    tpr = (len(attacked) - np.searchsorted(attacked_sorted, thresholds, side="left")) / len(attacked)
+    tpr = (len(attacked) - np.searchsorted(attacked_sorted, thresholds, side="left")) / len(
+        attacked
+    )
     return np.r_[0.0, fpr], np.r_[0.0, tpr], np.r_[np.inf, thresholds]
 
 
@@ -72,7 +77,9 @@ def _scores_array(scores, name) -> np.ndarray:
     if len(array) == 0:
         raise ValueError(f"Expected at least one score in {name}. Received: {name} of length 0")
     if not np.all(np.isfinite(array)):
-        raise ValueError(f"Expected finite scores in {name}. Received: {name} with non-finite values")
+        raise ValueError(
+            f"Expected finite scores in {name}. Received: {name} with non-finite values"
+        )
     return array
 
 
@@ -97,9 +104,14 @@ class DetectionReport:
 
     def summary(self) -> dict:
         return {
-            "threshold": self.threshold, "tpr": self.tpr, "fpr": self.fpr, "auc": self.auc,
-            "tpr_successful": self.tpr_successful, "n_clean": len(self.clean_scores), "n_attacked": len(self.attacked_scores),
-        }  # fmt: skip
+            "threshold": self.threshold,
+            "tpr": self.tpr,
+            "fpr": self.fpr,
+            "auc": self.auc,
+            "tpr_successful": self.tpr_successful,
+            "n_clean": len(self.clean_scores),
+            "n_attacked": len(self.attacked_scores),
+        }
 
 
 class ConsistencyDetector:
@@ -118,10 +130,20 @@ class ConsistencyDetector:
     """
 
     def __init__(
-        self, model, *, size: int = 8, stride: int = 4, fill: float = DEFAULT_FILL, score: str = "max_drop",
-        candidates: str = "grid", top_k: int = 5, threshold=None, batch_size: int = 32, chunk_size: int = 512,
+        self,
+        model,
+        *,
+        size: int = 8,
+        stride: int = 4,
+        fill: float = DEFAULT_FILL,
+        score: str = "max_drop",
+        candidates: str = "grid",
+        top_k: int = 5,
+        threshold=None,
+        batch_size: int = 32,
+        chunk_size: int = 512,
         jit_compile="auto",
-    ):  # fmt: skip
+    ):
         self.model = model
         self.size = checks.check_positive_int("size", size)
         self.stride = checks.check_positive_int("stride", stride)
@@ -144,7 +166,9 @@ class ConsistencyDetector:
 
     def maps(self, images):
         """The occlusion maps the scores come from (`tfadv.explain.OcclusionMaps`), for the predicted classes."""
-        return occlusion(self.model, images, size=self.size, stride=self.stride, fill=self.fill, **self.options)
+        return occlusion(
+            self.model, images, size=self.size, stride=self.stride, fill=self.fill, **self.options
+        )
 
     def scores_from_maps(self, maps) -> np.ndarray:
         """float32 (N,) scores from occlusion maps of the predicted classes (made with this detector's
@@ -155,7 +179,10 @@ class ConsistencyDetector:
         if self.candidates == "top_k":
             k = min(self.top_k, drops.shape[1])
             places = np.argsort(-drops, axis=1, kind="stable")[:, :k]
-            drops, flipped = np.take_along_axis(drops, places, 1), np.take_along_axis(flipped, places, 1)
+            drops, flipped = (
+                np.take_along_axis(drops, places, 1),
+                np.take_along_axis(flipped, places, 1),
+            )
         if self.score == "max_drop":
             return np.maximum(drops.max(axis=1), 0.0).astype(np.float32)
         return flipped.mean(axis=1).astype(np.float32)
@@ -176,7 +203,9 @@ class ConsistencyDetector:
     def flag(self, scores) -> np.ndarray:
         """bool (N,): scores > threshold."""
         if self.threshold is None:
-            raise ValueError("The detector has no threshold: call fit_threshold(clean_images) first. Received: threshold=None")
+            raise ValueError(
+                "The detector has no threshold: call fit_threshold(clean_images) first. Received: threshold=None"
+            )
         return np.asarray(scores) > self.threshold
 
     def evaluate(self, clean_images, attacked_images, attacked_labels=None) -> DetectionReport:
@@ -185,19 +214,35 @@ class ConsistencyDetector:
         With `attacked_labels` (true classes) also the TPR on the successful attacks.
         """
         attacked_maps = self.maps(attacked_images)
-        successful = None if attacked_labels is None else attacked_maps.predictions != np.asarray(attacked_labels)
-        return self.report(self.scores(clean_images), self.scores_from_maps(attacked_maps), successful)
+        successful = (
+            None
+            if attacked_labels is None
+            else attacked_maps.predictions != np.asarray(attacked_labels)
+        )
+        return self.report(
+            self.scores(clean_images), self.scores_from_maps(attacked_maps), successful
+        )
 
     def report(self, clean_scores, attacked_scores, successful=None) -> DetectionReport:
         """The DetectionReport of given scores at the threshold; `successful` (bool (N,)) marks the
         attacked images whose attack succeeded."""
-        clean, attacked = _scores_array(clean_scores, "clean_scores"), _scores_array(attacked_scores, "attacked_scores")
+        clean, attacked = (
+            _scores_array(clean_scores, "clean_scores"),
+            _scores_array(attacked_scores, "attacked_scores"),
+        )
         fpr, tpr, _ = roc_curve(clean, attacked)
         flagged = self.flag(attacked)
         tpr_successful = float("nan")
         if successful is not None and np.any(successful):
             tpr_successful = float(flagged[np.asarray(successful, bool)].mean())
         return DetectionReport(
-            self.threshold, float(flagged.mean()), float(self.flag(clean).mean()), roc_auc(clean, attacked),
-            fpr, tpr, clean, attacked, tpr_successful,
-        )  # fmt: skip
+            self.threshold,
+            float(flagged.mean()),
+            float(self.flag(clean).mean()),
+            roc_auc(clean, attacked),
+            fpr,
+            tpr,
+            clean,
+            attacked,
+            tpr_successful,
+        )

@@ -13,16 +13,23 @@ import numpy as np
 from tfadv.evaluation.plots import plt, save_png
 
 __all__ = [
-    "certified_accuracy_figure", "embedding_figure", "fit_pca_2d", "map_overlays", "project_2d", "roc_figure",
+    "certified_accuracy_figure",
+    "embedding_figure",
+    "fit_pca_2d",
+    "map_overlays",
+    "project_2d",
+    "roc_figure",
     "save_png",
-]  # fmt: skip
+]
 
 
 def _name(class_names, index) -> str:
     index = int(index)
     if index < 0:
         return "abstain"
-    return class_names[index] if class_names is not None and index < len(class_names) else str(index)
+    return (
+        class_names[index] if class_names is not None and index < len(class_names) else str(index)
+    )
 
 
 def _show(ax, image, heat=None, limit=1.0, signed=False, title="", color="black"):
@@ -38,9 +45,18 @@ def _show(ax, image, heat=None, limit=1.0, signed=False, title="", color="black"
 
 
 def map_overlays(
-    clean, adversarial, clean_maps, adversarial_maps, *, labels=None, clean_predictions=None,
-    adversarial_predictions=None, class_names=None, map_name: str = "map", title: str = "",
-):  # fmt: skip
+    clean,
+    adversarial,
+    clean_maps,
+    adversarial_maps,
+    *,
+    labels=None,
+    clean_predictions=None,
+    adversarial_predictions=None,
+    class_names=None,
+    map_name: str = "map",
+    title: str = "",
+):
     """One row per image: clean | clean with its map | adversarial | adversarial with its map.
 
     Images are float (N, H, W, C) in [0, 1]; maps (N, H, W) (saliency, or `OcclusionMaps.upsampled`).
@@ -49,19 +65,27 @@ def map_overlays(
     class when given, red when it differs from `labels`.
     """
     clean, adversarial = np.asarray(clean, np.float32), np.asarray(adversarial, np.float32)
-    clean_maps, adversarial_maps = np.asarray(clean_maps, np.float32), np.asarray(adversarial_maps, np.float32)
+    clean_maps, adversarial_maps = (
+        np.asarray(clean_maps, np.float32),
+        np.asarray(adversarial_maps, np.float32),
+    )
     n = len(clean)
     if n == 0:
         raise ValueError("Expected at least one image for the overlays. Received: 0 images")
     signed = bool((clean_maps < 0).any() or (adversarial_maps < 0).any())
     fig, axes = plt.subplots(n, 4, figsize=(6.4, 1.7 * n + 0.4), squeeze=False)
     for i in range(n):
-        limit = max(float(np.abs(clean_maps[i]).max()), float(np.abs(adversarial_maps[i]).max()), 1e-12)
+        limit = max(
+            float(np.abs(clean_maps[i]).max()), float(np.abs(adversarial_maps[i]).max()), 1e-12
+        )
         for col, (image, heat, predictions, kind) in enumerate(
-            ((clean[i], None, clean_predictions, "clean"), (clean[i], clean_maps[i], clean_predictions, "clean"),
-             (adversarial[i], None, adversarial_predictions, "adversarial"),
-             (adversarial[i], adversarial_maps[i], adversarial_predictions, "adversarial"))
-        ):  # fmt: skip
+            (
+                (clean[i], None, clean_predictions, "clean"),
+                (clean[i], clean_maps[i], clean_predictions, "clean"),
+                (adversarial[i], None, adversarial_predictions, "adversarial"),
+                (adversarial[i], adversarial_maps[i], adversarial_predictions, "adversarial"),
+            )
+        ):
             text, color = kind if heat is None else f"{map_name} (max {limit:.3g})", "black"
             if predictions is not None and heat is None:
                 text = f"{kind}: {_name(class_names, predictions[i])}"
@@ -83,7 +107,12 @@ def roc_figure(fpr, tpr, auc: float, title: str = "", operating_point=None):
     ax.plot(fpr, tpr, drawstyle="default", label=f"AUC = {auc:.3f}")
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="chance")
     if operating_point is not None:
-        ax.plot(*operating_point, "o", color="red", label=f"threshold (FPR {operating_point[0]:.2f}, TPR {operating_point[1]:.2f})")
+        ax.plot(
+            *operating_point,
+            "o",
+            color="red",
+            label=f"threshold (FPR {operating_point[0]:.2f}, TPR {operating_point[1]:.2f})",
+        )
     ax.set_xlabel("false-positive rate (clean flagged)")
     ax.set_ylabel("true-positive rate (attacked flagged)")
     ax.set_xlim(0, 1)
@@ -147,13 +176,33 @@ def embedding_figure(panels, class_names=None, title: str = ""):
         points, labels = np.asarray(panel["points"]), np.asarray(panel["labels"])
         for c in np.unique(labels):
             chosen = labels == c
-            ax.scatter(points[chosen, 0], points[chosen, 1], s=6, color=cmap(int(c) % 10), alpha=0.6, label=_name(class_names, c))
+            ax.scatter(
+                points[chosen, 0],
+                points[chosen, 1],
+                s=6,
+                color=cmap(int(c) % 10),
+                alpha=0.6,
+                label=_name(class_names, c),
+            )
         if panel.get("moved_to") is not None:
             start, end = np.asarray(panel["moved_from"]), np.asarray(panel["moved_to"])
             moved = np.asarray(panel.get("moved_labels", np.zeros(len(end), int)))
             for (x0, y0), (x1, y1), c in zip(start, end, moved, strict=True):
-                ax.annotate("", (x1, y1), (x0, y0), arrowprops=dict(arrowstyle="->", color=cmap(int(c) % 10), lw=0.8))
-            ax.scatter(end[:, 0], end[:, 1], s=18, marker="x", color="black", linewidths=0.8, label="attacked")
+                ax.annotate(
+                    "",
+                    (x1, y1),
+                    (x0, y0),
+                    arrowprops=dict(arrowstyle="->", color=cmap(int(c) % 10), lw=0.8),
+                )
+            ax.scatter(
+                end[:, 0],
+                end[:, 1],
+                s=18,
+                marker="x",
+                color="black",
+                linewidths=0.8,
+                label="attacked",
+            )
         ax.set_title(panel.get("title", ""), fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])

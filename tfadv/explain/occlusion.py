@@ -101,16 +101,26 @@ def check_grid(size, stride, fill, height: int, width: int) -> tuple:
     """(size, stride, fill) checked against the image side."""
     size = checks.check_positive_int("size", size)
     if size > min(height, width):
-        raise ValueError(f"Expected size <= {min(height, width)} (the image side). Received: size={size}")
+        raise ValueError(
+            f"Expected size <= {min(height, width)} (the image side). Received: size={size}"
+        )
     stride = checks.check_positive_int("stride", stride)
     fill = checks.check_fraction("fill", fill)
     return size, stride, fill
 
 
 def occlusion(
-    model, images, classes=None, *, size: int = 8, stride: int = 4, fill: float = DEFAULT_FILL, batch_size: int = 32,
-    chunk_size: int = 512, jit_compile="auto",
-) -> OcclusionMaps:  # fmt: skip
+    model,
+    images,
+    classes=None,
+    *,
+    size: int = 8,
+    stride: int = 4,
+    fill: float = DEFAULT_FILL,
+    batch_size: int = 32,
+    chunk_size: int = 512,
+    jit_compile="auto",
+) -> OcclusionMaps:
     """Drop in the class's probability when a size x size square is covered, at each grid place.
 
     Args:
@@ -136,9 +146,14 @@ def occlusion(
     positions = grid_positions(height, width, size, stride)
     places_per_chunk = int(min(len(positions), max(1, chunk_size // batch_size)))
     fn = compiled(
-        clf, _occlusion_fn, [checks.image_spec(x), LABELS_SPEC, SCALAR_SPEC], jit_compile,
-        size=size, stride=stride, places_per_chunk=places_per_chunk,
-    )  # fmt: skip
+        clf,
+        _occlusion_fn,
+        [checks.image_spec(x), LABELS_SPEC, SCALAR_SPEC],
+        jit_compile,
+        size=size,
+        stride=stride,
+        places_per_chunk=places_per_chunk,
+    )
     fill_tensor = checks.to_scalar(fill)
     rest = []
 
@@ -148,10 +163,17 @@ def occlusion(
         return out[0]
 
     drops = map_batches(run, x.numpy(), c.numpy(), batch_size=batch_size)
-    upsampled, chosen, p_clean, predictions, covered = (np.concatenate(p) for p in zip(*rest, strict=True))
+    upsampled, chosen, p_clean, predictions, covered = (
+        np.concatenate(p) for p in zip(*rest, strict=True)
+    )
     rows = len(np.unique(positions[:, 0]))
     grid = (len(drops), rows, len(positions) // rows)
     return OcclusionMaps(
-        drops.reshape(grid).astype(np.float32), upsampled.astype(np.float32), chosen, p_clean.astype(np.float32),
-        predictions, covered.reshape(grid), positions,
-    )  # fmt: skip
+        drops.reshape(grid).astype(np.float32),
+        upsampled.astype(np.float32),
+        chosen,
+        p_clean.astype(np.float32),
+        predictions,
+        covered.reshape(grid),
+        positions,
+    )

@@ -41,7 +41,9 @@ def prepare(model, images, classes, name="classes"):
     return clf, x, checks.to_labels(classes, x, clf.num_classes, name=name)
 
 
-def saliency(model, images, classes=None, *, batch_size: int = 256, jit_compile="auto", return_classes=False):
+def saliency(
+    model, images, classes=None, *, batch_size: int = 256, jit_compile="auto", return_classes=False
+):
     """Absolute gradient of the class logit w.r.t. the input, max over colour channels.
 
     Args:
@@ -64,5 +66,7 @@ def saliency(model, images, classes=None, *, batch_size: int = 256, jit_compile=
         used.append(chosen.numpy())
         return maps
 
-    maps = map_batches(run, x.numpy(), c.numpy(), batch_size=batch_size).astype(np.float32, copy=False)
+    maps = map_batches(run, x.numpy(), c.numpy(), batch_size=batch_size).astype(
+        np.float32, copy=False
+    )
     return (maps, np.concatenate(used)) if return_classes else maps

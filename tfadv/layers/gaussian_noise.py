@@ -31,7 +31,10 @@ class GaussianNoise(keras.layers.Layer):
         if self.stddev == 0 or not (training or self.active_at_inference):
             return inputs
         noise = keras.random.normal(
-            keras.ops.shape(inputs), stddev=self.stddev, dtype=inputs.dtype, seed=self.seed_generator
+            keras.ops.shape(inputs),
+            stddev=self.stddev,
+            dtype=inputs.dtype,
+            seed=self.seed_generator,
         )
         return inputs + noise
 

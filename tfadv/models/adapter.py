@@ -32,7 +32,9 @@ import tensorflow as tf
 from tfadv.layers import TemperatureSoftmax
 
 OUTPUTS = ("probabilities", "logits")
-PROBABILITY_CLIP = 1e-7  # keras.config.epsilon(), as in keras.losses.sparse_categorical_crossentropy
+PROBABILITY_CLIP = (
+    1e-7  # keras.config.epsilon(), as in keras.losses.sparse_categorical_crossentropy
+)
 LOG_PROBABILITY_FLOOR = 1e-30  # log(p) of an underflowed probability is clipped to log(1e-30)
 
 
@@ -56,7 +58,15 @@ class Classifier:
     differentiable = True
 
     def __init__(
-        self, model, output, logits_fn, probabilities_fn, logits_source, temperature_fn=None, name=None, shapes=None
+        self,
+        model,
+        output,
+        logits_fn,
+        probabilities_fn,
+        logits_source,
+        temperature_fn=None,
+        name=None,
+        shapes=None,
     ):
         self.model = model
         self._shapes = shapes  # (input shape, num_classes) when the model does not declare them
@@ -68,7 +78,9 @@ class Classifier:
         self._temperature = temperature_fn
 
     def __repr__(self):
-        return f"Classifier({self.name!r}, output={self.output!r}, logits from {self.logits_source})"
+        return (
+            f"Classifier({self.name!r}, output={self.output!r}, logits from {self.logits_source})"
+        )
 
     def __call__(self, images, training=False):
         return self.probabilities(images)
@@ -98,14 +110,18 @@ class Classifier:
         if view == "logits":
             return self.logits(images)
         if view != "probabilities":
-            raise ValueError(f"Expected loss_on to be one of ('logits', 'probabilities'). Received: loss_on={view!r}")
+            raise ValueError(
+                f"Expected loss_on to be one of ('logits', 'probabilities'). Received: loss_on={view!r}"
+            )
         if self.output != "probabilities":
             raise ValueError(
                 f"Model {self.name!r} outputs logits, so there are no output probabilities to attack. "
                 f"Received: loss_on='probabilities' (use loss_on='logits')"
             )
         probabilities = self.probabilities(images)
-        return tf.math.log(tf.clip_by_value(probabilities, PROBABILITY_CLIP, 1.0 - PROBABILITY_CLIP))
+        return tf.math.log(
+            tf.clip_by_value(probabilities, PROBABILITY_CLIP, 1.0 - PROBABILITY_CLIP)
+        )
 
     @property
     def input_shape(self):
@@ -208,19 +224,37 @@ def _keras_classifier(model, output):
 
     if isinstance(layer, TemperatureSoftmax):
         return Classifier(
-            model, "probabilities", lambda x: prefix(x), probabilities, "temperature_softmax",
+            model,
+            "probabilities",
+            lambda x: prefix(x),
+            probabilities,
+            "temperature_softmax",
             temperature_fn=lambda: tf.convert_to_tensor(layer.temperature),
-        )  # fmt: skip
+        )
     if _is_softmax(layer):
-        source = "softmax_layer" if isinstance(layer, (keras.layers.Softmax, keras.layers.Activation)) else "softmax_activation"
-        return Classifier(model, "probabilities", lambda x: _call_without_softmax(layer, prefix(x)), probabilities, source)
+        source = (
+            "softmax_layer"
+            if isinstance(layer, (keras.layers.Softmax, keras.layers.Activation))
+            else "softmax_activation"
+        )
+        return Classifier(
+            model,
+            "probabilities",
+            lambda x: _call_without_softmax(layer, prefix(x)),
+            probabilities,
+            source,
+        )
     if isinstance(layer, keras.Model):
         inner = _keras_classifier(layer, None)
         if inner is not None and inner.output == "probabilities":
             return Classifier(
-                model, "probabilities", lambda x: inner.logits(prefix(x)), probabilities,
-                inner.logits_source, temperature_fn=inner._temperature,
-            )  # fmt: skip
+                model,
+                "probabilities",
+                lambda x: inner.logits(prefix(x)),
+                probabilities,
+                inner.logits_source,
+                temperature_fn=inner._temperature,
+            )
     if output == "probabilities":
         return None  # declared probabilities without a visible softmax: log-probabilities below
     return Classifier(model, "logits", probabilities, None, "output")
@@ -234,13 +268,17 @@ def _saved_model_classifier(loaded, output, name=None):
         probabilities = _single_output(signatures["serving_default"])
         logits = _single_output(signatures["logits"])
         shapes = _signature_shapes(signatures["serving_default"])
-        return Classifier(loaded, "probabilities", logits, probabilities, "signature", name=name, shapes=shapes)
+        return Classifier(
+            loaded, "probabilities", logits, probabilities, "signature", name=name, shapes=shapes
+        )
     if callable(getattr(loaded, "serve", None)):  # model.export() archives
         fn = loaded.serve
     elif "serving_default" in signatures:
         fn = _single_output(signatures["serving_default"])
     else:
-        raise ValueError(f"Expected a SavedModel with a serving signature or a `serve` endpoint. Received: {name!r} has neither")
+        raise ValueError(
+            f"Expected a SavedModel with a serving signature or a `serve` endpoint. Received: {name!r} has neither"
+        )
     clf = _declared(loaded, fn, output, name)
     if "serving_default" in signatures:
         clf._shapes = _signature_shapes(signatures["serving_default"])
@@ -259,11 +297,15 @@ def _single_output(signature):
     """images -> the only output tensor of a concrete signature function."""
     inputs = signature.structured_input_signature[1]
     if len(inputs) != 1:
-        raise ValueError(f"Expected a signature with one input (the images). Received inputs {sorted(inputs)}")
+        raise ValueError(
+            f"Expected a signature with one input (the images). Received inputs {sorted(inputs)}"
+        )
     (input_name,) = inputs
     outputs = signature.structured_outputs
     if len(outputs) != 1:
-        raise ValueError(f"Expected a signature with one output. Received outputs {sorted(outputs)}")
+        raise ValueError(
+            f"Expected a signature with one output. Received outputs {sorted(outputs)}"
+        )
     (output_name,) = outputs
     return lambda x: signature(**{input_name: x})[output_name]
 
@@ -285,7 +327,9 @@ def _declared(model, fn, output, name=None):
     return Classifier(model, "probabilities", log_probabilities, fn, "log_probabilities", name=name)
 
 
-CACHE_ATTRIBUTE = "_tfadv_classifiers"  # {output: Classifier}, kept on the model: it lives and dies with it
+CACHE_ATTRIBUTE = (
+    "_tfadv_classifiers"  # {output: Classifier}, kept on the model: it lives and dies with it
+)
 
 
 def as_classifier(model, output: str | None = None, name: str | None = None) -> Classifier:
@@ -302,13 +346,19 @@ def as_classifier(model, output: str | None = None, name: str | None = None) -> 
         ValueError: unknown `output`; a contradiction; an opaque model without `output`.
     """
     if output is not None and output not in OUTPUTS:
-        raise ValueError(f"Expected output to be one of {OUTPUTS} or None. Received: output={output!r}")
+        raise ValueError(
+            f"Expected output to be one of {OUTPUTS} or None. Received: output={output!r}"
+        )
     if isinstance(model, Classifier):
         if output is not None and output != model.output:
-            raise ValueError(f"{model!r} already outputs {model.output}. Received: output={output!r}")
+            raise ValueError(
+                f"{model!r} already outputs {model.output}. Received: output={output!r}"
+            )
         return model
     if not (callable(model) or hasattr(model, "signatures")):
-        raise TypeError(f"Expected a Keras model, a loaded SavedModel or a Classifier. Received: {type(model).__name__}")
+        raise TypeError(
+            f"Expected a Keras model, a loaded SavedModel or a Classifier. Received: {type(model).__name__}"
+        )
     per_model = getattr(model, CACHE_ATTRIBUTE, None)
     if per_model is None:
         per_model = {}
@@ -356,15 +406,23 @@ def expectation(model, samples: int) -> Classifier:
         def averaged(x):
             n = tf.shape(x)[0]
             out = fn(tf.tile(x, tf.concat([[samples], tf.ones([tf.rank(x) - 1], tf.int32)], 0)))
-            return tf.reduce_mean(tf.reshape(out, tf.concat([[samples, n], tf.shape(out)[1:]], 0)), axis=0)
+            return tf.reduce_mean(
+                tf.reshape(out, tf.concat([[samples, n], tf.shape(out)[1:]], 0)), axis=0
+            )
 
         return averaged
 
     probabilities = repeat(clf.probabilities) if clf.output == "probabilities" else None
     eot = Classifier(
-        clf.model, clf.output, repeat(clf.logits), probabilities, clf.logits_source, clf._temperature,
-        name=f"{clf.name} (EOT x{samples})", shapes=(clf.input_shape, clf.num_classes),
-    )  # fmt: skip
+        clf.model,
+        clf.output,
+        repeat(clf.logits),
+        probabilities,
+        clf.logits_source,
+        clf._temperature,
+        name=f"{clf.name} (EOT x{samples})",
+        shapes=(clf.input_shape, clf.num_classes),
+    )
     eot.samples, eot.base, eot.budget = samples, clf, getattr(clf, "budget", None)
     eot.differentiable = clf.differentiable
     return eot

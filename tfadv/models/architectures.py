@@ -42,15 +42,25 @@ class ModelOptions:
 
     def __post_init__(self):
         if self.activation not in ACTIVATIONS:
-            raise ValueError(f"Unknown activation {self.activation!r}; expected one of {ACTIVATIONS}")
+            raise ValueError(
+                f"Unknown activation {self.activation!r}; expected one of {ACTIVATIONS}"
+            )
         if self.noise not in NOISE_PLACEMENTS:
-            raise ValueError(f"Unknown noise placement {self.noise!r}; expected one of {NOISE_PLACEMENTS}")
+            raise ValueError(
+                f"Unknown noise placement {self.noise!r}; expected one of {NOISE_PLACEMENTS}"
+            )
         if self.noise_stddev < 0:
-            raise ValueError(f"Expected noise_stddev >= 0. Received: noise_stddev={self.noise_stddev!r}")
+            raise ValueError(
+                f"Expected noise_stddev >= 0. Received: noise_stddev={self.noise_stddev!r}"
+            )
         if self.noise != "none" and self.noise_stddev == 0:
-            raise ValueError(f"noise={self.noise!r} needs noise_stddev > 0. Received: noise_stddev=0")
+            raise ValueError(
+                f"noise={self.noise!r} needs noise_stddev > 0. Received: noise_stddev=0"
+            )
         if self.temperature <= 0:
-            raise ValueError(f"Expected temperature > 0. Received: temperature={self.temperature!r}")
+            raise ValueError(
+                f"Expected temperature > 0. Received: temperature={self.temperature!r}"
+            )
 
 
 class _Builder:
@@ -89,7 +99,9 @@ def _conv_blocks(b, x, filters_per_block, convs_per_block, dropout, batchnorm):
         for conv in range(1, convs_per_block + 1):
             x = keras.layers.Conv2D(filters, 3, padding="same", name=f"block{block}_conv{conv}")(x)
             if batchnorm:
-                x = keras.layers.BatchNormalization(momentum=0.9, synchronized=synchronized, name=f"block{block}_bn{conv}")(x)
+                x = keras.layers.BatchNormalization(
+                    momentum=0.9, synchronized=synchronized, name=f"block{block}_bn{conv}"
+                )(x)
             x = b.activation(f"block{block}_act{conv}")(x)
             if first:
                 noise = b.noise("after_first_conv")

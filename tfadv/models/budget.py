@@ -66,9 +66,15 @@ def counted(model, budget: Budget) -> Classifier:
         None if clf._probabilities is None else _counted_output(clf._probabilities, budget)
     )
     view = Classifier(
-        clf.model, clf.output, _counted_output(clf._logits, budget), probabilities, clf.logits_source,
-        clf._temperature, name=clf.name, shapes=(clf.input_shape, clf.num_classes),
-    )  # fmt: skip
+        clf.model,
+        clf.output,
+        _counted_output(clf._logits, budget),
+        probabilities,
+        clf.logits_source,
+        clf._temperature,
+        name=clf.name,
+        shapes=(clf.input_shape, clf.num_classes),
+    )
     view.budget, view.base = budget, clf
     if hasattr(clf, "differentiable"):
         view.differentiable = clf.differentiable

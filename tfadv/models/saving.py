@@ -24,16 +24,22 @@ def export_saved_model(model, path: str) -> str:
     clf = as_classifier(model)
     shape = clf.input_shape
     if shape is None:
-        raise ValueError(f"Expected a model with a known input shape to export. Received: {clf.name!r}")
+        raise ValueError(
+            f"Expected a model with a known input shape to export. Received: {clf.name!r}"
+        )
     spec = tf.TensorSpec((None, *shape[1:]), tf.float32, name="images")
 
     def write(tmp):
         archive = keras.export.ExportArchive()
         archive.track(clf.model)
         archive.add_endpoint(
-            "serving_default", lambda images: {"probabilities": clf.probabilities(images)}, input_signature=[spec]
+            "serving_default",
+            lambda images: {"probabilities": clf.probabilities(images)},
+            input_signature=[spec],
         )
-        archive.add_endpoint("logits", lambda images: {"logits": clf.logits(images)}, input_signature=[spec])
+        archive.add_endpoint(
+            "logits", lambda images: {"logits": clf.logits(images)}, input_signature=[spec]
+        )
         archive.write_out(tmp, verbose=False)
 
     return atomic_dir(path, write)
@@ -74,13 +80,19 @@ def load(path: str, output: str | None = None):
         try:
             return keras.saving.load_model(path)
         except Exception as e:  # Keras raises many kinds on a corrupt or foreign file
-            raise ValueError(f"path={path!r}: cannot load the Keras model ({str(e).splitlines()[0]})") from e
+            raise ValueError(
+                f"path={path!r}: cannot load the Keras model ({str(e).splitlines()[0]})"
+            ) from e
     if path.endswith(".tflite"):
         return load_tflite(path)
     if os.path.isdir(path) and os.path.exists(os.path.join(path, "saved_model.pb")):
         try:
             loaded = tf.saved_model.load(path)
         except Exception as e:
-            raise ValueError(f"path={path!r}: cannot load the SavedModel ({str(e).splitlines()[0]})") from e
+            raise ValueError(
+                f"path={path!r}: cannot load the SavedModel ({str(e).splitlines()[0]})"
+            ) from e
         return as_classifier(loaded, output, name=os.path.basename(os.path.normpath(path)))
-    raise ValueError(f"path={path!r} is neither a .keras file, a SavedModel folder nor a .tflite file")
+    raise ValueError(
+        f"path={path!r} is neither a .keras file, a SavedModel folder nor a .tflite file"
+    )

@@ -45,7 +45,9 @@ def split_cpu(logical_devices: int) -> None:
             cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(logical_devices)]
         )
     except RuntimeError as e:
-        raise ValueError(f"logical_cpus={logical_devices}: TensorFlow is already initialised ({e})") from e
+        raise ValueError(
+            f"logical_cpus={logical_devices}: TensorFlow is already initialised ({e})"
+        ) from e
 
 
 def make_strategy(name: str = "default"):
@@ -74,8 +76,14 @@ class _MultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
 
     def reduce(self, reduce_op, value, axis=None):
         def one(v):
-            first = v.values[0] if isinstance(v, tf.distribute.DistributedValues) else tf.convert_to_tensor(v)
-            return super(_MultiWorkerStrategy, self).reduce(reduce_op, v, axis if first.shape.rank else None)
+            first = (
+                v.values[0]
+                if isinstance(v, tf.distribute.DistributedValues)
+                else tf.convert_to_tensor(v)
+            )
+            return super(_MultiWorkerStrategy, self).reduce(
+                reduce_op, v, axis if first.shape.rank else None
+            )
 
         return tf.nest.map_structure(one, value)
 

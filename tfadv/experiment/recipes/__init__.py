@@ -98,7 +98,9 @@ def trainer(name):
     """The single-model trainer of recipe `name` (for teachers)."""
     recipe = _lookup(name)
     if recipe.trainer is None:
-        raise ValueError(f"teacher_recipe={name!r} makes several models; expected one of {trainer_names()}")
+        raise ValueError(
+            f"teacher_recipe={name!r} makes several models; expected one of {trainer_names()}"
+        )
     return recipe.trainer
 
 
@@ -136,6 +138,8 @@ def add_test_noise(ctx, named_models: dict, main: str):
     if config.test_noise == "none":
         return named_models, main
     with ctx.strategy.scope():
-        wrapped = with_test_noise(named_models[main], config.test_noise, config.test_noise_eps, seed=config.seed)
+        wrapped = with_test_noise(
+            named_models[main], config.test_noise, config.test_noise_eps, seed=config.seed
+        )
     name = f"{main}_{config.test_noise}"
     return {**named_models, name: wrapped}, name

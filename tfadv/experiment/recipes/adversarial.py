@@ -31,11 +31,16 @@ def monitor_callbacks(ctx, classifier, eps_variable, stage):
         return []
     return [
         evaluation.RobustMonitor(
-            classifier, val.float_images(), val.labels, training.monitor_attack(config), eps_variable,
-            log_dir=os.path.join(ctx.output_dir, "logs", stage, "images"), batch_size=ATTACK_BATCH_SIZE,
+            classifier,
+            val.float_images(),
+            val.labels,
+            training.monitor_attack(config),
+            eps_variable,
+            log_dir=os.path.join(ctx.output_dir, "logs", stage, "images"),
+            batch_size=ATTACK_BATCH_SIZE,
             class_names=ctx.data.class_names,
         )
-    ]  # fmt: skip
+    ]
 
 
 def guard_callbacks(ctx, classifier):
@@ -46,10 +51,15 @@ def guard_callbacks(ctx, classifier):
         return []
     return [
         defenses.OverfittingGuard(
-            held.float_images(), held.labels, config.eps, drop=config.guard_drop, classifier=classifier,
-            batch_size=ATTACK_BATCH_SIZE, seed=config.seed,
+            held.float_images(),
+            held.labels,
+            config.eps,
+            drop=config.guard_drop,
+            classifier=classifier,
+            batch_size=ATTACK_BATCH_SIZE,
+            seed=config.seed,
         )
-    ]  # fmt: skip
+    ]
 
 
 def _eps_schedule(config, variable):
@@ -70,13 +80,19 @@ def notes(config) -> dict:
     if config.recipe == "random_noise":
         out["attack"] = "random_sign (pre-generated)"
     if config.recipe != "random_noise" and (config.warmup_epochs or config.eps_ramp_epochs):
-        out["eps_schedule"] = f"warm-up {config.warmup_epochs} epochs, ramp {config.eps_ramp_epochs} epochs"
+        out["eps_schedule"] = (
+            f"warm-up {config.warmup_epochs} epochs, ramp {config.eps_ramp_epochs} epochs"
+        )
     if config.robust_eval_size:
         out["monitor_attack"] = training.monitor_attack(config).describe()
     if config.awp_gamma:
-        out["awp"] = f"gamma {config.awp_gamma:g} (layer-wise relative), from epoch {config.awp_warmup_epochs + 1}"
+        out["awp"] = (
+            f"gamma {config.awp_gamma:g} (layer-wise relative), from epoch {config.awp_warmup_epochs + 1}"
+        )
     if config.guard_images:
-        out["guard"] = f"{defenses.overfitting_guard.DEFAULT_ATTACK} on {config.guard_images} training images, stop at a drop > {config.guard_drop:g}"
+        out["guard"] = (
+            f"{defenses.overfitting_guard.DEFAULT_ATTACK} on {config.guard_images} training images, stop at a drop > {config.guard_drop:g}"
+        )
     return out
 
 
@@ -87,13 +103,22 @@ def train_batch(ctx, stage="model", **option_overrides):
     with ctx.strategy.scope():
         classifier = training.build_model(ctx, **option_overrides)
         trainer = defenses.AdversarialTrainer(
-            classifier, training.training_attack(config), eps=_first_eps(config), ratio=config.adv_ratio, seed=config.seed,
+            classifier,
+            training.training_attack(config),
+            eps=_first_eps(config),
+            ratio=config.adv_ratio,
+            seed=config.seed,
             awp_gamma=config.awp_gamma,
         )
         training.compile_model(ctx, trainer)
-    extra = [_eps_schedule(config, trainer.eps), *monitor_callbacks(ctx, classifier, trainer.eps, stage)]
+    extra = [
+        _eps_schedule(config, trainer.eps),
+        *monitor_callbacks(ctx, classifier, trainer.eps, stage),
+    ]
     if trainer.awp_gamma is not None:  # adversarial weight perturbation (awp_gamma > 0)
-        extra.append(defenses.AwpSchedule(trainer.awp_gamma, config.awp_gamma, config.awp_warmup_epochs))
+        extra.append(
+            defenses.AwpSchedule(trainer.awp_gamma, config.awp_gamma, config.awp_warmup_epochs)
+        )
     extra += guard_callbacks(ctx, classifier)
     training.fit(ctx, trainer, stage, extra_callbacks=extra)
     return classifier
@@ -121,7 +146,12 @@ def train_epoch(ctx, stage="model", **option_overrides):
     eps = tf.Variable(_first_eps(config), trainable=False, dtype=tf.float32, name="eps")
     model = training.build_and_compile(ctx, **option_overrides)
     regenerate = defenses.RegenerateAdversarialCopy(
-        data, training.training_attack(config), eps, classifier=model, batch_size=ATTACK_BATCH_SIZE, seed=config.seed,
+        data,
+        training.training_attack(config),
+        eps,
+        classifier=model,
+        batch_size=ATTACK_BATCH_SIZE,
+        seed=config.seed,
         strategy=ctx.strategy,
     )
     extra = [_eps_schedule(config, eps), regenerate, *monitor_callbacks(ctx, model, eps, stage)]
@@ -139,7 +169,12 @@ def train_random_noise(ctx, stage="model", **option_overrides):
     subset = ctx.data.train.take(indices)
     noise = attacks.Attack("random_sign")
     images = subset.float_images()
-    data.set_copy(defenses.generate(model, noise, images, subset.labels, config.eps, ATTACK_BATCH_SIZE, config.seed), subset.labels)
+    data.set_copy(
+        defenses.generate(
+            model, noise, images, subset.labels, config.eps, ATTACK_BATCH_SIZE, config.seed
+        ),
+        subset.labels,
+    )
     monitor = monitor_callbacks(ctx, model, config.eps, stage)
     training.fit(ctx, model, stage, train_data=data.dataset(), extra_callbacks=monitor)
     return model

@@ -68,7 +68,9 @@ def _run(ctx: RunContext, deploy_temperatures, raised_teacher: bool) -> RecipeRe
     student = distill(ctx, teacher)
     named = {"teacher": teacher}
     if raised_teacher and teacher_temperature != config.student_temperature:
-        named[name_at("teacher", config.student_temperature)] = at_temperature(ctx, teacher, config.student_temperature)
+        named[name_at("teacher", config.student_temperature)] = at_temperature(
+            ctx, teacher, config.student_temperature
+        )
     models.set_temperature(teacher, teacher_temperature)
     named[name_at("student", config.student_temperature)] = student
     for temperature in deploy_temperatures:

@@ -41,11 +41,17 @@ def _train(ctx, stage, trainer_class, beta, option_overrides):
     with ctx.strategy.scope():
         classifier = training.build_model(ctx, **option_overrides)
         trainer = trainer_class(
-            classifier, training.training_attack(config), eps=defenses.eps_at(0, config.eps, config.warmup_epochs, config.eps_ramp_epochs), beta=beta, awp_gamma=config.awp_gamma,
+            classifier,
+            training.training_attack(config),
+            eps=defenses.eps_at(0, config.eps, config.warmup_epochs, config.eps_ramp_epochs),
+            beta=beta,
+            awp_gamma=config.awp_gamma,
             seed=config.seed,
-        )  # fmt: skip
+        )
         trainer.compile(optimizer=training.make_optimizer(ctx), jit_compile=ctx.jit_compile)
-    schedule = defenses.EpsSchedule(trainer.eps, config.eps, config.warmup_epochs, config.eps_ramp_epochs)
+    schedule = defenses.EpsSchedule(
+        trainer.eps, config.eps, config.warmup_epochs, config.eps_ramp_epochs
+    )
     extra = [schedule, *awp_callbacks(config, trainer)]
     extra += monitor_callbacks(ctx, classifier, trainer.eps, stage)
     training.fit(ctx, trainer, stage, extra_callbacks=extra)
