@@ -328,7 +328,7 @@ def test_interrupted_and_resumed_run_equals_the_uninterrupted_run(tmp_path, case
         (dict(recipe="mart", awp_warmup_epochs=-1), "awp_warmup_epochs=-1: must be >= 0"),
         (
             dict(recipe="trades", attack="fgsm"),
-            "recipe trades maximises its KL term with L-inf pgd",
+            "recipe trades maximises its KL term with pgd",
         ),
     ],
 )
@@ -345,8 +345,35 @@ def test_trainer_arguments_are_checked_and_echoed():
         defenses.TradesTrainer(model, "pgd", beta=-2)
     with pytest.raises(ValueError, match="Received: awp_gamma=2"):
         defenses.MartTrainer(model, "pgd", awp_gamma=2)
-    with pytest.raises(ValueError, match="L-inf 'pgd' value for TRADES"):
+    with pytest.raises(ValueError, match="'pgd' value for TRADES"):
         defenses.TradesTrainer(model, "fgsm")
+
+
+@pytest.mark.parametrize("norm, eps", [("inf", 0.03), ("2", 0.5)])
+def test_kl_attack_stays_in_the_ball_and_raises_the_kl(norm, eps):
+    """TRADES' inner maximisation (L-inf and L2): x' inside the eps-ball and [0, 1], and the KL
+    to the clean prediction above that of the tiny random start."""
+    from tfadv.defenses.trades import kl_attack, kl_divergence
+
+    model = _conv_model()
+    x, _ = _batch(16)
+    log_f = lambda images: tf.math.log(tf.clip_by_value(model(images), 1e-7, 1.0))  # noqa: E731
+    alpha = eps / 4
+    start = kl_attack(log_f, x, eps, 0, alpha, seed=tf.constant([1, 2], tf.int64), norm=norm)
+    adv = kl_attack(log_f, x, eps, 10, alpha, seed=tf.constant([1, 2], tf.int64), norm=norm)
+    delta = (adv - x).numpy().reshape(16, -1)
+    size = np.abs(delta).max(1) if norm == "inf" else np.linalg.norm(delta, axis=1)
+    assert np.all(size <= eps + 1e-5), size.max()
+    assert adv.numpy().min() >= 0.0 and adv.numpy().max() <= 1.0
+    kl_start = kl_divergence(log_f(x), log_f(start)).numpy()
+    kl_adv = kl_divergence(log_f(x), log_f(adv)).numpy()
+    assert kl_adv.mean() > 10 * kl_start.mean(), (kl_adv.mean(), kl_start.mean())
+
+
+def test_l2_trades_trainer_takes_an_l2_pgd_value():
+    model = _tiny_model()
+    trainer = defenses.TradesTrainer(model, "pgd(norm=2,steps=3)", eps=0.5, beta=6.0)
+    assert trainer.norm.name == "2"
 
 
 def test_trainers_serialise_and_reload(tmp_path):

@@ -10,9 +10,10 @@ Per example, with p = f(x) and p' = f(x') the classifier's probabilities (traini
 
     loss = CE(p, y) + beta * KL(p || p'),     KL(p || p') = sum_j p_j (log p_j - log p'_j)
 
-The inner maximisation raises KL(f(x) || f(x')) over the L-inf eps-ball (inference mode, f(x)
-fixed): from x + 0.001 * N(0, 1) (the reference code's start), `steps` signed-gradient steps
-of size alpha, each projected into the ball and [0, 1]. Its steps and alpha are those of the
+The inner maximisation raises KL(f(x) || f(x')) over the eps-ball of the attack's norm (L-inf
+or L2; inference mode, f(x) fixed): from x + 0.001 * N(0, 1) (the reference code's start),
+`steps` steepest-ascent steps of size alpha (signed gradient for L-inf, normalised gradient for
+L2), each projected into the ball and [0, 1]. Its steps and alpha are those of the
 `attack` value (a 'pgd' spec; alpha defaults to eps * min(1, 2.5 / steps)). Cost per batch:
 one inference forward pass (f(x)), `steps` forward-backward passes, and a training pass over
 x and x' (two forward-backward passes of the batch).
@@ -26,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfadv import attacks, models
+from tfadv.attacks import norms
 from tfadv.attacks.gradient import PGD_ALPHA_FACTOR
 from tfadv.defenses import awp, trainer_config
 from tfadv.defenses.reduction import weighted_mean
@@ -212,25 +214,25 @@ class RobustLossTrainer(OneNetworkSteps):
         return trainer_config.from_config(cls, config)
 
 
-def kl_attack(log_probabilities, x, eps, steps: int, alpha, seed=None):
-    """TRADES' inner maximisation: x' in the L-inf eps-ball around x (and [0, 1]) raising
-    KL(f(x) || f(x')), `log_probabilities(images)` being log f in inference mode (stop-gradient)."""
+def kl_attack(log_probabilities, x, eps, steps: int, alpha, seed=None, norm="inf"):
+    """TRADES' inner maximisation: x' in the eps-ball of `norm` ("inf" or "2") around x (and
+    [0, 1]) raising KL(f(x) || f(x')), `log_probabilities(images)` being log f in inference mode
+    (stop-gradient). eps and alpha in pixel scale (L2: the Euclidean length over all pixels)."""
+    norm = norms.get(norm)
     target = tf.stop_gradient(log_probabilities(x))
     noise_shape = tf.shape(x)
     if seed is None:
         noise = tf.random.normal(noise_shape, dtype=x.dtype)
     else:
         noise = tf.random.stateless_normal(noise_shape, seed, dtype=x.dtype)
-    lower, upper = tf.maximum(x - eps, 0.0), tf.minimum(x + eps, 1.0)
 
     def body(adv):
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(adv)
             kl = tf.reduce_sum(kl_divergence(target, log_probabilities(adv)))
-        stepped = adv + alpha * tf.sign(tape.gradient(kl, adv))
-        return tf.clip_by_value(stepped, lower, upper)
+        return norms.project(adv + norm.step(tape.gradient(kl, adv), alpha), x, eps, norm)
 
-    adv = tf.clip_by_value(x + START_STDDEV * noise, lower, upper)
+    adv = norms.project(x + START_STDDEV * noise, x, eps, norm)
     if steps <= UNROLLED_STEPS:
         for _ in range(steps):
             adv = body(adv)
@@ -245,7 +247,8 @@ def kl_attack(log_probabilities, x, eps, steps: int, alpha, seed=None):
 class TradesTrainer(RobustLossTrainer):
     """TRADES training of `classifier` (see the module docstring); beta 1 and 6 are the paper's points.
 
-    `attack` must be a 'pgd' value (its steps and alpha drive the KL maximisation, L-inf only).
+    `attack` must be a 'pgd' value: its norm ("inf" or "2"), steps and alpha drive the KL
+    maximisation.
     Other arguments as in `RobustLossTrainer`.
     """
 
@@ -254,10 +257,12 @@ class TradesTrainer(RobustLossTrainer):
     ):
         super().__init__(classifier, attack, eps, beta, awp_gamma, seed, **kwargs)
         options = self.attack.options
-        if self.attack.name != "pgd" or options.get("norm", "inf") != "inf":
+        if self.attack.name != "pgd":
             raise ValueError(
-                f"Expected attack to be an L-inf 'pgd' value for TRADES. Received: attack={self.attack.describe()!r}"
+                "Expected attack to be a 'pgd' value for TRADES. "
+                f"Received: attack={self.attack.describe()!r}"
             )
+        self.norm = norms.get(options.get("norm", "inf"))
         self.steps = attacks.checks.check_positive_int(
             "steps", self.attack.info.option(options, "steps")
         )
@@ -271,7 +276,9 @@ class TradesTrainer(RobustLossTrainer):
     def adversarial_examples(self, x, y):
         eps = tf.convert_to_tensor(self.eps.value)
         inference = lambda images: self.to_log_probabilities(self.network(images, training=False))  # noqa: E731
-        return kl_attack(inference, x, eps, self.steps, self.step_size(eps), self.step_seed())
+        return kl_attack(
+            inference, x, eps, self.steps, self.step_size(eps), self.step_seed(), self.norm
+        )
 
     def per_example_loss(self, clean_log_probs, adversarial_log_probs, labels):
         return trades_loss(clean_log_probs, adversarial_log_probs, labels, self.beta)

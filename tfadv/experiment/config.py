@@ -233,11 +233,10 @@ class TrainConfig:
             raise ValueError(
                 f"attack={self.attack!r}: expected one of {', '.join(TRAINING_ATTACKS)}"
             )
-        if self.recipe == "trades" and (
-            attack.name != "pgd" or attack.options.get("norm", "inf") != "inf"
-        ):
+        if self.recipe == "trades" and attack.name != "pgd":
             raise ValueError(
-                f"attack={self.attack!r}: recipe trades maximises its KL term with L-inf pgd; expected attack=pgd"
+                f"attack={self.attack!r}: recipe trades maximises its KL term with pgd (L-inf or "
+                "L2, e.g. 'pgd(norm=2)'); expected attack=pgd"
             )
         from tfadv.experiment import recipes
 
