@@ -11,7 +11,10 @@ In one process, on the same model and images:
    work leaves) is finished, against a full stored run (target: at most 0.55);
 3. two workers: two processes share one store (`worker=(w, 2)`), against one process; the per-image
    outcomes must be identical; the per-chunk cost and the time to read the finished store give
-   the projection for N workers (or GPUs): ceil(chunks / N) x chunk cost + read.
+   the projection for N workers (or GPUs): ceil(chunks / N) x chunk cost + read;
+4. growing: the suite's last attack added to a finished evaluation of the others (it runs on the
+   survivors only), and the first half of the images grown to all of them (only the new chunks
+   run), each against a full stored run; both must end with the full run's per-image outcomes.
 Writes bench.csv, bench.md and bench.log to --out.
 """
 
@@ -91,6 +94,59 @@ def timed(fn):
     start = time.perf_counter()
     out = fn()
     return time.perf_counter() - start, out
+
+
+def growing(common, args, root, reference, full_seconds) -> list:
+    """Rows 4: an attack added to a finished evaluation, and a larger image count."""
+    from tfadv import evaluation
+
+    model, x, y, eps, suite = common
+    attack_list = evaluation.suite_attacks(suite)
+    rows = []
+    if len(attack_list) > 1:
+        folder = os.path.join(root, "grow_suite")
+        first = [a.describe() for a in attack_list[:-1]]
+        stored(model, x, y, eps, first, folder, args.chunk_size, args.batch_size, args.seed)
+        every = [a.describe() for a in attack_list]
+        t_add, grown = timed(
+            lambda: stored(
+                model, x, y, eps, every, folder, args.chunk_size, args.batch_size, args.seed
+            )
+        )
+        same = bool(np.array_equal(grown.broken_by, reference.broken_by))
+        say(
+            f"adding {attack_list[-1].describe()} to a finished evaluation: {t_add:.1f} s, "
+            f"outcomes identical to the full run: {same}"
+        )
+        rows.append(
+            {
+                "measure": f"add the last attack ({attack_list[-1].name}) to a finished run / full",
+                "seconds": t_add,
+                "baseline_seconds": full_seconds,
+                "ratio": t_add / full_seconds,
+                "target": f"identical outcomes: {same}",
+            }
+        )
+    folder = os.path.join(root, "grow_limit")
+    half = (len(x) // 2 // args.chunk_size) * args.chunk_size or len(x) // 2
+    stored(model, x[:half], y[:half], eps, suite, folder, *_sizes(args))
+    t_grow, grown = timed(lambda: stored(model, x, y, eps, suite, folder, *_sizes(args)))
+    same = bool(np.array_equal(grown.broken_by, reference.broken_by))
+    say(f"growing {half} to {len(x)} images: {t_grow:.1f} s, identical to the full run: {same}")
+    rows.append(
+        {
+            "measure": f"grow {half} -> {len(x)} images / full {len(x)}",
+            "seconds": t_grow,
+            "baseline_seconds": full_seconds,
+            "ratio": t_grow / full_seconds,
+            "target": f"identical outcomes: {same}",
+        }
+    )
+    return rows
+
+
+def _sizes(args):
+    return args.chunk_size, args.batch_size, args.seed
 
 
 def worker_main(args) -> None:
@@ -255,6 +311,7 @@ def main() -> None:
                 "target": "",
             }
         )
+    rows += growing(common, args, root, reference, float(np.median(new_times)))
     table = pd.DataFrame(rows)
     say(table.to_markdown(index=False, floatfmt=".3f"))
     if args.out:
