@@ -402,3 +402,12 @@ def test_trades_awp_trains_under_mirrored_strategy_with_the_robust_monitor(mirro
     assert "awp" in json.dumps(summary)
     assert "epoch_robust_accuracy" in _tags(str(out / "logs" / "model" / "validation"))
     assert (out / "models" / "model" / "saved_model.pb").exists()
+
+
+def test_an_l2_trained_model_is_monitored_in_l2():
+    from tfadv.experiment import training
+
+    config = TrainConfig(recipe="trades", attack="pgd(norm=2)", eps=0.5)
+    config.validate()
+    assert training.monitor_attack(config).options["norm"] == "2"
+    assert "norm" not in training.monitor_attack(TrainConfig(recipe="trades")).options

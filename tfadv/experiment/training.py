@@ -51,12 +51,13 @@ def training_attack(config) -> attacks.Attack:
 
 def monitor_attack(config) -> attacks.Attack:
     """The evaluation attack of the per-epoch robust monitor (`monitor_attack`), with a fixed seed
-    so that epochs are comparable; 'training' reuses the training attack."""
-    attack = (
-        training_attack(config)
-        if config.monitor_attack == "training"
-        else attacks.get(config.monitor_attack)
-    )
+    so that epochs are comparable; 'training' reuses the training attack. A monitor that does not
+    name its norm takes the training attack's (an L2-trained model is monitored in L2)."""
+    trained = training_attack(config)
+    attack = trained if config.monitor_attack == "training" else attacks.get(config.monitor_attack)
+    norm = trained.options.get("norm")
+    if norm is not None and "norm" in attack.info.parameters and "norm" not in attack.options:
+        attack = attack.replace(norm=norm)
     return attack.replace(seed=config.seed) if attack.takes_seed else attack
 
 

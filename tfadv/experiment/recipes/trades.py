@@ -29,7 +29,11 @@ def notes(config) -> dict:
     """adversarial_batch's notes (attack, eps, schedule, monitor, AWP) with the recipe's beta."""
     out = adversarial_notes(config)
     if config.recipe == "trades":
-        out["attack"] = f"KL-maximising pgd(steps={config.attack_steps}) from x + 0.001 N(0, 1)"
+        norm = training.training_attack(config).options.get("norm", "inf")
+        out["attack"] = (
+            f"KL-maximising pgd(steps={config.attack_steps}) in the L-{norm} ball "
+            "from x + 0.001 N(0, 1)"
+        )
         out["trades_beta"] = config.trades_beta
     if config.recipe == "mart":
         out["mart_beta"] = config.mart_beta
