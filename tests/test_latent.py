@@ -40,12 +40,27 @@ def test_contrastive_loss_by_hand():
         [0.0, 1.5**2, 0.0, 1.5**2, 0.0]
     )  # max(0, 2 - d)^2 over the five pairs (both orders: the same mean)
     expected = 0.5 * pull + 0.5 * push
-    np.testing.assert_allclose(float(contrastive_loss(e, y, margin=2.0)), expected, rtol=1e-5)
     np.testing.assert_allclose(
-        float(contrastive_loss(e, np.zeros(4), margin=2.0)),
+        float(contrastive_loss(e, y, margin=2.0, normalize=False)), expected, rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        float(contrastive_loss(e, np.zeros(4), margin=2.0, normalize=False)),
         0.5 * np.mean([1, 9, 0.25, 10, 0.25, 9.25]),
         rtol=1e-5,
     )
+
+
+def test_normalized_contrastive_loss_by_hand_ignores_the_embedding_scale():
+    e = np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 3.0], [-0.5, 0.0]], np.float32)
+    y = np.array([0, 0, 1, 1])
+    # unit vectors: (1,0), (1,0), (0,1), (-1,0); same class: (0,1) at 0, (2,3) at sqrt(2);
+    # different: (0,2), (1,2) at sqrt(2), (0,3), (1,3) at 2
+    pull = np.mean([0.0, 2.0])
+    push = np.mean([max(0, 1.5 - np.sqrt(2)) ** 2] * 2 + [0.0] * 2)
+    expected = 0.5 * pull + 0.5 * push
+    np.testing.assert_allclose(float(contrastive_loss(e, y, margin=1.5)), expected, rtol=1e-5)
+    np.testing.assert_allclose(float(contrastive_loss(10 * e, y, margin=1.5)), expected, rtol=1e-5)
+    assert float(contrastive_loss(10 * e, y, margin=1.5, normalize=False)) > 10 * expected
 
 
 def test_one_training_step_lowers_the_contrastive_loss_and_updates_the_classifier(batch):
@@ -74,7 +89,9 @@ def test_one_training_step_lowers_the_contrastive_loss_and_updates_the_classifie
 def test_config_round_trip():
     trainer = ContrastiveTrainer(_model(), margin=3.0, weight=0.5, name="latent")
     clone = ContrastiveTrainer.from_config(trainer.get_config())
-    assert (clone.margin, clone.weight, clone.name) == (3.0, 0.5, "latent")
+    assert (clone.margin, clone.weight, clone.normalize, clone.name) == (3.0, 0.5, True, "latent")
+    defaults = ContrastiveTrainer(_model())
+    assert (defaults.margin, defaults.weight, defaults.normalize) == (1.0, 0.5, True)
     assert [layer.name for layer in clone.classifier.layers] == [
         layer.name for layer in trainer.classifier.layers
     ]
@@ -89,7 +106,7 @@ def test_nearest_reference_classifier(batch, tmp_path):
     model = _model()
     refs = choose_references(y, per_class=5, seed=0)
     assert len(refs) == 20 and np.all(np.bincount(y[refs]) == 5)
-    nearest = NearestReferenceClassifier(model, x[refs], y[refs])
+    nearest = NearestReferenceClassifier(model, x[refs], y[refs], normalize=False)
     clf = models.as_classifier(nearest)
     assert clf.output == "logits" and clf.num_classes == 4
     np.testing.assert_array_equal(attacks.predict_classes(nearest, x[refs]), y[refs])
@@ -106,6 +123,17 @@ def test_nearest_reference_classifier(batch, tmp_path):
     np.testing.assert_allclose(
         loaded.predict(x, verbose=0), nearest.predict(x, verbose=0), rtol=1e-5, atol=1e-5
     )
+    # the default measures distances between unit-length embeddings
+    unit = NearestReferenceClassifier(model, x[refs], y[refs])
+    e, r = (
+        e / np.linalg.norm(e, axis=1, keepdims=True),
+        r / np.linalg.norm(r, axis=1, keepdims=True),
+    )
+    distances = np.sqrt(((e[:, None] - r[None]) ** 2).sum(-1))
+    expected = -np.stack([distances[:, y[refs] == c].min(1) for c in range(4)], 1)
+    np.testing.assert_allclose(attacks.logits_of(unit, x), expected, rtol=1e-4, atol=1e-3)
+    reloaded = NearestReferenceClassifier.from_config(unit.get_config())
+    assert reloaded.get_layer("logits").normalize
     with pytest.raises(ValueError, match=re.escape("per_class=9")):
         choose_references(y, per_class=9)
 

@@ -1,7 +1,7 @@
 """A latent-space defence: contrastive loss on the penultimate embedding, nearest-reference
 classification, clean and adversarial accuracy against the base model, and 2-D projections.
 
-    python tools/latent_study.py --out=/work/runs/latent --epochs=10
+    python tools/latent_study.py --out=/work/runs/latent --epochs=6 --eval_images=200
 
 Trains the base model (cross-entropy) and the same architecture with cross-entropy + --weight x the
 contrastive loss (margin --margin; `tfadv.defenses.ContrastiveTrainer`), then classifies each way:
@@ -10,8 +10,12 @@ space (`tfadv.defenses.NearestReferenceClassifier`, attacked white-box through i
 distances). Table accuracy: clean, FGSM and the strong attack (PGD-20, 2 restarts, margin) at each
 --eps on the test images. PNGs: embeddings.png (PCA of test embeddings without and with the loss)
 and attacked_moves.png (clean -> PGD-attacked embeddings of --moving_images images, arrows coloured
-by the attacked prediction).
+by the attacked prediction). With --suite (default standard), each classifier is also scored by
+`tfadv.evaluation.evaluate` at each --eps on the first --eval_images test images (the
+nearest-reference classifier through its logits, minus distances).
 """
+
+import argparse
 
 import pandas as pd
 import study_common as common
@@ -19,8 +23,15 @@ import study_common as common
 
 def flags(argv=None):
     p = common.parser(__doc__)
-    p.add_argument("--margin", type=float, default=2.0)
-    p.add_argument("--weight", type=float, default=1.0, help="weight of the contrastive term")
+    p.add_argument("--margin", type=float, default=1.0)
+    p.add_argument("--weight", type=float, default=0.5, help="weight of the contrastive term")
+    p.add_argument(
+        "--normalize",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="contrastive loss and nearest references on unit-length embeddings",
+    )
+    common.add_evaluation_flags(p, eval_images=200)
     p.add_argument("--per_class", type=int, default=5, help="reference images per class")
     p.add_argument("--eps", default="0.01,0.03", help="L-inf budgets, pixel scale, comma-separated")
     p.add_argument("--attack_batch_size", type=int, default=128)
@@ -38,7 +49,7 @@ def strong_attack():
     return attacks.Attack("pgd", steps=20, restarts=2, loss="margin")
 
 
-def accuracy_row(args, label, model, x, y) -> dict:
+def accuracy_row(args, label, key, model, x, y, names) -> dict:
     from tfadv import evaluation
 
     row = {"classifier": label, "clean": common.accuracy(model, x, y)}
@@ -47,8 +58,15 @@ def accuracy_row(args, label, model, x, y) -> dict:
             row[f"{name} {eps:g}"] = evaluation.robust_accuracy(
                 model, x, y, attack, eps, args.attack_batch_size, seed=args.seed
             )["adversarial_accuracy"]
+        suite = common.suite_evaluation(args, key, model, x, y, eps, names)
+        if suite:
+            row[f"suite {eps:g} ({suite_images(args, y)} images)"] = suite["suite robust"]
     common.log(f"[{label}] {row}")
     return row
+
+
+def suite_images(args, y) -> int:
+    return min(args.eval_images or len(y), len(y))
 
 
 def main(argv=None):
@@ -69,22 +87,32 @@ def main(argv=None):
         "base": common.train_model(args, "base", train, val, len(names)),
         "contrastive": common.train_model(
             args,
-            f"contrastive_m{args.margin:g}_w{args.weight:g}",
+            f"contrastive_m{args.margin:g}_w{args.weight:g}" + ("_unit" if args.normalize else ""),
             train,
             val,
             len(names),
-            trainer=lambda m: ContrastiveTrainer(m, margin=args.margin, weight=args.weight),
+            trainer=lambda m: ContrastiveTrainer(
+                m, margin=args.margin, weight=args.weight, normalize=args.normalize
+            ),
         ),
     }
     refs = choose_references(train.labels, args.per_class, seed=args.seed, num_classes=len(names))
     ref_images, ref_labels = train.take(refs).float_images(), train.labels[refs]
     rows, embedding_panels, move_panels = [], [], []
     for name, model in trained.items():
-        nearest = NearestReferenceClassifier(model, ref_images, ref_labels)
-        rows.append(accuracy_row(args, f"{name}: softmax head", model, x, y))
+        nearest = NearestReferenceClassifier(
+            model, ref_images, ref_labels, normalize=args.normalize
+        )
+        rows.append(accuracy_row(args, f"{name}: softmax head", f"{name}_head", model, x, y, names))
         rows.append(
             accuracy_row(
-                args, f"{name}: nearest of {args.per_class} references per class", nearest, x, y
+                args,
+                f"{name}: nearest of {args.per_class} references per class",
+                f"{name}_nearest",
+                nearest,
+                x,
+                y,
+                names,
             )
         )
         k = args.projection_images
@@ -121,7 +149,8 @@ def main(argv=None):
     )
     header = (
         f"Latent-space defence: {args.model}, {args.epochs} epochs on {len(train)} images, contrastive margin {args.margin}, "
-        f"weight {args.weight}; {args.per_class} references per class; {len(x)} test images"
+        f"weight {args.weight}, {'unit-length' if args.normalize else 'raw'} embedding; {args.per_class} references per class; "
+        f"{len(x)} test images (suite {args.suite} on the first {suite_images(args, y)})"
     )
     common.finish(
         args,

@@ -1,7 +1,7 @@
 """A latent-space defence: a contrastive loss on the penultimate embedding, and classification by
 the nearest reference image in that space.
 
-    trainer = ContrastiveTrainer(model, margin=2.0, weight=1.0)     # model: a tfadv architecture
+    trainer = ContrastiveTrainer(model)              # margin 1.0, weight 0.5, unit-length embedding
     trainer.compile(optimizer=keras.optimizers.Adam(1e-3))
     trainer.fit(train_ds, epochs=10)                                   # trains `model` in place
     refs = choose_references(train_labels, per_class=5, seed=0)
@@ -16,6 +16,12 @@ Euclidean distances d_ij between embeddings:
 
 (the two means are taken separately, so the ~1 in 10 same-class pairs of a 10-class batch weigh
 as much as the rest; a mean over no pairs is 0). Training minimises CE(labels, logits) + weight * L_con.
+
+With `normalize=True` (the default) the distances are taken between unit-length embeddings
+(e / |e|, so 0 <= d_ij <= 2): the loss can no longer shrink every distance by shrinking the
+embedding, which is how the unnormalised loss at margin 2, weight 1 collapsed it (clean accuracy
+0.114 against the base model's 0.466 on the mini archive; docs/results.md, latent-space defence).
+`NearestReferenceClassifier(..., normalize=True)` measures distances the same way.
 """
 
 import copy
@@ -61,8 +67,18 @@ def pairwise_distances(a, b):
     return keras.ops.sqrt(keras.ops.maximum(squared, 0.0) + DISTANCE_EPSILON)
 
 
-def contrastive_loss(embedded, labels, margin: float = 2.0):
+def unit_length(embedded):
+    """Rows of (N, D) scaled to length 1 (a zero row stays near zero)."""
+    norm = keras.ops.sqrt(
+        keras.ops.sum(embedded * embedded, axis=1, keepdims=True) + DISTANCE_EPSILON
+    )
+    return embedded / norm
+
+
+def contrastive_loss(embedded, labels, margin: float = 1.0, normalize: bool = True):
     """The batch's contrastive loss (scalar; see the module docstring)."""
+    if normalize:
+        embedded = unit_length(embedded)
     labels = keras.ops.reshape(keras.ops.cast(labels, "int32"), (-1,))
     distances = pairwise_distances(embedded, embedded)
     n = keras.ops.shape(labels)[0]
@@ -89,14 +105,19 @@ class ContrastiveTrainer(OneNetworkSteps):
     Args:
         classifier: a tfadv model (a Dense layer named "logits" whose input is the embedding);
             trained in place.
-        margin: distance (embedding units) beyond which pairs of different classes cost nothing (> 0).
+        margin: distance beyond which pairs of different classes cost nothing (> 0; in embedding
+            units, or on the unit sphere, where distances are at most 2, with `normalize`).
         weight: weight of the contrastive term (>= 0; 0 is plain cross-entropy).
+        normalize: measure distances between unit-length embeddings (see the module docstring).
     """
 
-    def __init__(self, classifier, margin=2.0, weight=1.0, **kwargs):
+    def __init__(self, classifier, margin=1.0, weight=0.5, normalize=True, **kwargs):
         super().__init__(**kwargs)
         self.margin = check_positive("margin", margin)
         self.weight = check_nonnegative("weight", weight)
+        if not isinstance(normalize, bool):
+            raise ValueError(f"Expected normalize to be a bool. Received: normalize={normalize!r}")
+        self.normalize = normalize
         self.classifier = classifier
         logits_layer = (
             classifier.get_layer(LOGITS_LAYER) if _has_layer(classifier, LOGITS_LAYER) else None
@@ -132,7 +153,7 @@ class ContrastiveTrainer(OneNetworkSteps):
         ce = weighted_mean(
             keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True), sample_weight
         )
-        contrastive = contrastive_loss(embedded, y, self.margin)
+        contrastive = contrastive_loss(embedded, y, self.margin, self.normalize)
         loss = ce + self.weight * contrastive
         if self.classifier.losses:
             loss = loss + keras.ops.sum(self.classifier.losses)
@@ -154,6 +175,7 @@ class ContrastiveTrainer(OneNetworkSteps):
             "classifier": keras.saving.serialize_keras_object(self.classifier),
             "margin": self.margin,
             "weight": self.weight,
+            "normalize": self.normalize,
         }
 
     @classmethod
@@ -201,10 +223,12 @@ class ReferenceLogits(keras.layers.Layer):
         reference_labels: int class of each of the K references.
         num_classes: number of classes (every class needs at least one reference).
         dim: embedding size D.
+        normalize: distances between unit-length embeddings (as `ContrastiveTrainer` trains them).
     """
 
-    def __init__(self, reference_labels, num_classes, dim, **kwargs):
+    def __init__(self, reference_labels, num_classes, dim, normalize=False, **kwargs):
         super().__init__(**kwargs)
+        self.normalize = bool(normalize)
         self.reference_labels = [int(c) for c in np.asarray(reference_labels).reshape(-1)]
         self.num_classes = int(num_classes)
         self.dim = int(dim)
@@ -229,9 +253,10 @@ class ReferenceLogits(keras.layers.Layer):
         ]  # (K, classes)
 
     def call(self, embedded):
-        distances = pairwise_distances(
-            embedded, keras.ops.cast(self.references, embedded.dtype)
-        )  # (N, K)
+        references = keras.ops.cast(self.references, embedded.dtype)
+        if self.normalize:
+            embedded, references = unit_length(embedded), unit_length(references)
+        distances = pairwise_distances(embedded, references)  # (N, K)
         large = keras.ops.cast(np.finfo(np.float32).max, distances.dtype)
         per_class = keras.ops.where(
             self._membership[None], distances[:, :, None], large
@@ -247,6 +272,7 @@ class ReferenceLogits(keras.layers.Layer):
             "reference_labels": self.reference_labels,
             "num_classes": self.num_classes,
             "dim": self.dim,
+            "normalize": self.normalize,
         }
 
 
@@ -263,9 +289,13 @@ class NearestReferenceClassifier(keras.Model):
             `choose_references`; None leaves the reference embeddings to be loaded (`from_config`).
         reference_labels: int (K,), their classes (every class at least once).
         num_classes: default: the model's output size.
+        normalize: distances between unit-length embeddings (the default, as `ContrastiveTrainer`
+            trains them; False: raw Euclidean distances).
     """
 
-    def __init__(self, model, reference_images, reference_labels, num_classes=None, **kwargs):
+    def __init__(
+        self, model, reference_images, reference_labels, num_classes=None, normalize=True, **kwargs
+    ):
         kwargs.setdefault("name", f"{model.name}_nearest_reference")
         embed = embedding_model(model) if _has_layer(model, LOGITS_LAYER) else model
         if num_classes is None:
@@ -276,7 +306,7 @@ class NearestReferenceClassifier(keras.Model):
             num_classes = model.output_shape[-1]
         inputs = keras.Input(embed.input_shape[1:], name="images")
         head = ReferenceLogits(
-            reference_labels, num_classes, embed.output_shape[-1], name=LOGITS_LAYER
+            reference_labels, num_classes, embed.output_shape[-1], normalize, name=LOGITS_LAYER
         )
         super().__init__(inputs, head(embed(inputs, training=False)), **kwargs)
         if reference_images is not None:
@@ -305,6 +335,7 @@ class NearestReferenceClassifier(keras.Model):
             "model": keras.saving.serialize_keras_object(self.embedding),
             "reference_labels": layer.reference_labels,
             "num_classes": layer.num_classes,
+            "normalize": layer.normalize,
         }
 
     @classmethod
