@@ -285,7 +285,7 @@ def hop_skip_jump(
     if eps is None:
         eps = float("inf")
     else:
-        checks.check_eps(eps, at_most=1.0 if norm is norms.LINF else None)
+        norm.check_eps(eps)
     clf, x, y = core.prepare(model, images, labels, 0.0, norm)
     if x.shape[0] == 0:
         return tf.stop_gradient(x)
