@@ -13,8 +13,8 @@ import pytest
 import tensorflow as tf
 
 from tfadv import attacks, data, models
-from tfadv.attacks import checks, gradient, losses, norms
-from tfadv.attacks import compile as attack_compile
+from tfadv.attacks import checks, core, losses, norms, squares
+from tfadv.attacks import core as attack_compile
 
 apgd_module = importlib.import_module("tfadv.attacks.apgd")  # `tfadv.attacks.apgd` is the function
 square_module = importlib.import_module("tfadv.attacks.square")
@@ -149,7 +149,7 @@ def test_a_success_is_never_given_up(trained):
         with tf.control_dependencies([seen]):
             return -tf.abs(losses.margin(scores, labels))
 
-    run = gradient.compiled_attack(
+    run = core.compiled_attack(
         models.as_classifier(model),
         apgd_module._apgd_fn,
         x,
@@ -185,7 +185,7 @@ def test_apgd_searches_alike_with_and_without_dropping_broken_examples(trained, 
     targets = np.asarray(attacks.choose_targets(model, x, y, "random", seed=0)) if targeted else y
     results, images = [], []
     for compact in (True, False):
-        run = gradient.compiled_attack(
+        run = core.compiled_attack(
             clf,
             apgd_module._apgd_fn,
             x,
@@ -357,7 +357,7 @@ def test_square_searches_alike_with_and_without_evaluating_broken_examples(train
     clf = models.as_classifier(model)
     results = []
     for compact in (True, False):
-        search = gradient.compiled_attack(
+        search = core.compiled_attack(
             clf,
             square_module._square_fn,
             x,
@@ -414,9 +414,7 @@ def reference_pattern(side):
 @pytest.mark.parametrize("side", [3, 6, 7, 11])
 def test_l2_square_pattern(side):
     top, left = tf.constant([2, 0]), tf.constant([1, 32 - side])
-    pattern = square_module.centred_pattern(
-        top, left, side, tf.constant([False, True]), 32, 32
-    ).numpy()
+    pattern = squares.centred_pattern(top, left, side, tf.constant([False, True]), 32, 32).numpy()
     np.testing.assert_allclose(
         pattern[0, 2 : 2 + side, 1 : 1 + side], reference_pattern(side), atol=1e-6
     )
@@ -670,7 +668,7 @@ def test_fab_t_drops_broken_examples_without_changing_results(trained):
     targets = attacks.choose_targets(model, x, y, "random", seed=0)
     results = []
     for compact in (True, False):
-        run = gradient.compiled_attack(
+        run = core.compiled_attack(
             clf,
             fab_module._fab_fn,
             x,

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from tfadv import attacks, data, models
-from tfadv.attacks import compile as attack_compile
+from tfadv.attacks import core as attack_compile
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPS = 8 / 255
@@ -296,7 +296,7 @@ def test_mirrored_strategy_replica_context():
         from tfadv.runtime import devices as runtime
         runtime.split_cpu(2)
         from tfadv import attacks, models
-        from tfadv.attacks import compile as attack_compile
+        from tfadv.attacks import core as attack_compile
         strategy = runtime.make_strategy("mirrored")
         assert strategy.num_replicas_in_sync == 2
 

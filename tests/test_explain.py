@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from tfadv import attacks, data, explain, models
-from tfadv.attacks import compile as attack_compile
+from tfadv.attacks import core as attack_compile
 from tfadv.explain import figures
 
 

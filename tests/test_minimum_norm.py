@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from tfadv import attacks, data
-from tfadv.attacks import compile as attack_compile
+from tfadv.attacks import core as attack_compile
 
 # few steps, so some images fail; shared by the tests so each is traced once for the file
 DEEPFOOL_2, DEEPFOOL_INF = dict(norm="2", steps=3), dict(norm="inf", steps=3)

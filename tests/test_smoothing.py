@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tfadv import attacks, models
-from tfadv.attacks import compile as attack_compile
+from tfadv.attacks import core as attack_compile
 from tfadv.defenses import SmoothedClassifier, certified_accuracy, clopper_pearson_lower
 from tfadv.layers import GaussianNoise
 

@@ -25,23 +25,13 @@ closest adversarial found where it lies within eps.
 from tfadv.attacks import losses, norms, randomness, targets
 from tfadv.attacks.apgd import apgd, apgd_targeted
 from tfadv.attacks.carlini_wagner import carlini_wagner_l2, carlini_wagner_l2_search
+from tfadv.attacks.core import choose_targets
 from tfadv.attacks.deepfool import deepfool, deepfool_search
 from tfadv.attacks.fab import fab_targeted
 from tfadv.attacks.fmn import fmn, fmn_search
-from tfadv.attacks.gradient import (
-    bim,
-    choose_targets,
-    fgsm,
-    fgsm_random,
-    fgsm_targeted,
-    input_gradient,
-    logits_of,
-    pgd,
-    probabilities_of,
-    random_sign,
-    steps_to_flip,
-)
+from tfadv.attacks.gradient import fgsm, fgsm_targeted, input_gradient, random_sign, steps_to_flip
 from tfadv.attacks.hop_skip_jump import hop_skip_jump
+from tfadv.attacks.iterative import bim, fgsm_random, pgd
 from tfadv.attacks.losses import LOSS_ON, LOSSES, Loss
 from tfadv.attacks.minimum_norm import MinimumNormResult, minimum_norm
 from tfadv.attacks.norms import NORMS
@@ -57,6 +47,7 @@ from tfadv.attacks.runner import (
 from tfadv.attacks.spec import Attack, get, names, register
 from tfadv.attacks.square import square
 from tfadv.attacks.storage import load, save
+from tfadv.models.adapter import logits_of, probabilities_of
 
 for _name, _fn, _defaults in (
     ("fgsm", fgsm, {}),

@@ -14,7 +14,7 @@ example leaves the batch at its first success (off XLA), which changes no result
 gradients the reference spends stepping broken examples. The returned
 image is misclassified (or on target) whenever any evaluated point was, the clean image
 included: an example misclassified before the attack is returned unchanged. One run is a
-compiled tf.while_loop (see `tfadv.attacks.compile`): batch size and eps never retrace.
+compiled tf.while_loop (see `tfadv.attacks.core`): batch size and eps never retrace.
 """
 
 import math
@@ -22,8 +22,9 @@ import numbers
 
 import tensorflow as tf
 
-from tfadv.attacks import active, checks, gradient, losses, norms, randomness
-from tfadv.attacks.compile import classifier_of
+from tfadv.attacks import checks, core, losses, norms, randomness
+from tfadv.attacks.core import classifier_of
+from tfadv.models.adapter import logits_of
 from tfadv.runtime import devices
 
 INITIAL_STEP = 2.0  # step size at the start, in units of eps
@@ -53,10 +54,7 @@ def random_surface_start(x, eps, norm, seeds):
     """x plus a random direction of length eps (L-inf: uniform noise over its largest entry;
     L2: Gaussian noise over its length), clipped to [0, 1]; each image's drawn from its seed
     (`seeds` int64 (N, 2))."""
-    if norm is norms.LINF:
-        noise = 2.0 * randomness.uniform(seeds, x.shape[1:], randomness.APGD_START) - 1.0
-    else:
-        noise = randomness.normal(seeds, x.shape[1:], randomness.APGD_START)
+    noise = norm.surface_noise(seeds, x.shape[1:])
     length = tf.reshape(norm.length(noise), [-1, 1, 1, 1])
     return norms.clip_pixels(x + eps * noise / (length + LENGTH_FLOOR))
 
@@ -139,7 +137,7 @@ def _apgd_fn(
             found=_pick(hit, new, s["found"]),
         )
         return (
-            (i + 1, *active.drop_finished(s, out, s["won"], _recorded))
+            (i + 1, *core.drop_finished(s, out, s["won"], _recorded))
             if compact
             else (i + 1, s, out)
         )
@@ -165,7 +163,7 @@ def _apgd_fn(
     )
     out = {"images": x, "won": tf.zeros([n], tf.bool), "value": value}
     if compact:
-        state, out = active.drop_finished(state, out, state["won"], _recorded)
+        state, out = core.drop_finished(state, out, state["won"], _recorded)
 
     def cond(i, s, out):
         return (i < steps) & tf.reduce_any(~s["won"])  # with compact, False once the batch is empty
@@ -179,11 +177,9 @@ def _recorded(out, s):
     """The run's outputs with the examples of `s` written in at their `rows`: the first
     success, else the best point."""
     return {
-        "images": active.write_rows(
-            out["images"], s["rows"], _pick(s["won"], s["found"], s["best"])
-        ),
-        "won": active.write_rows(out["won"], s["rows"], s["won"]),
-        "value": active.write_rows(out["value"], s["rows"], s["best_value"]),
+        "images": core.write_rows(out["images"], s["rows"], _pick(s["won"], s["found"], s["best"])),
+        "won": core.write_rows(out["won"], s["rows"], s["won"]),
+        "value": core.write_rows(out["value"], s["rows"], s["best_value"]),
     }
 
 
@@ -191,10 +187,10 @@ def best_over_runs(attack, x, y, run_targets, eps, alpha, seed, won):
     """Calls the compiled `attack(x, y, targets, eps, alpha, seeds)` -> (images, success, value)
     once per entry of `run_targets`, each time only on the examples no run has broken yet
     (`won`: broken before the first run), each image with its seed folded with the run (`seed`:
-    per-image seeds (N, 2) or any seed `gradient.seeds_for` accepts); `alpha` is one value or
+    per-image seeds (N, 2) or any seed `core.seeds_for` accepts); `alpha` is one value or
     one per run. Keeps each example's first success, else its highest objective; examples
     broken before the first run stay x."""
-    seeds = gradient.seeds_for(seed, x)
+    seeds = core.seeds_for(seed, x)
     state = (x, tf.fill(tf.shape(y), tf.constant(-math.inf)), won)
     alphas = alpha if isinstance(alpha, (list, tuple)) else [alpha] * len(run_targets)
     for run, (targets, alpha) in enumerate(zip(run_targets, alphas, strict=True)):
@@ -228,7 +224,7 @@ def other_classes(clf, x, y, n_targets: int, name: str, jit_compile):
     """For targeted runs: the clean images' 2nd, ..., (n_targets + 1)-th most likely classes (by
     logits; n_targets clipped to classes - 1) as a list of int64 (N,) targets, the number of
     classes, and which images are misclassified already (bool (N,))."""
-    logits = gradient.logits_of(clf, x, jit_compile=jit_compile)
+    logits = logits_of(clf, x, jit_compile=jit_compile)
     classes = logits.shape[-1]
     if classes < 2:
         raise ValueError(f"{name} needs a model with >= 2 classes. Received: {classes} classes")
@@ -247,7 +243,7 @@ def _check_rho(rho) -> float:
 
 
 def _predicted(clf, x, jit_compile):
-    return tf.argmax(gradient.logits_of(clf, x, jit_compile=jit_compile), axis=-1)
+    return tf.argmax(logits_of(clf, x, jit_compile=jit_compile), axis=-1)
 
 
 def _checked(model, images, labels, eps, norm, steps, rho, loss, loss_on):
@@ -255,7 +251,7 @@ def _checked(model, images, labels, eps, norm, steps, rho, loss, loss_on):
     norm = norms.get(norm)
     steps = checks.check_positive_int("steps", steps)
     rho, loss = _check_rho(rho), losses.get(loss)
-    clf, x, y = gradient.prepare(model, images, labels, eps, norm)
+    clf, x, y = core.prepare(model, images, labels, eps, norm)
     losses.check_loss_on(clf, loss_on)
     return norm, steps, rho, loss, clf, x, y
 
@@ -311,12 +307,12 @@ def apgd(
     )
     if x.shape[0] == 0:
         return tf.stop_gradient(x)
-    seeds = gradient.seeds_for(seed, x)
-    chosen = gradient._targets(clf, x, y, target, seeds, jit_compile)
+    seeds = core.seeds_for(seed, x)
+    chosen = core.resolve_targets(clf, x, y, target, seeds, jit_compile)
     targets = y if chosen is None else chosen
     predicted = _predicted(clf, x, jit_compile)
     won = tf.not_equal(predicted, y) if chosen is None else tf.equal(predicted, chosen)
-    attack = gradient.compiled_attack(
+    attack = core.compiled_attack(
         clf,
         _apgd_fn,
         x,
@@ -372,11 +368,11 @@ def apgd_targeted(
     )
     if x.shape[0] == 0:
         return tf.stop_gradient(x)
-    seeds = gradient.seeds_for(seed, x)
+    seeds = core.seeds_for(seed, x)
     runs, classes, won = other_classes(clf, x, y, n_targets, "apgd_targeted", jit_compile)
     if loss is losses.DLR and classes < 4:
         loss = losses.MARGIN
-    attack = gradient.compiled_attack(
+    attack = core.compiled_attack(
         clf,
         _apgd_fn,
         x,

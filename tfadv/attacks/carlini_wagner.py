@@ -16,9 +16,9 @@ import math
 
 import tensorflow as tf
 
-from tfadv.attacks import active, checks
+from tfadv.attacks import checks, core
 from tfadv.attacks import minimum_norm as mn
-from tfadv.attacks.compile import classifier_of
+from tfadv.attacks.core import classifier_of
 
 TANH_SHRINK = 0.999999  # images are scaled by this before arctanh (as Foolbox and the original do)
 BETA_1, BETA_2, ADAM_EPSILON = 0.9, 0.999, 1e-8
@@ -28,7 +28,7 @@ LAST_CONST_CAP = 1e10  # with >= 10 binary-search steps the last uses the upper 
 
 def _record(out, finished):
     out = mn.record(out, finished)
-    return dict(out, found=active.write_rows(out["found"], finished["rows"], finished["found"]))
+    return dict(out, found=core.write_rows(out["found"], finished["rows"], finished["found"]))
 
 
 def _cw_fn(
@@ -92,7 +92,7 @@ def _cw_fn(
             distance=tf.where(closer, length, s["distance"]),
             last=tf.where(check, objective, s["last"]),
         )
-        s, out = active.drop_finished(s, out, stalled, _record)
+        s, out = core.drop_finished(s, out, stalled, _record)
         return i + 1, s, out
 
     def cond(i, s, out):

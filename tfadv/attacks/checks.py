@@ -1,178 +1,47 @@
-"""Argument checks and conversions shared by the attacks (ValueErrors that echo the value).
+"""The argument checks and tensor conversions attacks use, under their public name
+`tfadv.attacks.checks` (a re-export: they live in `tfadv.runtime.validation` and
+`tfadv.runtime.tensors`, shared with the layers, defences and explain)."""
 
-Conventions (pixel scale): images are float32 in [0, 1]; `eps` bounds the perturbation in the
-same units (L-inf: per pixel value, so at most 1; L2: over the whole image).
-"""
+from tfadv.runtime.tensors import (
+    LABELS_SPEC,
+    SCALAR_SPEC,
+    SEED_SPEC,
+    SEEDS_SPEC,
+    fold_seed,
+    image_spec,
+    is_concrete,
+    split_seed,
+    to_scalar,
+    to_seed,
+    unwrap_variable,
+)
+from tfadv.runtime.validation import (
+    check_batch_size,
+    check_choice,
+    check_eps,
+    check_fraction,
+    check_positive_int,
+    to_images,
+    to_labels,
+)
 
-import math
-import numbers
-
-import keras
-import numpy as np
-import tensorflow as tf
-
-
-def is_concrete(value) -> bool:
-    """True for values known now (Python/NumPy, eager tensors and variables), False inside graphs."""
-    value = unwrap_variable(value)
-    if isinstance(value, (numbers.Number, np.ndarray, np.generic, list, tuple)):
-        return True
-    if isinstance(value, tf.Variable):
-        return tf.executing_eagerly()
-    return isinstance(value, tf.Tensor) and hasattr(value, "numpy") and tf.executing_eagerly()
-
-
-def unwrap_variable(value):
-    """The tf.Variable behind a Keras variable (other values unchanged)."""
-    return value.value if isinstance(value, keras.Variable) else value
-
-
-def _value(x) -> np.ndarray:
-    return x.numpy() if hasattr(x, "numpy") else np.asarray(x)
-
-
-def check_eps(eps, name: str = "eps", at_most: float | None = None) -> None:
-    """Raises ValueError unless `eps` is a finite scalar >= 0 (and <= `at_most` when given);
-    checked when its value is known (not for symbolic tensors inside a graph)."""
-    eps = unwrap_variable(eps)
-    if not is_concrete(eps):
-        if eps.shape.rank not in (None, 0):
-            raise ValueError(f"Expected a scalar {name}. Received: {name}.shape={eps.shape}")
-        return
-    value = _value(eps)
-    if value.ndim != 0 or not np.issubdtype(value.dtype, np.number) or value.dtype == np.bool_:
-        raise ValueError(f"Expected a scalar number for {name}. Received: {name}={eps!r}")
-    number = value.item()
-    if not (math.isfinite(number) and number >= 0):
-        raise ValueError(
-            f"Expected a finite {name} >= 0 (pixel scale). Received: {name}={number!r}"
-        )
-    if at_most is not None and number > at_most:
-        raise ValueError(
-            f"Expected {name} in [0, {at_most:g}] (pixel scale). Received: {name}={number!r}"
-        )
-
-
-def check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"Expected {name} to be an integer >= 1. Received: {name}={value!r}")
-    return int(value)
-
-
-def check_fraction(name: str, value, low_open: bool = False) -> float:
-    """A finite number in [0, 1] ((0, 1] with low_open)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"Expected {name} to be a number in [0, 1]. Received: {name}={value!r}")
-    if not (0 < value <= 1 if low_open else 0 <= value <= 1):
-        raise ValueError(
-            f"Expected {name} in {'(0, 1]' if low_open else '[0, 1]'}. Received: {name}={value!r}"
-        )
-    return float(value)
-
-
-def check_choice(name: str, value, choices) -> str:
-    if value not in choices:
-        raise ValueError(
-            f"Expected {name} to be one of {tuple(choices)}. Received: {name}={value!r}"
-        )
-    return value
-
-
-def to_images(images, input_shape=None) -> tf.Tensor:
-    """float32 (N, H, W, C) tensor; known values must lie in [0, 1]; shape checked against the
-    model's `input_shape` (None, H, W, C) when given."""
-    x = tf.convert_to_tensor(images)
-    if not x.dtype.is_floating:
-        raise ValueError(
-            f"Expected float images in [0, 1] (pixel scale). Received: images.dtype={x.dtype.name}"
-        )
-    x = tf.cast(x, tf.float32)
-    if x.shape.rank != 4:
-        raise ValueError(
-            f"Expected images of shape (N, H, W, C). Received: images.shape={tuple(x.shape)}"
-        )
-    if input_shape is not None and len(input_shape) == 4:
-        expected, got = list(input_shape[1:]), x.shape.as_list()[1:]
-        if any(
-            e is not None and g is not None and e != g for e, g in zip(expected, got, strict=True)
-        ):
-            raise ValueError(
-                f"Expected images of shape (N, {', '.join(map(str, expected))}) for this model. "
-                f"Received: images.shape={tuple(x.shape)}"
-            )
-    if is_concrete(x) and x.shape[0]:
-        low, high = float(tf.reduce_min(x)), float(tf.reduce_max(x))
-        if not (0.0 <= low and high <= 1.0):
-            raise ValueError(
-                f"Expected images in [0, 1] (pixel scale). Received: images with min={low}, max={high}"
-            )
-    return x
-
-
-def to_labels(labels, images: tf.Tensor, num_classes=None, name: str = "labels") -> tf.Tensor:
-    """int64 (N,) tensor of class ids matching `images`; known values must lie in [0, num_classes)."""
-    y = tf.convert_to_tensor(labels)
-    if not y.dtype.is_integer:
-        raise ValueError(
-            f"Expected integer class ids as {name}. Received: {name}.dtype={y.dtype.name}"
-        )
-    n = images.shape[0]
-    if y.shape.rank != 1 or (n is not None and y.shape[0] is not None and y.shape[0] != n):
-        raise ValueError(
-            f"Expected {name} of shape ({n},). Received: {name}.shape={tuple(y.shape)}"
-        )
-    y = tf.cast(y, tf.int64)
-    if num_classes and is_concrete(y) and y.shape[0]:
-        low, high = int(tf.reduce_min(y)), int(tf.reduce_max(y))
-        if low < 0 or high >= num_classes:
-            raise ValueError(
-                f"Expected {name} in [0, {num_classes}). Received: {name} with min={low}, max={high}"
-            )
-    return y
-
-
-def to_scalar(value) -> tf.Tensor:
-    return tf.cast(tf.convert_to_tensor(unwrap_variable(value)), tf.float32)
-
-
-def to_seed(seed) -> tf.Tensor:
-    """A stateless-RNG seed: int64 tensor of shape (2,).
-
-    `seed` is None (a fresh draw from TensorFlow's global RNG, so repeatable after
-    `tf.random.set_seed` and new on every call, also inside a traced training step),
-    an int, or a pair such as `(seed, step)` (may be tensors).
-    """
-    if seed is None:
-        return tf.random.uniform([2], minval=0, maxval=2**62, dtype=tf.int64)
-    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
-        return tf.constant([int(seed), 0], tf.int64)
-    parts = seed if isinstance(seed, (tuple, list)) else [seed]
-    tensors = [tf.convert_to_tensor(part) for part in parts]
-    if len(parts) > 2 or not all(t.dtype.is_integer and t.shape.rank == 0 for t in tensors):
-        if len(tensors) == 1 and tensors[0].dtype.is_integer and tensors[0].shape.as_list() == [2]:
-            return tf.cast(tensors[0], tf.int64)
-        raise ValueError(
-            f"Expected seed to be None, an int or a pair of ints. Received: seed={seed!r}"
-        )
-    tensors = [tf.cast(t, tf.int64) for t in tensors]
-    return tf.stack(tensors if len(tensors) == 2 else [tensors[0], tf.zeros_like(tensors[0])])
-
-
-def fold_seed(seed, data) -> tf.Tensor:
-    """A new (2,) int64 seed derived from `seed` and an integer `data` (e.g. a step or restart)."""
-    return tf.cast(tf.random.experimental.stateless_fold_in(seed, data), tf.int64)
-
-
-def split_seed(seed, num: int) -> list:
-    """`num` independent (2,) int64 seeds derived from `seed`."""
-    return list(tf.unstack(tf.cast(tf.random.experimental.stateless_split(seed, num), tf.int64)))
-
-
-def image_spec(x: tf.Tensor) -> tf.TensorSpec:
-    return tf.TensorSpec([None, *x.shape[1:]], tf.float32)
-
-
-LABELS_SPEC = tf.TensorSpec([None], tf.int64)
-SCALAR_SPEC = tf.TensorSpec([], tf.float32)
-SEED_SPEC = tf.TensorSpec([2], tf.int64)
-SEEDS_SPEC = tf.TensorSpec([None, 2], tf.int64)  # per-image seeds (see tfadv.attacks.randomness)
+__all__ = [
+    "LABELS_SPEC",
+    "SCALAR_SPEC",
+    "SEED_SPEC",
+    "SEEDS_SPEC",
+    "check_batch_size",
+    "check_choice",
+    "check_eps",
+    "check_fraction",
+    "check_positive_int",
+    "fold_seed",
+    "image_spec",
+    "is_concrete",
+    "split_seed",
+    "to_images",
+    "to_labels",
+    "to_scalar",
+    "to_seed",
+    "unwrap_variable",
+]

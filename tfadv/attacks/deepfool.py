@@ -11,9 +11,9 @@ candidates - 1 backward passes (one persistent tape).
 
 import tensorflow as tf
 
-from tfadv.attacks import active, checks, norms
+from tfadv.attacks import checks, core, norms
 from tfadv.attacks import minimum_norm as mn
-from tfadv.attacks.compile import classifier_of
+from tfadv.attacks.core import classifier_of
 
 PUSH = 1e-5  # added to each step's distance so the point lands past the linearised boundary
 GRAD_FLOOR = 1e-8  # added to gradient norms before dividing (as Foolbox does)
@@ -67,7 +67,7 @@ def _deepfool_fn(
             best=cur,
             distance=tf.where(wrong, mn.lp_length(cur - s["x"], norm), mn.INF),
         )
-        s, out = active.drop_finished(s, out, wrong, mn.record)
+        s, out = core.drop_finished(s, out, wrong, mn.record)
         return i + 1, dict(s, best=s["x"], distance=tf.fill(tf.shape(s["y"]), mn.INF)), out
 
     def cond(i, s, out):

@@ -16,9 +16,9 @@ logit gap and one forward pass.
 
 import tensorflow as tf
 
-from tfadv.attacks import active, checks, gradient, norms
+from tfadv.attacks import checks, core, norms
 from tfadv.attacks.apgd import best_over_runs, other_classes
-from tfadv.attacks.compile import classifier_of
+from tfadv.attacks.core import classifier_of
 from tfadv.models.callable import require_gradients
 from tfadv.runtime import devices
 
@@ -42,11 +42,7 @@ def hyperplane_step(points, w, b, norm):
     w, gap = w * flip[:, None], gap * flip
     room = tf.where(w > 0, 1.0 - points, tf.where(w < 0, points, 0.0))
     size = tf.abs(w)
-    if norm is norms.LINF:
-        saturates, slope = room, size
-    else:
-        # coordinates the hyperplane ignores add nothing: sorted first, never in the slope
-        saturates, slope = tf.where(size > 0, room / tf.maximum(size, 1e-30), 0.0), tf.square(size)
+    saturates, slope = norm.hyperplane_terms(room, size)
     order = tf.argsort(saturates, axis=1)
     at = tf.gather(saturates, order, batch_dims=1)
     before = tf.cumsum(
@@ -63,7 +59,7 @@ def hyperplane_step(points, w, b, norm):
         gap - tf.gather(before, k, batch_dims=1)[:, 0], tf.gather(after, k, batch_dims=1)[:, 0]
     )
     lam = tf.maximum(lam, 0.0)[:, None]
-    move = lam if norm is norms.LINF else lam * size
+    move = norm.hyperplane_move(lam, size)
     return tf.sign(w) * tf.where(feasible[:, None], tf.minimum(move, room), room)
 
 
@@ -126,7 +122,7 @@ def _fab_fn(
             distance=tf.where(closer, distance, s["distance"]),
         )
         return (
-            (i + 1, *active.drop_finished(s, out, s["distance"] <= eps, recorded))
+            (i + 1, *core.drop_finished(s, out, s["distance"] <= eps, recorded))
             if compact
             else (i + 1, s, out)
         )
@@ -137,9 +133,9 @@ def _fab_fn(
         within = finished["distance"] <= eps
         images = tf.where(within[:, None, None, None], finished["best"], finished["x"])
         return {
-            "images": active.write_rows(out["images"], finished["rows"], images),
-            "won": active.write_rows(out["won"], finished["rows"], within),
-            "value": active.write_rows(out["value"], finished["rows"], -finished["distance"]),
+            "images": core.write_rows(out["images"], finished["rows"], images),
+            "won": core.write_rows(out["won"], finished["rows"], within),
+            "value": core.write_rows(out["value"], finished["rows"], -finished["distance"]),
         }
 
     s = {
@@ -216,12 +212,12 @@ def fab_targeted(
         raise ValueError(f"Expected eta to be a number in [1, 2]. Received: eta={eta!r}")
     beta = checks.check_fraction("beta", beta, low_open=True)
     alpha_max = checks.check_fraction("alpha_max", alpha_max)
-    clf, x, y = gradient.prepare(model, images, labels, eps, norm)
+    clf, x, y = core.prepare(model, images, labels, eps, norm)
     if x.shape[0] == 0:
         return tf.stop_gradient(x)
-    seeds = gradient.seeds_for(seed, x)
+    seeds = core.seeds_for(seed, x)
     targets, _, won = other_classes(clf, x, y, n_targets, "fab_targeted", jit_compile)
-    attack = gradient.compiled_attack(
+    attack = core.compiled_attack(
         clf,
         _fab_fn,
         x,

@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from tfadv.attacks import checks, norms
 from tfadv.attacks import minimum_norm as mn
-from tfadv.attacks.compile import classifier_of
+from tfadv.attacks.core import classifier_of
 
 FINAL_GAMMA = 0.001  # gamma's cosine annealing ends here (as in the paper and Foolbox)
 NORM_FLOOR = 1e-12

@@ -24,8 +24,8 @@ import math
 
 import tensorflow as tf
 
-from tfadv.attacks import checks, gradient, norms, randomness
-from tfadv.attacks.compile import classifier_of
+from tfadv.attacks import checks, core, norms, randomness
+from tfadv.attacks.core import classifier_of
 
 THETA_FACTOR = (
     0.01  # binary-search tolerance theta = 0.01 / sqrt(d) (L2) or 0.01 / d (L-inf), as in ART
@@ -285,11 +285,11 @@ def hop_skip_jump(
     if eps is None:
         eps = float("inf")
     else:
-        checks.check_eps(eps, at_most=1.0 if norm is norms.LINF else None)
-    clf, x, y = gradient.prepare(model, images, labels, 0.0, norm)
+        norm.check_eps(eps)
+    clf, x, y = core.prepare(model, images, labels, 0.0, norm)
     if x.shape[0] == 0:
         return tf.stop_gradient(x)
-    attack = gradient.compiled_attack(
+    attack = core.compiled_attack(
         clf, _hop_skip_jump_fn, x, jit_compile, norm=norm, bounded=bounded, **counts
     )
     images, _ = attack(x, y, y, checks.to_scalar(eps), tf.constant(0.0), checks.to_seed(seed))

@@ -18,7 +18,7 @@ import numbers
 import numpy as np
 import tensorflow as tf
 
-from tfadv.attacks import active, checks, gradient
+from tfadv.attacks import checks, core
 
 _NORM_ALIASES = {
     "inf": "inf",
@@ -116,8 +116,8 @@ def record(out, finished):
     "distance" written in at their "rows"."""
     return dict(
         out,
-        images=active.write_rows(out["images"], finished["rows"], finished["best"]),
-        distance=active.write_rows(out["distance"], finished["rows"], finished["distance"]),
+        images=core.write_rows(out["images"], finished["rows"], finished["best"]),
+        distance=core.write_rows(out["distance"], finished["rows"], finished["distance"]),
     )
 
 
@@ -130,7 +130,7 @@ def begin(clf, state, confidence=0.0):
     out = {"images": x, "distance": tf.fill([n], INF)}
     wrong = is_adversarial(logits_or_empty(clf, x), y, confidence)
     state["distance"] = tf.where(wrong, 0.0, state["distance"])
-    return active.drop_finished(state, out, wrong, record)
+    return core.drop_finished(state, out, wrong, record)
 
 
 def finish(clf, s, out, norm, confidence=0.0):
@@ -148,10 +148,10 @@ def finish(clf, s, out, norm, confidence=0.0):
 def search(model, images, labels, fn, distance_norm: str, **static) -> MinimumNormResult:
     """Runs the compiled search `fn` (shared signature, returning (images, distances)) and
     wraps its output (distances in `distance_norm`); off XLA (examples leave the batch: dynamic shapes)."""
-    clf, x, y = gradient.prepare(model, images, labels)
+    clf, x, y = core.prepare(model, images, labels)
     if x.shape[0] == 0:
         return MinimumNormResult(x, tf.zeros([0]), tf.zeros([0], tf.bool), distance_norm)
-    attack = gradient.compiled_attack(clf, fn, x, False, **static)
+    attack = core.compiled_attack(clf, fn, x, False, **static)
     zero = tf.constant(0.0)
     adv, distances = attack(x, y, y, zero, zero, tf.zeros([2], tf.int64))
     adv, distances = tf.stop_gradient(adv), tf.stop_gradient(distances)

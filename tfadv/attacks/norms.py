@@ -1,7 +1,13 @@
-"""Norms as small values: the steepest-ascent step, the projection and the random start of each.
+"""Norms as strategies: everything an attack does differently in L-inf and L2 is asked of the
+norm object, so no attack branches on the norm's name.
 
     norm = norms.get("inf")            # or "2", np.inf, 2, "linf", "l2", a Norm
+    norm.check_eps(eps)                # its range of eps (L-inf: [0, 1]; L2: >= 0), pixel scale
     adv = norms.project(adv + norm.step(grad, alpha), x, eps, norm)
+
+A norm owns its name and threat-model label, its eps range, PGD's random start in the ball,
+APGD's random start on the surface, the steepest step, the projection, the length, Square's
+squares (`tfadv.attacks.squares`) and FAB's move onto a hyperplane.
 
 The L-inf and L2 pieces use the same operations as CleverHans 4.0 (`optimize_linear`, `clip_eta`),
 so FGSM, BIM and PGD agree with it bit for bit (L-inf).
@@ -10,7 +16,8 @@ so FGSM, BIM and PGD agree with it bit for bit (L-inf).
 import numpy as np
 import tensorflow as tf
 
-from tfadv.attacks import randomness
+from tfadv.attacks import randomness, squares
+from tfadv.runtime import validation
 
 AVOID_ZERO_DIV = 1e-12  # as in CleverHans' optimize_linear and clip_eta
 
@@ -32,9 +39,17 @@ def _l2_length(t):
 
 
 class Norm:
-    """One norm's pieces. `name` is "inf" or "2"."""
+    """One norm's pieces. `name` is "inf" or "2"; `threat_model` "Linf" or "L2" (RobustBench's
+    label); `eps_max` the largest eps in pixel scale (None: unbounded)."""
 
     name = ""
+    threat_model = ""
+    eps_max = None
+
+    def check_eps(self, eps, name: str = "eps") -> None:
+        """Raises ValueError unless `eps` (or the argument called `name`) is a finite scalar
+        >= 0 within this norm's range; not checked for symbolic tensors inside a graph."""
+        validation.check_eps(eps, name, at_most=self.eps_max)
 
     def step(self, grad, size):
         """The steepest-ascent step of length `size` for a linear loss with gradient `grad`."""
@@ -53,12 +68,40 @@ class Norm:
         """Per-example size of `delta`, float32 (N,)."""
         raise NotImplementedError
 
+    def surface_noise(self, seeds, image_shape):
+        """APGD's random direction per image (not yet of unit length), drawn from its seed."""
+        raise NotImplementedError
+
+    def square_side(self, side):
+        """Square Attack's square side (int32 scalar) from the rounded side covering fraction p."""
+        raise NotImplementedError
+
+    def check_square_images(self, shape) -> None:
+        """Raises ValueError when Square's start cannot tile images of batch `shape`."""
+
+    def square_start(self, x, eps, seeds):
+        """Square Attack's first point per image (see `tfadv.attacks.squares`)."""
+        raise NotImplementedError
+
+    def square_candidate(self, x, best, eps, side, draws):
+        """Square Attack's next candidate per image (see `tfadv.attacks.squares`)."""
+        raise NotImplementedError
+
+    def hyperplane_terms(self, room, size):
+        """FAB's projection onto a hyperplane inside the box: per coordinate, (the move length
+        at which it saturates, its slope in w . d) for `room` to its bound and `size` = |w|."""
+        raise NotImplementedError
+
+    def hyperplane_move(self, lam, size):
+        """FAB's move per coordinate for the multiplier `lam` (before clipping to the room)."""
+        raise NotImplementedError
+
     def __repr__(self):
         return f"norms.get({self.name!r})"
 
 
 class LInf(Norm):
-    name = "inf"
+    name, threat_model, eps_max = "inf", "Linf", 1.0
 
     def step(self, grad, size):
         return size * tf.stop_gradient(tf.sign(grad))
@@ -74,9 +117,27 @@ class LInf(Norm):
     def length(self, delta):
         return tf.reduce_max(tf.abs(tf.reshape(delta, [tf.shape(delta)[0], -1])), axis=1)
 
+    def surface_noise(self, seeds, image_shape):
+        return 2.0 * randomness.uniform(seeds, image_shape, randomness.APGD_START) - 1.0
+
+    def square_side(self, side):
+        return tf.maximum(side, 1)
+
+    def square_start(self, x, eps, seeds):
+        return squares.linf_start(x, eps, seeds)
+
+    def square_candidate(self, x, best, eps, side, draws):
+        return squares.linf_candidate(x, best, eps, side, draws)
+
+    def hyperplane_terms(self, room, size):
+        return room, size
+
+    def hyperplane_move(self, lam, size):
+        return lam
+
 
 class L2(Norm):
-    name = "2"
+    name, threat_model = "2", "L2"
 
     def step(self, grad, size):
         return size * (grad / _l2_length(grad))
@@ -98,6 +159,33 @@ class L2(Norm):
         return tf.sqrt(
             tf.reduce_sum(tf.square(tf.reshape(delta, [tf.shape(delta)[0], -1])), axis=1)
         )
+
+    def surface_noise(self, seeds, image_shape):
+        return randomness.normal(seeds, image_shape, randomness.APGD_START)
+
+    def square_side(self, side):
+        side = tf.maximum(side, 3)
+        return side + (1 - side % 2)
+
+    def check_square_images(self, shape) -> None:
+        if min(shape[1], shape[2]) < squares.L2_GRID:
+            raise ValueError(
+                "Square's L2 start needs images of at least 5 x 5 pixels. "
+                f"Received: images.shape={tuple(shape)}"
+            )
+
+    def square_start(self, x, eps, seeds):
+        return squares.l2_start(x, eps, seeds)
+
+    def square_candidate(self, x, best, eps, side, draws):
+        return squares.l2_candidate(x, best, eps, side, draws)
+
+    def hyperplane_terms(self, room, size):
+        # coordinates the hyperplane ignores add nothing: sorted first, never in the slope
+        return tf.where(size > 0, room / tf.maximum(size, 1e-30), 0.0), tf.square(size)
+
+    def hyperplane_move(self, lam, size):
+        return lam * size
 
 
 LINF, L2_NORM = LInf(), L2()

@@ -15,8 +15,7 @@ import tensorflow as tf
 
 from tfadv.attacks import checks, norms
 from tfadv.attacks.checks import LABELS_SPEC, SCALAR_SPEC, SEED_SPEC
-from tfadv.attacks.compile import classifier_of, compiled
-from tfadv.attacks.gradient import choose_targets, prepare
+from tfadv.attacks.core import choose_targets, classifier_of, compiled, prepare
 
 
 def _bounds(shape, eps, pixels):

@@ -15,8 +15,7 @@ import tensorflow as tf
 
 from tfadv.attacks import checks, losses, norms
 from tfadv.attacks.checks import LABELS_SPEC, SCALAR_SPEC, SEED_SPEC
-from tfadv.attacks.compile import classifier_of, compiled
-from tfadv.attacks.gradient import prepare
+from tfadv.attacks.core import classifier_of, compiled, prepare
 
 
 class PatchResult(NamedTuple):

@@ -10,8 +10,9 @@ import dataclasses
 import keras
 import numpy as np
 
-from tfadv.attacks import checks, gradient, randomness, spec
+from tfadv.attacks import checks, core, randomness, spec
 from tfadv.data.batching import batches, map_batches
+from tfadv.models.adapter import logits_of
 
 NPZ_KEYS = (
     "adversarial",
@@ -59,9 +60,7 @@ class AttackResult:
 
 def predict_classes(model, images, batch_size: int = 256) -> np.ndarray:
     """Top-1 classes (argmax of the logits, inference mode), int64 (N,)."""
-    return map_batches(
-        lambda x: gradient.logits_of(model, x), images, batch_size=batch_size
-    ).argmax(axis=-1)
+    return map_batches(lambda x: logits_of(model, x), images, batch_size=batch_size).argmax(axis=-1)
 
 
 def _checked_indices(indices, size):
@@ -101,7 +100,7 @@ def _attacked_batches(model, data, attack, eps, batch_size, seed, progress, indi
         overrides = {"seed": seeds} if seeds is not None else {}
         chosen = None
         if attack.target is not None:
-            chosen = gradient.choose_targets(model, x, y, attack.target, seed=seeds)
+            chosen = core.choose_targets(model, x, y, attack.target, seed=seeds)
             overrides["target"] = chosen
         adv = np.asarray(attack(model, x, y, eps, **overrides), np.float32)
         yield x, y, adv, chosen

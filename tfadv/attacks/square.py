@@ -24,16 +24,14 @@ else is left), without the savings.
 
 import tensorflow as tf
 
-from tfadv.attacks import active, checks, gradient, losses, norms, randomness
-from tfadv.attacks.compile import classifier_of
+from tfadv.attacks import checks, core, losses, norms, randomness, squares
+from tfadv.attacks.core import classifier_of
 from tfadv.runtime import devices
 
 SCHEDULE_QUERIES = (
     10_000  # with rescale_schedule, the query index is mapped onto this many queries ...
 )
 HALVINGS_AFTER = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)  # ... and p halves after each
-L2_GRID = 5  # the L2 start tiles the image with 5 x 5 squares of side min(H, W) // 5
-LENGTH_FLOOR = 1e-12  # added to lengths before dividing (as the reference does)
 
 
 def square_fraction(i, queries: int, p_init, rescale: bool = False):
@@ -49,147 +47,8 @@ def square_fraction(i, queries: int, p_init, rescale: bool = False):
 def square_side(p, height: int, width: int, norm):
     """Side s of the square covering a fraction p of the pixels: at least 1 (L-inf) or an odd
     number >= 3 (L2), at most min(H, W). int32 scalar."""
-    side = tf.cast(tf.round(tf.sqrt(p * height * width)), tf.int32)
-    if norm is norms.LINF:
-        side = tf.maximum(side, 1)
-    else:
-        side = tf.maximum(side, 3)
-        side += 1 - side % 2
+    side = norm.square_side(tf.cast(tf.round(tf.sqrt(p * height * width)), tf.int32))
     return tf.minimum(side, min(height, width))
-
-
-def _window(offset_h, offset_w, side, height: int, width: int):
-    """(n, H, W, 1) float mask of the side x side squares at per-example offsets."""
-    rows = tf.range(height)[None, :]
-    cols = tf.range(width)[None, :]
-    in_rows = (rows >= offset_h[:, None]) & (rows < offset_h[:, None] + side)
-    in_cols = (cols >= offset_w[:, None]) & (cols < offset_w[:, None] + side)
-    return tf.cast(in_rows[:, :, None, None] & in_cols[:, None, :, None], tf.float32)
-
-
-def _inverse_square_sums(size: int):
-    """T[m] = sum_{k=1}^{m} 1 / k^2 for m = 0..size."""
-    return tf.constant(
-        [0.0] + [sum(1.0 / k**2 for k in range(1, m + 1)) for m in range(1, size + 1)]
-    )
-
-
-def _rings(r, c, rows, cols, sums):
-    """Weights of a rows x cols rectangle at (r, c): concentric squares around its centre
-    (rows // 2, cols // 2), the k-th (k = 0, 1, ...) adding 1 / (k + 1)^2 to the points
-    within Chebyshev distance k, out to max(rows, cols) // 2."""
-    distance = tf.maximum(tf.abs(r - rows // 2), tf.abs(c - cols // 2))
-    rings = tf.maximum(rows // 2, cols // 2) + 1
-    return tf.gather(sums, rings) - tf.gather(sums, tf.minimum(distance, rings))
-
-
-def _unit(values, axis=(1, 2)):
-    length = tf.sqrt(tf.reduce_sum(tf.square(values), axis=axis, keepdims=True))
-    return values / tf.maximum(length, LENGTH_FLOOR)
-
-
-def centred_pattern(offset_h, offset_w, side, transposed, height: int, width: int):
-    """(n, H, W) L2 pattern of unit length on each example's side x side window (zero
-    elsewhere): ring weights over the top half (side // 2 rows) and minus them over the
-    bottom half, each half of equal length; transposed where `transposed`."""
-    sums = _inverse_square_sums(max(height, width) + 1)
-    r = tf.range(height)[None, :, None] - offset_h[:, None, None]
-    c = tf.range(width)[None, None, :] - offset_w[:, None, None]
-    r, c = r + tf.zeros_like(c), c + tf.zeros_like(r)
-    inside = (r >= 0) & (r < side) & (c >= 0) & (c < side)
-    flip = transposed[:, None, None]
-    r, c = tf.where(flip, c, r), tf.where(flip, r, c)
-    half = side // 2
-    top = tf.where(inside & (r < half), _rings(r, c, half, side, sums), 0.0)
-    bottom = tf.where(inside & (r >= half), _rings(r - half, c, side - half, side, sums), 0.0)
-    return _unit(_unit(top) - _unit(bottom))
-
-
-def _draws(seeds, side, height: int, width: int, channels: int):
-    """Per example, from its seed (`seeds` int64 (n, 2), this query's): two square offsets
-    (rows, columns) uniform over every position where a side x side square fits, a sign per
-    channel, and a coin for transposing the pattern."""
-    fits_h, fits_w = height - side + 1, width - side + 1
-    offsets = randomness.uniform(seeds, [4], randomness.SQUARE_SEARCH)
-    limits = tf.cast(tf.stack([fits_h, fits_w, fits_h, fits_w]), tf.float32)
-    offsets = tf.minimum(
-        tf.cast(tf.floor(offsets * limits), tf.int32),
-        tf.stack([fits_h, fits_w, fits_h, fits_w]) - 1,
-    )
-    signs = randomness.signs(seeds, [1, 1, channels], randomness.SQUARE_SEARCH + 1)
-    coin = randomness.uniform(seeds, [], randomness.SQUARE_SEARCH + 2) < 0.5
-    return offsets[:, 0], offsets[:, 1], offsets[:, 2], offsets[:, 3], signs, coin
-
-
-def _linf_start(x, eps, seeds):
-    """Vertical stripes: every column of each channel moved by +eps or -eps (each image's signs
-    drawn from its seed, `seeds` int64 (n, 2))."""
-    signs = randomness.signs(seeds, [1, x.shape[2], x.shape[3]], randomness.SQUARE_START)
-    return norms.clip_pixels(x + eps * signs)
-
-
-def _linf_candidate(x, best, eps, side, draws):
-    """The current point with one square of each example moved to +-eps (a sign per channel)."""
-    offset_h, offset_w, _, _, signs, _ = draws
-    mask = _window(offset_h, offset_w, side, x.shape[1], x.shape[2])
-    return norms.project(best + mask * 2.0 * eps * signs, x, eps, norms.LINF)
-
-
-def _per_channel_length(values):
-    return tf.sqrt(tf.reduce_sum(tf.square(values), axis=(1, 2), keepdims=True))
-
-
-def _l2_unit_image(delta):
-    return delta / (tf.reshape(norms.L2_NORM.length(delta), [-1, 1, 1, 1]) + LENGTH_FLOOR)
-
-
-def _l2_start(x, eps, seeds):
-    """A 5 x 5 grid of squares of side min(H, W) // 5 (centred in the image), each a centred
-    pattern (randomly transposed) with a random sign per channel; scaled to length eps (each
-    image's signs and coins drawn from its seed, `seeds` int64 (n, 2))."""
-    height, width, channels = x.shape[1], x.shape[2], x.shape[3]
-    side = min(height, width) // L2_GRID
-    blocks = L2_GRID * L2_GRID
-    tops = [(height - L2_GRID * side) // 2 + (k // L2_GRID) * side for k in range(blocks)]
-    lefts = [(width - L2_GRID * side) // 2 + (k % L2_GRID) * side for k in range(blocks)]
-    n = tf.shape(x)[0]
-    signs = randomness.signs(seeds, [blocks, 1, 1, channels], randomness.SQUARE_START)
-    transposed = tf.reshape(
-        randomness.uniform(seeds, [blocks], randomness.SQUARE_START + 1) < 0.5, [-1]
-    )
-    patterns = centred_pattern(
-        tf.tile(tf.constant(tops), [n]),
-        tf.tile(tf.constant(lefts), [n]),
-        side,
-        transposed,
-        height,
-        width,
-    )  # one per (example, block), example-major
-    patterns = tf.reshape(patterns, tf.stack([n, blocks, height, width, 1]))
-    return norms.clip_pixels(x + eps * _l2_unit_image(tf.reduce_sum(patterns * signs, axis=1)))
-
-
-def _l2_candidate(x, best, eps, side, draws):
-    """Moves the perturbation's mass out of window 2 and window 1 into a fresh centred
-    pattern in window 1 (per channel, keeping the total length at most eps), then rescales
-    to length eps (the reference's L2 step)."""
-    height, width, channels = x.shape[1], x.shape[2], x.shape[3]
-    offset_h, offset_w, offset_h2, offset_w2, signs, transposed = draws
-    first = _window(offset_h, offset_w, side, height, width)
-    both = tf.maximum(first, _window(offset_h2, offset_w2, side, height, width))
-    delta = best - x
-    length = tf.reshape(norms.L2_NORM.length(delta), [-1, 1, 1, 1])
-    old = delta * first / (_per_channel_length(delta * first) + LENGTH_FLOOR)
-    fresh = (
-        centred_pattern(offset_h, offset_w, side, transposed, height, width)[..., None] * signs
-        + old
-    )
-    room = tf.maximum(eps**2 - length**2, 0.0) / channels + tf.square(
-        _per_channel_length(delta * both)
-    )
-    fresh = fresh / (_per_channel_length(fresh) + LENGTH_FLOOR) * tf.sqrt(room)
-    delta = delta * (1.0 - both) + fresh
-    return norms.clip_pixels(x + eps * _l2_unit_image(delta))
 
 
 def _square_fn(
@@ -216,9 +75,6 @@ def _square_fn(
     objective = losses.Objective(classifier_of(model_ref, output), loss, "logits", targeted)
     height, width, channels = x.shape[1], x.shape[2], x.shape[3]
     n = tf.shape(x)[0]
-    start_fn, candidate_fn = (
-        (_linf_start, _linf_candidate) if norm is norms.LINF else (_l2_start, _l2_candidate)
-    )
 
     def evaluated(s, out, points, always=False):
         """(s, out) with each unfinished example moved to its `points` where the objective rose,
@@ -236,10 +92,10 @@ def _square_fn(
             best_value=tf.where(accept, value, s["best_value"]),
             done=s["done"] | won,
         )
-        return active.drop_finished(s, out, s["done"], recorded) if compact else (s, out)
+        return core.drop_finished(s, out, s["done"], recorded) if compact else (s, out)
 
     def recorded(out, finished):  # the finished examples' points, at their rows of the batch
-        return active.write_rows(out, finished["rows"], finished["best"])
+        return core.write_rows(out, finished["rows"], finished["best"])
 
     out = x  # the clean image, for examples that already succeed
     s = {
@@ -256,7 +112,7 @@ def _square_fn(
     if queries >= 2:
 
         def started():  # each example's own draws, whoever is left
-            return evaluated(s, out, start_fn(s["x"], eps, s["seeds"]), always=True)
+            return evaluated(s, out, norm.square_start(s["x"], eps, s["seeds"]), always=True)
 
         # models may fail on empty batches
         s, out = (
@@ -265,10 +121,13 @@ def _square_fn(
 
     def body(i, s, out):
         side = square_side(square_fraction(i, queries, p_init, rescale), height, width, norm)
-        draws = _draws(
+        draws = squares.draws(
             randomness.fold(s["seeds"], i), side, height, width, channels
         )  # each example's own
-        return (i + 1, *evaluated(s, out, candidate_fn(s["x"], s["best"], eps, side, draws)))
+        return (
+            i + 1,
+            *evaluated(s, out, norm.square_candidate(s["x"], s["best"], eps, side, draws)),
+        )
 
     def cond(i, s, out):
         return (i < queries - 2) & tf.reduce_any(~s["done"])
@@ -324,16 +183,13 @@ def square(
     queries = checks.check_positive_int("queries", queries)
     p_init = checks.check_fraction("p_init", p_init, low_open=True)
     loss = losses.get(loss)
-    clf, x, y = gradient.prepare(model, images, labels, eps, norm)
-    if norm is norms.L2_NORM and min(x.shape[1], x.shape[2]) < L2_GRID:
-        raise ValueError(
-            f"Square's L2 start needs images of at least 5 x 5 pixels. Received: images.shape={tuple(x.shape)}"
-        )
+    clf, x, y = core.prepare(model, images, labels, eps, norm)
+    norm.check_square_images(x.shape)
     if x.shape[0] == 0:
         return tf.stop_gradient(x)
-    seeds = gradient.seeds_for(seed, x)
-    chosen = gradient._targets(clf, x, y, target, seeds, jit_compile)
-    attack = gradient.compiled_attack(
+    seeds = core.seeds_for(seed, x)
+    chosen = core.resolve_targets(clf, x, y, target, seeds, jit_compile)
+    attack = core.compiled_attack(
         clf,
         _square_fn,
         x,

@@ -8,8 +8,8 @@ import time
 
 import keras
 
-from tfadv.attacks import checks
 from tfadv.defenses import adversarial_training as adversarial
+from tfadv.runtime import validation
 
 
 def _read(variable) -> float:
@@ -34,7 +34,7 @@ class EpsSchedule(keras.callbacks.Callback):
             raise ValueError(
                 f"Expected warmup_epochs, ramp_epochs >= 0. Received: {warmup_epochs!r}, {ramp_epochs!r}"
             )
-        checks.check_eps(eps, at_most=1.0)
+        validation.check_eps(eps, at_most=1.0)
         self.variable = variable
         self.eps = float(eps)
         self.warmup_epochs = int(warmup_epochs)
@@ -80,8 +80,8 @@ class RegenerateAdversarialCopy(keras.callbacks.Callback):
         strategy=None,
     ):
         super().__init__()
-        checks.check_eps(eps_variable, at_most=1.0)
-        checks.check_positive_int("batch_size", batch_size)
+        validation.check_eps(eps_variable, at_most=1.0)
+        validation.check_batch_size(batch_size)
         self.training_set = training_set
         self.attack = attack
         self.eps_variable = eps_variable

@@ -18,8 +18,8 @@ import keras
 from tfadv import models
 from tfadv.defenses.reduction import weighted_mean
 from tfadv.defenses.train_steps import OneNetworkSteps
-from tfadv.layers._checks import check_positive
 from tfadv.models import as_classifier
+from tfadv.runtime.validation import check_positive
 
 
 def soft_labels(logits, temperature):

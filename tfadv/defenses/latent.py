@@ -32,8 +32,8 @@ import numpy as np
 from tfadv.data.batching import map_batches
 from tfadv.defenses.reduction import weighted_mean
 from tfadv.defenses.train_steps import OneNetworkSteps
-from tfadv.layers._checks import check_nonnegative, check_positive
 from tfadv.models import LOGITS_LAYER
+from tfadv.runtime.validation import check_nonnegative, check_positive
 
 DISTANCE_EPSILON = 1e-12  # inside sqrt: a finite gradient at distance 0
 

@@ -28,11 +28,11 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from tfadv.attacks import checks, gradient
-from tfadv.attacks.checks import SCALAR_SPEC, SEED_SPEC
-from tfadv.attacks.compile import classifier_of, compiled
+from tfadv.attacks.core import classifier_of, compiled
 from tfadv.data.batching import map_batches
-from tfadv.models import as_classifier
+from tfadv.models import as_classifier, logits_of
+from tfadv.runtime import tensors, validation
+from tfadv.runtime.tensors import SCALAR_SPEC, SEED_SPEC
 
 ABSTAIN = -1
 
@@ -85,7 +85,7 @@ def _counts_fn(x, sigma, n, seed, *, model_ref, output, copies, num_classes):
     def body(i, counts):
         noise = (
             tf.random.stateless_normal(
-                tf.concat([[b, copies], shape], 0), checks.fold_seed(seed, i)
+                tf.concat([[b, copies], shape], 0), tensors.fold_seed(seed, i)
             )
             * sigma
         )
@@ -119,11 +119,11 @@ class SmoothedClassifier:
     def __init__(self, model, sigma: float, *, batch_size: int = 1000, jit_compile="auto"):
         self.model = model
         self.classifier = as_classifier(model)
-        checks.check_eps(sigma, "sigma")
+        validation.check_eps(sigma, "sigma")
         if not float(sigma) > 0:
             raise ValueError(f"Expected sigma > 0 (pixel scale). Received: sigma={sigma!r}")
         self.sigma = float(sigma)
-        self.batch_size = checks.check_positive_int("batch_size", batch_size)
+        self.batch_size = validation.check_batch_size(batch_size)
         self.jit_compile = jit_compile
 
     def __repr__(self):
@@ -131,24 +131,24 @@ class SmoothedClassifier:
 
     def counts(self, images, n: int, seed=0) -> np.ndarray:
         """int64 (N, classes): how often f predicts each class over `n` noisy copies of each image."""
-        n = checks.check_positive_int("n", n)
+        n = validation.check_positive_int("n", n)
         clf = self.classifier
-        x = checks.to_images(images, clf.input_shape)
+        x = validation.to_images(images, clf.input_shape)
         clf.ensure_built(x)
         num_classes = clf.num_classes or int(
-            gradient.logits_of(clf, x[:1], jit_compile=self.jit_compile).shape[-1]
+            logits_of(clf, x[:1], jit_compile=self.jit_compile).shape[-1]
         )
         copies = min(n, self.batch_size)
-        signature = [checks.image_spec(x), SCALAR_SPEC, tf.TensorSpec([], tf.int32), SEED_SPEC]
+        signature = [tensors.image_spec(x), SCALAR_SPEC, tf.TensorSpec([], tf.int32), SEED_SPEC]
         fn = compiled(
             clf, _counts_fn, signature, self.jit_compile, copies=copies, num_classes=num_classes
         )
-        seed = checks.to_seed(seed)
+        seed = tensors.to_seed(seed)
         images_per_call = max(1, self.batch_size // copies)
         sigma, draws = tf.constant(self.sigma), tf.constant(n)
 
         def run(xb, first):
-            return fn(xb, sigma, draws, checks.fold_seed(seed, int(first[0]) // images_per_call))
+            return fn(xb, sigma, draws, tensors.fold_seed(seed, int(first[0]) // images_per_call))
 
         starts = np.arange(len(x))
         return map_batches(run, x.numpy(), starts, batch_size=images_per_call).astype(np.int64)
@@ -175,8 +175,8 @@ class SmoothedClassifier:
             Certification (classes with -1 and radius 0 where p_A_lower <= 1/2).
         """
         alpha = _check_alpha(alpha)
-        n0, n = checks.check_positive_int("n0", n0), checks.check_positive_int("n", n)
-        selection, estimation = checks.split_seed(checks.to_seed(seed), 2)
+        n0, n = validation.check_positive_int("n0", n0), validation.check_positive_int("n", n)
+        selection, estimation = tensors.split_seed(tensors.to_seed(seed), 2)
         top = self.counts(images, n0, selection).argmax(axis=1)
         n_a = np.take_along_axis(self.counts(images, n, estimation), top[:, None], axis=1)[:, 0]
         p_lower = clopper_pearson_lower(n_a, n, alpha)

@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from tfadv import attacks, models
 from tfadv.attacks import norms
-from tfadv.attacks.gradient import PGD_ALPHA_FACTOR
+from tfadv.attacks.iterative import PGD_ALPHA_FACTOR
 from tfadv.defenses import awp, trainer_config
 from tfadv.defenses.reduction import weighted_mean
 from tfadv.defenses.train_steps import OneNetworkSteps

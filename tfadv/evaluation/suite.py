@@ -168,7 +168,7 @@ class SuiteResult:
         return {
             "model": model,
             "dataset": dataset,
-            "threat_model": "Linf" if norm in ("inf", "linf") else "L2",
+            "threat_model": attacks.norms.get(norm).threat_model,
             "eps": self.eps,
             "norm": norm,
             "n_examples": self.n,
@@ -247,9 +247,7 @@ def run_suite(
         The SuiteResult, or None for a worker whose store still misses other workers' chunks.
     """
     attack_list = suite_attacks(suite, norm)
-    attacks.checks.check_eps(
-        eps, at_most=1.0 if attacks.norms.get(norm) is attacks.norms.LINF else None
-    )
+    attacks.norms.get(norm).check_eps(eps)
     images = np.asarray(images, np.float32)
     labels = np.asarray(labels, np.int64)
     if len(images) == 0:

@@ -27,8 +27,8 @@ import dataclasses
 
 import numpy as np
 
-from tfadv.attacks import checks
 from tfadv.explain.occlusion import DEFAULT_FILL, occlusion
+from tfadv.runtime import validation
 
 SCORES = ("max_drop", "flip_fraction")
 CANDIDATES = ("grid", "top_k")
@@ -65,7 +65,7 @@ def threshold_for_fpr(clean_scores, fpr: float) -> float:
 
     fpr = 1 gives -inf (everything flagged)."""
     clean = _scores_array(clean_scores, "clean_scores")
-    fpr = checks.check_fraction("fpr", fpr)
+    fpr = validation.check_fraction("fpr", fpr)
     allowed = int(np.floor(fpr * len(clean) + 1e-9))
     if allowed >= len(clean):
         return float("-inf")
@@ -145,12 +145,12 @@ class ConsistencyDetector:
         jit_compile="auto",
     ):
         self.model = model
-        self.size = checks.check_positive_int("size", size)
-        self.stride = checks.check_positive_int("stride", stride)
-        self.fill = checks.check_fraction("fill", fill)
-        self.score = checks.check_choice("score", score, SCORES)
-        self.candidates = checks.check_choice("candidates", candidates, CANDIDATES)
-        self.top_k = checks.check_positive_int("top_k", top_k)
+        self.size = validation.check_positive_int("size", size)
+        self.stride = validation.check_positive_int("stride", stride)
+        self.fill = validation.check_fraction("fill", fill)
+        self.score = validation.check_choice("score", score, SCORES)
+        self.candidates = validation.check_choice("candidates", candidates, CANDIDATES)
+        self.top_k = validation.check_positive_int("top_k", top_k)
         self.threshold = None if threshold is None else float(threshold)
         self.options = dict(batch_size=batch_size, chunk_size=chunk_size, jit_compile=jit_compile)
 

@@ -17,11 +17,11 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from tfadv.attacks import checks
-from tfadv.attacks.checks import LABELS_SPEC, SCALAR_SPEC
-from tfadv.attacks.compile import classifier_of, compiled
+from tfadv.attacks.core import classifier_of, compiled
 from tfadv.data.batching import map_batches
 from tfadv.explain.saliency import prepare
+from tfadv.runtime import tensors, validation
+from tfadv.runtime.tensors import LABELS_SPEC, SCALAR_SPEC
 
 DEFAULT_FILL = 0.5  # grey
 
@@ -99,13 +99,13 @@ def _occlusion_fn(x, classes, fill, *, model_ref, output, size, stride, places_p
 
 def check_grid(size, stride, fill, height: int, width: int) -> tuple:
     """(size, stride, fill) checked against the image side."""
-    size = checks.check_positive_int("size", size)
+    size = validation.check_positive_int("size", size)
     if size > min(height, width):
         raise ValueError(
             f"Expected size <= {min(height, width)} (the image side). Received: size={size}"
         )
-    stride = checks.check_positive_int("stride", stride)
-    fill = checks.check_fraction("fill", fill)
+    stride = validation.check_positive_int("stride", stride)
+    fill = validation.check_fraction("fill", fill)
     return size, stride, fill
 
 
@@ -141,20 +141,20 @@ def occlusion(
     clf, x, c = prepare(model, images, classes)
     height, width = x.shape[1], x.shape[2]
     size, stride, fill = check_grid(size, stride, fill, height, width)
-    batch_size = checks.check_positive_int("batch_size", batch_size)
-    chunk_size = checks.check_positive_int("chunk_size", chunk_size)
+    batch_size = validation.check_batch_size(batch_size)
+    chunk_size = validation.check_positive_int("chunk_size", chunk_size)
     positions = grid_positions(height, width, size, stride)
     places_per_chunk = int(min(len(positions), max(1, chunk_size // batch_size)))
     fn = compiled(
         clf,
         _occlusion_fn,
-        [checks.image_spec(x), LABELS_SPEC, SCALAR_SPEC],
+        [tensors.image_spec(x), LABELS_SPEC, SCALAR_SPEC],
         jit_compile,
         size=size,
         stride=stride,
         places_per_chunk=places_per_chunk,
     )
-    fill_tensor = checks.to_scalar(fill)
+    fill_tensor = tensors.to_scalar(fill)
     rest = []
 
     def run(xb, cb):

@@ -11,11 +11,11 @@ function per model; batch size and classes never retrace.
 import numpy as np
 import tensorflow as tf
 
-from tfadv.attacks import checks
-from tfadv.attacks.checks import LABELS_SPEC
-from tfadv.attacks.compile import classifier_of, compiled
+from tfadv.attacks.core import classifier_of, compiled
 from tfadv.data.batching import map_batches
 from tfadv.models import as_classifier
+from tfadv.runtime import tensors, validation
+from tfadv.runtime.tensors import LABELS_SPEC
 
 PREDICTED = -1  # class id meaning "the class the model predicts for this image"
 
@@ -34,11 +34,11 @@ def _saliency_fn(x, classes, *, model_ref, output):
 def prepare(model, images, classes, name="classes"):
     """(Classifier, float32 images tensor, int64 classes with -1 for "predicted") checked."""
     clf = as_classifier(model)
-    x = checks.to_images(images, clf.input_shape)
+    x = validation.to_images(images, clf.input_shape)
     clf.ensure_built(x)
     if classes is None:
         return clf, x, tf.fill(tf.shape(x)[:1], tf.constant(PREDICTED, tf.int64))
-    return clf, x, checks.to_labels(classes, x, clf.num_classes, name=name)
+    return clf, x, validation.to_labels(classes, x, clf.num_classes, name=name)
 
 
 def saliency(
@@ -58,7 +58,7 @@ def saliency(
         float32 (N, H, W) NumPy array in logit units per pixel-value unit (and the classes).
     """
     clf, x, c = prepare(model, images, classes)
-    fn = compiled(clf, _saliency_fn, [checks.image_spec(x), LABELS_SPEC], jit_compile)
+    fn = compiled(clf, _saliency_fn, [tensors.image_spec(x), LABELS_SPEC], jit_compile)
     used = []
 
     def run(xb, cb):

@@ -2,7 +2,7 @@
 
 import keras
 
-from tfadv.layers._checks import check_bool, check_positive, check_unit_interval
+from tfadv.runtime.validation import check_bool, check_positive, check_unit_interval
 
 
 @keras.saving.register_keras_serializable(package="tfadv")

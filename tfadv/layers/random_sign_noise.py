@@ -2,7 +2,7 @@
 
 import keras
 
-from tfadv.layers._checks import check_bool, check_nonnegative
+from tfadv.runtime.validation import check_bool, check_nonnegative
 
 
 @keras.saving.register_keras_serializable(package="tfadv")

@@ -2,7 +2,7 @@
 
 import keras
 
-from tfadv.layers._checks import check_positive
+from tfadv.runtime.validation import check_positive
 
 
 @keras.saving.register_keras_serializable(package="tfadv")

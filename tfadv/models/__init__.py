@@ -6,7 +6,15 @@ tfadv.models.export_tflite(model, "model_int8.tflite", "int8", representative_im
 clf = tfadv.models.load("model_int8.tflite")             # the deployed artefact, no gradients
 """
 
-from tfadv.models.adapter import OUTPUTS, Classifier, as_classifier, expectation, is_stochastic
+from tfadv.models.adapter import (
+    OUTPUTS,
+    Classifier,
+    as_classifier,
+    expectation,
+    is_stochastic,
+    logits_of,
+    probabilities_of,
+)
 from tfadv.models.architectures import (
     ACTIVATIONS,
     LOGITS_LAYER,
@@ -60,6 +68,8 @@ __all__ = [
     "export_saved_model",
     "get_temperature",
     "is_stochastic",
+    "logits_of",
+    "probabilities_of",
     "load",
     "logits_model",
     "nondifferentiable_layers",

@@ -21,15 +21,21 @@ Where the logits come from (the first rule that applies):
    are log(probabilities): any softmax input up to a per-image constant, which every loss here
    ignores; where a probability underflows to 0 they are clipped, and `logits_source` says so).
 
+Compiled, batched questions: `logits_of(model, images)` and `probabilities_of(model, images)`
+(one tf.function per model and view, traced once for any batch size).
+
 A model that outputs logits has no probabilities of its own to attack: `scores(x, "probabilities")`
 (the naive attacker's view, for masking checks) raises instead of computing a probability loss
 on logits. Everything runs in inference mode (`training=False`).
 """
 
+import weakref
+
 import keras
 import tensorflow as tf
 
 from tfadv.layers import TemperatureSoftmax
+from tfadv.runtime import devices, tensors, validation
 
 OUTPUTS = ("probabilities", "logits")
 PROBABILITY_CLIP = (
@@ -433,3 +439,72 @@ def is_stochastic(model, images) -> bool:
     clf = as_classifier(model)
     x = _as_float(images)
     return not bool(tf.reduce_all(tf.equal(clf.probabilities(x), clf.probabilities(x))))
+
+
+class ClassifierRef:
+    """How a compiled function finds its Classifier again without keeping the model alive: the
+    model (weakly), what it outputs, the number of EOT samples (0: none) and the Budget counting
+    its passes (None: none)."""
+
+    def __init__(self, clf):
+        self.model_ref = weakref.ref(clf.model)
+        self.output, self.samples = clf.output, getattr(clf, "samples", 0)
+        self.budget = getattr(clf, "budget", None)
+
+    def get(self) -> Classifier:
+        from tfadv.models.budget import counted  # budget builds on this module
+
+        model = self.model_ref()
+        if model is None:
+            raise RuntimeError("The attacked model no longer exists")
+        clf = as_classifier(model, self.output)
+        if self.budget is not None:
+            clf = counted(clf, self.budget)
+        return expectation(clf, self.samples) if self.samples else clf
+
+
+def view_key(clf) -> tuple:
+    """What tells a classifier's views of one model apart (output, EOT draws, pass counting)."""
+    return (clf.output, getattr(clf, "samples", 0), getattr(clf, "budget", None))
+
+
+_FORWARD = weakref.WeakKeyDictionary()  # model -> {(what, view, image shape, XLA): tf.function}
+
+
+class _Forward:
+    """`clf.logits` or `clf.probabilities` of the classifier `ref` finds (a callable object: one
+    code object for every model, so TensorFlow does not count other models as retracing)."""
+
+    def __init__(self, ref, what):
+        self.ref, self.what = ref, what
+
+    def __call__(self, x):
+        return getattr(self.ref.get(), self.what)(x)
+
+
+def _forward(model, images, what: str, jit_compile):
+    clf = as_classifier(model)
+    x = validation.to_images(images, clf.input_shape)
+    clf.ensure_built(x)
+    jit = devices.resolve_jit_compile(jit_compile)
+    spec = tensors.image_spec(x)
+    key = (what, view_key(clf), tuple(spec.shape.as_list()), jit)
+    per_model = _FORWARD.setdefault(clf.model, {})
+    if key not in per_model:
+        per_model[key] = tf.function(
+            _Forward(ClassifierRef(clf), what),
+            input_signature=[spec],
+            jit_compile=jit,
+            autograph=False,
+        )
+    return per_model[key](x)
+
+
+def logits_of(model, images, *, jit_compile="auto") -> tf.Tensor:
+    """The logits (see `as_classifier`), inference mode, compiled once per model."""
+    return _forward(model, images, "logits", jit_compile)
+
+
+def probabilities_of(model, images, *, jit_compile="auto") -> tf.Tensor:
+    """The probabilities (the model's own, or softmax of its logits), inference mode, compiled once."""
+    return _forward(model, images, "probabilities", jit_compile)
