@@ -25,12 +25,20 @@ EVALUATE = "--model={run} --suite=pgd(steps=2,early_stop=True) --sweep_eps=0.01 
 
 ROWS = [
     # train: numbers and plain choices (checked before TensorFlow loads)
-    ("train", f"{TINY} --recipe=adversarial_batch --eps=nan", "--eps=nan: must be a finite number"),
-    ("train", f"{TINY} --eps=inf", "--eps=inf: must be a finite number"),
-    ("train", f"{TINY} --eps=2", "--eps=2.0: must be in [0, 1]"),
-    ("train", f"{TINY} --eps=-0.1", "--eps=-0.1: must be in [0, 1]"),
+    (
+        "train",
+        f"{TINY} --recipe=adversarial_batch --eps=nan",
+        "Expected a finite number. Received: --eps=nan",
+    ),
+    ("train", f"{TINY} --eps=inf", "Expected a finite number. Received: --eps=inf"),
+    ("train", f"{TINY} --eps=2", "Expected eps in [0, 1] (pixel scale). Received: --eps=2.0"),
+    ("train", f"{TINY} --eps=-0.1", "Received: --eps=-0.1"),
     ("train", f"{TINY} --learning_rate=nan", "--learning_rate=nan"),
-    ("train", f"{TINY} --learning_rate=0", "--learning_rate=0.0: must be > 0"),
+    (
+        "train",
+        f"{TINY} --learning_rate=0",
+        "Expected learning_rate > 0. Received: --learning_rate=0.0",
+    ),
     ("train", f"{TINY} --student_temperature=-inf", "--student_temperature=-inf"),
     ("train", f"{TINY} --attack_alpha=nan", "--attack_alpha=nan"),
     ("train", f"{TINY} --test_noise_eps=inf", "--test_noise_eps=inf"),
@@ -48,7 +56,7 @@ ROWS = [
     (
         "train",
         f"{TINY} --test_noise=random_sign",
-        "needs test_noise_eps > 0. Received: --test_noise_eps=0.0",
+        "Expected test_noise_eps > 0 with --test_noise='random_sign'. Received: --test_noise_eps=0.0",
     ),
     ("train", f"{TINY} --test_noise=salt", "--test_noise='salt'"),
     ("train", f"{TINY} --lr_schedule=step", "--lr_schedule='step'"),
@@ -71,9 +79,9 @@ ROWS = [
     (
         "train",
         f"{TINY} --output_dir={{run}} --resume --epochs=3",
-        "--epochs=3 differs from the run being resumed",
+        "start a new run). Received: --epochs=3",
     ),
-    ("train", f"{TINY} --output_dir={{run}} --resume --seed=1", "--seed=1 differs"),
+    ("train", f"{TINY} --output_dir={{run}} --resume --seed=1", "Received: --seed=1"),
     # train: names and models (these load TensorFlow: a few rows, each kind of check once;
     # the library test below covers more names in one process)
     ("train", f"{TINY} --model=resnet999", "--model='resnet999'"),

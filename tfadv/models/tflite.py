@@ -27,10 +27,10 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 
 from tfadv.models.adapter import as_classifier
 from tfadv.models.callable import from_callable
+from tfadv.runtime.choices import TFLITE_PRECISIONS as PRECISIONS
 from tfadv.runtime.files import atomic_file
 from tfadv.runtime.quiet import native_stderr_silenced
 
-PRECISIONS = ("float32", "float16", "int8")
 REPRESENTATIVE_IMAGES = 200  # images drawn (seeded) from representative_images to calibrate int8
 MAX_BATCH = 256  # larger batches are run through the interpreter in pieces of this size
 

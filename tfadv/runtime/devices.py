@@ -2,10 +2,8 @@
 
 import tensorflow as tf
 
+from tfadv.runtime.choices import DISTRIBUTIONS, JIT_CHOICES
 from tfadv.runtime.quiet import native_stderr_silenced
-
-JIT_CHOICES = ("auto", "true", "false")
-DISTRIBUTIONS = ("default", "mirrored", "multi_worker")
 
 
 def gpu_available() -> bool:
