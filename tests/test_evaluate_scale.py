@@ -121,8 +121,7 @@ def _cli(args, env_extra=None):
 
 
 def test_two_workers_on_localhost_equal_one_process(run, tmp_path):
-    sys.path.insert(0, os.path.join(REPO_ROOT, "tools"))
-    from local_workers import tf_configs
+    from tfadv.experiment.workers import tf_configs
 
     one = _cli([f"--model={run}", *BASE, f"--output_dir={tmp_path / 'one'}"])
     configs = tf_configs(2)

@@ -6,7 +6,6 @@ teacher's soft labels (the distillation student). The chief alone writes the run
 workers agree bit for bit. (Standard and random_noise training take the same paths as the
 teacher's; distill_variant differs from distill only in temperatures.)"""
 
-import importlib.util
 import json
 import os
 import re
@@ -14,6 +13,7 @@ import re
 import pytest
 
 from conftest import REPO_ROOT
+from tfadv.experiment import workers as local_workers
 
 TINY = [
     "--dataset=synthetic",
@@ -48,19 +48,9 @@ RECIPES = {
 TIMEOUT = 420
 
 
-def _local_workers():
-    spec = importlib.util.spec_from_file_location(
-        "local_workers", os.path.join(REPO_ROOT, "tools", "local_workers.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def clusters(tmp_path_factory):
     """Every recipe's two-worker cluster, all started at once; {recipe: (exit codes, outputs, folder)}."""
-    local_workers = _local_workers()
     root = tmp_path_factory.mktemp("multi_worker")
     started = {}
     for name, args in RECIPES.items():
