@@ -79,7 +79,8 @@ def test_resume_grow_and_refuse(run, tmp_path):
     after = _units(out)
     assert sorted(p for p in after if after[p] != units.get(p)) == sorted(lost)
     assert _summary(out)["robust_accuracy"] == first["robust_accuracy"]
-    # more images and an appended attack: the new chunk runs every attack, the old ones only the new attack
+    # more images and an appended attack: the new chunk runs every attack, the old ones only the new
+    # attack
     _job(run, out, limit=48, resume=True, suite=SUITE + ",fgsm")
     grown = _units(out)
     assert all(grown[p] == after[p] for p in after)

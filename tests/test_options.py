@@ -35,7 +35,7 @@ def test_schema_imports_without_tensorflow():
 
 
 def test_schema_is_the_registry():
-    """Every registered attack has a schema naming exactly its keyword options, with its defaults."""
+    """Every registered attack has a schema naming exactly its keyword options and defaults."""
     assert set(options.SCHEMA) == set(attacks.names())
     for name in attacks.names():
         info, schema = spec.lookup(name), options.SCHEMA[name]

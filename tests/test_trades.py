@@ -321,7 +321,8 @@ def test_interrupted_and_resumed_run_equals_the_uninterrupted_run(tmp_path, case
     [
         (
             dict(recipe="standard", awp_gamma=5e-3),
-            "adversarial weight perturbation is an option of recipes adversarial_batch, trades, mart, or such a teacher_recipe). Received: awp_gamma=0.005",
+            "adversarial weight perturbation is an option of recipes adversarial_batch, trades, "
+            "mart, or such a teacher_recipe). Received: awp_gamma=0.005",
         ),
         (
             dict(recipe="trades", awp_gamma=1.5),

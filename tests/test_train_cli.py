@@ -1,4 +1,5 @@
-"""tfadv.train end to end: CLI, export and reload, resume, repeatability, distribution (bad input: test_bad_input.py)."""
+"""tfadv.train end to end: CLI, export and reload, resume, repeatability, distribution (bad input:
+test_bad_input.py)."""
 
 import json
 import os

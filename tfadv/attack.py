@@ -1,6 +1,7 @@
 """Command line: attack a trained model on a data split.
 
-    python -m tfadv.attack --model=saved_models/RUN --attack=pgd --eps=0.03 [--steps=10 --loss=margin ...]
+    python -m tfadv.attack --model=saved_models/RUN --attack=pgd --eps=0.03 [--steps=10
+    --loss=margin ...]
 
 --model is a run folder (its main model, or --model_name), a .keras file or a SavedModel. The
 data set defaults to the one the run was trained on. Prints clean and adversarial accuracy and
@@ -62,7 +63,9 @@ def define_flags(flag_values: flags.FlagValues) -> flags.FlagValues:
     flags.DEFINE_string(
         "attack",
         "pgd",
-        "an attack name (fgsm, fgsm_targeted, fgsm_random, bim, pgd, random_sign, one_pixel, patch, apgd, apgd_dlr, apgd_t, fab_t, square, ...) or a spec such as 'pgd(steps=20, loss=margin)'",
+        "an attack name (fgsm, fgsm_targeted, fgsm_random, bim, pgd, random_sign, one_pixel, "
+        "patch, apgd, apgd_dlr, apgd_t, fab_t, square, ...) or a spec such as 'pgd(steps=20, "
+        "loss=margin)'",
         flag_values=flag_values,
     )
     flags.DEFINE_float(
@@ -114,8 +117,8 @@ def define_flags(flag_values: flags.FlagValues) -> flags.FlagValues:
 
 
 FLAGS = define_flags(flags.FlagValues())
-"""This command's flags, apart from absl's global flags.FLAGS (so the three commands import together);
-`python -m tfadv.attack` defines them on flags.FLAGS, where --helpfull finds them."""
+"""This command's flags, apart from absl's global flags.FLAGS (so the three commands import
+together); `python -m tfadv.attack` defines them on flags.FLAGS, where --helpfull finds them."""
 OPTION_FLAGS = {  # flag -> keyword of the attack, one per option of tfadv.attacks.options.SCHEMA
     flag: entries[0][1].name for flag, entries in attack_options.by_flag().items()
 }

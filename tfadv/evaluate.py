@@ -1,6 +1,7 @@
 """Command line: the honest robustness evaluation of one or more trained models.
 
-    python -m tfadv.evaluate --model=saved_models/RUN [--model=saved_models/OTHER:student_T1] --eps=0.03 \
+    python -m tfadv.evaluate --model=saved_models/RUN [--model=saved_models/OTHER:student_T1]
+    --eps=0.03 \
         [--suite=standard|fast|pgd(steps=50),square] [--limit=500]
 
 Runs the attack suite (each attack only on the images still unbroken), the gradient-masking
@@ -96,7 +97,8 @@ def define_flags(flag_values: flags.FlagValues) -> flags.FlagValues:
     flags.DEFINE_bool(
         "resume",
         False,
-        "continue the evaluation in --output_dir from its store: only missing chunks and attacks run",
+        "continue the evaluation in --output_dir from its store: only missing chunks and attacks "
+        "run",
         flag_values=flag_values,
     )
     flags.DEFINE_integer(
@@ -109,7 +111,8 @@ def define_flags(flag_values: flags.FlagValues) -> flags.FlagValues:
         "distribution",
         "default",
         choices.DISTRIBUTIONS,
-        "mirrored: split each attack call over the local GPUs (or --logical_cpus); multi_worker: one process per host, TF_CONFIG as for training",
+        "mirrored: split each attack call over the local GPUs (or --logical_cpus); multi_worker: "
+        "one process per host, TF_CONFIG as for training",
         flag_values=flag_values,
     )
     flags.DEFINE_integer(
@@ -121,15 +124,16 @@ def define_flags(flag_values: flags.FlagValues) -> flags.FlagValues:
     flags.DEFINE_float(
         "wait_workers",
         3600.0,
-        "multi_worker: seconds the chief waits for the other workers before it runs their missing chunks",
+        "multi_worker: seconds the chief waits for the other workers before it runs their "
+        "missing chunks",
         flag_values=flag_values,
     )
     return flag_values
 
 
 FLAGS = define_flags(flags.FlagValues())
-"""This command's flags, apart from absl's global flags.FLAGS (so the three commands import together);
-`python -m tfadv.evaluate` defines them on flags.FLAGS, where --helpfull finds them."""
+"""This command's flags, apart from absl's global flags.FLAGS (so the three commands import
+together); `python -m tfadv.evaluate` defines them on flags.FLAGS, where --helpfull finds them."""
 JOB_FLAGS = tuple(f.name for f in dataclasses.fields(EvaluationJob) if f.name != "models")
 """The job's fields that are flags of the same name (a new EvaluationJob field and its
 DEFINE line in define_flags are all a new flag needs)."""

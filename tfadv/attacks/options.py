@@ -2,7 +2,8 @@
 
     options.check("pgd", {"steps": 10, "loss": "margin"})   # {'steps': 10, 'loss': 'margin'}
     options.check("pgd", {"steps": 0})   # ValueError: Expected steps to be an integer >= 1. ...
-    options.parse("pgd(steps=10, loss=margin)")             # ('pgd', {'steps': 10, 'loss': 'margin'})
+    options.parse("pgd(steps=10, loss=margin)")             # ('pgd', {'steps': 10, 'loss':
+    'margin'})
 
 `Attack` (tfadv.attacks.spec), the attack CLI (one flag per option), the evaluation CLI (its
 suite's specs) and the training config (its training attack) all check against `SCHEMA`, so a
@@ -159,7 +160,8 @@ class AttackSchema:
         if unknown:
             raise ValueError(
                 f"Attack {self.name!r} takes no option(s) {unknown}; it takes "
-                f"{sorted(self.options)}. Received: {', '.join(f'{k}={given[k]!r}' for k in unknown)}"
+                f"{sorted(self.options)}. Received: "
+                f"{', '.join(f'{k}={given[k]!r}' for k in unknown)}"
             )
         return {k: self.options[k].check(v) for k, v in given.items()}
 

@@ -1,6 +1,7 @@
 """An attack as one value: a registered name plus its options, built once and carried unchanged.
 
-    attack = Attack("pgd", steps=10, loss="margin")     # or Attack.parse("pgd(steps=10, loss=margin)")
+    attack = Attack("pgd", steps=10, loss="margin")     # or Attack.parse("pgd(steps=10,
+    loss=margin)")
     x_adv = attack(model, images, labels, eps=8 / 255)
     attack.describe()                                    # 'pgd(loss=margin, steps=10)'
 
@@ -55,7 +56,8 @@ class AttackInfo:
         )
 
     def option(self, options, key):
-        """The value of option `key` given `options` (else the registry's, else the function's default)."""
+        """The value of option `key` given `options` (else the registry's, else the function's
+        default)."""
         return options.get(key, self.defaults.get(key, self.function_defaults.get(key)))
 
 
@@ -108,7 +110,8 @@ class Attack:
     Args:
         attack: a registered name (`tfadv.attacks.names()`) or a function
             `(model, images, labels, eps, **options)`.
-        **options: the attack's keyword options (steps, alpha, norm, loss, loss_on, target, seed, ...).
+        **options: the attack's keyword options (steps, alpha, norm, loss, loss_on, target, seed,
+        ...).
 
     Raises:
         ValueError: an unknown name or option, or a bad norm, loss, loss_on or target.

@@ -56,7 +56,8 @@ class AttackJob:
 
 
 def default_output_dir(job: AttackJob) -> str:
-    """Inside the attacked run folder (RUN/attacks/NAME); attack_results/NAME for a bare model file."""
+    """Inside the attacked run folder (RUN/attacks/NAME); attack_results/NAME for a bare model
+    file."""
     from_name = job.attack.split("(")[0].split(":")[0]
     name = (
         f"{from_name}-eps{job.eps:g}-{job.split}"
@@ -74,11 +75,15 @@ def check(job: AttackJob) -> str:
     from tfadv.experiment import run_folder, splits
 
     if not job.model:
-        raise ValueError("model='' : a run folder, .keras file or SavedModel is required")
+        raise ValueError(
+            "Expected a model (a run folder, .keras file or SavedModel). Received: model=''"
+        )
     for name in ("model", "surrogate"):
         path = getattr(job, name)
         if path and not os.path.exists(path):
-            raise FileNotFoundError(f"{name}={path!r} does not exist")
+            raise FileNotFoundError(
+                f"Expected an existing path; it does not exist. Received: {name}={path!r}"
+            )
     norm = check_options(job).get("norm", "inf")
     if job.eps is not None:
         splits.check_eps(job.eps, norm)
@@ -186,7 +191,8 @@ def run_attack_job(job: AttackJob) -> list:
         f"attack: {attack.describe()} eps={job.eps}  on {summary['n']} {job.split} images",
         f"clean accuracy:       {summary['clean_accuracy']:.4f}",
         f"adversarial accuracy: {summary['adversarial_accuracy']:.4f}  "
-        f"(on the {summary['n_correct']} clean-correct: {summary['adversarial_accuracy_on_correct']:.4f})",
+        f"(on the {summary['n_correct']} clean-correct: "
+        f"{summary['adversarial_accuracy_on_correct']:.4f})",
     ]
     if "target_success_rate" in summary:
         lines.append(f"target success rate:  {summary['target_success_rate']:.4f}")
@@ -286,7 +292,9 @@ def _distances_job(job: AttackJob, attack, output_dir: str) -> list:
         f"model: {summary['model']}",
         f"attack: {attack.describe()} (minimum norm, L{norm}) on {summary['n']} {job.split} images",
         f"clean accuracy:       {summary['clean_accuracy']:.4f}",
-        f"median distance to the boundary (clean-correct images, L{norm}): {summary['median_distance_clean_correct']:.4g}"
+        f"median distance to the boundary (clean-correct images, L{norm}): "
+        f"{summary['median_distance_clean_correct']:.4g}"
         f"  (adversarial found for {summary['found_on_clean_correct']:.1%})",
-        f"written: {output_dir}/ (distances.csv, curve.csv, curve.png, adversarial.npz, summary.json)",
+        f"written: {output_dir}/ (distances.csv, curve.csv, curve.png, adversarial.npz, "
+        "summary.json)",
     ]

@@ -57,10 +57,16 @@ class TrainConfig:
     eps_ramp_epochs: int = 0
     adv_fraction: float = 1.0  # per-epoch recipe: share of the training set regenerated
     robust_eval_size: int = 256  # fixed validation subset for robust accuracy per epoch
-    monitor_attack: str = "pgd(steps=10, loss=margin)"  # evaluation attack of that monitor; "training": the training attack
-    guard_images: int = 0  # adversarial_batch: training images PGD-checked each epoch against catastrophic overfitting (0: off)
-    guard_drop: float = 0.2  # stop and restore the previous epoch's weights when that robust accuracy falls this far below its best
-    # TRADES, MART and adversarial weight perturbation (recipes trades / mart, AWP also adversarial_batch)
+    # evaluation attack of that monitor; "training": the training attack
+    monitor_attack: str = "pgd(steps=10, loss=margin)"
+    # adversarial_batch: training images PGD-checked each epoch against catastrophic overfitting (0:
+    # off)
+    guard_images: int = 0
+    # stop and restore the previous epoch's weights when that robust accuracy falls this far below
+    # its best
+    guard_drop: float = 0.2
+    # TRADES, MART and adversarial weight perturbation (recipes trades / mart, AWP also
+    # adversarial_batch)
     trades_beta: float = 6.0  # weight of KL(f(x) || f(x')); 1 and 6 are the paper's points
     mart_beta: float = 6.0  # weight of MART's misclassification-weighted KL term
     awp_gamma: float = (
@@ -160,7 +166,10 @@ class TrainConfig:
             and self.teacher_dir
             and not os.path.exists(self.teacher_dir)
         ):
-            raise FileNotFoundError(f"teacher_dir={self.teacher_dir!r} does not exist")
+            raise FileNotFoundError(
+                "Expected an existing teacher_dir; it does not exist. "
+                f"Received: teacher_dir={self.teacher_dir!r}"
+            )
 
     def _check_adversarial_values(self) -> None:
         """The adversarial-training and distillation fields, the attacks among them checked

@@ -192,7 +192,10 @@ def verify(content: bytes, where: str = "<bytes>") -> None:
             raise ValueError("no subgraph")
     except Exception as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ValueError(f"path={where!r}: cannot load the TFLite model ({reason})") from e
+        raise ValueError(
+            f"Expected a readable TFLite model; cannot load the TFLite model ({reason}). "
+            f"Received: path={where!r}"
+        ) from e
 
 
 def _interpreter_class():
@@ -234,7 +237,8 @@ class TFLiteModel:
             )
         except Exception as e:  # the interpreter raises ValueError / RuntimeError with long texts
             raise ValueError(
-                f"path={where!r}: cannot load the TFLite model ({str(e).splitlines()[0]})"
+                "Expected a readable TFLite model; cannot load the TFLite model "
+                f"({str(e).splitlines()[0]}). Received: path={where!r}"
             ) from e
         if (
             len(inputs) != 1
@@ -243,8 +247,9 @@ class TFLiteModel:
             or len(outputs[0]["shape"]) != 2
         ):
             raise ValueError(
-                f"path={where!r}: expected one image input (N, H, W, C) and one output (N, classes). Received: "
-                f"inputs {[tuple(d['shape']) for d in inputs]}, outputs {[tuple(d['shape']) for d in outputs]}"
+                "Expected one image input (N, H, W, C) and one output (N, classes); the model "
+                f"has inputs {[tuple(d['shape']) for d in inputs]}, outputs "
+                f"{[tuple(d['shape']) for d in outputs]}. Received: path={where!r}"
             )
         self.path, self._input, self._output = path, inputs[0], outputs[0]
         self.input_shape = (None, *(int(s) for s in self._input["shape"][1:]))
