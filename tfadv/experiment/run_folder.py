@@ -150,8 +150,8 @@ def resolve_model_path(path: str, name: str = "", argument: str = "model") -> st
             return candidate[: -len(".keras")] + ".tflite"  # a deployed export (--export_tflite)
         if not os.path.exists(candidate):
             raise ValueError(
-                f"Expected one of the run's models {sorted(run.get('exports', {}))}; it has no "
-                f"model {name!r}. Received: {argument}={path!r}"
+                f"Expected one of the run's models {sorted(run.get('exports', {}))}; the run has "
+                f"no model {name!r}. Received: {argument}={path!r}"
             )
         return candidate
     if name:

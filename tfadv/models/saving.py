@@ -75,7 +75,9 @@ def load(path: str, output: str | None = None):
         ValueError: a file that is neither, or cannot be read.
     """
     if not os.path.exists(path):
-        raise FileNotFoundError(f"path={path!r} does not exist")
+        raise FileNotFoundError(
+            f"Expected an existing path; it does not exist. Received: path={path!r}"
+        )
     if path.endswith(".keras"):
         try:
             return keras.saving.load_model(path)

@@ -307,7 +307,9 @@ def load_tflite(path: str, name: str | None = None, num_threads=None, max_batch:
         ValueError: a file the interpreter cannot read, or not an image classifier.
     """
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"path={path!r} does not exist")
+        raise FileNotFoundError(
+            f"Expected an existing path; it does not exist. Received: path={path!r}"
+        )
     model = TFLiteModel(path, num_threads=num_threads, max_batch=max_batch)
     name = name or os.path.splitext(os.path.basename(path))[0]
     return from_callable(
