@@ -1,4 +1,5 @@
-"""`python -m tfadv.attack` end to end on a tiny exported run (its one-line errors: test_bad_input.py)."""
+"""`python -m tfadv.attack` end to end on a tiny exported run (its one-line errors:
+test_bad_input.py)."""
 
 import json
 import os

@@ -18,19 +18,33 @@ import pytest
 from conftest import REPO_ROOT, tiny_config
 
 COMMANDS = {"train": "tfadv.train", "attack": "tfadv.attack", "evaluate": "tfadv.evaluate"}
-TINY = "--dataset=synthetic --model=tiny_cnn --epochs=1 --batch_size=32 --train_limit=160 --test_limit=64 --verbose=0"
+TINY = (
+    "--dataset=synthetic --model=tiny_cnn --epochs=1 --batch_size=32 --train_limit=160 "
+    "--test_limit=64 --verbose=0"
+)
 DISTILL = f"{TINY} --recipe=distill"
 ATTACK = "--model={run} --attack=pgd --eps=0.03 --limit=16 --verbose=0"
-EVALUATE = "--model={run} --suite=pgd(steps=2,early_stop=True) --sweep_eps=0.01 --limit=16 --output_dir={out} --verbose=0"
+EVALUATE = (
+    "--model={run} --suite=pgd(steps=2,early_stop=True) --sweep_eps=0.01 --limit=16 "
+    "--output_dir={out} --verbose=0"
+)
 
 ROWS = [
     # train: numbers and plain choices (checked before TensorFlow loads)
-    ("train", f"{TINY} --recipe=adversarial_batch --eps=nan", "--eps=nan: must be a finite number"),
-    ("train", f"{TINY} --eps=inf", "--eps=inf: must be a finite number"),
-    ("train", f"{TINY} --eps=2", "--eps=2.0: must be in [0, 1]"),
-    ("train", f"{TINY} --eps=-0.1", "--eps=-0.1: must be in [0, 1]"),
+    (
+        "train",
+        f"{TINY} --recipe=adversarial_batch --eps=nan",
+        "Expected a finite number. Received: --eps=nan",
+    ),
+    ("train", f"{TINY} --eps=inf", "Expected a finite number. Received: --eps=inf"),
+    ("train", f"{TINY} --eps=2", "Expected eps in [0, 1] (pixel scale). Received: --eps=2.0"),
+    ("train", f"{TINY} --eps=-0.1", "Received: --eps=-0.1"),
     ("train", f"{TINY} --learning_rate=nan", "--learning_rate=nan"),
-    ("train", f"{TINY} --learning_rate=0", "--learning_rate=0.0: must be > 0"),
+    (
+        "train",
+        f"{TINY} --learning_rate=0",
+        "Expected learning_rate > 0. Received: --learning_rate=0.0",
+    ),
     ("train", f"{TINY} --student_temperature=-inf", "--student_temperature=-inf"),
     ("train", f"{TINY} --attack_alpha=nan", "--attack_alpha=nan"),
     ("train", f"{TINY} --test_noise_eps=inf", "--test_noise_eps=inf"),
@@ -48,7 +62,8 @@ ROWS = [
     (
         "train",
         f"{TINY} --test_noise=random_sign",
-        "needs test_noise_eps > 0. Received: --test_noise_eps=0.0",
+        "Expected test_noise_eps > 0 with --test_noise='random_sign'. Received: "
+        "--test_noise_eps=0.0",
     ),
     ("train", f"{TINY} --test_noise=salt", "--test_noise='salt'"),
     ("train", f"{TINY} --lr_schedule=step", "--lr_schedule='step'"),
@@ -60,7 +75,7 @@ ROWS = [
     (
         "train",
         f"{DISTILL} --teacher_dir=/nonexistent/teacher",
-        "--teacher_dir='/nonexistent/teacher' does not exist",
+        "does not exist. Received: --teacher_dir='/nonexistent/teacher'",
     ),
     ("train", f"{TINY} --flagfile={{fixtures}}/does_not_exist.flags", "does_not_exist.flags"),
     ("train", f"{TINY} --bogus_flag=1", "bogus_flag"),
@@ -71,9 +86,9 @@ ROWS = [
     (
         "train",
         f"{TINY} --output_dir={{run}} --resume --epochs=3",
-        "--epochs=3 differs from the run being resumed",
+        "start a new run). Received: --epochs=3",
     ),
-    ("train", f"{TINY} --output_dir={{run}} --resume --seed=1", "--seed=1 differs"),
+    ("train", f"{TINY} --output_dir={{run}} --resume --seed=1", "Received: --seed=1"),
     # train: names and models (these load TensorFlow: a few rows, each kind of check once;
     # the library test below covers more names in one process)
     ("train", f"{TINY} --model=resnet999", "--model='resnet999'"),
@@ -106,9 +121,13 @@ ROWS = [
     (
         "attack",
         f"{ATTACK} --model=/nonexistent/model.keras",
-        "--model='/nonexistent/model.keras' does not exist",
+        "does not exist. Received: --model='/nonexistent/model.keras'",
     ),
-    ("attack", f"{ATTACK} --surrogate=/nonexistent", "--surrogate='/nonexistent' does not exist"),
+    (
+        "attack",
+        f"{ATTACK} --surrogate=/nonexistent",
+        "does not exist. Received: --surrogate='/nonexistent'",
+    ),
     ("attack", f"{ATTACK} --output_dir={{fixtures}}/foreign", "already exists"),
     ("attack", f"{ATTACK} --split=holdout", "holdout"),
     ("attack", f"{ATTACK} --bogus=1", "bogus"),
@@ -140,7 +159,7 @@ ROWS = [
     (
         "evaluate",
         f"{EVALUATE} --eps=0.03 --model=/nonexistent",
-        "--model='/nonexistent' does not exist",
+        "does not exist. Received: --model='/nonexistent'",
     ),
     ("evaluate", f"{EVALUATE} --eps=0.03 --model={{run}}:ghost", "no model 'ghost'"),
     ("evaluate", f"{EVALUATE} --eps=0.03 --output_dir={{fixtures}}/foreign", "already exists"),
@@ -266,7 +285,8 @@ def test_bad_input_is_one_line_and_writes_nothing(results, index):
 
 
 def _library_calls():
-    """(call, fragment): library entry points given bad numbers; each must raise ValueError naming the argument."""
+    """(call, fragment): library entry points given bad numbers; each must raise ValueError naming
+    the argument."""
     import numpy as np
 
     from tfadv import attacks, defenses, models

@@ -79,7 +79,8 @@ def test_resume_grow_and_refuse(run, tmp_path):
     after = _units(out)
     assert sorted(p for p in after if after[p] != units.get(p)) == sorted(lost)
     assert _summary(out)["robust_accuracy"] == first["robust_accuracy"]
-    # more images and an appended attack: the new chunk runs every attack, the old ones only the new attack
+    # more images and an appended attack: the new chunk runs every attack, the old ones only the new
+    # attack
     _job(run, out, limit=48, resume=True, suite=SUITE + ",fgsm")
     grown = _units(out)
     assert all(grown[p] == after[p] for p in after)
@@ -121,8 +122,7 @@ def _cli(args, env_extra=None):
 
 
 def test_two_workers_on_localhost_equal_one_process(run, tmp_path):
-    sys.path.insert(0, os.path.join(REPO_ROOT, "tools"))
-    from local_workers import tf_configs
+    from tfadv.experiment.workers import tf_configs
 
     one = _cli([f"--model={run}", *BASE, f"--output_dir={tmp_path / 'one'}"])
     configs = tf_configs(2)

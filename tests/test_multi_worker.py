@@ -6,7 +6,6 @@ teacher's soft labels (the distillation student). The chief alone writes the run
 workers agree bit for bit. (Standard and random_noise training take the same paths as the
 teacher's; distill_variant differs from distill only in temperatures.)"""
 
-import importlib.util
 import json
 import os
 import re
@@ -14,6 +13,7 @@ import re
 import pytest
 
 from conftest import REPO_ROOT
+from tfadv.experiment import workers as local_workers
 
 TINY = [
     "--dataset=synthetic",
@@ -48,19 +48,10 @@ RECIPES = {
 TIMEOUT = 420
 
 
-def _local_workers():
-    spec = importlib.util.spec_from_file_location(
-        "local_workers", os.path.join(REPO_ROOT, "tools", "local_workers.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def clusters(tmp_path_factory):
-    """Every recipe's two-worker cluster, all started at once; {recipe: (exit codes, outputs, folder)}."""
-    local_workers = _local_workers()
+    """Every recipe's two-worker cluster, all started at once; {recipe: (exit codes, outputs,
+    folder)}."""
     root = tmp_path_factory.mktemp("multi_worker")
     started = {}
     for name, args in RECIPES.items():
@@ -118,7 +109,8 @@ def test_two_workers_train_agree_and_only_the_chief_writes(clusters, recipe):
 SPLIT_GENERATION = """
 import numpy as np
 import tensorflow as tf
-tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
+    [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
 from tfadv import attacks, data, defenses, models
 keras.utils.set_random_seed(0)
@@ -128,14 +120,18 @@ with strategy.scope():
 train = data.make_synthetic(70, seed=0)  # 2 chunks of 2 x 16 images, then a short one
 x, y = train.float_images(), train.labels
 plain = defenses.generate(model, attacks.Attack("fgsm"), x, y, 0.03, batch_size=16)
-split = defenses.generate_per_replica(strategy, model, attacks.Attack("fgsm"), x, y, 0.03, batch_size=16)
-random = [defenses.generate_per_replica(strategy, model, attacks.Attack("fgsm_random"), x, y, 0.03, batch_size=16, seed=(1, 2)) for _ in range(2)]
-print(split.shape, float(np.mean(plain == split)), float(np.abs(random[0] - x).max()), bool((random[0] == random[1]).all()))
+split = defenses.generate_per_replica(strategy, model, attacks.Attack("fgsm"), x, y, 0.03,
+    batch_size=16)
+random = [defenses.generate_per_replica(strategy, model, attacks.Attack("fgsm_random"), x, y, 0.03,
+    batch_size=16, seed=(1, 2)) for _ in range(2)]
+print(split.shape, float(np.mean(plain == split)), float(np.abs(random[0] - x).max()),
+    bool((random[0] == random[1]).all()))
 """
 
 
 def test_per_epoch_copy_is_generated_per_replica_and_gathered_in_order():
-    """Two replicas (logical CPUs) each attack their share; the gathered copy is FGSM of every image, in order."""
+    """Two replicas (logical CPUs) each attack their share; the gathered copy is FGSM of every
+    image, in order."""
     import subprocess
     import sys
 

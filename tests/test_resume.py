@@ -91,7 +91,8 @@ CASES = {
 
 
 def _expected_epochs(point, names, epochs):
-    """{stage: epochs} the resumed run must train: the rest of the killed stage, all of the later ones."""
+    """{stage: epochs} the resumed run must train: the rest of the killed stage, all of the later
+    ones."""
     if point.moment != "epoch":
         return {}
     later = names[names.index(point.stage) + 1 :]
@@ -105,7 +106,8 @@ def _config(case, output_dir):
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
-    """case -> (the uninterrupted run's summary, {kill point: copy of its folder}), run once per case."""
+    """case -> (the uninterrupted run's summary, {kill point: copy of its folder}), run once per
+    case."""
     runs = {}
 
     def get(case):
@@ -150,7 +152,8 @@ def test_run_interrupted_in_export_or_evaluation_resumes_to_the_same_run(
     tmp_path, case, moment, uninterrupted
 ):
     """A run that raises in the export (after the first of its three models) or in the test-accuracy
-    computation, resumed in its folder: the uninterrupted run's figures; nothing is trained again."""
+    computation, resumed in its folder: the uninterrupted run's figures; nothing is trained
+    again."""
     config = _config(case, tmp_path)
     reference, _ = uninterrupted(case)
     folder = resume_check.interrupt(config, KP("run", moment), str(tmp_path))
@@ -167,7 +170,8 @@ def test_run_interrupted_in_export_or_evaluation_resumes_to_the_same_run(
 
 def test_cli_killed_with_sigkill_resumes_to_the_same_run(tmp_path):
     """A real `kill -9` soon after epoch 2 of 3 starts (tiny_cnn with input noise and augmentation),
-    resumed with the README's quickstart config, which sets --overwrite (not consulted with --resume)."""
+    resumed with the README's quickstart config, which sets --overwrite (not consulted with
+    --resume)."""
     assert (
         "--overwrite"
         in open(os.path.join(REPO_ROOT, "configs", "standard_quickstart.flags")).read().split()

@@ -321,14 +321,24 @@ def test_interrupted_and_resumed_run_equals_the_uninterrupted_run(tmp_path, case
     [
         (
             dict(recipe="standard", awp_gamma=5e-3),
-            "awp_gamma=0.005: adversarial weight perturbation is an option",
+            "adversarial weight perturbation is an option of recipes adversarial_batch, trades, "
+            "mart, or such a teacher_recipe). Received: awp_gamma=0.005",
         ),
-        (dict(recipe="trades", awp_gamma=1.5), "awp_gamma=1.5: must be in [0, 1)"),
-        (dict(recipe="trades", trades_beta=-1.0), "trades_beta=-1.0: must be >= 0"),
-        (dict(recipe="mart", awp_warmup_epochs=-1), "awp_warmup_epochs=-1: must be >= 0"),
+        (
+            dict(recipe="trades", awp_gamma=1.5),
+            "Expected awp_gamma in [0, 1) (0: off). Received: awp_gamma=1.5",
+        ),
+        (
+            dict(recipe="trades", trades_beta=-1.0),
+            "Expected trades_beta >= 0. Received: trades_beta=-1.0",
+        ),
+        (
+            dict(recipe="mart", awp_warmup_epochs=-1),
+            "Expected awp_warmup_epochs >= 0. Received: awp_warmup_epochs=-1",
+        ),
         (
             dict(recipe="trades", attack="fgsm"),
-            "recipe trades maximises its KL term with pgd",
+            "with recipe trades (it maximises its KL term with pgd",
         ),
     ],
 )

@@ -1,4 +1,5 @@
-"""tfadv.train end to end: CLI, export and reload, resume, repeatability, distribution (bad input: test_bad_input.py)."""
+"""tfadv.train end to end: CLI, export and reload, resume, repeatability, distribution (bad input:
+test_bad_input.py)."""
 
 import json
 import os
@@ -12,6 +13,7 @@ import tensorflow as tf
 
 from conftest import REPO_ROOT, tiny_config
 from tfadv import data, models
+from tfadv.experiment import load_run
 from tfadv.experiment.run import run_training
 
 TINY_FLAGS = [
@@ -77,6 +79,13 @@ def test_cli_end_to_end_export_reloads_with_same_predictions(tmp_path):
         (keras_model.predict(test.float_images(), verbose=0).argmax(1) == test.labels).mean()
     )
     assert summary["test_accuracy"]["model"] == pytest.approx(accuracy, abs=1e-9)
+    run = load_run(str(out), limit=32)  # the public way to a run's model and data
+    np.testing.assert_array_equal(run.data.labels, test.labels[:32])
+    np.testing.assert_array_equal(run.data.images, test.images[:32])
+    np.testing.assert_allclose(run.model.predict(x, verbose=0), probs, rtol=1e-5, atol=1e-6)
+    assert run.summary == summary and run.config == config and len(run.class_names) == 10
+    with pytest.raises(ValueError, match="Received: run="):
+        load_run(str(tmp_path))
 
 
 def test_training_learns_synthetic_data(tmp_path):
@@ -187,15 +196,3 @@ def test_test_noise_wraps_the_main_model_of_any_recipe(tmp_path):
     x = tf.fill((8, 32, 32, 3), 0.5)
     a, b = served(images=x)["probabilities"].numpy(), served(images=x)["probabilities"].numpy()
     assert not np.allclose(a, b)  # the exported model keeps its noise on at inference
-
-
-def test_config_choices_checked_without_tensorflow_match_the_library():
-    """config.py repeats a few choices so that the CLI can check them before TensorFlow loads."""
-    from tfadv import defenses
-    from tfadv.experiment import config
-    from tfadv.runtime import devices
-
-    assert config.TEST_NOISES == ("none", *defenses.TEST_NOISES)
-    assert (
-        config.DISTRIBUTIONS == devices.DISTRIBUTIONS and config.JIT_CHOICES == devices.JIT_CHOICES
-    )

@@ -1,6 +1,7 @@
 """Command line: attack a trained model on a data split.
 
-    python -m tfadv.attack --model=saved_models/RUN --attack=pgd --eps=0.03 [--steps=10 --loss=margin ...]
+    python -m tfadv.attack --model=saved_models/RUN --attack=pgd --eps=0.03 [--steps=10
+    --loss=margin ...]
 
 --model is a run folder (its main model, or --model_name), a .keras file or a SavedModel. The
 data set defaults to the one the run was trained on. Prints clean and adversarial accuracy and
@@ -14,12 +15,23 @@ import os
 
 from absl import flags, logging
 
+from tfadv.attacks import options as attack_options
 from tfadv.experiment import flags as cli
 from tfadv.experiment.attack_job import FORMATS, AttackJob
-from tfadv.experiment.splits import SPLITS
+from tfadv.runtime.choices import SPLITS
 from tfadv.runtime.quiet import native_stderr_silenced, quiet_tensorflow_logs
 
 quiet_tensorflow_logs()  # TensorFlow itself is imported only after the cheap checks
+
+
+def define_option_flags(flag_values: flags.FlagValues) -> None:
+    """One flag per attack option of the schema (default None: the attack's own default)."""
+    definers = {int: flags.DEFINE_integer, float: flags.DEFINE_float, bool: flags.DEFINE_bool}
+    for flag, entries in attack_options.by_flag().items():
+        option = entries[0][1]
+        takers = ", ".join(name for name, _ in entries)
+        define = definers.get(option.type, flags.DEFINE_string)
+        define(flag, None, f"{option.help} ({takers})", flag_values=flag_values)
 
 
 def define_flags(flag_values: flags.FlagValues) -> flags.FlagValues:
@@ -51,7 +63,9 @@ def define_flags(flag_values: flags.FlagValues) -> flags.FlagValues:
     flags.DEFINE_string(
         "attack",
         "pgd",
-        "an attack name (fgsm, fgsm_targeted, fgsm_random, bim, pgd, random_sign, one_pixel, patch, apgd, apgd_dlr, apgd_t, fab_t, square, ...) or a spec such as 'pgd(steps=20, loss=margin)'",
+        "an attack name (fgsm, fgsm_targeted, fgsm_random, bim, pgd, random_sign, one_pixel, "
+        "patch, apgd, apgd_dlr, apgd_t, fab_t, square, ...) or a spec such as 'pgd(steps=20, "
+        "loss=margin)'",
         flag_values=flag_values,
     )
     flags.DEFINE_float(
@@ -83,66 +97,7 @@ def define_flags(flag_values: flags.FlagValues) -> flags.FlagValues:
         "seeds random starts, random signs, targets and the searches",
         flag_values=flag_values,
     )
-    # attack options: passed only when given
-    flags.DEFINE_string(
-        "target",
-        None,
-        "targeted: least_likely, least_likely_top5, random or a class id",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_integer(
-        "steps", None, "iterations (pgd, bim, patch, apgd*, fab_t)", flag_values=flag_values
-    )
-    flags.DEFINE_float(
-        "alpha", None, "step size in pixel scale (pgd, bim, fgsm_random)", flag_values=flag_values
-    )
-    flags.DEFINE_string(
-        "norm", None, "inf or 2 (fgsm, pgd, bim, apgd*, fab_t, square)", flag_values=flag_values
-    )
-    flags.DEFINE_integer(
-        "restarts",
-        None,
-        "random restarts, best kept per image (pgd, apgd, apgd_dlr; fab_t: runs per target)",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_bool(
-        "random_start", None, "start inside the eps-ball at random (pgd)", flag_values=flag_values
-    )
-    flags.DEFINE_string("loss", None, "ce, margin, dlr or ce_t", flag_values=flag_values)
-    flags.DEFINE_string(
-        "loss_on", None, "logits (default) or probabilities", flag_values=flag_values
-    )
-    flags.DEFINE_integer("pixels", None, "pixels changed (one_pixel)", flag_values=flag_values)
-    flags.DEFINE_integer(
-        "population", None, "candidates per image (one_pixel)", flag_values=flag_values
-    )
-    flags.DEFINE_integer(
-        "max_queries", None, "model queries per image (one_pixel)", flag_values=flag_values
-    )
-    flags.DEFINE_integer(
-        "queries",
-        None,
-        "model queries per image, the clean one included (square)",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_integer(
-        "n_targets",
-        None,
-        "target classes per image, the most likely first (apgd_t, fab_t)",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_integer(
-        "patch_size", None, "patch side in pixels (patch)", flag_values=flag_values
-    )
-    flags.DEFINE_float(
-        "step_size", None, "patch value change per step (patch)", flag_values=flag_values
-    )
-    flags.DEFINE_string(
-        "jit_compile",
-        None,
-        "XLA: auto (on only with a GPU), true or false",
-        flag_values=flag_values,
-    )
+    define_option_flags(flag_values)  # attack options: passed only when given
     # output
     flags.DEFINE_string(
         "output_dir",
@@ -162,25 +117,10 @@ def define_flags(flag_values: flags.FlagValues) -> flags.FlagValues:
 
 
 FLAGS = define_flags(flags.FlagValues())
-"""This command's flags, apart from absl's global flags.FLAGS (so the three commands import together);
-`python -m tfadv.attack` defines them on flags.FLAGS, where --helpfull finds them."""
-OPTION_FLAGS = {  # flag -> keyword of the attack
-    "target": "target",
-    "steps": "steps",
-    "alpha": "alpha",
-    "norm": "norm",
-    "restarts": "restarts",
-    "random_start": "random_start",
-    "loss": "loss",
-    "loss_on": "loss_on",
-    "pixels": "pixels",
-    "population": "population",
-    "max_queries": "max_queries",
-    "patch_size": "size",
-    "step_size": "step_size",
-    "queries": "queries",
-    "n_targets": "n_targets",
-    "jit_compile": "jit_compile",
+"""This command's flags, apart from absl's global flags.FLAGS (so the three commands import
+together); `python -m tfadv.attack` defines them on flags.FLAGS, where --helpfull finds them."""
+OPTION_FLAGS = {  # flag -> keyword of the attack, one per option of tfadv.attacks.options.SCHEMA
+    flag: entries[0][1].name for flag, entries in attack_options.by_flag().items()
 }
 JOB_FLAGS = (
     "model",
@@ -235,10 +175,11 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
             gpu_available()  # the one-time CUDA probe, silenced here instead of logging mid-run
         return attack_job.run_attack_job(job)
 
+    renames = {option: flag for flag, option in OPTION_FLAGS.items() if flag != option}
     lines = cli.run_main(
         work,
         (*JOB_FLAGS, *OPTION_FLAGS),
-        {"size": "patch_size"},
+        renames,
         "interrupted; nothing was written",
     )
     print(os.linesep.join(lines))

@@ -1,6 +1,7 @@
 """Command line: the honest robustness evaluation of one or more trained models.
 
-    python -m tfadv.evaluate --model=saved_models/RUN [--model=saved_models/OTHER:student_T1] --eps=0.03 \
+    python -m tfadv.evaluate --model=saved_models/RUN [--model=saved_models/OTHER:student_T1]
+    --eps=0.03 \
         [--suite=standard|fast|pgd(steps=50),square] [--limit=500]
 
 Runs the attack suite (each attack only on the images still unbroken), the gradient-masking
@@ -10,13 +11,15 @@ transfer matrix; writes report.md, summary.json, CSVs, PNGs and TensorBoard summ
 `tfadv.experiment.evaluation_job.run_evaluation_job`.
 """
 
+import dataclasses
 import os
 
 from absl import flags, logging
 
+from tfadv.attacks import options as attack_options
 from tfadv.experiment import flags as cli
 from tfadv.experiment.evaluation_job import EvaluationJob
-from tfadv.experiment.splits import SPLITS
+from tfadv.runtime import choices
 from tfadv.runtime.quiet import native_stderr_silenced, quiet_tensorflow_logs
 
 quiet_tensorflow_logs()  # TensorFlow itself is imported only after the cheap checks
@@ -64,7 +67,9 @@ def define_flags(flag_values: flags.FlagValues) -> flags.FlagValues:
         "data folder or CIFAR-10 archive (default: the run's)",
         flag_values=flag_values,
     )
-    flags.DEFINE_enum("split", "test", SPLITS, "split to evaluate on", flag_values=flag_values)
+    flags.DEFINE_enum(
+        "split", "test", choices.SPLITS, "split to evaluate on", flag_values=flag_values
+    )
     flags.DEFINE_integer(
         "limit",
         0,
@@ -92,7 +97,8 @@ def define_flags(flag_values: flags.FlagValues) -> flags.FlagValues:
     flags.DEFINE_bool(
         "resume",
         False,
-        "continue the evaluation in --output_dir from its store: only missing chunks and attacks run",
+        "continue the evaluation in --output_dir from its store: only missing chunks and attacks "
+        "run",
         flag_values=flag_values,
     )
     flags.DEFINE_integer(
@@ -104,8 +110,9 @@ def define_flags(flag_values: flags.FlagValues) -> flags.FlagValues:
     flags.DEFINE_enum(
         "distribution",
         "default",
-        ("default", "mirrored", "multi_worker"),
-        "mirrored: split each attack call over the local GPUs (or --logical_cpus); multi_worker: one process per host, TF_CONFIG as for training",
+        choices.DISTRIBUTIONS,
+        "mirrored: split each attack call over the local GPUs (or --logical_cpus); multi_worker: "
+        "one process per host, TF_CONFIG as for training",
         flag_values=flag_values,
     )
     flags.DEFINE_integer(
@@ -117,43 +124,25 @@ def define_flags(flag_values: flags.FlagValues) -> flags.FlagValues:
     flags.DEFINE_float(
         "wait_workers",
         3600.0,
-        "multi_worker: seconds the chief waits for the other workers before it runs their missing chunks",
+        "multi_worker: seconds the chief waits for the other workers before it runs their "
+        "missing chunks",
         flag_values=flag_values,
     )
     return flag_values
 
 
 FLAGS = define_flags(flags.FlagValues())
-"""This command's flags, apart from absl's global flags.FLAGS (so the three commands import together);
-`python -m tfadv.evaluate` defines them on flags.FLAGS, where --helpfull finds them."""
-JOB_FLAGS = (
-    "model_output",
-    "eps",
-    "norm",
-    "suite",
-    "sweep_eps",
-    "dataset",
-    "data_dir",
-    "split",
-    "limit",
-    "batch_size",
-    "seed",
-    "eot_samples",
-    "output_dir",
-    "overwrite",
-    "verbose",
-    "resume",
-    "chunk_size",
-    "distribution",
-    "logical_cpus",
-    "wait_workers",
-)
+"""This command's flags, apart from absl's global flags.FLAGS (so the three commands import
+together); `python -m tfadv.evaluate` defines them on flags.FLAGS, where --helpfull finds them."""
+JOB_FLAGS = tuple(f.name for f in dataclasses.fields(EvaluationJob) if f.name != "models")
+"""The job's fields that are flags of the same name (a new EvaluationJob field and its
+DEFINE line in define_flags are all a new flag needs)."""
 
 
 def job_from_flags(flag_values: flags.FlagValues = FLAGS) -> EvaluationJob:
     """The job parsed flags describe."""
-    models = list(flag_values["model"].value)
-    return EvaluationJob(models=models, **{name: flag_values[name].value for name in JOB_FLAGS})
+    fields = {name: flag_values[name].value for name in JOB_FLAGS if name in flag_values}
+    return EvaluationJob(**fields, models=list(flag_values["model"].value))
 
 
 def main(argv, flag_values: flags.FlagValues = FLAGS):
@@ -165,6 +154,7 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
     def work():
         from tfadv.experiment import evaluation_job
 
+        attack_options.check_suite(job.suite)  # the suite's attack options, before TensorFlow
         evaluation_job.check(job)
         with native_stderr_silenced():
             from tfadv.runtime.devices import gpu_available

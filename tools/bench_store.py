@@ -45,11 +45,10 @@ def say(text: str) -> None:
 
 
 def load(model_path: str, n: int):
-    from tfadv.experiment import run_folder, splits
+    from tfadv.experiment import load_run
 
-    model = run_folder.load_model(model_path)
-    images, _ = splits.load_split(model_path, limit=n)
-    return model, images.float_images(), images.labels
+    run = load_run(model_path, limit=n)
+    return run.model, run.data.float_images(), run.data.labels
 
 
 def before_the_store(model, x, y, eps, suite, batch_size, seed):

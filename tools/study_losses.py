@@ -23,7 +23,7 @@ onednn.enable_by_default()  # before TensorFlow loads (see tfadv.runtime.onednn)
 import pandas as pd  # noqa: E402
 
 from tfadv import data, evaluation  # noqa: E402
-from tfadv.experiment import load_model, run_folder  # noqa: E402
+from tfadv.experiment import load_model, load_run  # noqa: E402
 from tfadv.runtime import devices  # noqa: E402
 from tfadv.runtime.files import write_text  # noqa: E402
 
@@ -48,12 +48,11 @@ def main():
     parser.add_argument("--out", default="", help="folder for losses.csv / losses.md")
     args = parser.parse_args()
     devices.set_seed(0, deterministic=False)
-    model = load_model(args.model, args.model_name)
-    config = (
-        run_folder.read_json(os.path.join(args.model, run_folder.CONFIG_FILE))
-        if os.path.isdir(args.model)
-        else {}
-    )
+    if os.path.exists(os.path.join(args.model, "config.json")):  # a run folder
+        run = load_run(args.model, limit=1, name=args.model_name)
+        model, config = run.model, run.config
+    else:
+        model, config = load_model(args.model, args.model_name), {}
     test = data.load("cifar10", data_dir=args.data_dir or config.get("data_dir")).test.head(
         args.limit
     )

@@ -22,53 +22,26 @@ distance to the boundary (`minimum_norm`, `MinimumNormResult`); with eps they re
 closest adversarial found where it lies within eps.
 """
 
-from tfadv.attacks import losses, norms, randomness, targets
-from tfadv.attacks.apgd import apgd, apgd_targeted
-from tfadv.attacks.carlini_wagner import carlini_wagner_l2, carlini_wagner_l2_search
-from tfadv.attacks.core import choose_targets
-from tfadv.attacks.deepfool import deepfool, deepfool_search
-from tfadv.attacks.fab import fab_targeted
-from tfadv.attacks.fmn import fmn, fmn_search
-from tfadv.attacks.gradient import fgsm, fgsm_targeted, input_gradient, random_sign, steps_to_flip
-from tfadv.attacks.hop_skip_jump import hop_skip_jump
-from tfadv.attacks.iterative import bim, fgsm_random, pgd
-from tfadv.attacks.losses import LOSS_ON, LOSSES, Loss
-from tfadv.attacks.minimum_norm import MinimumNormResult, minimum_norm
-from tfadv.attacks.norms import NORMS
-from tfadv.attacks.one_pixel import one_pixel
-from tfadv.attacks.patch import PatchResult, apply_patch, patch
-from tfadv.attacks.runner import (
-    AttackResult,
-    adversarial_images,
-    predict_classes,
-    run_attack,
-    transfer,
-)
-from tfadv.attacks.spec import Attack, get, names, register
-from tfadv.attacks.square import square
-from tfadv.attacks.storage import load, save
-from tfadv.models.adapter import logits_of, probabilities_of
+import importlib
+import sys
+import types
 
-for _name, _fn, _defaults in (
-    ("fgsm", fgsm, {}),
-    ("fgsm_targeted", fgsm, {"target": "least_likely"}),
-    ("fgsm_random", fgsm_random, {}),
-    ("bim", bim, {}),
-    ("pgd", pgd, {}),
-    ("random_sign", random_sign, {}),
-    ("one_pixel", one_pixel, {}),
-    ("patch", patch, {}),
-    ("apgd", apgd, {}),
-    ("apgd_dlr", apgd, {"loss": "dlr"}),
-    ("apgd_t", apgd_targeted, {}),
-    ("fab_t", fab_targeted, {}),
-    ("square", square, {}),
-    ("hop_skip_jump", hop_skip_jump, {}),
-    ("deepfool", deepfool, {}),
-    ("cw_l2", carlini_wagner_l2, {}),
-    ("fmn", fmn, {}),
-):
-    register(_name, _fn, **_defaults)
+SUBMODULES = ("losses", "norms", "randomness", "targets")
+_CATALOG = "tfadv.attacks.catalog"
+
+
+class _Package(types.ModuleType):
+    """tfadv.attacks: the names of __all__ load the attacks (and TensorFlow) on first use, so that
+    tfadv.attacks.options imports without TensorFlow."""
+
+    def __getattribute__(self, name):
+        if name in _LAZY:
+            return getattr(importlib.import_module(_CATALOG), name)
+        return super().__getattribute__(name)
+
+    def __dir__(self):
+        return sorted(set(super().__dir__()) | set(_LAZY))
+
 
 __all__ = [
     "Attack",
@@ -118,3 +91,14 @@ __all__ = [
     "targets",
     "transfer",
 ]
+
+_LAZY = frozenset(__all__) - set(SUBMODULES)
+
+
+def __getattr__(name):
+    if name in SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+sys.modules[__name__].__class__ = _Package

@@ -26,8 +26,9 @@ from collections.abc import Callable
 import tensorflow as tf
 
 from tfadv.models.callable import require_gradients
+from tfadv.runtime.choices import LOSS_ALIASES as _ALIASES
+from tfadv.runtime.choices import LOSS_ON
 
-LOSS_ON = ("logits", "probabilities")
 DLR_EPSILON = 1e-12  # as in the AutoAttack reference
 
 
@@ -110,7 +111,6 @@ MARGIN = Loss("margin", margin)
 DLR = Loss("dlr", dlr, dlr_targeted)
 CE_T = Loss("ce_t", cross_entropy, divide_by_temperature=True)
 LOSSES = {loss.name: loss for loss in (CE, MARGIN, DLR, CE_T)}
-_ALIASES = {"cross_entropy": "ce", "cw": "margin", "ce_temperature": "ce_t"}
 
 
 def get(loss) -> Loss:

@@ -19,16 +19,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfadv.attacks import checks, core
+from tfadv.runtime.choices import NORM_ALIASES as _NORM_ALIASES
 
-_NORM_ALIASES = {
-    "inf": "inf",
-    "linf": "inf",
-    "l_inf": "inf",
-    "2": "2",
-    "l2": "2",
-    "1": "1",
-    "l1": "1",
-}
 INF = float("inf")
 
 

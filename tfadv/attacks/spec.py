@@ -1,6 +1,7 @@
 """An attack as one value: a registered name plus its options, built once and carried unchanged.
 
-    attack = Attack("pgd", steps=10, loss="margin")     # or Attack.parse("pgd(steps=10, loss=margin)")
+    attack = Attack("pgd", steps=10, loss="margin")     # or Attack.parse("pgd(steps=10,
+    loss=margin)")
     x_adv = attack(model, images, labels, eps=8 / 255)
     attack.describe()                                    # 'pgd(loss=margin, steps=10)'
 
@@ -11,14 +12,14 @@ a mistake fails before any work starts. A plain function with the shared signatu
 `(model, images, labels, eps, **options)` can stand in for a registered name.
 """
 
-import ast
 import dataclasses
+import importlib
 import inspect
-import re
 import types
 from collections.abc import Callable
 
-from tfadv.attacks import checks, losses, norms, targets
+from tfadv.attacks import losses, norms, targets
+from tfadv.attacks import options as options_schema
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +56,8 @@ class AttackInfo:
         )
 
     def option(self, options, key):
-        """The value of option `key` given `options` (else the registry's, else the function's default)."""
+        """The value of option `key` given `options` (else the registry's, else the function's
+        default)."""
         return options.get(key, self.defaults.get(key, self.function_defaults.get(key)))
 
 
@@ -65,7 +67,7 @@ _REGISTRY: dict = {}
 def register(name: str, fn: Callable, **defaults) -> None:
     """Registers `fn` (shared signature, options keyword-only) as `name`, with default options."""
     if name in _REGISTRY:
-        raise ValueError(f"Attack {name!r} is already registered")
+        raise ValueError(f"Expected a new attack name. Received: {name!r} is already registered")
     _REGISTRY[name] = AttackInfo.of(name, fn, defaults)
 
 
@@ -76,41 +78,27 @@ def names() -> list:
 def lookup(name) -> AttackInfo:
     if callable(name):
         return AttackInfo.of(getattr(name, "__name__", "custom"), name)
+    importlib.import_module("tfadv.attacks.catalog")  # registers the attacks on first use
     if name not in _REGISTRY:
-        raise ValueError(f"Unknown attack {name!r}; expected one of {names()}")
+        raise ValueError(
+            f"Unknown attack {name!r}. Expected one of {names()}. Received: attack={name!r}"
+        )
     return _REGISTRY[name]
 
 
-COUNT_OPTIONS = (
-    "steps",
-    "restarts",
-    "pixels",
-    "population",
-    "max_queries",
-    "chunk_queries",
-    "size",
-    "batch_size",
-    "max_steps",
-)
-SIZE_OPTIONS = ("alpha", "step_size", "mutation")  # finite numbers >= 0
-
-
-def _normalise(name: str, value):
-    """Checks option values shared by many attacks; returns the canonical value."""
+def _normalise(name: str, value, schema):
+    """`value` of option `name` checked against the schema (`schema` None: any attack's option
+    of that name), then put in canonical form (the norm's name, the loss's name)."""
+    option = schema.options.get(name) if schema else options_schema.ANY_OPTION.get(name)
+    if option is not None:
+        value = option.check(value)
     if value is None:
-        return value
-    if name in COUNT_OPTIONS:
-        return checks.check_positive_int(name, value)
-    if name in SIZE_OPTIONS:
-        checks.check_eps(value, name)
         return value
     if name == "norm":
         return "1" if str(value).lower() in ("1", "l1") else norms.get(value).name  # "1": fmn only
     if name == "loss":
-        loss = losses.get(value)  # raises for an unknown name
+        loss = losses.get(value)  # raises for a loss the schema cannot see (a bad callable)
         return loss.name if losses.LOSSES.get(loss.name) is loss else value
-    if name == "loss_on":
-        return checks.check_choice("loss_on", value, losses.LOSS_ON)
     if name == "target":
         return targets.check_target(value)
     return value
@@ -122,7 +110,8 @@ class Attack:
     Args:
         attack: a registered name (`tfadv.attacks.names()`) or a function
             `(model, images, labels, eps, **options)`.
-        **options: the attack's keyword options (steps, alpha, norm, loss, loss_on, target, seed, ...).
+        **options: the attack's keyword options (steps, alpha, norm, loss, loss_on, target, seed,
+        ...).
 
     Raises:
         ValueError: an unknown name or option, or a bad norm, loss, loss_on or target.
@@ -132,18 +121,21 @@ class Attack:
 
     def __init__(self, attack, **options):
         info = lookup(attack)
+        schema = options_schema.SCHEMA.get(info.name) if _REGISTRY.get(info.name) is info else None
+        if schema is not None:
+            schema.check(options)  # unknown options and plain values, in one line each
         unknown = sorted(set(options) - info.parameters)
         if unknown:
             raise ValueError(
-                f"Attack {info.name!r} takes no option(s) {unknown}; it takes {sorted(info.parameters)}. "
-                f"Received: {options!r}"
+                f"Attack {info.name!r} takes no option(s) {unknown}; it takes "
+                f"{sorted(info.parameters)}. Received: {options!r}"
             )
         merged = {**info.defaults, **options}
         object.__setattr__(self, "info", info)
         object.__setattr__(
             self,
             "options",
-            types.MappingProxyType({k: _normalise(k, v) for k, v in merged.items()}),
+            types.MappingProxyType({k: _normalise(k, v, schema) for k, v in merged.items()}),
         )
 
     def __setattr__(self, key, value):
@@ -215,22 +207,8 @@ class Attack:
 
         Values are Python literals (10, 0.5, True, None), simple fractions (2/255) or bare words.
         """
-        match = re.fullmatch(r"\s*([A-Za-z_][\w]*)\s*(?:\((.*)\)|:(.*))?\s*", text or "")
-        if not match:
-            raise ValueError(
-                f"Expected an attack such as 'pgd' or 'pgd(steps=10, loss=margin)'. Received: {text!r}"
-            )
-        name, body = (
-            match.group(1),
-            match.group(2) if match.group(2) is not None else match.group(3),
-        )
-        options = {}
-        for part in filter(None, (p.strip() for p in (body or "").split(","))):
-            key, sep, value = part.partition("=")
-            if not sep or not key.strip().isidentifier():
-                raise ValueError(f"Expected option=value in {text!r}. Received: {part!r}")
-            options[key.strip()] = _literal(value.strip())
-        return cls(name, **options)
+        name, given = options_schema.parse(text)
+        return cls(name, **given)
 
     def _key(self):
         return (self.info.fn, tuple(sorted((k, repr(v)) for k, v in self.options.items())))
@@ -243,19 +221,6 @@ class Attack:
 
     def __repr__(self):
         return f"Attack({self.describe()!r})"
-
-
-def _literal(text: str):
-    fraction = re.fullmatch(r"([0-9.]+)\s*/\s*([0-9.]+)", text)
-    if fraction:
-        return float(fraction.group(1)) / float(fraction.group(2))
-    lowered = {"true": True, "false": False, "none": None}.get(text.lower(), text)
-    if lowered is not text:
-        return lowered
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
 
 
 def _show(value) -> str:

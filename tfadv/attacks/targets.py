@@ -11,8 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfadv.attacks import checks, randomness
-
-STRATEGIES = ("least_likely", "least_likely_top5", "random")
+from tfadv.runtime.choices import TARGETS as STRATEGIES
 
 
 def check_target(target, num_classes=None):

@@ -36,7 +36,9 @@ __all__ = [
 def split_validation(train: ImageSet, fraction: float, seed: int = 0):
     """Splits off a seeded random `fraction` of `train` as a validation set."""
     if not 0 <= fraction < 1:
-        raise ValueError(f"validation_fraction={fraction!r}: expected a value in [0, 1)")
+        raise ValueError(
+            f"Expected validation_fraction in [0, 1). Received: validation_fraction={fraction!r}"
+        )
     order = np.random.default_rng(seed).permutation(len(train))
     n_val = int(round(len(train) * fraction))
     return train.take(np.sort(order[n_val:])), train.take(np.sort(order[:n_val]))

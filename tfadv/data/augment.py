@@ -16,13 +16,15 @@ def parse_augment(spec: str) -> tuple:
     unknown = [p for p in parts if p not in CHOICES]
     if unknown:
         raise ValueError(
-            f"augment={spec!r}: unknown {unknown}; expected {sorted(PRESETS)} or a comma list of {CHOICES}"
+            f"Expected augment in {sorted(PRESETS)} or a comma list of {CHOICES}; unknown "
+            f"{unknown}. Received: augment={spec!r}"
         )
     return parts
 
 
 def make_augment_fn(ops: tuple, pad: int = 4):
-    """Returns (image, seed) -> image applying the chosen ops; `seed` is a (2,) int stateless seed."""
+    """Returns (image, seed) -> image applying the chosen ops; `seed` is a (2,) int stateless
+    seed."""
     unknown = [op for op in ops if op not in CHOICES]
     if unknown:
         raise ValueError(f"Expected augmentation ops from {CHOICES}. Received: ops={tuple(ops)!r}")

@@ -24,7 +24,8 @@ def batches(data, batch_size: int):
         data = (data.float_images(), data.labels)
     if not (isinstance(data, (tuple, list)) and len(data) == 2):
         raise ValueError(
-            f"Expected (images, labels), an ImageSet or a tf.data.Dataset. Received: {type(data).__name__}"
+            "Expected (images, labels), an ImageSet or a tf.data.Dataset. Received: "
+            f"{type(data).__name__}"
         )
     images, labels = data
     n = len(labels)

@@ -35,7 +35,8 @@ def parse_records(raw: bytes, source: str) -> ImageSet:
     """Parses concatenated CIFAR-10 binary records into an ImageSet."""
     if len(raw) == 0 or len(raw) % RECORD_BYTES:
         raise DataError(
-            f"{source}: {len(raw)} bytes is not a whole number of {RECORD_BYTES}-byte CIFAR-10 records "
+            f"{source}: {len(raw)} bytes is not a whole number of {RECORD_BYTES}-byte CIFAR-10 "
+            "records "
             "(truncated or not a CIFAR-10 binary file)"
         )
     records = np.frombuffer(raw, dtype=np.uint8).reshape(-1, RECORD_BYTES)
@@ -61,7 +62,8 @@ def _read_members(path: str) -> dict:
             if os.path.isfile(archive):
                 return _read_members(archive)
             raise DataError(
-                f"no CIFAR-10 binary archive in {path!r}: expected {FOLDER}/ or cifar-10-binary.tar.gz"
+                f"no CIFAR-10 binary archive in {path!r}: expected {FOLDER}/ or "
+                "cifar-10-binary.tar.gz"
             )
         for name in wanted:
             file_path = os.path.join(folder, name)

@@ -28,7 +28,10 @@ def parse_imbalance(spec: str, class_names) -> Imbalance | None:
         return None
     parts = spec.split(":")
     if len(parts) != 3 or parts[0] not in ("under", "over"):
-        raise ValueError(f"imbalance={spec!r}: expected under:CLASS:FRACTION or over:CLASS:FACTOR")
+        raise ValueError(
+            "Expected imbalance under:CLASS:FRACTION or over:CLASS:FACTOR. Received: "
+            f"imbalance={spec!r}"
+        )
     mode, cls, amount_text = parts
     if cls in class_names:
         class_index = list(class_names).index(cls)
@@ -36,19 +39,24 @@ def parse_imbalance(spec: str, class_names) -> Imbalance | None:
         try:
             class_index = int(cls)
         except ValueError:
-            raise ValueError(f"imbalance={spec!r}: unknown class {cls!r}") from None
+            raise ValueError(
+                f"Expected a class name or index, not {cls!r}. Received: imbalance={spec!r}"
+            ) from None
     if not 0 <= class_index < len(class_names):
         raise ValueError(
-            f"imbalance={spec!r}: class {class_index} outside 0-{len(class_names) - 1}"
+            f"Expected a class in 0-{len(class_names) - 1}, not {class_index}. "
+            f"Received: imbalance={spec!r}"
         )
     try:
         amount = float(amount_text)
     except ValueError:
-        raise ValueError(f"imbalance={spec!r}: {amount_text!r} is not a number") from None
+        raise ValueError(
+            f"Expected a number, not {amount_text!r}. Received: imbalance={spec!r}"
+        ) from None
     if mode == "under" and not 0 < amount <= 1:
-        raise ValueError(f"imbalance={spec!r}: FRACTION must be in (0, 1]")
+        raise ValueError(f"Expected FRACTION in (0, 1]. Received: imbalance={spec!r}")
     if mode == "over" and not amount >= 1:
-        raise ValueError(f"imbalance={spec!r}: FACTOR must be >= 1")
+        raise ValueError(f"Expected FACTOR >= 1. Received: imbalance={spec!r}")
     return Imbalance(mode, class_index, amount)
 
 

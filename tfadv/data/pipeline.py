@@ -31,7 +31,8 @@ def check_outside_strategy() -> None:
     """Raises ValueError inside a `strategy.scope()`: pipeline variables there would be mirrored."""
     if tf.distribute.has_strategy() and tf.distribute.in_cross_replica_context():
         raise ValueError(
-            "Expected the input pipeline to be made outside strategy.scope() (its variables are host data). "
+            "Expected the input pipeline to be made outside strategy.scope() (its variables are "
+            "host data). "
             f"Received: a call inside the scope of {type(tf.distribute.get_strategy()).__name__}"
         )
 
@@ -60,7 +61,8 @@ def check_batching(batch_size, replicas) -> None:
         raise ValueError(f"Expected replicas to be an integer > 0. Received: replicas={replicas!r}")
     if batch_size % replicas:
         raise ValueError(
-            f"Expected batch_size to be a multiple of replicas={replicas}. Received: batch_size={batch_size}"
+            f"Expected batch_size to be a multiple of replicas={replicas}. Received: "
+            f"batch_size={batch_size}"
         )
 
 

@@ -19,7 +19,8 @@ class ImageSet:
     def __post_init__(self):
         if self.images.dtype != np.uint8 or self.images.ndim != 4:
             raise ValueError(
-                f"Expected uint8 images of shape (N, H, W, C). Received: {self.images.dtype} {self.images.shape}"
+                f"Expected uint8 images of shape (N, H, W, C). Received: {self.images.dtype} "
+                f"{self.images.shape}"
             )
         self.labels = np.asarray(self.labels, dtype=np.int64)
         if self.labels.shape != (len(self.images),):

@@ -32,7 +32,8 @@ class EpsSchedule(keras.callbacks.Callback):
         super().__init__()
         if warmup_epochs < 0 or ramp_epochs < 0:
             raise ValueError(
-                f"Expected warmup_epochs, ramp_epochs >= 0. Received: {warmup_epochs!r}, {ramp_epochs!r}"
+                f"Expected warmup_epochs, ramp_epochs >= 0. Received: {warmup_epochs!r}, "
+                f"{ramp_epochs!r}"
             )
         validation.check_eps(eps, at_most=1.0)
         self.variable = variable

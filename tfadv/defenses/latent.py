@@ -124,7 +124,8 @@ class ContrastiveTrainer(OneNetworkSteps):
         )
         if logits_layer is None:
             raise ValueError(
-                f"Expected a model with a Dense layer named {LOGITS_LAYER!r}. Received: {classifier.name!r}"
+                f"Expected a model with a Dense layer named {LOGITS_LAYER!r}. Received: "
+                f"{classifier.name!r}"
             )
         # One pass to both outputs, sharing the classifier's layers and weights.
         self.heads = keras.Model(
@@ -207,7 +208,8 @@ def choose_references(labels, per_class: int = 5, seed: int = 0, num_classes=Non
         members = np.flatnonzero(labels == c)
         if len(members) < per_class:
             raise ValueError(
-                f"Expected at least per_class={per_class} images of class {c}. Received: {len(members)}"
+                f"Expected at least per_class={per_class} images of class {c}. Received: "
+                f"{len(members)}"
             )
         chosen.append(rng.choice(members, per_class, replace=False))
     return np.sort(np.concatenate(chosen))
@@ -301,7 +303,8 @@ class NearestReferenceClassifier(keras.Model):
         if num_classes is None:
             if embed is model:
                 raise ValueError(
-                    f"Expected num_classes with an embedding model. Received: num_classes=None, model={model.name!r}"
+                    "Expected num_classes with an embedding model. Received: num_classes=None, "
+                    f"model={model.name!r}"
                 )
             num_classes = model.output_shape[-1]
         inputs = keras.Input(embed.input_shape[1:], name="images")

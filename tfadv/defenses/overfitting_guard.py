@@ -72,11 +72,13 @@ class OverfittingGuard(keras.callbacks.Callback):
         labels = np.asarray(labels)
         if images.ndim != 4 or len(images) == 0:
             raise ValueError(
-                f"Expected a non-empty batch of images (N, H, W, C). Received: images of shape {images.shape}"
+                "Expected a non-empty batch of images (N, H, W, C). Received: images of shape "
+                f"{images.shape}"
             )
         if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
             raise ValueError(
-                f"Expected int labels of shape ({len(images)},). Received: labels {labels.dtype} {labels.shape}"
+                f"Expected int labels of shape ({len(images)},). Received: labels {labels.dtype} "
+                f"{labels.shape}"
             )
         if isinstance(drop, bool) or not isinstance(drop, numbers.Real) or not 0 < drop <= 1:
             raise ValueError(f"Expected drop in (0, 1]. Received: drop={drop!r}")
@@ -145,7 +147,8 @@ class OverfittingGuard(keras.callbacks.Callback):
         } - set(state)
         if missing:
             raise ValueError(
-                f"Expected a state from OverfittingGuard.get_state(). Received: state without {sorted(missing)}"
+                "Expected a state from OverfittingGuard.get_state(). Received: state without "
+                f"{sorted(missing)}"
             )
         self.history = [float(a) for a in state["history"]]
         self.best_epoch = state["best_epoch"]
@@ -178,8 +181,10 @@ class OverfittingGuard(keras.callbacks.Callback):
             if logs is not None:
                 logs[f"{self.log_prefix}_stopped"] = 1.0
             print(
-                f"[{self.log_prefix}] epoch {epoch + 1}: robust accuracy {accuracy:.3f}, more than {self.drop:.2f} below the best "
-                f"{self.best:.3f} (epoch {self.best_epoch + 1}): catastrophic overfitting; stopped, weights of epoch {epoch} restored",
+                f"[{self.log_prefix}] epoch {epoch + 1}: robust accuracy {accuracy:.3f}, more than "
+                f"{self.drop:.2f} below the best "
+                f"{self.best:.3f} (epoch {self.best_epoch + 1}): catastrophic overfitting; "
+                f"stopped, weights of epoch {epoch} restored",
                 flush=True,
             )
         else:

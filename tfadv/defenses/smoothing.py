@@ -212,6 +212,7 @@ def certified_accuracy(radii, correct, radius_grid) -> np.ndarray:
     grid = np.asarray(radius_grid, np.float64).reshape(-1)
     if len(radii) != len(correct) or len(radii) == 0:
         raise ValueError(
-            f"Expected radii and correct of one length >= 1. Received: {len(radii)} radii, {len(correct)} flags"
+            f"Expected radii and correct of one length >= 1. Received: {len(radii)} radii, "
+            f"{len(correct)} flags"
         )
     return (correct[None, :] & (radii[None, :] >= grid[:, None])).mean(axis=1)

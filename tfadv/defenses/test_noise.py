@@ -12,8 +12,8 @@ import keras
 
 from tfadv.layers import GaussianNoise, RandomSignNoise
 from tfadv.models import as_classifier
+from tfadv.runtime.choices import TEST_NOISES
 
-TEST_NOISES = ("random_sign", "gaussian")
 NOISE_LAYER = "test_noise"
 
 

@@ -9,23 +9,12 @@ imports it. Errors name the job's fields (`eps=5.0`); the CLI shows them as flag
 """
 
 import dataclasses
-import math
 import os
 
+from tfadv.attacks import options as attack_options
+
 FORMATS = ("npz", "tfrecord")
-MINIMUM_NORM = ("deepfool", "cw_l2", "fmn")  # without eps: each image's distance to the boundary
 CURVE_POINTS = 50
-COUNT_OPTIONS = (
-    "steps",
-    "restarts",
-    "pixels",
-    "population",
-    "max_queries",
-    "size",
-    "queries",
-    "n_targets",
-)  # integers >= 1
-SIZE_OPTIONS = ("alpha", "step_size")  # finite numbers >= 0
 
 
 @dataclasses.dataclass
@@ -67,7 +56,8 @@ class AttackJob:
 
 
 def default_output_dir(job: AttackJob) -> str:
-    """Inside the attacked run folder (RUN/attacks/NAME); attack_results/NAME for a bare model file."""
+    """Inside the attacked run folder (RUN/attacks/NAME); attack_results/NAME for a bare model
+    file."""
     from_name = job.attack.split("(")[0].split(":")[0]
     name = (
         f"{from_name}-eps{job.eps:g}-{job.split}"
@@ -85,14 +75,18 @@ def check(job: AttackJob) -> str:
     from tfadv.experiment import run_folder, splits
 
     if not job.model:
-        raise ValueError("model='' : a run folder, .keras file or SavedModel is required")
+        raise ValueError(
+            "Expected a model (a run folder, .keras file or SavedModel). Received: model=''"
+        )
     for name in ("model", "surrogate"):
         path = getattr(job, name)
         if path and not os.path.exists(path):
-            raise FileNotFoundError(f"{name}={path!r} does not exist")
+            raise FileNotFoundError(
+                f"Expected an existing path; it does not exist. Received: {name}={path!r}"
+            )
+    norm = check_options(job).get("norm", "inf")
     if job.eps is not None:
-        splits.check_eps(job.eps, job.options.get("norm", "inf"))
-    check_options(job.options)
+        splits.check_eps(job.eps, norm)
     splits.check_fields(job, {"batch_size": 1, "limit": 0, "grid_images": 0})
     if job.format not in FORMATS:
         raise ValueError(f"Expected format in {FORMATS}. Received: format={job.format!r}")
@@ -101,21 +95,18 @@ def check(job: AttackJob) -> str:
     return output_dir
 
 
-def check_options(options: dict) -> None:
-    """The attack options that are plain numbers (the attack checks the rest when it is made)."""
-    for name, value in options.items():
-        if name in COUNT_OPTIONS and (
-            isinstance(value, bool) or not isinstance(value, int) or value < 1
-        ):
-            raise ValueError(f"Expected {name} to be an integer >= 1. Received: {name}={value!r}")
-        if name in SIZE_OPTIONS and not (
-            isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
-        ):
-            raise ValueError(
-                f"Expected a finite {name} >= 0 (pixel scale). Received: {name}={value!r}"
-            )
-        if name == "target" and isinstance(value, int) and value < 0:
-            raise ValueError(f"Expected a target class >= 0. Received: target={value!r}")
+def check_options(job: AttackJob) -> dict:
+    """The attack's options (its spec's, then `job.options`) checked against its schema
+    (`tfadv.attacks.options`); returns them. Attack functions outside the registry are checked
+    when they are made."""
+    name, given = attack_options.parse(job.attack)
+    merged = attack_options.check(name, {**given, **job.options})
+    schema = attack_options.schema(name)
+    if job.eps is None and schema.needs_eps:
+        raise ValueError(
+            f"Expected eps (pixel scale, e.g. eps=0.03) for attack {name!r}. Received: eps=None"
+        )
+    return {**schema.defaults(), **merged}
 
 
 def run_attack_job(job: AttackJob) -> list:
@@ -129,9 +120,7 @@ def run_attack_job(job: AttackJob) -> list:
 
     devices.set_seed(job.seed, deterministic=False)  # also makes unseeded draws repeatable
     attack = attacks.get(job.attack, **job.options)
-    if attack.needs_eps and job.eps is None:
-        raise ValueError(f"attack={attack.name!r} needs eps (pixel scale, e.g. eps=0.03)")
-    if job.eps is None and attack.name in MINIMUM_NORM and not job.surrogate:
+    if job.eps is None and attack.name in attack_options.MINIMUM_NORM_ATTACKS and not job.surrogate:
         return _distances_job(job, attack, output_dir)
     output = job.model_output or None
     model = run_folder.load_model(job.model, job.model_name, "model", output=output)
@@ -202,7 +191,8 @@ def run_attack_job(job: AttackJob) -> list:
         f"attack: {attack.describe()} eps={job.eps}  on {summary['n']} {job.split} images",
         f"clean accuracy:       {summary['clean_accuracy']:.4f}",
         f"adversarial accuracy: {summary['adversarial_accuracy']:.4f}  "
-        f"(on the {summary['n_correct']} clean-correct: {summary['adversarial_accuracy_on_correct']:.4f})",
+        f"(on the {summary['n_correct']} clean-correct: "
+        f"{summary['adversarial_accuracy_on_correct']:.4f})",
     ]
     if "target_success_rate" in summary:
         lines.append(f"target success rate:  {summary['target_success_rate']:.4f}")
@@ -302,7 +292,9 @@ def _distances_job(job: AttackJob, attack, output_dir: str) -> list:
         f"model: {summary['model']}",
         f"attack: {attack.describe()} (minimum norm, L{norm}) on {summary['n']} {job.split} images",
         f"clean accuracy:       {summary['clean_accuracy']:.4f}",
-        f"median distance to the boundary (clean-correct images, L{norm}): {summary['median_distance_clean_correct']:.4g}"
+        f"median distance to the boundary (clean-correct images, L{norm}): "
+        f"{summary['median_distance_clean_correct']:.4g}"
         f"  (adversarial found for {summary['found_on_clean_correct']:.1%})",
-        f"written: {output_dir}/ (distances.csv, curve.csv, curve.png, adversarial.npz, summary.json)",
+        f"written: {output_dir}/ (distances.csv, curve.csv, curve.png, adversarial.npz, "
+        "summary.json)",
     ]

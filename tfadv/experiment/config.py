@@ -1,6 +1,7 @@
 """The resolved configuration of a training run (one field per `tfadv.train` flag).
 
-Errors name the fields as Python arguments (`epochs=0: must be > 0`); the CLI shows them as flags.
+Errors name the fields as Python arguments ("Expected epochs > 0. Received: epochs=0"); the CLI
+shows them as flags.
 Importing this module imports no TensorFlow: `check_values` runs before the CLI loads it.
 """
 
@@ -9,18 +10,14 @@ import json
 import math
 import os
 
-# Attacks that can run inside a training step (compiled gradient attacks and the control).
-TRAINING_ATTACKS = ("fgsm", "fgsm_random", "pgd", "bim", "random_sign")
-TEST_NOISES = (
-    "none",
-    "random_sign",
-    "gaussian",
-)  # "none" and tfadv.defenses.test_noise.TEST_NOISES
-DISTRIBUTIONS = ("default", "mirrored", "multi_worker")  # tfadv.runtime.devices.DISTRIBUTIONS
-JIT_CHOICES = ("auto", "true", "false")
+from tfadv.attacks import options as attack_options
+from tfadv.runtime import choices
+
+TEST_NOISES = ("none", *choices.TEST_NOISES)
 DISTILLATION_RECIPES = ("distill", "distill_variant")
-TFLITE_PRECISIONS = ("float32", "float16", "int8")  # tfadv.models.tflite.PRECISIONS
 AWP_RECIPES = ("adversarial_batch", "trades", "mart")  # recipes that take awp_gamma
+ATTACK_FIELDS = {"attack_steps": "steps", "attack_alpha": "alpha", "attack_loss_on": "loss_on"}
+"""Fields given to the training attack where it takes the option (tfadv.attacks.options)."""
 # Fields that cannot change a run's results: they may differ when a run is resumed.
 RESULT_NEUTRAL_FIELDS = ("resume", "overwrite", "verbose", "output_dir", "run_name")
 
@@ -60,10 +57,16 @@ class TrainConfig:
     eps_ramp_epochs: int = 0
     adv_fraction: float = 1.0  # per-epoch recipe: share of the training set regenerated
     robust_eval_size: int = 256  # fixed validation subset for robust accuracy per epoch
-    monitor_attack: str = "pgd(steps=10, loss=margin)"  # evaluation attack of that monitor; "training": the training attack
-    guard_images: int = 0  # adversarial_batch: training images PGD-checked each epoch against catastrophic overfitting (0: off)
-    guard_drop: float = 0.2  # stop and restore the previous epoch's weights when that robust accuracy falls this far below its best
-    # TRADES, MART and adversarial weight perturbation (recipes trades / mart, AWP also adversarial_batch)
+    # evaluation attack of that monitor; "training": the training attack
+    monitor_attack: str = "pgd(steps=10, loss=margin)"
+    # adversarial_batch: training images PGD-checked each epoch against catastrophic overfitting (0:
+    # off)
+    guard_images: int = 0
+    # stop and restore the previous epoch's weights when that robust accuracy falls this far below
+    # its best
+    guard_drop: float = 0.2
+    # TRADES, MART and adversarial weight perturbation (recipes trades / mart, AWP also
+    # adversarial_batch)
     trades_beta: float = 6.0  # weight of KL(f(x) || f(x')); 1 and 6 are the paper's points
     mart_beta: float = 6.0  # weight of MART's misclassification-weighted KL term
     awp_gamma: float = (
@@ -95,154 +98,151 @@ class TrainConfig:
     verbose: int = 1
 
     def validate(self) -> "TrainConfig":
-        """All checks of the values (TensorFlow is imported for the attack names)."""
+        """All checks of the values (TensorFlow is imported for the teacher recipe's name)."""
         self.check_values()
-        self._validate_adversarial()
+        from tfadv.experiment import recipes
+
+        if self.teacher_recipe not in recipes.trainer_names():
+            _fail("teacher_recipe", self.teacher_recipe, f"one of {recipes.trainer_names()}")
         return self
 
     def check_values(self) -> "TrainConfig":
-        """The checks that need no TensorFlow: numbers, ranges, plain choices and the teacher's path."""
+        """The checks that need no TensorFlow: numbers, ranges, choices, the attacks (against
+        tfadv.attacks.options) and the teacher's path."""
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if isinstance(value, float) and not math.isfinite(value):
-                raise ValueError(f"{field.name}={value}: must be a finite number")
+                _fail(field.name, value, "a finite number")
         self._check_run_values()
-        positive_ints = ("epochs", "batch_size")
-        for name in positive_ints:
-            value = getattr(self, name)
-            if value <= 0:
-                raise ValueError(f"{name}={value}: must be > 0")
-        for name in (
-            "learning_rate",
-            "temperature",
-            "teacher_temperature",
-            "student_temperature",
-            "deploy_temperature",
-        ):
-            value = getattr(self, name)
-            if value <= 0:
-                raise ValueError(f"{name}={value}: must be > 0")
-        if self.eps < 0 or self.eps > 1:
-            raise ValueError(f"eps={self.eps}: must be in [0, 1] (pixel scale)")
-        if not 0 <= self.adv_ratio <= 1:
-            raise ValueError(f"adv_ratio={self.adv_ratio}: must be in [0, 1]")
-        if not 0 < self.adv_fraction <= 1:
-            raise ValueError(f"adv_fraction={self.adv_fraction}: must be in (0, 1]")
-        if not 0 <= self.distill_alpha <= 1:
-            raise ValueError(f"distill_alpha={self.distill_alpha}: must be in [0, 1]")
-        if self.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"lr_schedule={self.lr_schedule!r}: expected constant or cosine")
-        if self.warmup_epochs < 0 or self.eps_ramp_epochs < 0:
-            raise ValueError(
-                f"warmup_epochs={self.warmup_epochs}, eps_ramp_epochs={self.eps_ramp_epochs}: must be >= 0"
-            )
+        for name in ("epochs", "batch_size", "learning_rate", "temperature"):
+            self._check_range(name, 0, low_open=True)
+        for name in ("teacher_temperature", "student_temperature", "deploy_temperature"):
+            self._check_range(name, 0, low_open=True)
+        self._check_range("eps", 0, 1, what="in [0, 1] (pixel scale)")
+        self._check_range("adv_ratio", 0, 1)
+        self._check_range("adv_fraction", 0, 1, low_open=True)
+        self._check_range("distill_alpha", 0, 1)
+        self._check_choice("lr_schedule", ("constant", "cosine"))
+        self._check_range("warmup_epochs", 0)
+        self._check_range("eps_ramp_epochs", 0)
         self._check_adversarial_values()
         return self
 
+    def _check_range(self, name, low, high=None, low_open=False, high_open=False, what=""):
+        """Raises ValueError unless field `name` lies in the range (high None: unbounded)."""
+        value = getattr(self, name)
+        above = value > low if low_open else value >= low
+        below = high is None or (value < high if high_open else value <= high)
+        if not (above and below):
+            if not what and high is None:
+                what = f"{'>' if low_open else '>='} {low}"
+            elif not what:
+                what = f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+            _fail(name, value, f"{name} {what}")
+
+    def _check_choice(self, name, allowed):
+        value = getattr(self, name)
+        if (value.lower() if isinstance(value, str) else value) not in allowed:
+            _fail(name, value, f"{name} to be one of {tuple(allowed)}")
+
     def _check_run_values(self) -> None:
         """Data, model and run fields."""
-        unknown = [p for p in self.tflite_precisions() if p not in TFLITE_PRECISIONS]
+        unknown = [p for p in self.tflite_precisions() if p not in choices.TFLITE_PRECISIONS]
         if unknown:
-            raise ValueError(
-                f"export_tflite={self.export_tflite!r}: expected a comma list of {', '.join(TFLITE_PRECISIONS)}"
+            _fail(
+                "export_tflite",
+                self.export_tflite,
+                f"a comma list of {', '.join(choices.TFLITE_PRECISIONS)}",
             )
-        if not 0 <= self.seed < 2**32:
-            raise ValueError(f"seed={self.seed}: must be in [0, 2**32)")
-        if not 0 <= self.validation_fraction < 1:
-            raise ValueError(f"validation_fraction={self.validation_fraction}: must be in [0, 1)")
+        self._check_range("seed", 0, 2**32, high_open=True, what="in [0, 2**32)")
+        self._check_range("validation_fraction", 0, 1, high_open=True)
         for name in ("train_limit", "test_limit", "logical_cpus", "noise_stddev"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}={getattr(self, name)}: must be >= 0")
-        choices = {"distribution": DISTRIBUTIONS, "jit_compile": JIT_CHOICES, "verbose": (0, 1, 2)}
-        for name, allowed in choices.items():
-            value = getattr(self, name)
-            if (value.lower() if isinstance(value, str) else value) not in allowed:
-                raise ValueError(
-                    f"{name}={value!r}: expected one of {', '.join(map(str, allowed))}"
-                )
+            self._check_range(name, 0)
+        self._check_choice("distribution", choices.DISTRIBUTIONS)
+        self._check_choice("jit_compile", choices.JIT_CHOICES)
+        self._check_choice("verbose", (0, 1, 2))
         if (
             self.recipe in DISTILLATION_RECIPES
             and self.teacher_dir
             and not os.path.exists(self.teacher_dir)
         ):
-            raise FileNotFoundError(f"teacher_dir={self.teacher_dir!r} does not exist")
+            raise FileNotFoundError(
+                "Expected an existing teacher_dir; it does not exist. "
+                f"Received: teacher_dir={self.teacher_dir!r}"
+            )
 
     def _check_adversarial_values(self) -> None:
-        """TensorFlow-free checks of the adversarial-training and distillation flags."""
-        choices = {"attack_loss_on": ("logits", "probabilities"), "test_noise": TEST_NOISES}
-        for name, allowed in choices.items():
-            value = getattr(self, name)
-            if value not in allowed:
-                raise ValueError(f"{name}={value!r}: expected one of {', '.join(allowed)}")
-        if self.attack_steps <= 0:
-            raise ValueError(f"attack_steps={self.attack_steps}: must be > 0")
-        if self.attack_alpha < 0:
-            raise ValueError(
-                f"attack_alpha={self.attack_alpha}: must be >= 0 (0: the attack's default)"
-            )
-        if self.robust_eval_size < 0:
-            raise ValueError(f"robust_eval_size={self.robust_eval_size}: must be >= 0 (0: off)")
+        """The adversarial-training and distillation fields, the attacks among them checked
+        against their schemas (no TensorFlow)."""
+        self._check_choice("test_noise", TEST_NOISES)
+        self._check_range("attack_alpha", 0, what=">= 0 (0: the attack's default)")
+        self._check_range("robust_eval_size", 0, what=">= 0 (0: off)")
+        self._check_range("test_noise_eps", 0)
         if self.test_noise != "none" and not self.test_noise_eps > 0:
-            raise ValueError(
-                f"test_noise={self.test_noise} needs test_noise_eps > 0. Received: test_noise_eps={self.test_noise_eps}"
+            _fail(
+                "test_noise_eps",
+                self.test_noise_eps,
+                f"test_noise_eps > 0 with test_noise={self.test_noise!r}",
             )
-        if self.test_noise_eps < 0:
-            raise ValueError(f"test_noise_eps={self.test_noise_eps}: must be >= 0")
-        if self.guard_images < 0:
-            raise ValueError(f"guard_images={self.guard_images}: must be >= 0 (0: off)")
-        if not 0 < self.guard_drop <= 1:
-            raise ValueError(f"guard_drop={self.guard_drop}: must be in (0, 1]")
+        self._check_range("guard_images", 0, what=">= 0 (0: off)")
+        self._check_range("guard_drop", 0, 1, low_open=True)
         self._check_trades_values()
         batch_trained = self.recipe == "adversarial_batch" or (
-            self.recipe in ("distill", "distill_variant")
+            self.recipe in DISTILLATION_RECIPES
             and not self.teacher_dir
             and self.teacher_recipe == "adversarial_batch"
         )
         if self.guard_images and not batch_trained:
-            raise ValueError(
-                f"guard_images={self.guard_images}: the guard is an option of recipe adversarial_batch "
-                f"(or teacher_recipe=adversarial_batch); recipe={self.recipe!r}"
+            _fail(
+                "guard_images",
+                self.guard_images,
+                f"guard_images=0 with recipe={self.recipe!r} (the guard is an option of recipe "
+                "adversarial_batch, or teacher_recipe=adversarial_batch)",
             )
+        self._check_attacks()
+
+    def _check_attacks(self) -> None:
+        """The training attack (a name or spec of TRAINING_ATTACKS), the ATTACK_FIELDS it takes
+        and the monitor's attack, against tfadv.attacks.options."""
+        name, given = attack_options.parse(self.attack)
+        if name not in attack_options.TRAINING_ATTACKS:
+            _fail("attack", self.attack, f"one of {attack_options.TRAINING_ATTACKS} or its spec")
+        attack_options.check(name, given)
+        if self.recipe == "trades" and name != "pgd":
+            _fail(
+                "attack",
+                self.attack,
+                "attack=pgd with recipe trades (it maximises its KL term with pgd, L-inf or L2, "
+                "e.g. 'pgd(norm=2)')",
+            )
+        for field, option_name in ATTACK_FIELDS.items():
+            value = getattr(self, field)
+            if field == "attack_alpha" and value == 0:
+                continue  # the attack's default
+            option = attack_options.ANY_OPTION[option_name]
+            try:
+                option.check(value)
+            except ValueError:
+                _fail(field, value, f"{field} to be {_option_range(option)} ({option.help})")
+        if self.monitor_attack != "training":
+            attack_options.check_spec(self.monitor_attack)
 
     def _check_trades_values(self) -> None:
         """TRADES, MART and AWP fields."""
-        for name in ("trades_beta", "mart_beta"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}={getattr(self, name)}: must be >= 0")
-        if not 0 <= self.awp_gamma < 1:
-            raise ValueError(f"awp_gamma={self.awp_gamma}: must be in [0, 1) (0: off)")
-        if self.awp_warmup_epochs < 0:
-            raise ValueError(f"awp_warmup_epochs={self.awp_warmup_epochs}: must be >= 0")
+        for name in ("trades_beta", "mart_beta", "awp_warmup_epochs"):
+            self._check_range(name, 0)
+        self._check_range("awp_gamma", 0, 1, high_open=True, what="in [0, 1) (0: off)")
         trained = (
             self.teacher_recipe
             if self.recipe in DISTILLATION_RECIPES and not self.teacher_dir
             else self.recipe
         )
         if self.awp_gamma and trained not in AWP_RECIPES:
-            raise ValueError(
-                f"awp_gamma={self.awp_gamma}: adversarial weight perturbation is an option of recipes "
-                f"{', '.join(AWP_RECIPES)} (or such a teacher_recipe); recipe={self.recipe!r}"
-            )
-
-    def _validate_adversarial(self) -> None:
-        """The training attack and the teacher recipe, looked up in their registries."""
-        from tfadv import attacks
-
-        attack = attacks.get(self.attack)  # a name or a spec such as 'pgd(steps=7)'
-        if attack.name not in TRAINING_ATTACKS:
-            raise ValueError(
-                f"attack={self.attack!r}: expected one of {', '.join(TRAINING_ATTACKS)}"
-            )
-        if self.recipe == "trades" and attack.name != "pgd":
-            raise ValueError(
-                f"attack={self.attack!r}: recipe trades maximises its KL term with pgd (L-inf or "
-                "L2, e.g. 'pgd(norm=2)'); expected attack=pgd"
-            )
-        from tfadv.experiment import recipes
-
-        if self.teacher_recipe not in recipes.trainer_names():
-            raise ValueError(
-                f"teacher_recipe={self.teacher_recipe!r}: expected one of {', '.join(recipes.trainer_names())}"
+            _fail(
+                "awp_gamma",
+                self.awp_gamma,
+                f"awp_gamma=0 with recipe={self.recipe!r} (adversarial weight perturbation is an "
+                f"option of recipes {', '.join(AWP_RECIPES)}, or such a teacher_recipe)",
             )
 
     def check_resumable(self, stored: dict) -> None:
@@ -253,8 +253,9 @@ class TrainConfig:
             if name in RESULT_NEUTRAL_FIELDS or name not in stored or current[name] == stored[name]:
                 continue
             raise ValueError(
-                f"{name}={current[name]!r} differs from the run being resumed, which has {stored[name]!r} "
-                "in its config.json; resume with the same settings or start a new run"
+                f"Expected {name}={stored[name]!r} as in the config.json of the run being resumed "
+                "(resume with the same settings or start a new run). "
+                f"Received: {name}={current[name]!r}"
             )
 
     def tflite_precisions(self) -> list:
@@ -268,3 +269,13 @@ class TrainConfig:
     def from_json(cls, text: str) -> "TrainConfig":
         fields = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in json.loads(text).items() if k in fields})
+
+
+def _fail(name: str, value, what: str):
+    raise ValueError(f"Expected {what}. Received: {name}={value!r}")
+
+
+def _option_range(option) -> str:
+    if option.choices:
+        return f"one of {option.choices}"
+    return f"{'an integer' if option.type is int else 'a number'} {option.range_text()}"

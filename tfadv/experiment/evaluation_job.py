@@ -17,6 +17,7 @@ import shutil
 import time
 
 from tfadv.experiment import run_folder, splits
+from tfadv.runtime.choices import DISTRIBUTIONS
 
 
 @dataclasses.dataclass
@@ -159,7 +160,6 @@ def check(job: EvaluationJob) -> str:
     return output_dir
 
 
-DISTRIBUTIONS = ("default", "mirrored", "multi_worker")
 STORE = "store"  # tfadv.evaluation.report_files.STORE
 
 

@@ -42,7 +42,8 @@ def parse_flags_one_line_errors(argv):
 
 def run(define_flags, main) -> None:
     """`python -m tfadv.<command>`: defines the command's flags on absl's global flags.FLAGS (where
-    app.run's --help/--helpfull look), then runs `main(argv, flag_values=flags.FLAGS)` under app.run,
+    app.run's --help/--helpfull look), then runs `main(argv, flag_values=flags.FLAGS)` under
+    app.run,
     bad flags and flagfiles reported in one line."""
     define_flags(flags.FLAGS)
     app.run(

@@ -52,7 +52,8 @@ def generator_states(model) -> list:
 
 
 def reseed_generators(model, seed: int, epoch: int) -> int:
-    """Sets generator i of `model` to the state [derived_seed(seed, epoch, i), 0]; returns their count."""
+    """Sets generator i of `model` to the state [derived_seed(seed, epoch, i), 0]; returns their
+    count."""
     states = generator_states(model)
     for i, state in enumerate(states):
         value = np.array([derived_seed(seed, epoch, i), 0])
@@ -67,7 +68,8 @@ class EpochStart(keras.callbacks.Callback):
 
     Args:
         seed: the run's seed.
-        epoch_variable: the tf.Variable the training pipelines read (see tfadv.data.pipeline), or None.
+        epoch_variable: the tf.Variable the training pipelines read (see tfadv.data.pipeline), or
+        None.
         models: models whose generators to reseed (default: the model being fit).
     """
 
@@ -94,7 +96,8 @@ def stateful(callbacks) -> list:
 
 
 def _split_arrays(state: dict, index: int, arrays: dict) -> dict:
-    """`state` with every list of numpy arrays replaced by {"__arrays__": n}; the arrays go to `arrays`."""
+    """`state` with every list of numpy arrays replaced by {"__arrays__": n}; the arrays go to
+    `arrays`."""
     out = {}
     for key, value in state.items():
         if (

@@ -1,8 +1,10 @@
 """Kill, resume, compare: is a run interrupted at a given moment and continued with resume=True
 the same run as the uninterrupted one? (tests/test_resume.py, tools/resume_table.py)
 
-    points = kill_points(config)                       # every stage's epochs, stage ends, export, evaluation
-    rows = check(config, points, work_dir)             # [Row(point, reference, resumed, equal), ...]
+    points = kill_points(config)                       # every stage's epochs, stage ends, export,
+    evaluation
+    rows = check(config, points, work_dir)             # [Row(point, reference, resumed, equal),
+    ...]
 
 A kill point names a moment of the run:
 
@@ -53,7 +55,8 @@ class KillPoint:
             raise ValueError(f"Expected moment in {MOMENTS}. Received: moment={self.moment!r}")
         if self.moment == "epoch" and self.epoch < 1:
             raise ValueError(
-                f"Expected epoch >= 1 (at least one finished epoch before the kill). Received: epoch={self.epoch!r}"
+                "Expected epoch >= 1 (at least one finished epoch before the kill). Received: "
+                f"epoch={self.epoch!r}"
             )
 
     def describe(self) -> str:
@@ -193,13 +196,15 @@ def reference_with_snapshots(config, points, work_dir):
     missing = set(points) - set(copies)
     if missing:
         raise ValueError(
-            f"Expected the run to pass every kill point. Received: points never reached {sorted(map(str, missing))}"
+            "Expected the run to pass every kill point. Received: points never reached "
+            f"{sorted(map(str, missing))}"
         )
     return summary, copies
 
 
 def interrupt(config, point, work_dir) -> str:
-    """Runs `config` in work_dir/raise-<point>, raising `Interrupted` at `point`; returns the folder."""
+    """Runs `config` in work_dir/raise-<point>, raising `Interrupted` at `point`; returns the
+    folder."""
     from tfadv.experiment.run import run_training
 
     folder = _folder(work_dir, point, "raise")

@@ -42,7 +42,8 @@ class RunSummary:
             out.append(f"clean test accuracy {name}{marker}: {acc:.4f}  -> {self.exports[name]}")
         for name, entry in self.tflite.items():
             out.append(
-                f"clean test accuracy {name} (TFLite, {entry['bytes']:,} bytes): {entry['test_accuracy']:.4f}, "
+                f"clean test accuracy {name} (TFLite, {entry['bytes']:,} bytes): "
+                f"{entry['test_accuracy']:.4f}, "
                 f"agrees with {self.main} on {entry['agreement']:.1%}  -> {entry['path']}"
             )
         out.append(
@@ -58,13 +59,15 @@ def validate_names(config: TrainConfig) -> None:
     recipes.get(config.recipe)
     if config.model not in models.REGISTRY:
         raise ValueError(
-            f"model={config.model!r}: unknown model; expected one of {sorted(models.REGISTRY)}"
+            f"Expected model to be one of {sorted(models.REGISTRY)}. Received: "
+            f"model={config.model!r}"
         )
     data_lib.parse_augment(config.augment)
     devices.resolve_jit_compile(config.jit_compile)
     if config.distribution not in devices.DISTRIBUTIONS:
         raise ValueError(
-            f"distribution={config.distribution!r}: expected one of {devices.DISTRIBUTIONS}"
+            f"Expected distribution to be one of {devices.DISTRIBUTIONS}. "
+            f"Received: distribution={config.distribution!r}"
         )
     training.model_options(config)
     training.training_attack(config)
@@ -90,7 +93,8 @@ def prepare_output_dir(config: TrainConfig, output_dir: str) -> None:
         removed = remove_temporaries(output_dir)
         if removed:
             print(
-                f"resume: removed {removed} unfinished temporary file(s) or folder(s) left by the interrupted run",
+                f"resume: removed {removed} unfinished temporary file(s) or folder(s) left by the "
+                "interrupted run",
                 flush=True,
             )
         return
@@ -103,10 +107,14 @@ def prepare_output_dir(config: TrainConfig, output_dir: str) -> None:
 def check_data(config: TrainConfig, dataset, replicas: int) -> None:
     if config.batch_size % replicas:
         raise ValueError(
-            f"batch_size={config.batch_size} must be a multiple of the {replicas} replicas"
+            f"Expected batch_size to be a multiple of the {replicas} replicas. "
+            f"Received: batch_size={config.batch_size}"
         )
     if len(dataset.train) == 0 or len(dataset.test) == 0:
-        raise ValueError(f"dataset={config.dataset!r}: empty training or test split after limits")
+        raise ValueError(
+            "Expected a data set with training and test images after the limits. "
+            f"Received: dataset={config.dataset!r}"
+        )
     training.check_teacher(config, dataset)
 
 
@@ -170,7 +178,8 @@ def _train_and_export(config, dataset, strategy, write_dir, extra_callbacks) -> 
             model, config.seed, config.epochs
         )  # evaluation draws: a function of the seed
     print(
-        f"exporting {', '.join(result.models)} to {os.path.join(config.output_dir, run_folder.MODELS_DIR)}",
+        f"exporting {', '.join(result.models)} to "
+        f"{os.path.join(config.output_dir, run_folder.MODELS_DIR)}",
         flush=True,
     )
     exports = run_folder.export_models(write_dir, result.models)
@@ -222,8 +231,9 @@ TFLITE_CALIBRATION = 200  # training images drawn (seeded) to calibrate an int8 
 
 
 def _export_tflite(config, dataset, model, name, write_dir, test_images, test_labels) -> dict:
-    """The main model as TFLite flat buffers beside its SavedModel (RUN/models/NAME_PRECISION.tflite),
-    each with its size, clean test accuracy and agreement with the float model."""
+    """The main model as TFLite flat buffers beside its SavedModel
+    (RUN/models/NAME_PRECISION.tflite), each with its size, clean test accuracy and agreement with
+    the float model."""
     precisions = config.tflite_precisions()
     if not precisions:
         return {}

@@ -33,23 +33,26 @@ def check_output_dir(config) -> str:
     """
     output_dir = config.output_dir or default_output_dir(config)
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
-        raise ValueError(f"output_dir={output_dir!r} exists and is not a folder")
+        raise ValueError(f"Expected a folder, not a file. Received: output_dir={output_dir!r}")
     check_writable(output_dir)
     if os.path.isdir(output_dir) and os.listdir(output_dir):
         is_run = is_run_folder(output_dir)
         if config.resume:
             if not is_run:
                 raise ValueError(
-                    f"resume=True: {output_dir!r} is not a tfadv run folder (no {CONFIG_FILE})"
+                    f"Expected a tfadv run folder (with {CONFIG_FILE}) to resume; it is not a "
+                    f"tfadv run folder. Received: output_dir={output_dir!r}"
                 )
             config.check_resumable(stored_config(output_dir))
         elif not config.overwrite:
             raise ValueError(
-                f"output folder {output_dir!r} already exists; pass overwrite=True to replace it or resume=True to continue it"
+                "Expected a new output folder, overwrite=True to replace it or resume=True to "
+                f"continue it; it already exists. Received: output_dir={output_dir!r}"
             )
         elif not is_run:
             raise ValueError(
-                f"overwrite=True refuses to delete {output_dir!r}: it is not a tfadv run folder (no {CONFIG_FILE})"
+                f"Expected a tfadv run folder (with {CONFIG_FILE}): overwrite=True refuses to "
+                f"delete anything else. Received: output_dir={output_dir!r}"
             )
     return output_dir
 
@@ -89,26 +92,34 @@ def check_writable(path: str, argument: str = "output_dir") -> None:
     """Creates and removes a probe folder where `path` would go (root ignores os.access)."""
     parent = _nearest_existing_parent(path)
     if not os.path.isdir(parent):
-        raise ValueError(f"{argument}={path!r} is not writable: {parent!r} is a file")
+        raise ValueError(
+            f"Expected a writable place; it is not writable: {parent!r} is a file. "
+            f"Received: {argument}={path!r}"
+        )
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".tfadv-probe-", dir=parent))
     except OSError as e:
         raise ValueError(
-            f"{argument}={path!r} is not writable ({e.strerror} in {parent!r})"
+            f"Expected a writable place; it is not writable ({e.strerror} in {parent!r}). "
+            f"Received: {argument}={path!r}"
         ) from None
 
 
 def check_new_folder(path: str, overwrite: bool, argument: str = "output_dir") -> None:
     """An output folder that may be written: absent, empty, or replaced with `overwrite`."""
     if os.path.exists(path) and not os.path.isdir(path):
-        raise ValueError(f"{argument}={path!r} exists and is not a folder")
+        raise ValueError(f"Expected a folder, not a file. Received: {argument}={path!r}")
     check_writable(path, argument)
     if os.path.isdir(path) and os.listdir(path) and not overwrite:
-        raise ValueError(f"{argument}={path!r} already exists; pass overwrite=True to replace it")
+        raise ValueError(
+            "Expected a new or empty folder (or overwrite=True to replace it); it already "
+            f"exists. Received: {argument}={path!r}"
+        )
 
 
 def export_models(output_dir: str, named_models: dict) -> dict:
-    """Writes every model as RUN/models/NAME.keras and RUN/models/NAME/ (SavedModel); {name: SavedModel path}."""
+    """Writes every model as RUN/models/NAME.keras and RUN/models/NAME/ (SavedModel); {name:
+    SavedModel path}."""
     from tfadv import models
 
     paths = {}
@@ -125,7 +136,9 @@ def resolve_model_path(path: str, name: str = "", argument: str = "model") -> st
     Errors name `argument` (the Python argument or flag the path came from).
     """
     if not path or not os.path.exists(path):
-        raise FileNotFoundError(f"{argument}={path!r} does not exist")
+        raise FileNotFoundError(
+            f"Expected an existing path; it does not exist. Received: {argument}={path!r}"
+        )
     summary = os.path.join(path, SUMMARY_FILE)
     if os.path.isdir(path) and os.path.exists(summary):
         run = read_json(summary)
@@ -137,25 +150,40 @@ def resolve_model_path(path: str, name: str = "", argument: str = "model") -> st
             return candidate[: -len(".keras")] + ".tflite"  # a deployed export (--export_tflite)
         if not os.path.exists(candidate):
             raise ValueError(
-                f"{argument}={path!r}: the run has no model {name!r}; it has {sorted(run.get('exports', {}))}"
+                f"Expected one of the run's models {sorted(run.get('exports', {}))}; the run has "
+                f"no model {name!r}. Received: {argument}={path!r}"
             )
         return candidate
     if name:
         raise ValueError(
-            f"{argument}={path!r} is not a run folder, so it has no model named {name!r}"
+            f"Expected a run folder to take a model name; it has no model named {name!r}. "
+            f"Received: {argument}={path!r}"
         )
     return path
 
 
 def load_model(path: str, name: str = "", argument: str = "model", output=None):
-    """`tfadv.models.load` of a run folder's model, a .keras file or a SavedModel; errors name `argument`."""
+    """`tfadv.models.load` of a run folder's model, a .keras file or a SavedModel; errors name
+    `argument`."""
     from tfadv import models
 
     resolved = resolve_model_path(path, name, argument)
     try:
         return models.load(resolved, output=output)
     except (ValueError, OSError) as e:
-        raise ValueError(f"{argument}={path!r}: {str(e).splitlines()[0]}") from e
+        raise renamed(e, argument, path) from e
+
+
+def renamed(error: BaseException, argument: str, value) -> ValueError:
+    """`error`'s first line as a ValueError that names `argument`: "Expected ... Received:
+    <argument>=<value!r>" (the Received part of `error`, naming another argument, replaced)."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    expected = (
+        text.split(" Received: ")[0]
+        if text.startswith("Expected")
+        else f"Expected a loadable {argument} ({text})"
+    )
+    return ValueError(f"{expected.rstrip('.')}. Received: {argument}={value!r}")
 
 
 def replace_folder(path: str) -> None:
@@ -166,7 +194,8 @@ def replace_folder(path: str) -> None:
     if os.path.isdir(path):
         if os.listdir(path) and not is_run_folder(path):
             raise ValueError(
-                f"overwrite refuses to delete {path!r}: it is not a tfadv run folder (no {CONFIG_FILE})"
+                f"Expected a tfadv run folder (with {CONFIG_FILE}): overwrite refuses to delete "
+                f"anything else. Received: path={path!r}"
             )
         parent = os.path.dirname(os.path.abspath(path))
         old = tempfile.mkdtemp(

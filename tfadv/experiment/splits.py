@@ -5,8 +5,8 @@ import math
 import os
 
 from tfadv.experiment import run_folder
+from tfadv.runtime.choices import SPLITS
 
-SPLITS = ("test", "val", "train")
 MODEL_OUTPUTS = ("", "logits", "probabilities")
 
 

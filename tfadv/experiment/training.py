@@ -31,7 +31,8 @@ def model_options(config, **overrides) -> models.ModelOptions:
 
 def training_attack(config) -> attacks.Attack:
     """The attack of the adversarial recipes: `attack` (a name or a spec such as 'pgd(steps=7)')
-    with attack_steps, attack_alpha (0: the attack's default) and attack_loss_on where it takes them.
+    with attack_steps, attack_alpha (0: the attack's default) and attack_loss_on where it takes
+    them.
 
     Its seed is left unset: fresh randomness on every call, also inside a traced train step.
     """
@@ -67,18 +68,20 @@ def load_teacher(config, dataset):
     teacher = run_folder.load_model(path, argument="teacher_dir")
     if not isinstance(teacher, keras.Model):
         raise ValueError(
-            f"teacher_dir={path!r}: need a Keras model (.keras or a run folder), not a SavedModel"
+            "Expected a Keras teacher (.keras or a run folder), not a SavedModel. "
+            f"Received: teacher_dir={path!r}"
         )
     try:
         models.softmax_layer(teacher)
     except ValueError as e:
-        raise ValueError(f"teacher_dir={path!r}: {e}") from e
+        raise run_folder.renamed(e, "teacher_dir", path) from e
     expected = (tuple(dataset.input_shape), dataset.num_classes)
     found = (tuple(teacher.input_shape[1:]), teacher.output_shape[-1])
     if found != expected:
         raise ValueError(
-            f"teacher_dir={path!r}: the teacher takes {found[0]} images and has {found[1]} classes; "
-            f"this run's data has {expected[0]} and {expected[1]}"
+            f"Expected a teacher for this run's data ({expected[0]} images, {expected[1]} "
+            f"classes); the teacher takes {found[0]} images and has {found[1]} classes. "
+            f"Received: teacher_dir={path!r}"
         )
     return teacher
 
@@ -215,13 +218,15 @@ def _fit_stage(ctx, model, stage, train_data, epochs, extra_callbacks):
     history = None
     if stopped:
         print(
-            f"[{stage}] training had stopped after epoch {initial_epoch} of {epochs}; restored its backup",
+            f"[{stage}] training had stopped after epoch {initial_epoch} of {epochs}; restored "
+            "its backup",
             flush=True,
         )
     else:
         if initial_epoch >= epochs:
             print(
-                f"[{stage}] all {epochs} epochs were trained before the interruption; restored its backup",
+                f"[{stage}] all {epochs} epochs were trained before the interruption; restored "
+                "its backup",
                 flush=True,
             )
         elif initial_epoch:

@@ -75,13 +75,16 @@ def load(path: str, output: str | None = None):
         ValueError: a file that is neither, or cannot be read.
     """
     if not os.path.exists(path):
-        raise FileNotFoundError(f"path={path!r} does not exist")
+        raise FileNotFoundError(
+            f"Expected an existing path; it does not exist. Received: path={path!r}"
+        )
     if path.endswith(".keras"):
         try:
             return keras.saving.load_model(path)
         except Exception as e:  # Keras raises many kinds on a corrupt or foreign file
             raise ValueError(
-                f"path={path!r}: cannot load the Keras model ({str(e).splitlines()[0]})"
+                f"Expected a readable Keras model; cannot load the Keras model "
+                f"({str(e).splitlines()[0]}). Received: path={path!r}"
             ) from e
     if path.endswith(".tflite"):
         return load_tflite(path)
@@ -90,7 +93,8 @@ def load(path: str, output: str | None = None):
             loaded = tf.saved_model.load(path)
         except Exception as e:
             raise ValueError(
-                f"path={path!r}: cannot load the SavedModel ({str(e).splitlines()[0]})"
+                f"Expected a readable SavedModel; cannot load the SavedModel "
+                f"({str(e).splitlines()[0]}). Received: path={path!r}"
             ) from e
         return as_classifier(loaded, output, name=os.path.basename(os.path.normpath(path)))
     raise ValueError(

@@ -27,10 +27,10 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 
 from tfadv.models.adapter import as_classifier
 from tfadv.models.callable import from_callable
+from tfadv.runtime.choices import TFLITE_PRECISIONS as PRECISIONS
 from tfadv.runtime.files import atomic_file
 from tfadv.runtime.quiet import native_stderr_silenced
 
-PRECISIONS = ("float32", "float16", "int8")
 REPRESENTATIVE_IMAGES = 200  # images drawn (seeded) from representative_images to calibrate int8
 MAX_BATCH = 256  # larger batches are run through the interpreter in pieces of this size
 
@@ -192,7 +192,10 @@ def verify(content: bytes, where: str = "<bytes>") -> None:
             raise ValueError("no subgraph")
     except Exception as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ValueError(f"path={where!r}: cannot load the TFLite model ({reason})") from e
+        raise ValueError(
+            f"Expected a readable TFLite model; cannot load the TFLite model ({reason}). "
+            f"Received: path={where!r}"
+        ) from e
 
 
 def _interpreter_class():
@@ -234,7 +237,8 @@ class TFLiteModel:
             )
         except Exception as e:  # the interpreter raises ValueError / RuntimeError with long texts
             raise ValueError(
-                f"path={where!r}: cannot load the TFLite model ({str(e).splitlines()[0]})"
+                "Expected a readable TFLite model; cannot load the TFLite model "
+                f"({str(e).splitlines()[0]}). Received: path={where!r}"
             ) from e
         if (
             len(inputs) != 1
@@ -243,8 +247,9 @@ class TFLiteModel:
             or len(outputs[0]["shape"]) != 2
         ):
             raise ValueError(
-                f"path={where!r}: expected one image input (N, H, W, C) and one output (N, classes). Received: "
-                f"inputs {[tuple(d['shape']) for d in inputs]}, outputs {[tuple(d['shape']) for d in outputs]}"
+                "Expected one image input (N, H, W, C) and one output (N, classes); the model "
+                f"has inputs {[tuple(d['shape']) for d in inputs]}, outputs "
+                f"{[tuple(d['shape']) for d in outputs]}. Received: path={where!r}"
             )
         self.path, self._input, self._output = path, inputs[0], outputs[0]
         self.input_shape = (None, *(int(s) for s in self._input["shape"][1:]))
@@ -302,7 +307,9 @@ def load_tflite(path: str, name: str | None = None, num_threads=None, max_batch:
         ValueError: a file the interpreter cannot read, or not an image classifier.
     """
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"path={path!r} does not exist")
+        raise FileNotFoundError(
+            f"Expected an existing path; it does not exist. Received: path={path!r}"
+        )
     model = TFLiteModel(path, num_threads=num_threads, max_batch=max_batch)
     name = name or os.path.splitext(os.path.basename(path))[0]
     return from_callable(

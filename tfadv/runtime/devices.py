@@ -2,10 +2,8 @@
 
 import tensorflow as tf
 
+from tfadv.runtime.choices import DISTRIBUTIONS, JIT_CHOICES
 from tfadv.runtime.quiet import native_stderr_silenced
-
-JIT_CHOICES = ("auto", "true", "false")
-DISTRIBUTIONS = ("default", "mirrored", "multi_worker")
 
 
 def gpu_available() -> bool:
@@ -19,7 +17,9 @@ def resolve_jit_compile(setting="auto") -> bool:
         return setting
     setting = str(setting).lower()
     if setting not in JIT_CHOICES:
-        raise ValueError(f"jit_compile={setting!r}: expected one of {JIT_CHOICES}")
+        raise ValueError(
+            f"Expected jit_compile to be one of {JIT_CHOICES}. Received: jit_compile={setting!r}"
+        )
     return gpu_available() if setting == "auto" else setting == "true"
 
 
@@ -46,7 +46,8 @@ def split_cpu(logical_devices: int) -> None:
         )
     except RuntimeError as e:
         raise ValueError(
-            f"logical_cpus={logical_devices}: TensorFlow is already initialised ({e})"
+            f"Expected logical_cpus set before TensorFlow initialises ({e}). "
+            f"Received: logical_cpus={logical_devices}"
         ) from e
 
 
@@ -61,7 +62,9 @@ def make_strategy(name: str = "default"):
         return tf.distribute.MirroredStrategy(devices=devices)
     if name == "multi_worker":
         return _MultiWorkerStrategy()  # reads TF_CONFIG; one worker without it
-    raise ValueError(f"distribution={name!r}: expected one of {DISTRIBUTIONS}")
+    raise ValueError(
+        f"Expected distribution to be one of {DISTRIBUTIONS}. Received: distribution={name!r}"
+    )
 
 
 class _MultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
@@ -97,7 +100,8 @@ def worker_task(strategy) -> tuple:
 
 
 def is_chief(strategy) -> bool:
-    """True for the one process that writes results: the "chief" task, else worker 0, else the only process."""
+    """True for the one process that writes results: the "chief" task, else worker 0, else the only
+    process."""
     task_type, index = worker_task(strategy)
     if not task_type:
         return True

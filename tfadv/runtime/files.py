@@ -56,7 +56,8 @@ def exchange(a: str, b: str) -> bool:
 
 
 def replace_dir(new: str, final_path: str) -> None:
-    """Moves the folder `new` to `final_path`, replacing an existing folder there (see module doc)."""
+    """Moves the folder `new` to `final_path`, replacing an existing folder there (see the module
+    doc)."""
     if not os.path.exists(final_path):
         os.replace(new, final_path)
         return

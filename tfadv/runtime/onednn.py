@@ -1,4 +1,5 @@
-"""oneDNN CPU kernels: on by default when tfadv is imported before TensorFlow (imports no TensorFlow).
+"""oneDNN CPU kernels: on by default when tfadv is imported before TensorFlow (this module imports
+no TensorFlow).
 
 TensorFlow turns its oneDNN kernels on by itself only on x86 CPUs with AVX-512 neural-network
 features; on the AVX2 machine tfadv is developed on they halve the time of a forward+backward
@@ -18,7 +19,8 @@ X86_64 = ("x86_64", "amd64")
 
 
 def enable_by_default() -> bool:
-    """Sets TF_ENABLE_ONEDNN_OPTS=1 if unset, on x86-64, before TensorFlow loads. True if it set it."""
+    """Sets TF_ENABLE_ONEDNN_OPTS=1 if unset, on x86-64, before TensorFlow loads; True if it set
+    it."""
     if ENV_VAR in os.environ or "tensorflow" in sys.modules:
         return False
     if platform.machine().lower() not in X86_64:

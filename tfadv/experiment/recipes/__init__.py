@@ -117,7 +117,9 @@ def trainer_names() -> list:
 def _lookup(name) -> Recipe:
     _load_builtin()
     if name not in RECIPES:
-        raise ValueError(f"recipe={name!r}: unknown recipe; expected one of {sorted(RECIPES)}")
+        raise ValueError(
+            f"Expected recipe to be one of {sorted(RECIPES)}. Received: recipe={name!r}"
+        )
     return RECIPES[name]
 
 

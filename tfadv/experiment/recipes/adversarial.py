@@ -44,7 +44,8 @@ def monitor_callbacks(ctx, classifier, eps_variable, stage):
 
 
 def guard_callbacks(ctx, classifier):
-    """[OverfittingGuard] checking the first guard_images training images at the full eps ([] when 0)."""
+    """[OverfittingGuard] checking the first guard_images training images at the full eps ([] when
+    0)."""
     config = ctx.config
     held = ctx.data.train.head(config.guard_images)
     if config.guard_images <= 0 or len(held) == 0:
@@ -87,11 +88,13 @@ def notes(config) -> dict:
         out["monitor_attack"] = training.monitor_attack(config).describe()
     if config.awp_gamma:
         out["awp"] = (
-            f"gamma {config.awp_gamma:g} (layer-wise relative), from epoch {config.awp_warmup_epochs + 1}"
+            f"gamma {config.awp_gamma:g} (layer-wise relative), from epoch "
+            f"{config.awp_warmup_epochs + 1}"
         )
     if config.guard_images:
         out["guard"] = (
-            f"{defenses.overfitting_guard.DEFAULT_ATTACK} on {config.guard_images} training images, stop at a drop > {config.guard_drop:g}"
+            f"{defenses.overfitting_guard.DEFAULT_ATTACK} on {config.guard_images} training "
+            f"images, stop at a drop > {config.guard_drop:g}"
         )
     return out
 

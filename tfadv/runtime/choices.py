@@ -1,0 +1,21 @@
+"""Choices several modules share, free of TensorFlow (the CLIs check them before it loads)."""
+
+SPLITS = ("test", "val", "train")
+NORMS = ("inf", "2")  # the norms of the eps-ball attacks; fmn also takes "1"
+NORM_ALIASES = {
+    "inf": "inf",
+    "linf": "inf",
+    "l_inf": "inf",
+    "2": "2",
+    "l2": "2",
+    "1": "1",
+    "l1": "1",
+}
+LOSSES = ("ce", "margin", "dlr", "ce_t")  # tfadv.attacks.losses.LOSSES
+LOSS_ALIASES = {"cross_entropy": "ce", "cw": "margin", "ce_temperature": "ce_t"}
+LOSS_ON = ("logits", "probabilities")
+TARGETS = ("least_likely", "least_likely_top5", "random")  # or a class id
+JIT_CHOICES = ("auto", "true", "false")
+DISTRIBUTIONS = ("default", "mirrored", "multi_worker")
+TEST_NOISES = ("random_sign", "gaussian")
+TFLITE_PRECISIONS = ("float32", "float16", "int8")
