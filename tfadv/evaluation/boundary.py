@@ -35,8 +35,8 @@ def quantile_row(group: str, distances, found) -> dict:
     d = np.asarray(distances, np.float64)
     row = {"group": group, "n": int(len(d)), "found": float(np.mean(found)) if len(d) else np.nan}
     for q in QUANTILES:
-        row[f"q{int(q * 100)}"] = float(np.quantile(d, q)) if len(d) else np.nan
-    row["median"] = row.pop("q50")
+        name = "median" if q == 0.5 else f"q{int(q * 100)}"
+        row[name] = float(np.quantile(d, q)) if len(d) else np.nan
     return row
 
 

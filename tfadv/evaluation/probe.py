@@ -49,6 +49,7 @@ class Context:
     m: object = None  # the ModelEvaluation being filled
     keys: dict = dataclasses.field(default_factory=dict)  # section -> key of its units
     views: dict = dataclasses.field(default_factory=dict)  # every model's attacked view
+    suite: object = None  # the SuiteResult, once the suite ran in this evaluation
     start: float = dataclasses.field(default_factory=time.time)
 
     @property

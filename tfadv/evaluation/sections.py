@@ -107,15 +107,17 @@ SUITE_LISTS = ("ran_on", "seconds", "forwards", "gradients")
 
 
 class Suite(Probe):
-    """The suite (its chunks resumable in the suite store); a random model also without EOT."""
+    """The suite; a random model also without EOT. With a store folder the suite's units are its
+    chunks (`tfadv.evaluation.store.EvaluationStore`, read back without a model call and redone
+    where missing); in memory, its per-image outcomes."""
 
     name, needs, title = "suite", ("clean",), "Attack suite"
 
     def settings(self, c):
         return {"suite": describe(c.suite_list), "eot": c.eot_samples, "draws": c.draws}
 
-    def run(self, c):
-        suite = run_suite(
+    def _suite(self, c):
+        return run_suite(
             c.clf,
             c.x,
             c.y,
@@ -127,49 +129,50 @@ class Suite(Probe):
             progress=c.progress,
             **c.suite_store,
         )
-        units = {k: getattr(suite, k) for k in SUITE_FIELDS}
-        units |= {k: np.asarray(getattr(suite, k), np.float64) for k in SUITE_LISTS}
-        units["attacks"] = np.array(suite.attacks, dtype=str)
+
+    def run(self, c):
+        c.suite = suite = self._suite(c)
+        units = {}
+        if c.suite_store.get("store") is None:
+            units = {k: getattr(suite, k) for k in SUITE_FIELDS}
+            units |= {k: np.asarray(getattr(suite, k), np.float64) for k in SUITE_LISTS}
+            units["attacks"] = np.array(suite.attacks, dtype=str)
         if c.stochastic:
-            no_eot = run_suite(
-                c.clf.base,
-                c.x,
-                c.y,
-                c.eps,
-                c.suite_list,
-                norm=c.norm.name,
-                batch_size=c.batch_size,
-                seed=c.seed,
-            )
-            judged = attacks.predict_classes(c.clf, no_eot.adversarial, c.batch_size)  # EOT verdict
-            folds = Folds()
-            folds.add(
-                c.y,
-                np.arange(len(c.y)),
-                no_eot.adversarial,
-                np.where(no_eot.broken_by >= 0, judged, c.y),
-            )
-            correct = suite.broken_by != CLEAN_WRONG
-            units |= folds.units
-            units["with_eot"] = draws_correct(
-                c.clf, suite.adversarial, c.y, correct, c.draws, c.batch_size
-            ).mean()
-            units["without_eot"] = draws_correct(
-                c.clf, no_eot.adversarial, c.y, correct, c.draws, c.batch_size
-            ).mean()
+            units |= self._without_eot(c, suite)
         return units
 
-    def apply(self, m, units, c):
-        lists = {k: [v.item() for v in units[k]] for k in SUITE_LISTS}
-        lists["ran_on"] = [int(v) for v in lists["ran_on"]]
-        for k in ("forwards", "gradients"):
-            lists[k] = [int(v) for v in lists[k]]
-        m.suite = SuiteResult(
+    def _without_eot(self, c, suite) -> dict:
+        """The same suite without EOT, its breaks judged by the EOT view; both suites' images
+        scored over fresh single draws."""
+        no_eot = run_suite(
+            c.clf.base,
+            c.x,
+            c.y,
             c.eps,
-            [str(a) for a in units["attacks"]],
-            *(units[k] for k in SUITE_FIELDS),
-            **lists,
+            c.suite_list,
+            norm=c.norm.name,
+            batch_size=c.batch_size,
+            seed=c.seed,
         )
+        judged = attacks.predict_classes(c.clf, no_eot.adversarial, c.batch_size)
+        folds = Folds()
+        judged = np.where(no_eot.broken_by >= 0, judged, c.y)
+        folds.add(c.y, np.arange(len(c.y)), no_eot.adversarial, judged)
+        correct = suite.broken_by != CLEAN_WRONG
+        with_eot = draws_correct(c.clf, suite.adversarial, c.y, correct, c.draws, c.batch_size)
+        without = draws_correct(c.clf, no_eot.adversarial, c.y, correct, c.draws, c.batch_size)
+        return folds.units | {"with_eot": with_eot.mean(), "without_eot": without.mean()}
+
+    def apply(self, m, units, c):
+        if "broken_by" in units:
+            lists = {k: [v.item() for v in units[k]] for k in SUITE_LISTS}
+            for k in ("ran_on", "forwards", "gradients"):
+                lists[k] = [int(v) for v in lists[k]]
+            attacks_run = [str(a) for a in units["attacks"]]
+            fields = (units[k] for k in SUITE_FIELDS)
+            m.suite = SuiteResult(c.eps, attacks_run, *fields, **lists)
+        else:
+            m.suite = c.suite or self._suite(c)
         m.robust, m.white_box_robust = m.suite.robust.copy(), m.suite.robust.copy()
         m.adversarial = m.suite.adversarial.copy()
         m.adversarial_predictions = m.suite.predictions.copy()
