@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from tfadv import attacks, data, evaluation, models
 from tfadv.evaluation import checklist
-from tfadv.evaluation.report import _doubled
+from tfadv.evaluation.sections import doubled as _doubled
 
 EPS = 16 / 255
 MASKED_SUITE = "pgd(steps=1),square(queries=100)"  # a one-step gradient attack: doubling it still breaks images

@@ -48,8 +48,11 @@ def _summary(out):
 
 
 def _units(out):
+    """The suite's chunk units (the sections' units, store/<model>/sections/, are left out)."""
     found = {}
     for parent, _, files in os.walk(os.path.join(out, "store")):
+        if os.path.basename(parent) == "sections":
+            continue
         for name in files:
             if name.endswith(".npz"):
                 found[os.path.join(parent, name)] = os.stat(os.path.join(parent, name)).st_mtime_ns

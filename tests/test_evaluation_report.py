@@ -197,7 +197,10 @@ def test_evaluate_refuses_mismatched_data(setup):
         evaluation.evaluate(
             model, x, y, EPS, class_names=["a", "b"], suite=QUICK_SUITE, progress=False
         )
-    with pytest.raises(ValueError, match="has 10 classes; the data set has 12"):
+    with pytest.raises(
+        ValueError,
+        match=r"as many classes as the data set \(12\)\. Received: model .* with 10 classes",
+    ):
         evaluation.evaluate(
             model, x, y, EPS, class_names=list("abcdefghijkl"), suite=QUICK_SUITE, progress=False
         )
@@ -252,3 +255,11 @@ def test_evaluate_cli_end_to_end(tmp_path):
         "error: Unknown attack 'jsma'"
     )
     assert "Traceback" not in bad.stderr and not (tmp_path / "x").exists()
+    bad = _cli(
+        f"--model={run}", "--eps=0.03", "--sections=sweep,nope", f"--output_dir={tmp_path / 'y'}"
+    )
+    last = bad.stderr.strip().splitlines()[-1]
+    assert bad.returncode == 2 and last.startswith("error: Expected sections from"), bad.stderr[
+        -500:
+    ]
+    assert "--sections='sweep,nope'" in last and not (tmp_path / "y").exists()

@@ -17,7 +17,7 @@ from tfadv.defenses import (
     contrastive_loss,
     embeddings,
 )
-from tfadv.explain import figures
+from tfadv.explain import embedding_figures as figures
 
 
 @pytest.fixture(scope="module")

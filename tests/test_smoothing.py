@@ -150,3 +150,13 @@ def test_eot_averages_the_gradient_over_noise_draws():
         attacks.pgd(deterministic, x, labels, 0.03, steps=2, seed=0),
         attacks.pgd(models.expectation(deterministic, 3), x, labels, 0.03, steps=2, seed=0),
     )
+
+
+def test_certified_accuracy_figure_png(tmp_path):
+    from tfadv.defenses import smoothing_figures
+
+    grid = np.linspace(0.0, 1.0, 11)
+    fig = smoothing_figures.certified_accuracy_figure(grid, {"sigma 0.25": 1.0 - grid}, "smoothing")
+    assert len(fig.axes[0].lines) == 1 and fig.axes[0].get_xlabel().startswith("L2 radius")
+    path = smoothing_figures.save_png(fig, str(tmp_path / "certified.png"))
+    assert open(path, "rb").read()[:4] == b"\x89PNG"

@@ -106,7 +106,7 @@ def test_changed_settings_are_refused_in_one_line(setup, tmp_path):
         ({"eps": 4 / 255}, "eps="),
         ({"model": models.build("tiny_cnn")}, "model="),
         ({"images": 1.0 - x}, "data="),
-        ({"suite": "square(queries=30)"}, "attacks can only be appended"),
+        ({"suite": "square(queries=30)"}, "with new ones appended. Received: attacks="),
         (
             {"images": np.concatenate([x[:5], 1.0 - x[5:6], x[6:]])},
             "images 0-31 differ",
@@ -268,3 +268,19 @@ def test_budgets_count_every_pass_and_change_nothing(setup, reference):
     assert (table["forwards"] >= table["gradients"]).all()
     cost = reference.cost(images=800)
     assert cost["projected"]["forwards"] == pytest.approx(10 * cost["forwards"])
+
+
+def test_section_units_are_kept_under_their_key(tmp_path):
+    from tfadv.evaluation.store import SectionUnits
+
+    for folder in (str(tmp_path / "model"), None):
+        units = SectionUnits(folder)
+        assert units.get("sweep", "k1") is None
+        units.put("sweep", "k1", {"eps": np.array([0.01, 0.03]), "attack": np.array(["fgsm", "pgd"])})
+        kept = units.get("sweep", "k1")
+        np.testing.assert_array_equal(kept["eps"], [0.01, 0.03])
+        assert kept["attack"].tolist() == ["fgsm", "pgd"] and set(kept) == {"eps", "attack"}
+        assert units.get("sweep", "k2") is None  # made from other inputs: absent
+        with pytest.raises(ValueError, match="Expected arrays of numbers or strings"):
+            units.put("bad", "k1", {"x": np.array([{"a": 1}], dtype=object)})
+    assert os.listdir(tmp_path / "model" / "sections") == ["sweep.npz"]  # no temporary left

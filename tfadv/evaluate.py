@@ -49,6 +49,7 @@ def define_flags(flag_values: flags.FlagValues) -> flags.FlagValues:
         "standard, fast, or a comma list of attack specs, e.g. 'pgd(steps=50),square'",
         flag_values=flag_values,
     )
+    flags.DEFINE_string("sections", "", "comma list of sections or all", flag_values=flag_values)
     flags.DEFINE_string(
         "sweep_eps",
         "0.001,0.01,0.03,0.05,0.1,0.3",

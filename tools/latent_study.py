@@ -79,7 +79,7 @@ def main(argv=None):
         choose_references,
         embeddings,
     )
-    from tfadv.explain import figures
+    from tfadv.explain import embedding_figures as figures
 
     train, val, test, names = common.load_data(args)
     x, y = test.float_images(), test.labels

@@ -183,7 +183,7 @@ def accuracy_figure(frame):
 
 def part2(args, train, val, x, y, num_classes):
     from tfadv.defenses import SmoothedClassifier, certified_accuracy
-    from tfadv.explain import figures
+    from tfadv.defenses import smoothing_figures as figures
 
     sigma = args.smoothing_sigma
     models = {

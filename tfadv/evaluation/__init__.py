@@ -22,11 +22,15 @@ from tfadv.evaluation.report import (
     suite_folder,
 )
 from tfadv.evaluation.robustness import eps_sweep, gradient_norms, masking_report, robust_accuracy
+from tfadv.evaluation.sections import DEFAULT as DEFAULT_SECTIONS
+from tfadv.evaluation.sections import probes as section_probes
 from tfadv.evaluation.store import EvaluationStore
 from tfadv.evaluation.suite import SUITES, SuiteResult, run_suite, suite_attacks
 
 __all__ = [
     "CONFIDENCE_EDGES",
+    "DEFAULT_SECTIONS",
+    "section_probes",
     "Check",
     "EvaluationReport",
     "EvaluationStore",

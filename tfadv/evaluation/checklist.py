@@ -17,7 +17,7 @@ worst case over every attack the evaluation ran, which is the report's headline.
         least as strong as without, and no single draw scores over 1 point above the mean of R draws
 
 A failed check names its remedy, which the evaluation runs and folds into the headline (see
-`tfadv.evaluation.report`): (b), (c), (f) -> BPDA (the gradient attacks again through
+`tfadv.evaluation.remedies`): (b), (c), (f) -> BPDA (the gradient attacks again through
 `tfadv.models.straight_through`); (i) -> the gradient attacks with 4x the EOT samples; (g) -> the
 margin/DLR attacks, already in the suite or the checklist.
 """

@@ -283,8 +283,8 @@ def _clean_unit(model, images, labels, rows, store, batch_size, log):
         if unit["data"].item() == data:
             return unit["predictions"] == unit["labels"]
         raise ValueError(
-            f"The images {start}-{rows[-1]} differ from those this evaluation was made with. "
-            f"Received: a different data set (fingerprint {data})"
+            f"Expected the images this evaluation was made with. Received: images {start}-"
+            f"{rows[-1]} differ from them (fingerprint {data})"
         )
     # new, or a last chunk that grew with more images: (re)computed from scratch
     logits = _logits(model, images[rows], batch_size)

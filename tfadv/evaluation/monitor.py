@@ -54,9 +54,7 @@ class RobustMonitor(keras.callbacks.Callback):
     ):
         super().__init__()
         if len(images) == 0:
-            raise ValueError(
-                "RobustMonitor needs at least one validation image. Received: 0 images"
-            )
+            raise ValueError("Expected at least one validation image. Received: 0 images")
         attacks.checks.check_eps(eps_variable, "eps_variable", at_most=1.0)
         self.classifier = classifier
         self.images = np.asarray(images, np.float32)

@@ -1,55 +1,34 @@
-"""Figures (matplotlib, Agg backend: no display needed): built as figures, then written
-atomically as PNG (`save_png`) or turned into an image array for TensorBoard (`to_array`).
+"""The evaluation's figures (on `tfadv.runtime.figures`): example grids, accuracy-vs-eps curves,
+heatmaps, gradient histograms; written atomically as PNG (`save_png`) or turned into an image array
+for TensorBoard (`to_array`).
 
     fig = plots.example_grid(clean, adversarial, labels, clean_pred, adv_pred, class_names)
     plots.save_png(fig, "grid.png")
 """
 
-import io
+import numpy as np
 
-import matplotlib
+from tfadv.runtime.figures import (
+    class_name,
+    panel_grid,
+    plt,
+    png_bytes,
+    save_png,
+    show_image,
+    to_array,
+)
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from tfadv.runtime.files import atomic_file  # noqa: E402
-
-
-def _name(class_names, index) -> str:
-    index = int(index)
-    return (
-        class_names[index]
-        if class_names is not None and 0 <= index < len(class_names)
-        else str(index)
-    )
-
-
-def png_bytes(fig, dpi: int = 100) -> bytes:
-    """The figure as PNG bytes; closes it."""
-    try:
-        buffer = io.BytesIO()
-        fig.savefig(buffer, dpi=dpi, format="png")
-        return buffer.getvalue()
-    finally:
-        plt.close(fig)
-
-
-def save_png(fig, path: str, dpi: int = 100) -> str:
-    """Writes the figure as a PNG, atomically, and closes it."""
-    data = png_bytes(fig, dpi)
-
-    def write(tmp):
-        with open(tmp, "wb") as f:
-            f.write(data)
-
-    return atomic_file(path, write)
-
-
-def to_array(fig, dpi: int = 80) -> np.ndarray:
-    """The figure as a uint8 (1, H, W, 4) RGBA array (for tf.summary.image); closes it."""
-    return (plt.imread(io.BytesIO(png_bytes(fig, dpi)), format="png")[None] * 255).astype(np.uint8)
+__all__ = [
+    "adversarial_grid",
+    "eps_curves",
+    "example_grid",
+    "gradient_histograms",
+    "heatmaps",
+    "plt",
+    "png_bytes",
+    "save_png",
+    "to_array",
+]
 
 
 def example_grid(
@@ -70,12 +49,12 @@ def example_grid(
     n = len(clean)
     if n == 0:
         raise ValueError("Expected at least one image for the grid. Received: 0 images")
-    fig, axes = plt.subplots(3, n, figsize=(1.6 * n, 5.4), squeeze=False)
+    fig, axes = panel_grid(3, n, height=1.8)
     delta = adversarial - clean
     scale = max(float(np.abs(delta).max()), 1e-12)
 
     def caption(predictions, confidence, i):
-        text = _name(class_names, predictions[i])
+        text = class_name(class_names, predictions[i])
         return text if confidence is None else f"{text}\n{100 * confidence[i]:.0f}%"
 
     for i in range(n):
@@ -86,16 +65,15 @@ def example_grid(
                 caption(adversarial_predictions, adversarial_confidence, i),
                 adversarial_predictions[i],
             ),
-            (0.5 + 0.5 * delta[i] / scale, f"true: {_name(class_names, labels[i])}", labels[i]),
+            (
+                0.5 + 0.5 * delta[i] / scale,
+                f"true: {class_name(class_names, labels[i])}",
+                labels[i],
+            ),
         )
         for row, (image, text, predicted) in enumerate(panels):
-            ax = axes[row, i]
-            ax.imshow(np.clip(image.squeeze(), 0, 1), cmap="gray" if image.shape[-1] == 1 else None)
-            ax.set_title(
-                text, fontsize=7, color="black" if row == 2 or predicted == labels[i] else "red"
-            )
-            ax.set_xticks([])
-            ax.set_yticks([])
+            wrong = row != 2 and predicted != labels[i]
+            show_image(axes[row, i], image, title=text, color="red" if wrong else "black")
     for row, label in enumerate(("clean", "adversarial", f"delta x{0.5 / scale:.0f}")):
         axes[row, 0].set_ylabel(label, fontsize=9)
     if title:

@@ -13,7 +13,9 @@ import re
 
 import pandas as pd
 
+from tfadv.attacks import norms
 from tfadv.evaluation import plots
+from tfadv.evaluation.probe import threat_model
 from tfadv.runtime.files import atomic_dir, link_tree, write_json, write_text
 
 
@@ -30,10 +32,12 @@ def markdown(report) -> str:
     lines = [
         "# Robustness evaluation",
         "",
-        f"eps = {report.eps:g} ({report.eps * 255:.2f}/255, L{'-inf' if report.norm == 'inf' else '2'}), "
-        f"{report.n} images, suite: {', '.join(report.suite)}. Robust accuracy is the per-image worst case over "
-        "every attack run at this eps (suite, checklist attacks, doubled budget, transfer, remedies); for a model "
-        "random at inference, the mean accuracy of fresh single draws on the worst-case images.",
+        f"eps = {report.eps:g} ({report.eps * 255:.2f}/255, {threat_model(norms.get(report.norm))}), "
+        f"{report.n} images, suite: {', '.join(report.suite)}; sections: "
+        f"{', '.join(report.settings.get('sections', []))}. Robust accuracy is the per-image worst "
+        "case over every attack run at this eps (suite, checklist attacks, doubled budget, transfer, "
+        "remedies); for a model random at inference, the mean accuracy of fresh single draws on the "
+        "worst-case images.",
         "",
         "## Headline",
         "",
@@ -85,34 +89,11 @@ def markdown(report) -> str:
             _table(m.suite.table(), 4),
             "",
             *cost_lines(m),
-            "### Extra attacks at the evaluation eps (accuracy over all images)",
-            "",
-            _table(
-                pd.DataFrame([{"attack": k, "accuracy": v} for k, v in m.attack_accuracy.items()]),
-                4,
-            ),
-            "",
-            f"### Eps sweep ([plot]({folder}/eps_curves.png))",
-            "",
-            _table(
-                m.sweep.pivot(
-                    index="eps", columns="attack", values="adversarial_accuracy"
-                ).reset_index(),
-                4,
-            ),
-            "",
+            *(line for probe in m.probes() for line in probe.markdown(m, report)),
             "### Per-class accuracy, clean and under the worst-case attack "
             f"([confusion matrices]({folder}/confusion.png))",
             "",
             _table(m.per_class),
-            "",
-            "### Error by clean confidence (Possas layout: high >= 30%, medium 15-30%, low < 15%)",
-            "",
-            _table(m.confidence),
-            "",
-            f"### Input-gradient norms ([histograms]({folder}/gradient_norms.png))",
-            "",
-            _table(m.masking, 4),
             "",
             f"Examples: [{folder}/examples.png]({folder}/examples.png)",
             "",
@@ -130,43 +111,29 @@ def markdown(report) -> str:
 
 
 def _figures(report, name, m) -> dict:
+    """The model's figures: those of its sections, the confusion matrices and the examples."""
     clean, adversarial, labels, predictions, adv_predictions, probabilities = report.examples[name]
     names = report.class_names
-    sweep = m.sweep.assign(model=name)
-    gradient_views = {
-        c.removeprefix("norm_"): m.gradient_norms[c]
-        for c in m.gradient_norms
-        if c.startswith("norm_")
-    }
-    return {
-        "eps_curves": plots.eps_curves(
-            sweep[["model", "attack", "eps", "adversarial_accuracy"]], f"{name}: accuracy vs eps"
-        ),
-        "confusion": plots.heatmaps(
-            {
-                "clean": m.confusion_clean,
-                f"worst case at eps={report.eps:g}": m.confusion_adversarial,
-            },
-            names,
-            names,
-            name,
-            row_title="true class",
-            column_title="predicted class",
-        ),
-        "gradient_norms": plots.gradient_histograms(
-            gradient_views, m.gradient_norms["correct"].to_numpy(), name
-        ),
-        "examples": plots.example_grid(
-            clean,
-            adversarial,
-            labels,
-            predictions,
-            adv_predictions,
-            names,
-            f"{name}: clean vs worst case",
-            clean_confidence=probabilities.max(axis=1),
-        ),
-    }
+    figures = {k: v for probe in m.probes() for k, v in probe.figures(m, report).items()}
+    figures["confusion"] = plots.heatmaps(
+        {"clean": m.confusion_clean, f"worst case at eps={report.eps:g}": m.confusion_adversarial},
+        names,
+        names,
+        name,
+        row_title="true class",
+        column_title="predicted class",
+    )
+    figures["examples"] = plots.example_grid(
+        clean,
+        adversarial,
+        labels,
+        predictions,
+        adv_predictions,
+        names,
+        f"{name}: clean vs worst case",
+        clean_confidence=probabilities.max(axis=1),
+    )
+    return figures
 
 
 STORE = "store"  # the evaluation store's folder inside a report folder (kept when the report is rewritten)
@@ -177,7 +144,8 @@ def write(report, output_dir: str, overwrite: bool = False) -> str:
     store in `output_dir/store` is kept (hard-linked into the new folder before the swap)."""
     if os.path.exists(output_dir) and os.listdir(output_dir) and not overwrite:
         raise ValueError(
-            f"output_dir={output_dir!r} already exists; pass overwrite=True to replace it"
+            "Expected a new or empty output_dir (or overwrite=True). "
+            f"Received: output_dir={output_dir!r}, which already exists"
         )
 
     def fill(tmp):
@@ -205,11 +173,8 @@ def write(report, output_dir: str, overwrite: bool = False) -> str:
             os.makedirs(folder)
             tables = {
                 "suite": m.suite.table(),
-                "sweep": m.sweep,
+                **{k: v for probe in m.probes() for k, v in probe.tables(m).items()},
                 "per_class": m.per_class,
-                "confidence": m.confidence,
-                "masking": m.masking,
-                "gradient_norms": m.gradient_norms,
                 "remedies": m.remedies,
                 "checks": pd.DataFrame(
                     [
@@ -289,7 +254,8 @@ def _tensorboard(folder: str, m, pngs: dict) -> None:
             tf.summary.scalar(
                 "suite_robust_accuracy_after_attack", row["robust_accuracy"], step=step
             )
-        for row in m.sweep.to_dict(orient="records"):
+        sweep = m.sweep if m.sweep is not None else pd.DataFrame(columns=["attack", "eps"])
+        for row in sweep.to_dict(orient="records"):
             tf.summary.scalar(
                 f"sweep/{row['attack']}",
                 row["adversarial_accuracy"],

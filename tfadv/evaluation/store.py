@@ -81,16 +81,15 @@ class EvaluationStore:
             for key in FIXED:
                 if stored.get(key) != settings.get(key):
                     raise ValueError(
-                        f"The evaluation in {self.folder!r} was made with "
-                        f"{key}={stored.get(key)!r} and cannot continue with another. "
+                        f"Expected the {key} the evaluation in {self.folder!r} was made with, "
+                        f"{key}={stored.get(key)!r} (it cannot continue with another). "
                         f"Received: {key}={settings.get(key)!r}"
                     )
             old, new = stored["attacks"], settings["attacks"]
             if new[: len(old)] != old:
                 raise ValueError(
-                    f"The evaluation in {self.folder!r} ran the attacks {old}; "
-                    "attacks can only be appended. "
-                    f"Received: attacks={new}"
+                    f"Expected the attacks the evaluation in {self.folder!r} ran, {old}, "
+                    f"with new ones appended. Received: attacks={new}"
                 )
         self.settings = dict(settings)
         if self.folder is not None:
@@ -253,3 +252,41 @@ class EvaluationStore:
             rows,
             columns=["index", "label", "attack", "attack_index", "broken", "prediction", "margin"],
         )
+
+
+SECTIONS = "sections"
+
+
+class SectionUnits:
+    """The units of every evaluation section of one model: FOLDER/sections/<name>.npz, each
+    written atomically with the key of the settings and inputs it was made with; a unit whose key
+    differs (another eps, suite, model or image set) is treated as absent. None: in memory."""
+
+    def __init__(self, folder: str | None):
+        self.folder = folder
+        self._memory: dict = {}
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.folder, SECTIONS, f"{name}.npz")
+
+    def get(self, name: str, key: str) -> dict | None:
+        """The units of section `name` made with `key`, or None."""
+        if self.folder is None:
+            units = self._memory.get(name)
+        else:
+            units = _load(self._path(name)) if os.path.exists(self._path(name)) else None
+        if units is None or str(units.get("_key", "")) != key:
+            return None
+        return {k: v for k, v in units.items() if k != "_key"}
+
+    def put(self, name: str, key: str, units: dict) -> None:
+        """Keeps the units (NumPy arrays, no objects) of section `name` under `key`."""
+        arrays = {k: np.asarray(v) for k, v in units.items()}
+        for k, v in arrays.items():
+            if v.dtype == object:
+                raise ValueError(f"Expected arrays of numbers or strings. Received: {k}={v!r}")
+        arrays["_key"] = np.array(key)
+        if self.folder is None:
+            self._memory[name] = arrays
+        else:
+            _npz(self._path(name), **arrays)

@@ -30,6 +30,8 @@ class EvaluationJob:
         eps: the evaluation budget, pixel scale (L-inf: in [0, 1]).
         norm: "inf" or "2".
         suite: "standard", "fast" or a comma list of attack specs.
+        sections: comma list of the sections to run, or "all" (see `tfadv.evaluation.sections`;
+            "": clean, suite, checklist, sweep, confidence, gradients, transfer).
         sweep_eps: comma list of the FGSM/PGD sweep's eps values.
         dataset, data_dir, split, limit: the images (default: the first run's test split).
         batch_size, seed, eot_samples: see `tfadv.evaluation.evaluate`.
@@ -50,6 +52,7 @@ class EvaluationJob:
     eps: float | None = None
     norm: str = "inf"
     suite: str = "standard"
+    sections: str = ""
     sweep_eps: str = "0.001,0.01,0.03,0.05,0.1,0.3"
     dataset: str = ""
     data_dir: str = ""
@@ -195,6 +198,7 @@ def run_evaluation_job(job: EvaluationJob) -> list:
     evaluation.suite_attacks(
         job.suite, job.norm
     )  # an unknown suite or attack fails before any work
+    evaluation.sections.select(job.sections or None)  # and so does an unknown section
     names = model_names(job.models)
     loaded = {}
     for label, spec in zip(names, job.models, strict=True):
@@ -239,6 +243,7 @@ def run_evaluation_job(job: EvaluationJob) -> list:
         seed=job.seed,
         eot_samples=job.eot_samples,
         progress=job.verbose > 0,
+        sections_run=job.sections or None,
         **settings,
     )
     report.settings.update(

@@ -1,6 +1,6 @@
 """Seeing why a classifier decides: saliency and occlusion maps, their figures, and sticker detection."""
 
-from tfadv.explain import figures
+from tfadv.explain import embedding_figures, figures
 from tfadv.explain.detection import (
     CANDIDATES,
     SCORES,
@@ -20,6 +20,7 @@ __all__ = [
     "DetectionReport",
     "OcclusionMaps",
     "SCORES",
+    "embedding_figures",
     "figures",
     "grid_positions",
     "occlusion",
