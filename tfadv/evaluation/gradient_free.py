@@ -85,12 +85,20 @@ GRADIENT_CHECKS = {  # key: (name, why it does not apply to a model without grad
 RANDOMNESS_CHECK = "a random model is attacked with EOT and scored over many draws"
 
 
-def settings(suite: str = "fast") -> dict:
-    """The attack specs of `suite` ("fast" or "standard"); a gradient attack is a ValueError."""
+def settings(suite="fast") -> dict:
+    """The attack specs of `suite`: "fast", "standard", or a dict overriding some of fast's
+    (keys of `SETTINGS["fast"]`); another suite is a ValueError naming the gradient-free attacks."""
+    if isinstance(suite, dict):
+        unknown = sorted(set(suite) - set(SETTINGS["fast"]))
+        if unknown:
+            raise ValueError(
+                f"Expected keys of {sorted(SETTINGS['fast'])}. Received: suite keys {unknown}"
+            )
+        return {**SETTINGS["fast"], **suite}
     if suite not in SETTINGS:
         raise ValueError(
             f"Expected suite 'fast' or 'standard' for a model without gradients (its attacks are "
-            f"{', '.join(models.callable.GRADIENT_FREE_ATTACKS)}). Received: suite={suite!r}"
+            f"{', '.join(models.callable.GRADIENT_FREE_ATTACKS)}, transfer and patch). Received: suite={suite!r}"
         )
     return dict(SETTINGS[suite])
 
