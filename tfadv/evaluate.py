@@ -1,8 +1,8 @@
 """Command line: the honest robustness evaluation of one or more trained models.
 
-    python -m tfadv.evaluate --model=saved_models/RUN [--model=saved_models/OTHER:student_T1]
-    --eps=0.03 \
-        [--suite=standard|fast|pgd(steps=50),square] [--limit=500]
+    python -m tfadv.evaluate --model=saved_models/RUN [--model=saved_models/OTHER:student_T1] \
+        --eps=0.03 [--suite=standard|fast|pgd(steps=50),square] [--limit=500] [--sections=all]
+    python -m tfadv.evaluate --model=RUN:model_int8 | --model=RUN --deployment --eps=0.03 --suite=fast
 
 Runs the attack suite (each attack only on the images still unbroken), the gradient-masking
 checklist, an eps sweep, per-class, confidence and gradient tables and, with several models, a
@@ -127,6 +127,18 @@ def define_flags(flag_values: flags.FlagValues) -> flags.FlagValues:
         3600.0,
         "multi_worker: seconds the chief waits for the other workers before it runs their "
         "missing chunks",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_bool(
+        "deployment",
+        False,
+        "the run's float model vs its TFLite exports side by side (the deployment gap)",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer(
+        "patch_size",
+        8,
+        "patch side (pixels) of a deployed-model evaluation",
         flag_values=flag_values,
     )
     return flag_values

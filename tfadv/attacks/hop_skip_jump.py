@@ -264,7 +264,8 @@ def hop_skip_jump(
         init_trials: candidates tried for a misclassified start (>= 1): uniform random images,
             alternating with the batch's other images; an example without one is returned clean.
         max_halvings: halvings of the step size before the step is given up (>= 1).
-        seed: None, an int or a pair (see `tfadv.attacks.checks.to_seed`).
+        seed: None, an int, a pair, or per-image seeds (N, 2) (see `tfadv.attacks.randomness`):
+            image k's draws come from its own seed, whatever its batch.
         jit_compile: "auto", "true", "false" or a bool.
 
     Returns:
@@ -292,5 +293,8 @@ def hop_skip_jump(
     attack = core.compiled_attack(
         clf, _hop_skip_jump_fn, x, jit_compile, norm=norm, bounded=bounded, **counts
     )
-    images, _ = attack(x, y, y, checks.to_scalar(eps), tf.constant(0.0), checks.to_seed(seed))
+    seeds = gradient.seeds_for(
+        seed, x
+    )  # per-image seeds (N, 2) as run_attack passes them, or one seed
+    images, _ = attack(x, y, y, checks.to_scalar(eps), tf.constant(0.0), seeds)
     return tf.stop_gradient(images)

@@ -16,7 +16,7 @@ import os
 import shutil
 import time
 
-from tfadv.experiment import run_folder, splits
+from tfadv.experiment import deployment_job, run_folder, splits
 from tfadv.runtime.choices import DISTRIBUTIONS
 
 
@@ -69,6 +69,8 @@ class EvaluationJob:
     distribution: str = "default"
     logical_cpus: int = 0
     wait_workers: float = 3600.0
+    deployment: bool = False  # the run's float model vs its TFLite exports (deployment_job)
+    patch_size: int = 8  # pixels: the patch of a deployed-model evaluation
 
 
 def split_model(spec: str):
@@ -116,6 +118,8 @@ def parse_eps_list(text: str) -> list:
 
 def check(job: EvaluationJob) -> str:
     """Checks that need no TensorFlow; returns the output folder."""
+    if job.models and deployment_job.applies(job):  # no gradients: the gradient-free evaluation
+        return deployment_job.check(job)
     if not job.models:
         raise ValueError(
             "models=[]: at least one model is required (a run folder, RUN:NAME, .keras file or SavedModel)"
@@ -187,6 +191,8 @@ def cluster_task() -> tuple:
 
 def run_evaluation_job(job: EvaluationJob) -> list:
     """Runs the job; returns the lines to print."""
+    if job.models and deployment_job.applies(job):
+        return deployment_job.run(job)
     output_dir = check(job)
     from tfadv.runtime import devices
 
