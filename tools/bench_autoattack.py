@@ -1,6 +1,6 @@
 """Robust accuracy and seconds of PGD, APGD-CE, APGD-DLR, APGD-T and Square on one model.
 
-    python tools/measure_autoattack.py --model=/work/runs/mini_std/models/model.keras \
+    python tools/bench_autoattack.py --model=/work/runs/mini_std/models/model.keras \
         --data_dir=/work/shared/data/cifar-10-mini-binary.tar.gz [--n=256] [--eps=8/255]
 
 Every attack sees the whole batch (no early exit between attacks) with seed 0; robust accuracy

@@ -1,26 +1,32 @@
 """Seeing why: saliency and occlusion maps of clean, PGD and patched images, and consistency-based
 detection of the patch (sticker) attack.
 
-    python tools/explain_study.py --out=/work/runs/explain --epochs=10
+    python tools/study_explain.py --out=/work/runs/explain --epochs=10
 
-Trains (or reuses) a standard model, attacks the test images with PGD (--eps, the strong attack
-of tools/noise_study.py) and with one universal patch (optimised on --patch_train_images training
-images, pasted at random places), and writes:
+Trains (or reuses) a standard model through the recipes (`study_common.train_run`, recipe
+standard: seeded pipeline, resume, run folder in --out/runs), scores it with the evaluation
+(`tfadv.evaluation.evaluate`, --suite at --eps on the first --eval_images test images; report in
+--out/evaluations), attacks the test images with PGD (--eps; PGD-20, 2 restarts, margin loss: the
+images the maps look at) and with one universal patch (optimised on --patch_train_images of the
+run's training images, pasted at random places), and writes:
 
 - overlays: saliency_pgd.png, saliency_patch.png, occlusion_pgd.png, occlusion_patch.png (clean and
   adversarial images side by side, each with its map);
+- model: clean accuracy and the suite's robust accuracy at --eps;
 - map_statistics: how much of the saliency falls inside the patch square, on the patched image and
   on the same square of the clean image, and the largest occlusion drop of clean, PGD and patched images;
 - detection: the consistency detector (`tfadv.explain.ConsistencyDetector`) for each covering
   square size (--detector_sizes), score and candidate choice, its threshold fitted for
-  --fpr on the clean validation images: TPR on the patched test images (all, and those the patch
-  fooled), FPR on the clean test images, ROC AUC, and the TPR on PGD images (not a sticker: a control);
-  roc.png for the default detector (max_drop over the grid, square = patch size).
+  --fpr on the run's clean validation images: TPR on the patched test images (all, and those the
+  patch fooled), FPR on the clean test images, ROC AUC, and the TPR on PGD images (not a sticker: a
+  control); roc.png for the default detector (max_drop over the grid, square = patch size).
 """
 
 import numpy as np
 import pandas as pd
 import study_common as common
+
+PGD = dict(steps=20, restarts=2, loss="margin")  # the PGD images' attack
 
 
 def flags(argv=None):
@@ -28,10 +34,7 @@ def flags(argv=None):
     p.add_argument(
         "--eps", type=float, default=8 / 255, help="L-inf budget of the PGD images, pixel scale"
     )
-    p.add_argument("--patch_size", type=int, default=8)
-    p.add_argument("--patch_steps", type=int, default=200)
-    p.add_argument("--patch_step_size", type=float, default=0.02)
-    p.add_argument("--patch_train_images", type=int, default=500)
+    common.add_patch_flags(p)
     p.add_argument(
         "--map_size", type=int, default=6, help="occlusion square of the overlay maps, pixels"
     )
@@ -53,20 +56,20 @@ def flags(argv=None):
         "--val_images",
         type=int,
         default=0,
-        help="clean validation images for the threshold (0: all 466)",
+        help="clean validation images for the threshold (0: all of the run's)",
     )
     p.add_argument("--overlay_images", type=int, default=6)
+    common.add_recipe_flags(p, eval_images=500)
     p.set_defaults(test_images=500)
-    args = p.parse_args(argv)
-    args.detector_sizes = [int(s) for s in args.detector_sizes.split(",")]
-    return args
+    return common.parse(p, argv, check=_check)
 
 
-def strong_attack():
-    """The PGD images' attack (swap for the evaluation suite's here)."""
-    from tfadv import attacks
-
-    return attacks.Attack("pgd", steps=20, restarts=2, loss="margin")
+def _check(args) -> None:
+    args.detector_sizes = common.int_list(args.detector_sizes, "detector_sizes")
+    if not 0 < args.eps <= 1:
+        raise ValueError(f"--eps={args.eps}: must be in (0, 1]")
+    if not 0 < args.fpr < 1:
+        raise ValueError(f"--fpr={args.fpr}: must be in (0, 1)")
 
 
 def overlays(args, model, names, x, y, adversarial, kind, maps_fn, map_name):
@@ -117,6 +120,21 @@ def map_statistics(args, model, x, y, patched, positions, pgd):
     return pd.DataFrame(rows)
 
 
+def detection_row(args, size, score, candidates, report, pgd_report) -> dict:
+    return {
+        "square": size,
+        "score": score,
+        "candidates": candidates if candidates == "grid" else f"top {args.top_k}",
+        "threshold": report.threshold,
+        "TPR patched": report.tpr,
+        "TPR patch fooled": report.tpr_successful,
+        "FPR clean test": report.fpr,
+        "AUC patched": report.auc,
+        "TPR PGD": pgd_report.tpr,
+        "AUC PGD": pgd_report.auc,
+    }
+
+
 def detection(args, model, val_x, x, y, patched, pgd):
     from tfadv import explain
     from tfadv.explain import figures
@@ -124,10 +142,8 @@ def detection(args, model, val_x, x, y, patched, pgd):
     rows, default_report = [], None
     for size in args.detector_sizes:
         base = explain.ConsistencyDetector(model, size=size, stride=args.detector_stride)
-        maps = {
-            kind: base.maps(images)
-            for kind, images in (("val", val_x), ("clean", x), ("patched", patched), ("pgd", pgd))
-        }
+        kinds = (("val", val_x), ("clean", x), ("patched", patched), ("pgd", pgd))
+        maps = {kind: base.maps(images) for kind, images in kinds}
         common.log(f"detector maps for square {size} done")
         fooled = maps["patched"].predictions != y
         for score in explain.SCORES:
@@ -146,29 +162,11 @@ def detection(args, model, val_x, x, y, patched, pgd):
                 scores = {kind: detector.scores_from_maps(m) for kind, m in maps.items()}
                 report = detector.report(scores["clean"], scores["patched"], fooled)
                 pgd_report = detector.report(scores["clean"], scores["pgd"])
-                rows.append(
-                    {
-                        "square": size,
-                        "score": score,
-                        "candidates": candidates if candidates == "grid" else f"top {args.top_k}",
-                        "threshold": report.threshold,
-                        "TPR patched": report.tpr,
-                        "TPR patch fooled": report.tpr_successful,
-                        "FPR clean test": report.fpr,
-                        "AUC patched": report.auc,
-                        "TPR PGD": pgd_report.tpr,
-                        "AUC PGD": pgd_report.auc,
-                    }
-                )
-                if (
-                    default_report is None
-                    and size == args.patch_size
-                    and score == "max_drop"
-                    and candidates == "grid"
-                ):
+                rows.append(detection_row(args, size, score, candidates, report, pgd_report))
+                default = (size, score, candidates) == (args.patch_size, "max_drop", "grid")
+                if default_report is None and default:
                     default_report = report
-    if default_report is None:
-        default_report = report
+    default_report = default_report or report
     fig = figures.roc_figure(
         default_report.roc_fpr,
         default_report.roc_tpr,
@@ -185,29 +183,19 @@ def main(argv=None):
     common.start(args)
     from tfadv import attacks, explain
 
-    train, val, test, names = common.load_data(args)
-    val = val.head(args.val_images)
+    _, _, _, names = common.load_data(args)
+    info = common.train_run(args, "standard")
+    model = common.load_run_model(info)
+    test = common.run_split(info, "test", args.test_images)
+    val = common.run_split(info, "val", args.val_images)
     x, y = test.float_images(), test.labels
-    model = common.train_model(args, "standard", train, val, len(names))
+    scored = common.suite_evaluation(args, "standard", model, x, y, args.eps, names, info["dir"])
     common.log(f"PGD at eps {args.eps:.4f} on {len(x)} test images")
     pgd = attacks.run_attack(
-        model, (x, y), strong_attack(), args.eps, seed=args.seed, progress=True
+        model, (x, y), attacks.Attack("pgd", **PGD), args.eps, seed=args.seed, progress=True
     ).adversarial
-    source = train.head(args.patch_train_images)
-    common.log(
-        f"patch {args.patch_size}x{args.patch_size}, {args.patch_steps} steps on {len(source)} training images"
-    )
-    trained = attacks.patch(
-        model,
-        source.float_images(),
-        source.labels,
-        size=args.patch_size,
-        steps=args.patch_steps,
-        step_size=args.patch_step_size,
-        seed=args.seed,
-    )
-    pasted = attacks.apply_patch(x, trained.patch, seed=args.seed)
-    patched, positions = pasted.images.numpy(), pasted.positions.numpy()
+    source = common.run_split(info, "train", args.patch_train_images)
+    patched, positions = common.universal_patch(args, model, source, x)
     for kind, adversarial in (("pgd", pgd), ("patch", patched)):
         overlays(
             args,
@@ -235,16 +223,34 @@ def main(argv=None):
             ),
             "occlusion",
         )
+    clean = common.accuracy(model, x, y)
+    evaluation = pd.DataFrame(
+        [
+            {
+                "model": "standard",
+                "clean accuracy": clean,
+                f"suite robust (eps {args.eps:.4g})": scored.get("suite robust", float("nan")),
+                "report": scored.get("report", ""),
+            }
+        ]
+    )
     stats = map_statistics(args, model, x, y, patched, positions, pgd)
     detections = detection(args, model, val.float_images(), x, y, patched, pgd)
     header = (
-        f"Saliency, occlusion and sticker detection: {args.model}, {args.epochs} epochs on {len(train)} images; "
-        f"{len(x)} test images; PGD-20 x 2 (margin) at eps {args.eps:.4f}; universal patch {args.patch_size}x{args.patch_size} "
-        f"({args.patch_steps} steps, {len(source)} training images), clean accuracy {common.accuracy(model, x, y):.3f}"
+        f"Saliency, occlusion and sticker detection: {args.model}, recipe standard, {args.epochs} "
+        f"epochs on {args.train_images or 'all'} training images; {len(x)} test images; PGD-20 x 2 "
+        f"(margin) at eps {args.eps:.4f}; universal patch {args.patch_size}x{args.patch_size} "
+        f"({args.patch_steps} steps, {len(source)} training images), clean accuracy {clean:.3f}"
     )
     common.finish(
         args,
         [
+            common.write_table(
+                args,
+                evaluation,
+                "model",
+                f"The model, scored by the evaluation (suite {args.suite}, first {args.eval_images or 'all'} images)",
+            ),
             common.write_table(args, stats, "map_statistics", "Where the maps look"),
             common.write_table(
                 args,
