@@ -196,33 +196,15 @@ def main(argv=None):
     ).adversarial
     source = common.run_split(info, "train", args.patch_train_images)
     patched, positions = common.universal_patch(args, model, source, x)
+    map_fns = {
+        "saliency": lambda images: explain.saliency(model, images),
+        "occlusion": lambda images: (
+            explain.occlusion(model, images, size=args.map_size, stride=args.map_stride).upsampled
+        ),
+    }
     for kind, adversarial in (("pgd", pgd), ("patch", patched)):
-        overlays(
-            args,
-            model,
-            names,
-            x,
-            y,
-            adversarial,
-            kind,
-            lambda images: explain.saliency(model, images),
-            "saliency",
-        )
-        overlays(
-            args,
-            model,
-            names,
-            x,
-            y,
-            adversarial,
-            kind,
-            lambda images: (
-                explain.occlusion(
-                    model, images, size=args.map_size, stride=args.map_stride
-                ).upsampled
-            ),
-            "occlusion",
-        )
+        for map_name, maps_fn in map_fns.items():
+            overlays(args, model, names, x, y, adversarial, kind, maps_fn, map_name)
     clean = common.accuracy(model, x, y)
     evaluation = pd.DataFrame(
         [
