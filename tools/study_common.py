@@ -1,7 +1,13 @@
-"""Shared plumbing of the issue-12 studies (tools/*_study.py): flags, data, training, tables, progress.
+"""Shared plumbing of the studies (tools/study_*.py): flags, data, training, scoring, tables.
 
-Each study: define flags (argparse, defaults for a real run), `start(args)` (output folder and
-flags.json), then the library does the work; tables go out as CSV + Markdown (`write_table`).
+Each study: define flags (`parser`, defaults for a real run; `parse` for one-line errors and
+--from_flags), `start(args)` (output folder and flags.json), trains through the recipes
+(`train_run`: seeded pipeline, resume, exported run folders in --out/runs), scores through
+`tfadv.evaluation.evaluate` (`suite_evaluation`, reports in --out/evaluations), adds the table
+it is about; tables go out as CSV + Markdown (`write_table`).
+
+`train_model` (a plain Adam fit, weights in --out/models) is kept only for what is not a
+recipe: tools/latent_study.py (its ContrastiveTrainer) and tools/study_bpda.py.
 """
 
 import argparse
@@ -88,7 +94,10 @@ def load_data(args, classes=None):
 
 def train_model(args, name, train, val, num_classes, trainer=None, **options):
     """A tfadv model trained with Adam + cross-entropy (or by `trainer(model)`: a keras.Model wrapper
-    compiled here), weights cached in --out/models/<name>.weights.h5 (reused unless --retrain)."""
+    compiled here), weights cached in --out/models/<name>.weights.h5 (reused unless --retrain).
+
+    Not a recipe (no seeded pipeline, resume or export): only for latent_study.py's
+    ContrastiveTrainer and study_bpda.py; other studies train with `train_run`."""
     import keras
 
     from tfadv import models
@@ -196,6 +205,14 @@ def float_list(text) -> list:
         ) from None
 
 
+def int_list(text, flag: str) -> list:
+    """'8,10' -> [8, 10] (a list passes through); a ValueError naming --`flag` otherwise."""
+    try:
+        return [int(v) for v in str_list(text)]
+    except ValueError:
+        raise ValueError(f"--{flag}={text}: expected a comma list of whole numbers") from None
+
+
 def str_list(text) -> list:
     """'a,b' -> ['a', 'b'] (a list passes through; '' -> [])."""
     if isinstance(text, (list, tuple)):
@@ -215,6 +232,13 @@ def add_training_flags(p, augment: str = "none", lr_schedule: str = "cosine") ->
         default=0,
         help="adversarial recipes: validation images PGD-checked per epoch for TensorBoard (0: off)",
     )
+
+
+def add_recipe_flags(p, eval_images: int = 500) -> None:
+    """Training and evaluation flags of the studies that left the plain Adam fit (noise, bounded,
+    explain): recipe standard at its old constant learning rate, suite fast."""
+    add_training_flags(p, lr_schedule="constant")
+    add_evaluation_flags(p, suite="fast", eval_images=eval_images)
 
 
 def add_evaluation_flags(p, suite: str = "standard", eval_images: int = 500) -> None:
@@ -274,7 +298,7 @@ def parse(p: argparse.ArgumentParser, argv=None, check=None):
         check_common(args)
         if check is not None:
             check(args)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, argparse.ArgumentTypeError) as e:
         fail(str(e).strip().splitlines()[0])
     return args
 
@@ -456,14 +480,18 @@ def suite_evaluation(
     class_names=None,
     source: str | None = None,
     images: int = 0,
+    eot_samples: int = 8,
 ) -> dict:
     """Scores one model with tfadv.evaluation.evaluate (suite --suite, the masking checklist) on the
-    first --eval_images (or `images`, when smaller) of (x, y) at `eps`; the report goes to --out/evaluations/<key>-eps<eps>/ and
-    is reused when present (and newer than `source`, the model's file) unless --reevaluate.
+    first --eval_images (or `images`, when smaller) of (x, y) at `eps`; the report goes to
+    --out/evaluations/<key>-eps<eps>/ and is reused when present (and newer than `source`, the
+    model's file) unless --reevaluate. A model random at inference is attacked through EOT over
+    `eot_samples` draws (the evaluation's own handling).
 
     Returns {} with --suite=none, else: suite robust (the headline worst case over all attacks,
     over all images), suite robust on correct, suite alone, eval clean, masking checks failed,
-    eval seconds, report.
+    eval seconds, report; for a random model also suite with EOT and suite without EOT (mean
+    accuracy over fresh draws of the suite's images, attacked with and without EOT).
     """
     if args.suite == "none":
         return {}
@@ -477,6 +505,7 @@ def suite_evaluation(
     suite = [a.describe() for a in suite_attacks(args.suite)]
     saved = run_folder.read_json(summary_path) if not args.reevaluate else {}
     fresh = saved.get("n") == n and saved.get("suite") == suite and key in saved.get("models", {})
+    fresh = fresh and saved.get("settings", {}).get("eot_samples") == eot_samples
     if fresh and source is not None and os.path.exists(source):
         fresh = os.path.getmtime(summary_path) >= os.path.getmtime(source)
     if fresh:
@@ -495,13 +524,20 @@ def suite_evaluation(
             suite=args.suite,
             class_names=class_names,
             seed=args.seed,
+            eot_samples=eot_samples,
         )
         report.write(folder, overwrite=True)
         headline = report.summary()["models"][key]
         log(
             f"[{key}] evaluated in {time.time() - start:.0f} s: robust {headline['robust_accuracy']:.3f}, failed checks {headline['masking_checks_failed']}"
         )
+    randomness = headline.get("randomness") or {}
     return {
+        **{
+            f"suite {name.replace('suite_', '').replace('_', ' ')}": randomness[name]
+            for name in ("suite_with_eot", "suite_without_eot")
+            if name in randomness
+        },
         "eval clean": headline["clean_accuracy"],
         "suite robust": headline["robust_accuracy"],
         "suite robust on correct": headline["robust_accuracy_on_correct"],
@@ -535,3 +571,74 @@ def gradient_figure(args, key: str, model, x, y, title: str = "") -> dict:
             float(np.median(values[~correct])) if (~correct).any() else float("nan")
         )
     return row
+
+
+def run_split(info, split: str = "test", limit: int = 0):
+    """The `split` (test, val or train) of a train_run result's data as its run saw it (limits,
+    validation share, seed): an ImageSet, first `limit` images (0: all)."""
+    from tfadv.experiment import load_split
+
+    return load_split(info["dir"], split, limit)
+
+
+def class_subset(args, classes) -> str:
+    """A CIFAR-10 binary folder holding only `classes` of --data_dir (labels kept, 0-9), written
+    once under --out/data, for train_run(..., data_dir=class_subset(...)): the recipes then train
+    and test on those classes (the model keeps its ten outputs)."""
+    from tfadv.data import cifar_binary
+    from tfadv.runtime.files import atomic_file, write_text
+
+    folder = os.path.join(args.out, "data", "classes_" + "_".join(map(str, classes)))
+    bins = os.path.join(folder, cifar_binary.FOLDER)
+    if os.path.exists(os.path.join(bins, cifar_binary.TEST_FILE)):
+        return folder
+    os.makedirs(bins, exist_ok=True)
+    train, test, names = cifar_binary.load_cifar10_binary(args.data_dir)
+    write_text(os.path.join(bins, cifar_binary.META_FILE), "\n".join(names) + "\n")
+    for file, split in ((cifar_binary.TRAIN_FILES[0], train), (cifar_binary.TEST_FILE, test)):
+        kept = split.take(np.isin(split.labels, classes))
+        records = np.concatenate(
+            [
+                kept.labels.astype(np.uint8)[:, None],
+                kept.images.transpose(0, 3, 1, 2).reshape(len(kept), -1),
+            ],
+            axis=1,
+        )
+        atomic_file(os.path.join(bins, file), lambda path, r=records: r.tofile(path))
+    log(f"classes {classes} of {args.data_dir} -> {folder}")
+    return folder
+
+
+def add_patch_flags(p) -> None:
+    """Flags of the universal patch (`universal_patch`)."""
+    p.add_argument("--patch_size", type=int, default=8, help="patch side in pixels (of 32)")
+    p.add_argument("--patch_steps", type=int, default=200)
+    p.add_argument("--patch_step_size", type=float, default=0.02)
+    p.add_argument(
+        "--patch_train_images",
+        type=int,
+        default=500,
+        help="training images the patch is optimised on",
+    )
+
+
+def universal_patch(args, model, source, x):
+    """One universal untargeted patch (`tfadv.attacks.patch`, --patch_size, --patch_steps,
+    --patch_step_size, --seed) optimised on the ImageSet `source` and pasted at random places on
+    the float images x: (patched images, (N, 2) positions of the patch's top-left corner)."""
+    from tfadv import attacks
+
+    log(
+        f"patch {args.patch_size}x{args.patch_size}, {args.patch_steps} steps on {len(source)} training images"
+    )
+    trained = attacks.patch(
+        model,
+        source.float_images(),
+        source.labels,
+        size=args.patch_size,
+        steps=args.patch_steps,
+        step_size=args.patch_step_size,
+        seed=args.seed,
+    )
+    pasted = attacks.apply_patch(x, trained.patch, seed=args.seed)
+    return pasted.images.numpy(), pasted.positions.numpy()
