@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from tfadv import attacks
+from tfadv.attacks.options import split_specs
 from tfadv.evaluation import engine
 from tfadv.evaluation.store import EvaluationStore
 
@@ -44,19 +45,6 @@ CLEAN_WRONG, ROBUST = (
 )  # SuiteResult.broken_by besides the breaking attack
 
 
-def _split_specs(text: str) -> list:
-    """'a(x=1, y=2),b' -> ['a(x=1, y=2)', 'b'] (commas inside parentheses kept)."""
-    parts, depth, current = [], 0, ""
-    for char in text:
-        depth += {"(": 1, ")": -1}.get(char, 0)
-        if char == "," and depth == 0:
-            parts.append(current)
-            current = ""
-        else:
-            current += char
-    return [p.strip() for p in [*parts, current] if p.strip()]
-
-
 def suite_attacks(suite="standard", norm="inf") -> list:
     """The suite's attacks as `tfadv.attacks.Attack` values, each at `norm` when it takes one.
 
@@ -65,7 +53,7 @@ def suite_attacks(suite="standard", norm="inf") -> list:
         norm: "inf" or "2" (for attacks whose spec does not set it).
     """
     if isinstance(suite, str):
-        specs = SUITES.get(suite) or _split_specs(suite)
+        specs = SUITES.get(suite) or split_specs(suite)
         if not specs or (suite not in SUITES and not re.match(r"^\s*[A-Za-z_]", suite)):
             raise ValueError(
                 f"Expected suite to be one of {tuple(SUITES)} or a comma list of attacks. Received: suite={suite!r}"
