@@ -293,7 +293,7 @@ def hop_skip_jump(
     attack = core.compiled_attack(
         clf, _hop_skip_jump_fn, x, jit_compile, norm=norm, bounded=bounded, **counts
     )
-    seeds = gradient.seeds_for(
+    seeds = core.seeds_for(
         seed, x
     )  # per-image seeds (N, 2) as run_attack passes them, or one seed
     images, _ = attack(x, y, y, checks.to_scalar(eps), tf.constant(0.0), seeds)
