@@ -36,6 +36,9 @@ class _Package(types.ModuleType):
 
     def __getattribute__(self, name):
         if name in _LAZY:
+            own = super().__getattribute__("__dict__").get(name)
+            if own is not None and not isinstance(own, types.ModuleType):
+                return own  # set on the package itself (e.g. monkeypatched in a test)
             return getattr(importlib.import_module(_CATALOG), name)
         return super().__getattribute__(name)
 
@@ -70,6 +73,7 @@ __all__ = [
     "fgsm_random",
     "fgsm_targeted",
     "get",
+    "hop_skip_jump",
     "input_gradient",
     "load",
     "logits_of",

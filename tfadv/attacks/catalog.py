@@ -76,6 +76,7 @@ __all__ = [
     "fgsm_random",
     "fgsm_targeted",
     "get",
+    "hop_skip_jump",
     "input_gradient",
     "load",
     "logits_of",

@@ -26,7 +26,8 @@ def export_run_tflite(run_dir: str, formats: str = DEFAULT_FORMATS) -> dict:
     Raises:
         ValueError: not a run folder, an unknown format.
     """
-    from tfadv.experiment.config import TFLITE_PRECISIONS, TrainConfig
+    from tfadv.experiment.config import TrainConfig
+    from tfadv.runtime.choices import TFLITE_PRECISIONS
 
     if not run_folder.is_run_folder(run_dir) or not os.path.exists(
         os.path.join(run_dir, run_folder.SUMMARY_FILE)
