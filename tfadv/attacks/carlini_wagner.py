@@ -16,7 +16,7 @@ import math
 
 import tensorflow as tf
 
-from tfadv.attacks import checks, core
+from tfadv.attacks import checks, core, norms
 from tfadv.attacks import minimum_norm as mn
 from tfadv.attacks.core import classifier_of
 
@@ -78,7 +78,7 @@ def _cw_fn(
         v = BETA_2 * s["v"] + (1.0 - BETA_2) * tf.square(grad)
         move = stepsize * (m / (1.0 - BETA_1**k)) / (tf.sqrt(v / (1.0 - BETA_2**k)) + ADAM_EPSILON)
         wrong = mn.is_adversarial(logits, s["y"], confidence)
-        length = mn.lp_length(adv - s["x"], "2")
+        length = norms.L2_NORM.length(adv - s["x"])
         closer = wrong & (length < s["distance"])
         check = tf.equal(i % every, 0) if abort_early else tf.constant(False)
         stalled = check & ~(objective <= PROGRESS * s["last"])
@@ -175,7 +175,7 @@ def carlini_wagner_l2_search(
         images,
         labels,
         _cw_fn,
-        "2",
+        norms.L2_NORM,
         steps=steps,
         binary_search_steps=binary_search_steps,
         stepsize=stepsize,
@@ -202,7 +202,7 @@ def carlini_wagner_l2(
     adversarial found (the clean image where none was); with eps (L2, pixel scale) that
     adversarial where it lies within eps, else the clean image. Options as in
     `carlini_wagner_l2_search`."""
-    mn.check_budget(eps, "2")
+    mn.check_budget(eps, norms.L2_NORM)
     result = carlini_wagner_l2_search(
         model,
         images,

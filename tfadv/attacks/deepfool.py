@@ -49,15 +49,11 @@ def _deepfool_fn(
         ]
         del tape
         gaps, grads = tf.stack(gaps, axis=1), tf.stack(grads, axis=1)  # (m, K), (m, K, D)
-        dual = tf.reduce_sum(tf.abs(grads), axis=2) if norm == "inf" else tf.norm(grads, axis=2)
-        distances = tf.abs(gaps) / (dual + GRAD_FLOOR)
+        distances = tf.abs(gaps) / (norm.dual.lengths(grads) + GRAD_FLOOR)
         nearest = tf.argmin(distances, axis=1)
         d = tf.gather(distances, nearest, batch_dims=1) + PUSH
         g = tf.gather(grads, nearest, batch_dims=1)
-        if norm == "inf":
-            step = d[:, None] * tf.sign(g)
-        else:
-            step = (d / (tf.norm(g, axis=1) + GRAD_FLOOR))[:, None] * g
+        step = norm.step_each(g, d, GRAD_FLOOR)
         total = s["total"] + tf.reshape(step, tf.shape(cur))
         wrong = mn.is_adversarial(logits, s["y"])
         s = dict(
@@ -65,7 +61,7 @@ def _deepfool_fn(
             total=total,
             cur=norms.clip_pixels(s["x"] + (1.0 + overshoot) * total),
             best=cur,
-            distance=tf.where(wrong, mn.lp_length(cur - s["x"], norm), mn.INF),
+            distance=tf.where(wrong, norm.length(cur - s["x"]), mn.INF),
         )
         s, out = core.drop_finished(s, out, wrong, mn.record)
         return i + 1, dict(s, best=s["x"], distance=tf.fill(tf.shape(s["y"]), mn.INF)), out

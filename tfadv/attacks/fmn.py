@@ -23,36 +23,7 @@ from tfadv.attacks import minimum_norm as mn
 from tfadv.attacks.core import classifier_of
 
 FINAL_GAMMA = 0.001  # gamma's cosine annealing ends here (as in the paper and Foolbox)
-NORM_FLOOR = 1e-12
-DUAL = {"inf": "1", "2": "2", "1": "inf"}
-
-
-def project_l1(delta, radius):
-    """Euclidean projection of each row of float (m, D) `delta` onto the L1 ball of its
-    `radius` (m,) (Duchi et al. 2008); rows already inside are unchanged."""
-    size = tf.abs(delta)
-    mu = tf.sort(size, axis=1, direction="DESCENDING")
-    cumsum = tf.cumsum(mu, axis=1)
-    ranks = tf.cast(tf.range(1, tf.shape(delta)[1] + 1), delta.dtype)[None, :]
-    finite = tf.where(tf.math.is_finite(radius), radius, 0.0)[:, None]
-    rho = tf.reduce_max(tf.where(mu * ranks > cumsum - finite, ranks, 0.0), axis=1) - 1.0
-    rho = tf.maximum(rho, 0.0)
-    theta = (tf.gather(cumsum, tf.cast(rho, tf.int32), batch_dims=1) - finite[:, 0]) / (rho + 1.0)
-    projected = tf.sign(delta) * tf.maximum(size - theta[:, None], 0.0)
-    inside = tf.reduce_sum(size, axis=1) <= radius
-    return tf.where(inside[:, None], delta, projected)
-
-
-def _project(delta, radius, norm):
-    """`delta` (m, H, W, C) onto the `norm` ball of per-image `radius` (m,)."""
-    if norm == "inf":
-        return tf.clip_by_value(delta, -radius[:, None, None, None], radius[:, None, None, None])
-    if norm == "2":
-        length = tf.maximum(mn.lp_length(delta, "2"), NORM_FLOOR)
-        return delta * tf.minimum(1.0, radius / length)[:, None, None, None]
-    return tf.reshape(
-        project_l1(tf.reshape(delta, [tf.shape(delta)[0], -1]), radius), tf.shape(delta)
-    )
+NORM_FLOOR = norms.LENGTH_FLOOR  # under a length before dividing
 
 
 def _fmn_fn(
@@ -67,7 +38,7 @@ def _fmn_fn(
         delta=tf.zeros_like(s["x"]),
         epsilon=tf.fill([m], mn.INF),
         found=tf.zeros([m], tf.bool),
-        worst=mn.lp_length(tf.maximum(s["x"], 1.0 - s["x"]), norm),
+        worst=norm.length(tf.maximum(s["x"], 1.0 - s["x"])),
     )
     s["best_norm"] = s["worst"]
 
@@ -83,21 +54,21 @@ def _fmn_fn(
             margin = mn.best_other(logits, s["y"]) - tf.gather(logits, s["y"], batch_dims=1)
         grad = tape.gradient(margin, adv, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         wrong = mn.is_adversarial(logits, s["y"])
-        length = mn.lp_length(delta, norm)
+        length = norm.length(delta)
         better = wrong & (length <= s["best_norm"])
         found = s["found"] | wrong
         best_norm = tf.where(better, length, s["best_norm"])
-        boundary = tf.abs(margin) / tf.maximum(mn.lp_length(grad, DUAL[norm]), NORM_FLOOR)
+        boundary = tf.abs(margin) / tf.maximum(norm.dual.length(grad), NORM_FLOOR)
         epsilon = tf.where(
             wrong,
             tf.minimum(s["epsilon"] * (1.0 - rate), best_norm),
             tf.where(found, s["epsilon"] * (1.0 + rate), (length + boundary) * (1.0 + rate)),
         )
         epsilon = tf.minimum(epsilon, s["worst"])
-        step = (
-            grad / tf.maximum(mn.lp_length(grad, "2"), NORM_FLOOR)[:, None, None, None] * stepsize
-        )
-        moved = norms.clip_pixels(x + _project(delta + step, epsilon, norm)) - x
+        # the step has L2 length `stepsize` in every norm (as in the paper and Foolbox)
+        length_2 = tf.maximum(norms.L2_NORM.length(grad), NORM_FLOOR)
+        step = grad / length_2[:, None, None, None] * stepsize
+        moved = norms.clip_pixels(x + norm.project_each(delta + step, epsilon)) - x
         s = dict(
             s,
             delta=moved,
@@ -131,7 +102,7 @@ def fmn_search(
         min_stepsize: the last step's L2 length, in (0, max_stepsize]; default max_stepsize / 100.
         gamma: the first epsilon update factor, in (0, 1), cosine-annealed to 0.001.
     """
-    norm = mn.check_norm(norm, ("inf", "2", "1"), "fmn")
+    norm = mn.check_norm(norm, norms.ALL, "fmn")
     steps = checks.check_positive_int("steps", steps)
     max_stepsize = mn.check_number("max_stepsize", max_stepsize, low_open=True)
     min_stepsize = (
@@ -175,7 +146,7 @@ def fmn(
     """FMN with the shared attack signature: with eps None each image's closest adversarial
     found (the clean image where none was); with eps (pixel scale, in `norm`) that adversarial
     where it lies within eps, else the clean image. Options as in `fmn_search`."""
-    mn.check_budget(eps, mn.check_norm(norm, ("inf", "2", "1"), "fmn"))
+    mn.check_budget(eps, mn.check_norm(norm, norms.ALL, "fmn"))
     result = fmn_search(
         model,
         images,

@@ -18,8 +18,7 @@ import numbers
 import numpy as np
 import tensorflow as tf
 
-from tfadv.attacks import checks, core
-from tfadv.runtime.choices import NORM_ALIASES as _NORM_ALIASES
+from tfadv.attacks import checks, core, norms
 
 INF = float("inf")
 
@@ -52,15 +51,9 @@ class MinimumNormResult:
         return tf.where(inside[:, None, None, None], self.adversarial, tf.cast(images, tf.float32))
 
 
-def check_norm(norm, allowed, name: str) -> str:
-    """The canonical norm name ("inf", "2" or "1") if it is one of `allowed`, else ValueError."""
-    raw = getattr(norm, "name", norm)
-    key = "inf" if isinstance(raw, float) and raw == math.inf else str(raw).lower()
-    if _NORM_ALIASES.get(key) not in allowed:
-        raise ValueError(
-            f"Expected norm to be one of {tuple(allowed)} for {name}. Received: norm={norm!r}"
-        )
-    return _NORM_ALIASES[key]
+def check_norm(norm, allowed, name: str) -> norms.Norm:
+    """The Norm named by `norm` if its name is one of `allowed`, else ValueError."""
+    return norms.get(norm, allowed, name)
 
 
 def check_number(name: str, value, low: float = 0.0, low_open: bool = False) -> float:
@@ -72,16 +65,6 @@ def check_number(name: str, value, low: float = 0.0, low_open: bool = False) -> 
             f"Expected {name} {'>' if low_open else '>='} {low:g}. Received: {name}={value!r}"
         )
     return float(value)
-
-
-def lp_length(delta, norm: str):
-    """Per-example length of `delta` (any shape with the batch first) in `norm`, float32 (N,)."""
-    flat = tf.reshape(delta, [tf.shape(delta)[0], -1])
-    if norm == "inf":
-        return tf.reduce_max(tf.abs(flat), axis=1)
-    if norm == "1":
-        return tf.reduce_sum(tf.abs(flat), axis=1)
-    return tf.sqrt(tf.reduce_sum(tf.square(flat), axis=1))
 
 
 def is_adversarial(logits, y, confidence=0.0):
@@ -129,7 +112,7 @@ def finish(clf, s, out, norm, confidence=0.0):
     """The (images, distance) outputs once the search loop ends: each remaining example keeps
     its best so far, or its last point `s["cur"]` if that is adversarial and closer."""
     wrong = is_adversarial(logits_or_empty(clf, s["cur"]), s["y"], confidence)
-    length = lp_length(s["cur"] - s["x"], norm)
+    length = norm.length(s["cur"] - s["x"])
     closer = wrong & (length < s["distance"])
     s = dict(s, best=tf.where(closer[:, None, None, None], s["cur"], s["best"]))
     s["distance"] = tf.where(closer, length, s["distance"])
@@ -137,23 +120,24 @@ def finish(clf, s, out, norm, confidence=0.0):
     return out["images"], out["distance"]
 
 
-def search(model, images, labels, fn, distance_norm: str, **static) -> MinimumNormResult:
+def search(model, images, labels, fn, distance_norm: norms.Norm, **static) -> MinimumNormResult:
     """Runs the compiled search `fn` (shared signature, returning (images, distances)) and
     wraps its output (distances in `distance_norm`); off XLA (examples leave the batch: dynamic shapes)."""
     clf, x, y = core.prepare(model, images, labels)
+    name = distance_norm.name
     if x.shape[0] == 0:
-        return MinimumNormResult(x, tf.zeros([0]), tf.zeros([0], tf.bool), distance_norm)
+        return MinimumNormResult(x, tf.zeros([0]), tf.zeros([0], tf.bool), name)
     attack = core.compiled_attack(clf, fn, x, False, **static)
     zero = tf.constant(0.0)
     adv, distances = attack(x, y, y, zero, zero, tf.zeros([2], tf.int64))
     adv, distances = tf.stop_gradient(adv), tf.stop_gradient(distances)
-    return MinimumNormResult(adv, distances, tf.math.is_finite(distances), distance_norm)
+    return MinimumNormResult(adv, distances, tf.math.is_finite(distances), name)
 
 
-def check_budget(eps, norm: str) -> None:
-    """eps None, or a finite number >= 0 (pixel scale; at most 1 for L-inf)."""
+def check_budget(eps, norm: norms.Norm) -> None:
+    """eps None, or a finite number >= 0 in `norm`'s range (pixel scale; at most 1 for L-inf)."""
     if eps is not None:
-        checks.check_eps(eps, at_most=1.0 if norm == "inf" else None)
+        norm.check_eps(eps)
 
 
 def within_eps(result: MinimumNormResult, images, eps):

@@ -1,25 +1,29 @@
-"""Norms as strategies: everything an attack does differently in L-inf and L2 is asked of the
-norm object, so no attack branches on the norm's name.
+"""Norms as strategies: everything an attack does differently in L-inf, L2 and L1 is asked of
+the norm object, so no attack branches on the norm's name.
 
     norm = norms.get("inf")            # or "2", np.inf, 2, "linf", "l2", a Norm
     norm.check_eps(eps)                # its range of eps (L-inf: [0, 1]; L2: >= 0), pixel scale
     adv = norms.project(adv + norm.step(grad, alpha), x, eps, norm)
+    norms.get("1", norms.ALL, "fmn")   # L1, where the caller allows it
 
-A norm owns its name and threat-model label, its eps range, PGD's random start in the ball,
-APGD's random start on the surface, the steepest step, the projection, the length, Square's
-squares (`tfadv.attacks.squares`) and FAB's move onto a hyperplane.
+A norm owns its name and threat-model label, its eps range, its dual, PGD's random start in the
+ball, APGD's random start on the surface, the steepest step (DeepFool's per image too), the
+projection (FMN's onto per-image radii too), the length, Square's squares
+(`tfadv.attacks.squares`) and FAB's move onto a hyperplane. L1 has the pieces of the
+minimum-norm attacks (length, dual, projection); the eps-ball attacks take "inf" and "2" only
+(`get`'s default `allowed`).
 
 The L-inf and L2 pieces use the same operations as CleverHans 4.0 (`optimize_linear`, `clip_eta`),
 so FGSM, BIM and PGD agree with it bit for bit (L-inf).
 """
 
-import numpy as np
 import tensorflow as tf
 
 from tfadv.attacks import randomness, squares
-from tfadv.runtime import validation
+from tfadv.runtime import choices, validation
 
 AVOID_ZERO_DIV = 1e-12  # as in CleverHans' optimize_linear and clip_eta
+LENGTH_FLOOR = 1e-12  # FMN's floor under an L2 length before dividing (as Foolbox's)
 
 
 def _per_example_sum(t):
@@ -39,12 +43,18 @@ def _l2_length(t):
 
 
 class Norm:
-    """One norm's pieces. `name` is "inf" or "2"; `threat_model` "Linf" or "L2" (RobustBench's
-    label); `eps_max` the largest eps in pixel scale (None: unbounded)."""
+    """One norm's pieces. `name` is "inf", "2" or "1"; `threat_model` "Linf", "L2" or "L1"
+    (RobustBench's label); `eps_max` the largest eps in pixel scale (None: unbounded)."""
 
     name = ""
     threat_model = ""
     eps_max = None
+
+    @property
+    def dual(self) -> "Norm":
+        """The dual norm: a linear function with gradient g rises by eps * ||g||_dual at most
+        over this norm's eps-ball."""
+        return _BY_NAME[_DUAL[self.name]]
 
     def check_eps(self, eps, name: str = "eps") -> None:
         """Raises ValueError unless `eps` (or the argument called `name`) is a finite scalar
@@ -55,8 +65,18 @@ class Norm:
         """The steepest-ascent step of length `size` for a linear loss with gradient `grad`."""
         raise NotImplementedError
 
+    def step_each(self, grad, distances, floor):
+        """DeepFool's steepest step per row of `grad` (m, D): of length `distances` (m,) in this
+        norm; `floor` is added to the gradient's length before dividing."""
+        raise NotImplementedError
+
     def project(self, delta, eps):
         """`delta` scaled or clipped back into the eps-ball."""
+        raise NotImplementedError
+
+    def project_each(self, delta, radii):
+        """FMN's projection: `delta` (m, H, W, C) into the ball of each image's radius, float
+        (m,) (inf: unbounded)."""
         raise NotImplementedError
 
     def random(self, shape, eps, seeds):
@@ -65,7 +85,11 @@ class Norm:
         raise NotImplementedError
 
     def length(self, delta):
-        """Per-example size of `delta`, float32 (N,)."""
+        """Per-example size of `delta` (any shape, the batch first), float32 (N,)."""
+        return self.lengths(tf.reshape(delta, [tf.shape(delta)[0], -1]))
+
+    def lengths(self, t):
+        """The size of `t` along its last axis (one less dimension)."""
         raise NotImplementedError
 
     def surface_noise(self, seeds, image_shape):
@@ -101,21 +125,27 @@ class Norm:
 
 
 class LInf(Norm):
-    name, threat_model, eps_max = "inf", "Linf", 1.0
+    name, threat_model, eps_max = "inf", "Linf", choices.NORM_EPS_MAX["inf"]
 
     def step(self, grad, size):
         return size * tf.stop_gradient(tf.sign(grad))
 
+    def step_each(self, grad, distances, floor):
+        return distances[:, None] * tf.sign(grad)
+
     def project(self, delta, eps):
         return tf.clip_by_value(delta, -eps, eps)
+
+    def project_each(self, delta, radii):
+        return tf.clip_by_value(delta, -radii[:, None, None, None], radii[:, None, None, None])
 
     def random(self, shape, eps, seeds):
         return (
             2.0 * randomness.uniform(seeds, _image_shape(shape), randomness.PGD_START) - 1.0
         ) * eps
 
-    def length(self, delta):
-        return tf.reduce_max(tf.abs(tf.reshape(delta, [tf.shape(delta)[0], -1])), axis=1)
+    def lengths(self, t):
+        return tf.reduce_max(tf.abs(t), axis=-1)
 
     def surface_noise(self, seeds, image_shape):
         return 2.0 * randomness.uniform(seeds, image_shape, randomness.APGD_START) - 1.0
@@ -137,13 +167,20 @@ class LInf(Norm):
 
 
 class L2(Norm):
-    name, threat_model = "2", "L2"
+    name, threat_model, eps_max = "2", "L2", choices.NORM_EPS_MAX["2"]
 
     def step(self, grad, size):
         return size * (grad / _l2_length(grad))
 
+    def step_each(self, grad, distances, floor):
+        return (distances / (self.lengths(grad) + floor))[:, None] * grad
+
     def project(self, delta, eps):
         return delta * tf.minimum(1.0, eps / _l2_length(delta))
+
+    def project_each(self, delta, radii):
+        length = tf.maximum(self.length(delta), LENGTH_FLOOR)
+        return delta * tf.minimum(1.0, radii / length)[:, None, None, None]
 
     def random(self, shape, eps, seeds):
         image_shape = _image_shape(shape)
@@ -155,10 +192,8 @@ class L2(Norm):
         )
         return direction * radius * eps
 
-    def length(self, delta):
-        return tf.sqrt(
-            tf.reduce_sum(tf.square(tf.reshape(delta, [tf.shape(delta)[0], -1])), axis=1)
-        )
+    def lengths(self, t):
+        return tf.sqrt(tf.reduce_sum(tf.square(t), axis=-1))
 
     def surface_noise(self, seeds, image_shape):
         return randomness.normal(seeds, image_shape, randomness.APGD_START)
@@ -188,21 +223,59 @@ class L2(Norm):
         return lam * size
 
 
-LINF, L2_NORM = LInf(), L2()
-NORMS = {"inf": LINF, "2": L2_NORM}
-_ALIASES = {"inf": "inf", "linf": "inf", "l_inf": "inf", "2": "2", "l2": "2"}
+class L1(Norm):
+    """L1: the minimum-norm attacks' pieces (length, dual, FMN's projection); no steps, random
+    starts or squares (the eps-ball attacks do not take it)."""
+
+    name, threat_model, eps_max = "1", "L1", choices.NORM_EPS_MAX["1"]
+
+    def lengths(self, t):
+        return tf.reduce_sum(tf.abs(t), axis=-1)
+
+    def project(self, delta, eps):
+        radii = tf.fill([tf.shape(delta)[0]], tf.cast(eps, delta.dtype))
+        return self.project_each(delta, radii)
+
+    def project_each(self, delta, radii):
+        flat = project_l1(tf.reshape(delta, [tf.shape(delta)[0], -1]), radii)
+        return tf.reshape(flat, tf.shape(delta))
 
 
-def get(norm) -> Norm:
-    """The Norm named by `norm`: "inf" (also np.inf, "linf"), "2" (also 2, "l2") or a Norm."""
-    if isinstance(norm, Norm):
-        return norm
-    key = "inf" if (isinstance(norm, float) and norm == np.inf) else str(norm).lower()
-    if key not in _ALIASES:
+def project_l1(delta, radius):
+    """Euclidean projection of each row of float (m, D) `delta` onto the L1 ball of its
+    `radius` (m,) (Duchi et al. 2008); rows already inside are unchanged."""
+    size = tf.abs(delta)
+    mu = tf.sort(size, axis=1, direction="DESCENDING")
+    cumsum = tf.cumsum(mu, axis=1)
+    ranks = tf.cast(tf.range(1, tf.shape(delta)[1] + 1), delta.dtype)[None, :]
+    finite = tf.where(tf.math.is_finite(radius), radius, 0.0)[:, None]
+    rho = tf.reduce_max(tf.where(mu * ranks > cumsum - finite, ranks, 0.0), axis=1) - 1.0
+    rho = tf.maximum(rho, 0.0)
+    theta = (tf.gather(cumsum, tf.cast(rho, tf.int32), batch_dims=1) - finite[:, 0]) / (rho + 1.0)
+    projected = tf.sign(delta) * tf.maximum(size - theta[:, None], 0.0)
+    inside = tf.reduce_sum(size, axis=1) <= radius
+    return tf.where(inside[:, None], delta, projected)
+
+
+LINF, L2_NORM, L1_NORM = LInf(), L2(), L1()
+_BY_NAME = {"inf": LINF, "2": L2_NORM, "1": L1_NORM}
+_DUAL = {"inf": "1", "2": "2", "1": "inf"}
+ALL = tuple(_BY_NAME)  # ("inf", "2", "1")
+EPS_BALL = choices.NORMS  # ("inf", "2"): the norms of the eps-ball attacks, `get`'s default
+NORMS = {name: _BY_NAME[name] for name in EPS_BALL}  # the eps-ball attacks' norms
+
+
+def get(norm, allowed=EPS_BALL, attack: str = "") -> Norm:
+    """The Norm named by `norm` if its name is one of `allowed`: "inf" (also np.inf, "linf"),
+    "2" (also 2, "l2"), "1" (also 1, "l1") or a Norm; else a ValueError (naming `attack` if
+    given)."""
+    name = choices.norm_name(norm)
+    if name not in allowed:
+        where = f" for {attack}" if attack else " (or np.inf, 2)"
         raise ValueError(
-            f"Expected norm to be one of {tuple(NORMS)} (or np.inf, 2). Received: norm={norm!r}"
+            f"Expected norm to be one of {tuple(allowed)}{where}. Received: norm={norm!r}"
         )
-    return NORMS[_ALIASES[key]]
+    return norm if isinstance(norm, Norm) else _BY_NAME[name]
 
 
 def clip_pixels(x):

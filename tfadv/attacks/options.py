@@ -105,8 +105,7 @@ def _check_choice(option, value):
 
 
 def _check_norm(option, value):
-    key = "inf" if isinstance(value, float) and value == math.inf else str(value).lower()
-    if choices.NORM_ALIASES.get(key) not in option.choices:
+    if choices.norm_name(value) not in option.choices:
         _fail(option, f"one of {option.choices}", value)
     return value
 

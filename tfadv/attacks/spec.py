@@ -95,7 +95,7 @@ def _normalise(name: str, value, schema):
     if value is None:
         return value
     if name == "norm":
-        return "1" if str(value).lower() in ("1", "l1") else norms.get(value).name  # "1": fmn only
+        return norms.get(value, norms.ALL).name
     if name == "loss":
         loss = losses.get(value)  # raises for a loss the schema cannot see (a bad callable)
         return loss.name if losses.LOSSES.get(loss.name) is loss else value

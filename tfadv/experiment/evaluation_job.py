@@ -17,6 +17,7 @@ import shutil
 import time
 
 from tfadv.experiment import deployment_job, run_folder, splits
+from tfadv.runtime import choices
 from tfadv.runtime.choices import DISTRIBUTIONS
 
 
@@ -129,7 +130,7 @@ def check(job: EvaluationJob) -> str:
         run_folder.resolve_model_path(path, name, "model")
     if job.eps is None:
         raise ValueError("eps=None: the evaluation budget is required (pixel scale, e.g. eps=0.03)")
-    if job.norm not in ("inf", "linf", "2", "l2"):
+    if choices.norm_name(job.norm) not in choices.NORMS:
         raise ValueError(f"Expected norm 'inf' or '2'. Received: norm={job.norm!r}")
     splits.check_eps(job.eps, job.norm)
     parse_eps_list(job.sweep_eps)

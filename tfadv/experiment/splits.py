@@ -5,17 +5,19 @@ import math
 import os
 
 from tfadv.experiment import run_folder
+from tfadv.runtime import choices
 from tfadv.runtime.choices import SPLITS
 
 MODEL_OUTPUTS = ("", "logits", "probabilities")
 
 
 def check_eps(eps, norm="inf") -> None:
-    """A finite eps >= 0; at most 1 (pixel scale) unless the norm is L2."""
-    l2 = str(norm).lower() in ("2", "l2")
-    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 0 and (l2 or eps <= 1)):
+    """A finite eps >= 0; at most 1 (pixel scale) unless the norm is L2 or L1."""
+    at_most = choices.NORM_EPS_MAX.get(choices.norm_name(norm), 1.0)
+    number = isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 0
+    if not (number and (at_most is None or eps <= at_most)):
         raise ValueError(
-            f"Expected eps in [0, 1] (pixel scale; an L2 eps may exceed 1). Received: eps={eps}"
+            f"Expected eps in [0, 1] (pixel scale; an L2 or L1 eps may exceed 1). Received: eps={eps}"
         )
 
 

@@ -11,6 +11,17 @@ NORM_ALIASES = {
     "1": "1",
     "l1": "1",
 }
+NORM_EPS_MAX = {"inf": 1.0, "2": None, "1": None}  # largest eps, pixel scale (None: unbounded)
+
+
+def norm_name(norm) -> str | None:
+    """The canonical name ("inf", "2" or "1") of a norm given as a name, alias, number (np.inf,
+    2, 1) or an object with a `name`; None when unknown."""
+    raw = getattr(norm, "name", norm)
+    key = "inf" if isinstance(raw, float) and raw == float("inf") else str(raw).lower()
+    return NORM_ALIASES.get(key)
+
+
 LOSSES = ("ce", "margin", "dlr", "ce_t")  # tfadv.attacks.losses.LOSSES
 LOSS_ALIASES = {"cross_entropy": "ce", "cw": "margin", "ce_temperature": "ce_t"}
 LOSS_ON = ("logits", "probabilities")
