@@ -22,8 +22,9 @@ import numbers
 
 import tensorflow as tf
 
-from tfadv.attacks import checks, core, losses, norms, randomness
+from tfadv.attacks import checks, core, iterative, losses, norms, randomness
 from tfadv.attacks.core import classifier_of
+from tfadv.attacks.iterative import pick
 from tfadv.models.adapter import logits_of
 from tfadv.runtime import devices
 
@@ -32,7 +33,6 @@ MOMENTUM = 0.75  # weight of the new gradient step; 0.25 goes to the previous mo
 FIRST_CHECKPOINT = 0.22  # checkpoints (fractions of the steps): p_1 = 0.22,
 SHORTEST_INTERVAL = 0.06  # p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06), in whole steps as
 INTERVAL_DECREASE = 0.03  # the reference rounds them
-LENGTH_FLOOR = 1e-12  # added to lengths before dividing (as the reference does)
 
 
 def checkpoint_windows(steps: int) -> list:
@@ -50,24 +50,38 @@ def checkpoint_windows(steps: int) -> list:
     return windows
 
 
-def random_surface_start(x, eps, norm, seeds):
-    """x plus a random direction of length eps (L-inf: uniform noise over its largest entry;
-    L2: Gaussian noise over its length), clipped to [0, 1]; each image's drawn from its seed
-    (`seeds` int64 (N, 2))."""
-    noise = norm.surface_noise(seeds, x.shape[1:])
-    length = tf.reshape(norm.length(noise), [-1, 1, 1, 1])
-    return norms.clip_pixels(x + eps * noise / (length + LENGTH_FLOOR))
+class StepSchedule:
+    """APGD's adaptation rule: the step size starts at alpha and halves (the run restarting from
+    its best point) at a checkpoint where the loss rose on at most a fraction `rho` of the steps
+    since the previous one, or where neither the step size nor the best loss changed since."""
 
+    def __init__(self, steps: int, rho: float):
+        self.windows, self.rho = tf.constant(checkpoint_windows(steps), tf.float32), rho
 
-def _per_example(mask):
-    return tf.reshape(mask, [-1, 1, 1, 1])
+    def start(self, n, alpha, value) -> dict:
+        """The schedule's state for n examples at their first loss `value`."""
+        return {
+            "step": tf.fill([n, 1, 1, 1], alpha),
+            "rises": tf.zeros([n]),
+            "checked_value": value,
+            "halved": tf.ones([n], tf.bool),  # so the first checkpoint judges by the rises alone
+        }
 
-
-def _pick(mask, a, b):
-    """a where the per-example `mask` holds, else b (images or per-example values)."""
-    if a.shape.rank == 4:
-        mask = _per_example(mask)
-    return tf.where(mask, a, b)
+    def review(self, i, s, value, best_value):
+        """(halve: bool per example, the schedule's next state) after step i, at loss `value`
+        (the previous one is s["value"]) and best loss so far `best_value`."""
+        rises = s["rises"] + tf.cast(value > s["value"], tf.float32)
+        window = self.windows[i]
+        review = window > 0
+        oscillating = rises <= self.rho * window
+        stalled = ~s["halved"] & (s["checked_value"] >= best_value)
+        halve = review & (oscillating | stalled)
+        return halve, {
+            "step": pick(halve, s["step"] / 2.0, s["step"]),
+            "rises": tf.where(review, tf.zeros_like(rises), rises),
+            "checked_value": tf.where(review, best_value, s["checked_value"]),
+            "halved": tf.where(review, halve, s["halved"]),
+        }
 
 
 def _apgd_fn(
@@ -93,9 +107,13 @@ def _apgd_fn(
     success, best objective) per example. Success means on target when `targeted`, unless
     `misclassify` (APGD-T: any wrong class counts). With `compact`, an example leaves the
     batch at its first success (its result is final then: the reference keeps stepping it to
-    no effect); without (XLA needs static shapes), every example steps to the end."""
+    no effect); without (XLA needs static shapes), every example steps to the end.
+
+    Assembled from the parts of `tfadv.attacks.iterative`: `surface_start`, the objective's
+    loss and gradient, `MomentumStep`, and `StepSchedule` with the first success as the
+    stopping rule."""
     objective = losses.Objective(classifier_of(model_ref, output), loss, loss_on, targeted)
-    windows = tf.constant(checkpoint_windows(steps), tf.float32)
+    step, schedule = iterative.MomentumStep(norm, eps), StepSchedule(steps, rho)
 
     def succeeded(scores, s):
         if misclassify:
@@ -103,38 +121,26 @@ def _apgd_fn(
         return objective.success(scores, s["y"], s["t"])
 
     def body(i, s, out):
-        adv = s["adv"]
         weight = tf.where(i > 0, MOMENTUM, 1.0)  # no previous move on the first step
-        ahead = norms.project(adv + norm.step(s["grad"], s["step"]), s["x"], eps, norm)
-        new = norms.project(
-            adv + weight * (ahead - adv) + (1.0 - weight) * (adv - s["prev"]), s["x"], eps, norm
-        )
+        new = step(s["adv"], s["prev"], s["grad"], s["step"], s["x"], weight)
         scores, value, grad = objective.gradient(new, s["y"], s["t"])
         hit = succeeded(scores, s) & ~s["won"]
-        improved = value > s["best_value"]
-        best, best_grad = _pick(improved, new, s["best"]), _pick(improved, grad, s["best_grad"])
+        improved = value > s["best_value"]  # the best (highest-loss) iterate and its gradient
+        best, best_grad = pick(improved, new, s["best"]), pick(improved, grad, s["best_grad"])
         best_value = tf.where(improved, value, s["best_value"])
-        rises = s["rises"] + tf.cast(value > s["value"], tf.float32)
-        window = windows[i]
-        review = window > 0
-        oscillating = rises <= rho * window
-        stalled = ~s["halved"] & (s["checked_value"] >= best_value)
-        halve = review & (oscillating | stalled)
+        halve, scheduled = schedule.review(i, s, value, best_value)
         s = dict(
             s,
-            adv=_pick(halve, best, new),
-            prev=adv,
-            grad=_pick(halve, best_grad, grad),
-            step=_pick(halve, s["step"] / 2.0, s["step"]),
+            **scheduled,
+            adv=pick(halve, best, new),  # a halving restarts from the best iterate
+            prev=s["adv"],
+            grad=pick(halve, best_grad, grad),
             value=value,
-            rises=tf.where(review, tf.zeros_like(rises), rises),
             best=best,
             best_grad=best_grad,
             best_value=best_value,
-            checked_value=tf.where(review, best_value, s["checked_value"]),
-            halved=tf.where(review, halve, s["halved"]),
             won=s["won"] | hit,
-            found=_pick(hit, new, s["found"]),
+            found=pick(hit, new, s["found"]),
         )
         return (
             (i + 1, *core.drop_finished(s, out, s["won"], _recorded))
@@ -142,22 +148,19 @@ def _apgd_fn(
             else (i + 1, s, out)
         )
 
-    start = random_surface_start(x, eps, norm, seeds)
+    start = iterative.surface_start(x, eps, seeds, norm)
     n = tf.shape(x)[0]
     state = {"x": x, "y": y, "t": t, "rows": tf.range(tf.cast(n, tf.int64))}
     scores, value, grad = objective.gradient(start, y, t)
     state.update(
+        schedule.start(n, alpha, value),
         adv=start,
         prev=start,
         grad=grad,
-        step=tf.fill([n, 1, 1, 1], alpha),
         value=value,
-        rises=tf.zeros([n]),
         best=start,
         best_grad=grad,
         best_value=value,
-        checked_value=value,
-        halved=tf.ones([n], tf.bool),  # so the first checkpoint judges by the rises alone
         won=succeeded(scores, state),
         found=start,
     )
@@ -177,7 +180,7 @@ def _recorded(out, s):
     """The run's outputs with the examples of `s` written in at their `rows`: the first
     success, else the best point."""
     return {
-        "images": core.write_rows(out["images"], s["rows"], _pick(s["won"], s["found"], s["best"])),
+        "images": core.write_rows(out["images"], s["rows"], pick(s["won"], s["found"], s["best"])),
         "won": core.write_rows(out["won"], s["rows"], s["won"]),
         "value": core.write_rows(out["value"], s["rows"], s["best_value"]),
     }
@@ -208,7 +211,7 @@ def best_over_runs(attack, x, y, run_targets, eps, alpha, seed, won):
             better = run_won | (run_value > take(best_value))
             rows = todo[:, None]
             return (
-                tf.tensor_scatter_nd_update(adv, rows, _pick(better, run_adv, take(adv))),
+                tf.tensor_scatter_nd_update(adv, rows, pick(better, run_adv, take(adv))),
                 tf.tensor_scatter_nd_update(
                     best_value, rows, tf.where(better, run_value, take(best_value))
                 ),

@@ -1,14 +1,17 @@
-"""Iterative gradient attacks assembled from parts: BIM, PGD and FGSM with random start.
+"""Iterative gradient attacks assembled from parts: BIM, PGD and FGSM with random start (here)
+and APGD (`tfadv.attacks.apgd`, from the same parts).
 
     attack = start + objective (loss) + step (norm's steepest step, then projection) + stopping rule
 
-- start: `no_start` (x itself: BIM) or `ball_start` (a uniform point of the eps-ball: PGD);
+- start: `no_start` (x itself: BIM), `ball_start` (a uniform point of the eps-ball: PGD) or
+  `surface_start` (a random point on the ball's surface: APGD);
 - objective: a `tfadv.attacks.losses.Objective` (loss, logits or probabilities, targeted);
 - step: `ProjectedStep`, CleverHans' order: the norm's steepest step of size alpha, clipped to
-  [0, 1], then back into the eps-ball around x, then [0, 1] again;
+  [0, 1], then back into the eps-ball around x, then [0, 1] again; or `MomentumStep` (APGD's:
+  the norm's steepest step projected, then mixed with the previous move, projected again);
 - stopping rule: `FixedSteps` (every example takes every step; with restarts each keeps its
   strongest run) or `FirstSuccess` (an example leaves the batch at its first successful iterate,
-  which is kept; later restarts run only on the unbroken).
+  which is kept; later restarts run only on the unbroken); APGD adds its step-size schedule.
 
 Each attack takes `(model, images, labels, eps, **options)` and is compiled once per model
 (see `tfadv.attacks.core`); images float32 in [0, 1], eps in pixel scale.
@@ -26,6 +29,7 @@ FGSM_RANDOM_ALPHA_FACTOR = 1.25  # default alpha = 1.25 * eps (Wong et al. 2020)
 # the time of the same in a tf.while_loop over 12 processes here, for ~0.1 s more tracing per
 # step (tools/bench_attacks.py prints both).
 MAX_UNROLLED_STEPS = 20
+LENGTH_FLOOR = 1e-12  # added to the surface start's noise length before dividing (as APGD's)
 
 
 # ------------------------------------------------------------------------------------ parts
@@ -42,6 +46,22 @@ def ball_start(x, eps, seeds, norm):
     return norms.project(x + norm.random(x.shape, eps, seeds), x, eps, norm)
 
 
+def surface_start(x, eps, seeds, norm):
+    """APGD's start: x plus a random direction of length eps (L-inf: uniform noise over its
+    largest entry; L2: Gaussian noise over its length), clipped to [0, 1]; each image's drawn
+    from its seed (`seeds` int64 (N, 2))."""
+    noise = norm.surface_noise(seeds, x.shape[1:])
+    length = tf.reshape(norm.length(noise), [-1, 1, 1, 1])
+    return norms.clip_pixels(x + eps * noise / (length + LENGTH_FLOOR))
+
+
+def pick(mask, a, b):
+    """a where the per-example bool (N,) `mask` holds, else b (images or per-example values)."""
+    if a.shape.rank == 4:
+        mask = tf.reshape(mask, [-1, 1, 1, 1])
+    return tf.where(mask, a, b)
+
+
 class ProjectedStep:
     """One projected step: (scores at adv, next adv). CleverHans' order: the norm's steepest
     step of size alpha clipped to [0, 1], then back into the eps-ball around x, then [0, 1]."""
@@ -53,6 +73,21 @@ class ProjectedStep:
         scores, _, grad = self.objective.gradient(adv, y, t)
         stepped = norms.clip_pixels(adv + self.norm.step(grad, self.alpha))
         return scores, norms.project(stepped, x, self.eps, self.norm)
+
+
+class MomentumStep:
+    """APGD's step from adv (previous iterate prev) given the gradient at adv: the norm's
+    steepest step of per-example size `size` (N, 1, 1, 1), back into the eps-ball around x and
+    [0, 1]; then `weight` of that move plus 1 - weight of the previous one (adv - prev), back
+    into the ball and [0, 1] again."""
+
+    def __init__(self, norm: norms.Norm, eps):
+        self.norm, self.eps = norm, eps
+
+    def __call__(self, adv, prev, grad, size, x, weight):
+        ahead = norms.project(adv + self.norm.step(grad, size), x, self.eps, self.norm)
+        moved = adv + weight * (ahead - adv) + (1.0 - weight) * (adv - prev)
+        return norms.project(moved, x, self.eps, self.norm)
 
 
 class FixedSteps:
@@ -91,7 +126,7 @@ class FixedSteps:
             adv = one_run(restart)
             success, value = _score(objective, adv, y, t)
             better = (success & ~best_success) | ((success == best_success) & (value > best_value))
-            best = tf.where(better[:, None, None, None], adv, best)
+            best = pick(better, adv, best)
             best_success, best_value = success | best_success, tf.where(better, value, best_value)
         return best
 
