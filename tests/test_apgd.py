@@ -131,6 +131,47 @@ def test_checkpoints_follow_the_reference_schedule():
     assert apgd_module.checkpoint_windows(1) == [1]
 
 
+def test_step_schedule_halves_where_the_loss_rose_too_rarely_or_stalled():
+    schedule = apgd_module.StepSchedule(10, rho=0.75)  # first review after step 1, window 2
+    assert apgd_module.checkpoint_windows(10)[:3] == [0, 2, 1]
+    s = dict(
+        schedule.start(3, 0.1, tf.constant([1.0, 1.0, 1.0])),
+        value=tf.constant([1.0, 1.0, 1.0]),
+    )
+    halve, after = schedule.review(0, s, tf.constant([2.0, 0.5, 2.0]), tf.constant([2.0, 1.0, 2.0]))
+    assert not halve.numpy().any()  # no checkpoint after step 0: only the rises are counted
+    np.testing.assert_array_equal(after["rises"].numpy(), [1.0, 0.0, 1.0])
+    s = dict(s, **after, value=tf.constant([2.0, 0.5, 2.0]))
+    s["halved"] = tf.constant([True, True, False])  # the third was not halved at its last review
+    s["checked_value"] = tf.constant([1.0, 1.0, 5.0])  # and its best loss has not moved since
+    halve, after = schedule.review(1, s, tf.constant([3.0, 0.6, 3.0]), tf.constant([3.0, 1.0, 3.0]))
+    # rose twice in 2 steps: kept; once (<= 0.75 * 2): halved; twice but stalled: halved
+    np.testing.assert_array_equal(halve.numpy(), [False, True, True])
+    np.testing.assert_allclose(after["step"].numpy().ravel(), [0.1, 0.05, 0.05])
+    np.testing.assert_array_equal(after["rises"].numpy(), [0.0, 0.0, 0.0])
+    np.testing.assert_array_equal(after["checked_value"].numpy(), [3.0, 1.0, 3.0])
+    np.testing.assert_array_equal(after["halved"].numpy(), [False, True, True])
+
+
+@pytest.mark.parametrize("norm, eps", [(norms.LINF, EPS), (norms.L2_NORM, L2_EPS)])
+def test_surface_start_and_momentum_step(norm, eps):
+    iterative = importlib.import_module("tfadv.attacks.iterative")
+    x = tf.fill([4, 8, 8, 3], 0.5)  # far from the box: nothing is clipped to [0, 1]
+    seeds = importlib.import_module("tfadv.attacks.randomness").per_image(0, 4)
+    start = iterative.surface_start(x, eps, seeds, norm)
+    np.testing.assert_allclose(norm.length(start - x).numpy(), eps, rtol=1e-5)  # on the surface
+    grad = tf.random.stateless_normal([4, 8, 8, 3], [1, 2])
+    step = iterative.MomentumStep(norm, eps)
+    size = tf.fill([4, 1, 1, 1], eps / 4)
+    plain = norms.project(start + norm.step(grad, size), x, eps, norm)
+    np.testing.assert_array_equal(step(start, start, grad, size, x, 1.0).numpy(), plain.numpy())
+    mixed = step(start, x, grad, size, x, 0.75).numpy()  # 0.25 of the previous move x -> start
+    np.testing.assert_allclose(
+        mixed, norms.project(0.75 * plain + 0.25 * (2 * start - x), x, eps, norm).numpy(), atol=1e-6
+    )
+    assert np.all(norm.length(mixed - x).numpy() <= eps * (1 + 1e-5))
+
+
 def test_a_success_is_never_given_up(trained):
     """With a loss whose ascent walks along the decision boundary, iterates cross it back
     and forth: every example misclassified at any iterate must come back misclassified,
