@@ -175,16 +175,16 @@ def chunk_costs(folder: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def call_cost(common, args, image: int) -> float:
-    """Seconds of one call of each attack of the suite on the single image `image`: the cost a
-    call pays whatever its batch (the iterations' dispatch), best of two."""
+def call_cost(common, args, image: int) -> dict:
+    """Seconds of one call of each attack of the suite on the single image `image` (best of
+    two): what a call costs whatever its batch (its iterations run one after another)."""
     from tfadv import attacks, evaluation
 
     model, x, y, eps, suite = common
-    total = 0.0
+    costs = {}
     for k, attack in enumerate(evaluation.suite_attacks(suite)):
         seed = args.seed + k if attack.takes_seed else None
-        best = min(
+        costs[attack.name] = min(
             timed(
                 lambda attack=attack, seed=seed: attacks.adversarial_images(
                     model, x[[image]], y[[image]], attack, eps, seed=seed, indices=[image]
@@ -192,8 +192,7 @@ def call_cost(common, args, image: int) -> float:
             )[0]
             for _ in range(2)
         )
-        total += best
-    return total
+    return costs
 
 
 def resume(common, args, root, full, t_full, reference):
@@ -214,28 +213,38 @@ def resume(common, args, root, full, t_full, reference):
     f_passes = (missing["forwards"].sum() + missing["gradients"].sum()) / (
         costs["forwards"].sum() + costs["gradients"].sum()
     )
-    half = os.path.join(root, "half")
-    shutil.copytree(full, half)
-    for name in missing["chunk"]:
-        shutil.rmtree(os.path.join(half, "chunks", name))
-    t_resume, resumed = timed(lambda: stored(*common, half, *_sizes(args)))
+    times = []
+    for r in range(args.rounds):
+        half = os.path.join(root, f"half{r}")
+        shutil.copytree(full, half)
+        for name in missing["chunk"]:
+            shutil.rmtree(os.path.join(half, "chunks", name))
+        seconds, resumed = timed(lambda half=half: stored(*common, half, *_sizes(args)))
+        times.append(seconds)
+    t_resume = float(np.median(times))
     same = bool(np.array_equal(resumed.broken_by, reference.broken_by))
     # the costs a run pays once whatever its size: reading the store, one call per attack
     t_read = min(timed(lambda: stored(*common, full, *_sizes(args)))[0] for _ in range(3))
     # an image the last attack runs on (robust, or broken by it): a call that runs every attack
     survivors = np.flatnonzero(reference.broken_by >= len(reference.attacks) - 1)
     survivors = np.union1d(survivors, np.flatnonzero(reference.robust))
-    t_calls = call_cost(common, args, int(survivors[0])) if len(survivors) else float("nan")
+    calls = call_cost(common, args, int(survivors[0])) if len(survivors) else {}
+    t_calls = sum(calls.values())
     overhead = t_resume - f * t_full
     fixed = (1 - f) * (t_read + t_calls)
     kill = int(missing["start"].iloc[0])
     say(
         f"resume: kill at image {kill} ({len(missing)} of {len(chunks)} chunks missing): "
         f"{f_images:.1%} of the images, {f:.1%} of the full run's attack seconds, {f_passes:.1%} "
-        f"of its forward passes + gradients; resumed in {t_resume:.2f} s against "
+        f"of its forward passes + gradients; resumed in {t_resume:.2f} s (median of "
+        f"{', '.join(f'{t:.2f}' for t in times)}) against "
         f"{f:.3f} x {t_full:.2f} s = {f * t_full:.2f} s: overhead {overhead:.2f} s, of which "
         f"(1 - {f:.3f}) x ({t_read:.2f} s reading the store + {t_calls:.2f} s one call of each "
         f"attack) = {fixed:.2f} s paid once by every run; outcomes identical to the full run: {same}"
+    )
+    say(
+        "one call on one image: "
+        + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in calls.items())
     )
     what = f"{len(missing)} of {len(chunks)} chunks missing (images {kill}-{len(x) - 1})"
     return [
@@ -247,30 +256,31 @@ def resume(common, args, root, full, t_full, reference):
             "target": f"<= 0.55; identical outcomes: {same}",
         },
         {
-            "measure": f"  work left by that kill: full run's attack seconds in chunks {kill}- "
-            f"(images {f_images:.3f}, passes {f_passes:.3f})",
+            "measure": f"resume: work left, the full run's attack seconds in chunks {kill}- "
+            f"(by images {f_images:.3f}, by passes {f_passes:.3f})",
             "seconds": f * t_full,
             "baseline_seconds": t_full,
             "ratio": f,
             "target": "about 0.5",
         },
         {
-            "measure": "  resume overhead: resume - work left",
+            "measure": "resume: overhead, resume - work left",
             "seconds": overhead,
             "baseline_seconds": t_full,
             "ratio": overhead / t_full,
             "target": "",
         },
         {
-            "measure": f"  of it: (1 - work left) x fixed cost of a run ({t_read:.2f} s reading "
-            f"the store, {t_calls:.2f} s one call per attack on 1 image)",
+            "measure": f"resume: of the overhead, (1 - work left) x the fixed cost every run pays "
+            f"once ({t_read:.2f} s reading the store + {t_calls:.2f} s one call per attack on 1 "
+            f"image)",
             "seconds": fixed,
             "baseline_seconds": t_full,
             "ratio": fixed / t_full,
             "target": "",
         },
         {
-            "measure": "resume scaled to a kill at exactly half: 0.5 + overhead / full",
+            "measure": "resume: scaled to a kill at exactly half the work, 0.5 + overhead / full",
             "seconds": 0.5 * t_full + overhead,
             "baseline_seconds": t_full,
             "ratio": 0.5 + overhead / t_full,
