@@ -3,7 +3,7 @@
     python tools/bench_store.py --model=RUN [--n=500] [--suite=fast] [--eps=0.0313725] \\
         [--chunk_size=128] [--rounds=2] [--out=docs/results/evaluation_store]
 
-In one process, on the same model and images:
+In one process (traced once beforehand), on the same model and images:
 1. overhead: `run_suite` with a store on disk, chunks and per-image draws, against the evaluation as
    it was before the store (the suite's attacks in sequence over the whole set in memory, draws per
    batch), interleaved over --rounds; ratio of medians (target: at most 1.05);
@@ -16,7 +16,8 @@ In one process, on the same model and images:
    Then the state a kill at half the full run's own time leaves (the units written after it
    deleted), resumed: the engine goes attack by attack, so a kill loses the group in progress;
 3. two workers: two processes share one store (`worker=(w, 2)`), against one process; the per-image
-   outcomes must be identical; the per-chunk cost and the time to read the finished store give
+   outcomes must be identical. The resume of 2. as the CLI runs it, in a new process (imports, model
+   load and tracing paid again), against that one process; the per-chunk cost and the time to read the finished store give
    the projection for N workers (or GPUs): ceil(chunks / N) x chunk cost + read;
 4. growing: the suite's last attack added to a finished evaluation of the others (it runs on the
    survivors only), and the first half of the images grown to all of them (only the new chunks
