@@ -374,6 +374,7 @@ def main() -> None:
     say(
         f"model {args.model}, {len(x)} test images, suite {args.suite}, eps {args.eps:.6f}, chunks of {args.chunk_size}"
     )
+    say(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     root = tempfile.mkdtemp(prefix="bench-store-")
     common = (model, x, y, args.eps, args.suite)
     stored(
@@ -505,6 +506,7 @@ def main() -> None:
             }
         )
     rows += growing(common, args, root, reference, float(np.median(new_times)))
+    say(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     table = pd.DataFrame(rows)
     say(table.to_markdown(index=False, floatfmt=".3f"))
     if args.out:
