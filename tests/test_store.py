@@ -77,6 +77,44 @@ def test_missing_units_are_redone_and_nothing_else(setup, reference, tmp_path):
     assert sorted(p for p in after if after[p] != before[p]) == sorted(lost)
 
 
+def test_a_resume_runs_the_model_only_for_what_is_missing(setup, reference, tmp_path, monkeypatch):
+    """A resume's fixed cost: finished chunks are checked, not predicted again, and an attack
+    whose units are all stored is neither called nor traced."""
+    from tfadv.evaluation import engine
+
+    folder = str(tmp_path / "store")
+    _run(setup, store=folder)
+    calls = []
+    attack_rows, logits = engine._attack_rows, engine._logits
+    monkeypatch.setattr(
+        engine,
+        "_attack_rows",
+        lambda model, images, labels, rows, attack, *a, **k: (
+            calls.append((attack.name, len(rows))),
+            attack_rows(model, images, labels, rows, attack, *a, **k),
+        )[1],
+    )
+    monkeypatch.setattr(
+        engine,
+        "_logits",
+        lambda model, images, batch_size: (
+            calls.append(("logits", len(images))),
+            logits(model, images, batch_size),
+        )[1],
+    )
+    _same(_run(setup, store=folder), reference)  # a finished store: read only
+    assert calls == []
+    for path in _units(folder):
+        if path.endswith("a1.npz"):  # the last attack lost on every chunk
+            os.remove(path)
+    _same(_run(setup, store=folder), reference)
+    survivors = int(np.sum((reference.broken_by == 1) | reference.robust))  # square's images
+    assert survivors == reference.ran_on[1] > 0
+    assert [name for name, _ in calls if name != "logits"] == ["square"]
+    assert sum(size for name, size in calls if name == "square") == survivors
+    assert sum(size for name, size in calls if name == "logits") == survivors  # no clean pass
+
+
 def test_an_appended_attack_runs_only_on_the_survivors(setup, tmp_path):
     folder = str(tmp_path / "store")
     first = _run(setup, suite="pgd(steps=3, early_stop=True)", store=folder)
@@ -276,7 +314,9 @@ def test_section_units_are_kept_under_their_key(tmp_path):
     for folder in (str(tmp_path / "model"), None):
         units = SectionUnits(folder)
         assert units.get("sweep", "k1") is None
-        units.put("sweep", "k1", {"eps": np.array([0.01, 0.03]), "attack": np.array(["fgsm", "pgd"])})
+        units.put(
+            "sweep", "k1", {"eps": np.array([0.01, 0.03]), "attack": np.array(["fgsm", "pgd"])}
+        )
         kept = units.get("sweep", "k1")
         np.testing.assert_array_equal(kept["eps"], [0.01, 0.03])
         assert kept["attack"].tolist() == ["fgsm", "pgd"] and set(kept) == {"eps", "attack"}
