@@ -91,7 +91,7 @@ HELP = {
     "teacher_dir": "distillation: an earlier run folder (or .keras file) holding the teacher",
     "teacher_recipe": (
         "distillation: recipe that trains the teacher in this run (standard, adversarial_batch, "
-        "adversarial_epoch, random_noise)"
+        "adversarial_epoch, random_noise, trades, mart, contrastive)"
     ),
     "distill_alpha": "distillation: weight of the soft-label loss (1 - alpha on hard labels)",
     "test_noise": (
