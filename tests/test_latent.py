@@ -161,3 +161,20 @@ def test_pca_projection_and_embedding_figure(tmp_path):
         ]
     )
     assert os.path.getsize(figures.save_png(fig, str(tmp_path / "emb.png"))) > 1000
+
+
+def test_the_contrastive_recipe_trains_the_defence_and_resumes_exactly(tmp_path):
+    """Recipe contrastive (python -m tfadv.train --recipe=contrastive): a run killed after epoch 1
+    of 2 and resumed ends with the uninterrupted run's weights; the run notes the loss it trained."""
+    from conftest import tiny_config
+    from tfadv.experiment import resume_check, run_folder
+
+    config = tiny_config(
+        tmp_path / "run", recipe="contrastive", epochs=2, contrastive_margin=0.8, seed=2
+    )
+    rows = resume_check.check(config, [resume_check.KillPoint("model", "epoch", 1)], tmp_path)
+    assert len(rows) == 1 and rows[0].equal and rows[0].resumed_epochs == {"model": 1}, rows
+    summary = run_folder.read_json(os.path.join(str(tmp_path), "uninterrupted", "summary.json"))
+    assert "margin 0.8" in summary["notes"]["contrastive"], summary["notes"]
+    with pytest.raises(ValueError, match="contrastive_margin=0"):
+        tiny_config(tmp_path / "bad", recipe="contrastive", contrastive_margin=0.0).check_values()

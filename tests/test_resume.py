@@ -46,7 +46,7 @@ CASES = {
         2,
         [
             KP("model", "epoch", 1)
-        ],  # killed in export and evaluation below (and in tools/resume_table.py)
+        ],  # killed in export and evaluation below (and in tools/study_resume.py)
     ),
     "adversarial_batch": (
         dict(recipe="adversarial_batch", **ADVERSARIAL),

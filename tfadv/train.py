@@ -40,7 +40,7 @@ HELP = {
     "temperature": "softmax temperature of the trained model",
     "recipe": (
         "training recipe: standard, adversarial_batch, adversarial_epoch, random_noise, trades, "
-        "mart, distill, distill_variant"
+        "mart, contrastive, distill, distill_variant"
     ),
     "epochs": "training epochs (> 0)",
     "batch_size": "batch size (> 0), global across replicas",
@@ -79,13 +79,19 @@ HELP = {
         "per kernel (0: off; the paper's 5e-3)"
     ),
     "awp_warmup_epochs": "epochs trained before the adversarial weight perturbation starts",
+    "contrastive_margin": (
+        "contrastive: distance beyond which pairs of different classes cost nothing (> 0; at "
+        "most 2 apart on unit-length embeddings)"
+    ),
+    "contrastive_weight": "contrastive: weight of the contrastive term (>= 0; 0: cross-entropy)",
+    "contrastive_normalize": "contrastive: distances between unit-length embeddings",
     "teacher_temperature": "distillation: temperature the teacher trains at",
     "student_temperature": "distillation: temperature the student trains at",
     "deploy_temperature": "distillation: temperature the student is deployed at",
     "teacher_dir": "distillation: an earlier run folder (or .keras file) holding the teacher",
     "teacher_recipe": (
         "distillation: recipe that trains the teacher in this run (standard, adversarial_batch, "
-        "adversarial_epoch, random_noise)"
+        "adversarial_epoch, random_noise, trades, mart, contrastive)"
     ),
     "distill_alpha": "distillation: weight of the soft-label loss (1 - alpha on hard labels)",
     "test_noise": (

@@ -2,7 +2,9 @@
 
     python tools/study_bpda.py --out=docs/results/masking_remedy
 
-A plain CNN (--model, trained --epochs on the CIFAR-10 mini archive: the "twin") and the same
+A plain CNN (--model, trained --epochs on the CIFAR-10 mini archive through the recipes: recipe
+standard via `study_common.train_run`, seeded pipeline, resume, run folder --out/runs/twin; constant
+learning rate, no augmentation by default: the "twin") and the same
 network behind an input layer stop_gradient(round(x * 255 / q) * q / 255) (q = --quantize_step;
 the "quantized" model, same weights) are evaluated together by `tfadv.evaluation.evaluate` on the
 first --test_images test images at --eps with --suite. The quantizer gives a zero input gradient,
@@ -12,7 +14,10 @@ through `tfadv.models.straight_through`, identity backward pass through the quan
 images every white-box attack missed.
 
 Outputs in --out: report/ (the full evaluation report), bpda.csv and study.md (the table below),
-flags.json, run.log if you tee it. Trained weights go to --out/models (not needed to read results).
+flags.json, run.log if you tee it. The trained twin is the run folder --out/runs/twin (reused unless
+--retrain; not needed to read results).
+
+A smoke run: --epochs=1 --train_images=200 --test_images=50 --suite=fgsm --sweep_eps=0.03.
 
 Table, per model: clean accuracy; robust accuracy under the suite; the white-box worst case before
 the remedy (suite, checklist attacks, doubled budget); accuracy under transfer from the other model
@@ -37,6 +42,7 @@ def flags(argv=None):
     p.add_argument("--quantize_step", type=int, default=4, help="quantizer step in 1/255 units")
     p.add_argument("--sweep_eps", default="0.01,0.03", help="eps sweep of the report (comma list)")
     p.add_argument("--eval_batch_size", type=int, default=200)
+    common.add_training_flags(p, lr_schedule="constant")
     return common.parse(p, argv, check=_check)
 
 
@@ -93,9 +99,11 @@ def main(argv=None):
     args = flags(argv)
     common.start(args)
     from tfadv import evaluation
+    from tfadv.experiment.splits import load_split
 
-    train, val, test, names = common.load_data(args)
-    twin = common.train_model(args, "twin", train, val, len(names))
+    info = common.train_run(args, "twin", recipe="standard")
+    twin = common.load_run_model(info)
+    test, names = load_split(info["dir"], split="test", limit=args.test_images)
     target = quantized(twin, args.quantize_step)
     x, y = test.float_images(), test.labels
     common.log(

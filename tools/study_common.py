@@ -6,8 +6,9 @@ Each study: define flags (`parser`, defaults for a real run; `parse` for one-lin
 `tfadv.evaluation.evaluate` (`suite_evaluation`, reports in --out/evaluations), adds the table
 it is about; tables go out as CSV + Markdown (`write_table`).
 
-`train_model` (a plain Adam fit, weights in --out/models) is kept only for what is not a
-recipe: tools/latent_study.py (its ContrastiveTrainer) and tools/study_bpda.py.
+Every study trains through the recipes (a study whose training is not a recipe gets one in
+tfadv/experiment/recipes/, e.g. recipe contrastive for tools/study_latent.py). Studies are named
+tools/study_<topic>.py, benchmarks tools/bench_<topic>.py.
 """
 
 import argparse
@@ -39,7 +40,7 @@ def parser(description: str) -> argparse.ArgumentParser:
         "--data_dir", default=DEFAULT_DATA, help="CIFAR-10 binary archive (.tar.gz or folder)"
     )
     p.add_argument(
-        "--out", required=True, help="output folder (tables, PNGs, flags.json, trained weights)"
+        "--out", required=True, help="output folder (tables, PNGs, flags.json, run folders)"
     )
     p.add_argument("--model", default="baseline_cnn", help="architecture (tfadv.models.REGISTRY)")
     p.add_argument("--epochs", type=int, default=10)
@@ -53,7 +54,7 @@ def parser(description: str) -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--retrain", action="store_true", help="train again even if weights exist in --out/models"
+        "--retrain", action="store_true", help="train again even if the run exists in --out/runs"
     )
     return p
 
@@ -90,47 +91,6 @@ def load_data(args, classes=None):
         names = [names[c] for c in classes]
     train, val, test = splits
     return train.head(args.train_images), val, test.head(args.test_images), names
-
-
-def train_model(args, name, train, val, num_classes, trainer=None, **options):
-    """A tfadv model trained with Adam + cross-entropy (or by `trainer(model)`: a keras.Model wrapper
-    compiled here), weights cached in --out/models/<name>.weights.h5 (reused unless --retrain).
-
-    Not a recipe (no seeded pipeline, resume or export): only for latent_study.py's
-    ContrastiveTrainer and study_bpda.py; other studies train with `train_run`."""
-    import keras
-
-    from tfadv import models
-
-    keras.utils.set_random_seed(args.seed)
-    model = models.build(args.model, train.images.shape[1:], num_classes, seed=args.seed, **options)
-    path = os.path.join(args.out, "models", f"{name}.weights.h5")
-    if os.path.exists(path) and not args.retrain:
-        model.load_weights(path)
-        log(f"[{name}] reusing {path}")
-        return model
-    fit = trainer(model) if trainer is not None else model
-    if trainer is None:
-        fit.compile(
-            optimizer=keras.optimizers.Adam(args.learning_rate),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-        )
-    else:
-        fit.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
-    log(f"[{name}] training {args.epochs} epoch(s) on {len(train)} images, options {options}")
-    fit.fit(
-        train.float_images(),
-        train.labels,
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        validation_data=(val.float_images(), val.labels),
-        verbose=2,
-    )
-    from tfadv.runtime.files import atomic_file
-
-    atomic_file(path, model.save_weights)
-    return model
 
 
 def accuracy(model, images, labels) -> float:

@@ -43,9 +43,11 @@ class _Package(types.ModuleType):
         return super().__getattribute__(name)
 
     def __dir__(self):
-        return sorted(set(super().__dir__()) | set(_LAZY))
+        return sorted(set(super().__dir__()) | set(__all__))
 
 
+# The one list of exported names: tfadv.attacks.catalog defines each (and takes its __all__ from
+# here); reading this list loads no TensorFlow.
 __all__ = [
     "Attack",
     "AttackResult",

@@ -1,6 +1,9 @@
 """Every attack function of tfadv.attacks, registered by name (imported on the package's first
 use of one of its names; this module loads TensorFlow)."""
 
+# ruff: noqa: F401  (the imports are the exports; __all__ comes from the package, checked below)
+
+from tfadv.attacks import __all__ as _package_names
 from tfadv.attacks import losses, norms, randomness, targets
 from tfadv.attacks.apgd import apgd, apgd_targeted
 from tfadv.attacks.carlini_wagner import carlini_wagner_l2, carlini_wagner_l2_search
@@ -49,52 +52,11 @@ for _name, _fn, _defaults in (
 ):
     register(_name, _fn, **_defaults)
 
-__all__ = [
-    "Attack",
-    "AttackResult",
-    "MinimumNormResult",
-    "carlini_wagner_l2",
-    "carlini_wagner_l2_search",
-    "deepfool",
-    "deepfool_search",
-    "fmn",
-    "fmn_search",
-    "minimum_norm",
-    "LOSSES",
-    "LOSS_ON",
-    "Loss",
-    "NORMS",
-    "PatchResult",
-    "adversarial_images",
-    "apgd",
-    "apgd_targeted",
-    "apply_patch",
-    "fab_targeted",
-    "bim",
-    "choose_targets",
-    "fgsm",
-    "fgsm_random",
-    "fgsm_targeted",
-    "get",
-    "hop_skip_jump",
-    "input_gradient",
-    "load",
-    "logits_of",
-    "losses",
-    "names",
-    "norms",
-    "one_pixel",
-    "patch",
-    "pgd",
-    "predict_classes",
-    "probabilities_of",
-    "random_sign",
-    "randomness",
-    "register",
-    "run_attack",
-    "save",
-    "square",
-    "steps_to_flip",
-    "targets",
-    "transfer",
-]
+# The exported names are the package's (tfadv/attacks/__init__.py lists them, so that its lazy
+# names are known without loading TensorFlow); each must be defined here.
+__all__ = list(_package_names)
+_missing = sorted(set(__all__) - set(globals()))
+if _missing:
+    raise ImportError(
+        f"Expected every name of tfadv.attacks.__all__ in {__name__}. Missing: {_missing}"
+    )

@@ -12,6 +12,8 @@ and the evaluation eps: accuracy from the distances, beside FGSM/PGD of the swee
 above another attack's point: its search stopped before the boundary another attack found).
 """
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 
@@ -23,6 +25,39 @@ QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 CURVE_POINTS = 60  # eps values of the plotted minimum-norm curve
 
 
+@dataclasses.dataclass
+class Search:
+    """One minimum-norm search over a set of images, batch by batch (numpy): distances float32
+    (N,) in pixel scale (0 for images misclassified already, inf where none was found), found
+    bool (N,), adversarial float32 (N, H, W, C), the closest adversarial (the clean image where
+    none was found)."""
+
+    distances: np.ndarray
+    found: np.ndarray
+    adversarial: np.ndarray
+
+
+def search(model, images, labels, attack: str, norm: str, batch_size: int, **options) -> Search:
+    """`tfadv.attacks.minimum_norm(model, ..., attack, norm, **options)` on `batch_size` images
+    at a time (the distances section's and `python -m tfadv.attack`'s one search loop)."""
+    parts = [
+        attacks.minimum_norm(
+            model,
+            images[i : i + batch_size],
+            labels[i : i + batch_size],
+            attack,
+            norm,
+            **options,
+        )
+        for i in range(0, len(labels), batch_size)
+    ]
+    return Search(
+        distances=np.concatenate([np.asarray(p.distances) for p in parts]),
+        found=np.concatenate([np.asarray(p.success) for p in parts]),
+        adversarial=np.concatenate([np.asarray(p.adversarial) for p in parts]),
+    )
+
+
 def curve(distances, eps_values) -> np.ndarray:
     """float64 (E,): the share of images whose distance exceeds each eps (robust at that eps)."""
     d = np.asarray(distances, np.float64)
@@ -30,13 +65,37 @@ def curve(distances, eps_values) -> np.ndarray:
     return (d[None, :] > values).mean(axis=1) if d.size else np.ones(len(values))
 
 
+def curve_grid(distances, at_least: float = 0.0, points: int = CURVE_POINTS) -> np.ndarray:
+    """`points` eps values from 0 to 1.05 x the largest finite distance (or `at_least`, when
+    larger; 1.0 when both are 0): where the curve is plotted."""
+    d = np.asarray(distances, np.float64)
+    finite = d[np.isfinite(d)]
+    high = max(float(finite.max()) if len(finite) else 0.0, float(at_least)) or 1.0
+    return np.linspace(0.0, high * 1.05, points)
+
+
+def curve_frame(distances, label: str, at_least: float = 0.0, points: int = CURVE_POINTS):
+    """The minimum-norm curve as rows (attack = `label`, eps, adversarial_accuracy) on
+    `curve_grid`, in the layout `tfadv.evaluation.plots.eps_curves` draws."""
+    grid = curve_grid(distances, at_least, points)
+    return pd.DataFrame(
+        {"attack": label, "eps": grid, "adversarial_accuracy": curve(distances, grid)}
+    )
+
+
+def quantiles(distances) -> dict:
+    """{q: quantile} of `distances` (inf where not found) at each of QUANTILES ({} for none)."""
+    d = np.asarray(distances, np.float64)
+    return {q: float(np.quantile(d, q)) for q in QUANTILES} if len(d) else {}
+
+
 def quantile_row(group: str, distances, found) -> dict:
     """n, share found, median and quantiles of `distances` (inf where not found)."""
     d = np.asarray(distances, np.float64)
     row = {"group": group, "n": int(len(d)), "found": float(np.mean(found)) if len(d) else np.nan}
+    values = quantiles(d)
     for q in QUANTILES:
-        name = "median" if q == 0.5 else f"q{int(q * 100)}"
-        row[name] = float(np.quantile(d, q)) if len(d) else np.nan
+        row["median" if q == 0.5 else f"q{int(q * 100)}"] = values.get(q, np.nan)
     return row
 
 
@@ -87,22 +146,8 @@ class Distances(Probe):
         return {"attack": self.attack, **self.options}
 
     def run(self, c):
-        parts = [
-            attacks.minimum_norm(
-                c.clf,
-                c.x[i : i + c.batch_size],
-                c.y[i : i + c.batch_size],
-                self.attack,
-                c.norm.name,
-                **self.options,
-            )
-            for i in range(0, len(c.y), c.batch_size)
-        ]
-        distances = np.concatenate([np.asarray(p.distances) for p in parts])
-        return {
-            "distances": distances,
-            "found": np.concatenate([np.asarray(p.success) for p in parts]),
-        }
+        found = search(c.clf, c.x, c.y, self.attack, c.norm.name, c.batch_size, **self.options)
+        return {"distances": found.distances, "found": found.found}
 
     def apply(self, m, units, c):
         table = pd.DataFrame(
@@ -130,14 +175,7 @@ class Distances(Probe):
 
     def figures(self, m, report):
         d = m.distances["distance"].to_numpy(np.float64)
-        finite = d[np.isfinite(d)]
-        high = max(float(finite.max()) if len(finite) else 0.0, report.eps) * 1.05
-        grid = np.linspace(0.0, high, CURVE_POINTS)
-        lines = [
-            pd.DataFrame(
-                {"attack": "min-norm", "eps": grid, "adversarial_accuracy": curve(d, grid)}
-            )
-        ]
+        lines = [curve_frame(d, "min-norm", at_least=report.eps)]
         if m.sweep is not None:
             lines.append(m.sweep[["attack", "eps", "adversarial_accuracy"]])
         point = {

@@ -14,7 +14,7 @@ import os
 from tfadv.attacks import options as attack_options
 
 FORMATS = ("npz", "tfrecord")
-CURVE_POINTS = 50
+CURVE_POINTS = 50  # eps values of curve.csv (the distances section of evaluate plots 60)
 
 
 @dataclasses.dataclass
@@ -208,7 +208,7 @@ def _distances_job(job: AttackJob, attack, output_dir: str) -> list:
     import pandas as pd
 
     from tfadv import attacks, models
-    from tfadv.evaluation import plots
+    from tfadv.evaluation import boundary, plots
     from tfadv.experiment import run_folder, splits
     from tfadv.runtime.files import atomic_dir, write_json
 
@@ -222,19 +222,8 @@ def _distances_job(job: AttackJob, attack, output_dir: str) -> list:
     options = {k: v for k, v in attack.options.items() if k not in ("norm", "jit_compile")}
     norm = attack.info.option(attack.options, "norm") or "2"
     images, labels = split.float_images(), split.labels
-    parts = [
-        attacks.minimum_norm(
-            model,
-            images[i : i + job.batch_size],
-            labels[i : i + job.batch_size],
-            attack.name,
-            norm,
-            **options,
-        )
-        for i in range(0, len(labels), job.batch_size)
-    ]
-    distances = np.concatenate([np.asarray(p.distances) for p in parts])
-    adversarial = np.concatenate([np.asarray(p.adversarial) for p in parts])
+    found = boundary.search(model, images, labels, attack.name, norm, job.batch_size, **options)
+    distances, adversarial = found.distances, found.adversarial
     clean = attacks.predict_classes(model, images, job.batch_size)
     table = pd.DataFrame(
         {
@@ -245,22 +234,13 @@ def _distances_job(job: AttackJob, attack, output_dir: str) -> list:
             "found": np.isfinite(distances),
         }
     )
-    attacked = (clean == labels) & np.isfinite(distances)
-    finite = distances[(clean == labels)]
-    high = float(np.max(distances[attacked])) if attacked.any() else 1.0
-    grid = np.linspace(0.0, high * 1.05, CURVE_POINTS)
-    curve = pd.DataFrame(
-        {
-            "attack": attack.describe(),
-            "eps": grid,
-            "adversarial_accuracy": [(distances > e).mean() for e in grid],
-        }
-    )
-    quantiles = (
-        {f"q{int(q * 100)}": float(np.quantile(finite, q)) for q in (0.1, 0.25, 0.5, 0.75, 0.9)}
-        if len(finite)
-        else {}
-    )
+    correct = clean == labels
+    attacked = correct & np.isfinite(distances)
+    # misclassified images are at distance 0: the grid ends past the farthest one attacked
+    curve = boundary.curve_frame(distances, attack.describe(), points=CURVE_POINTS)
+    quantiles = {
+        f"q{int(q * 100)}": value for q, value in boundary.quantiles(distances[correct]).items()
+    }
     summary = {
         "attack": attack.describe(),
         "norm": norm,

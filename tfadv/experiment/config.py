@@ -73,6 +73,10 @@ class TrainConfig:
         0.0  # relative size of the adversarial weight perturbation (0: off; the paper's 5e-3)
     )
     awp_warmup_epochs: int = 0  # epochs trained without the weight perturbation first
+    # the latent-space defence (recipe contrastive; tfadv.defenses.ContrastiveTrainer)
+    contrastive_margin: float = 1.0  # pairs of different classes farther apart cost nothing
+    contrastive_weight: float = 0.5  # weight of the contrastive term (0: plain cross-entropy)
+    contrastive_normalize: bool = True  # distances between unit-length embeddings
     # distillation (recipes defensive_distillation / distillation_variant)
     teacher_temperature: float = 50.0
     student_temperature: float = 50.0
@@ -122,6 +126,8 @@ class TrainConfig:
         self._check_range("adv_ratio", 0, 1)
         self._check_range("adv_fraction", 0, 1, low_open=True)
         self._check_range("distill_alpha", 0, 1)
+        self._check_range("contrastive_margin", 0, low_open=True)
+        self._check_range("contrastive_weight", 0)
         self._check_choice("lr_schedule", ("constant", "cosine"))
         self._check_range("warmup_epochs", 0)
         self._check_range("eps_ramp_epochs", 0)

@@ -1,5 +1,5 @@
 """Kill, resume, compare: is a run interrupted at a given moment and continued with resume=True
-the same run as the uninterrupted one? (tests/test_resume.py, tools/resume_table.py)
+the same run as the uninterrupted one? (tests/test_resume.py, tools/study_resume.py)
 
     points = kill_points(config)                       # every stage's epochs, stage ends, export,
     evaluation

@@ -1,7 +1,7 @@
-"""The resume table: every recipe, killed in each of its stages at every kill point, resumed and
+"""The resume study: every recipe, killed in each of its stages at every kill point, resumed and
 compared with the uninterrupted run (tfadv.experiment.resume_check), at tiny scale.
 
-    python tools/resume_table.py --out_dir=docs/results/resume [--epochs=3] [--only=standard,distill]
+    python tools/study_resume.py --out=docs/results/resume [--epochs=3] [--only=standard,distill]
 
 For each configuration below: one uninterrupted run that copies its run folder at each kill
 point (in every epoch after the first, of every stage; after a stage's last epoch; in the
@@ -140,7 +140,13 @@ def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--out_dir", default=os.path.join(REPO_ROOT, "docs", "results", "resume"))
+    parser.add_argument(
+        "--out",
+        "--out_dir",
+        dest="out_dir",
+        default=os.path.join(REPO_ROOT, "docs", "results", "resume"),
+        help="output folder of table.md and table.csv (--out_dir: its former name)",
+    )
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument(
         "--only", default="", help="comma-separated names of CONFIGS (default: all)"
@@ -183,7 +189,7 @@ def main():
             flush=True,
         )
     only = f" --only={args.only}" if args.only else ""
-    write(args.out_dir, table, f"python tools/resume_table.py --epochs={args.epochs}{only}")
+    write(args.out_dir, table, f"python tools/study_resume.py --epochs={args.epochs}{only}")
     return 0 if all(row["equal"] == "yes" for row in table) else 1
 
 

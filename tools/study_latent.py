@@ -1,21 +1,32 @@
 """A latent-space defence: contrastive loss on the penultimate embedding, nearest-reference
 classification, clean and adversarial accuracy against the base model, and 2-D projections.
 
-    python tools/latent_study.py --out=/work/runs/latent --epochs=6 --eval_images=200
+    python tools/study_latent.py --out=/work/runs/latent --epochs=6 --eval_images=200
 
-Trains the base model (cross-entropy) and the same architecture with cross-entropy + --weight x the
-contrastive loss (margin --margin; `tfadv.defenses.ContrastiveTrainer`), then classifies each way:
-its softmax head, and the nearest of --per_class reference training images per class in embedding
-space (`tfadv.defenses.NearestReferenceClassifier`, attacked white-box through its logits = minus
-distances). Table accuracy: clean, FGSM and the strong attack (PGD-20, 2 restarts, margin) at each
---eps on the test images. PNGs: embeddings.png (PCA of test embeddings without and with the loss)
-and attacked_moves.png (clean -> PGD-attacked embeddings of --moving_images images, arrows coloured
-by the attacked prediction). With --suite (default standard), each classifier is also scored by
-`tfadv.evaluation.evaluate` at each --eps on the first --eval_images test images (the
-nearest-reference classifier through its logits, minus distances).
-"""
+A smoke run: --epochs=1 --train_images=200 --test_images=50 --eval_images=20 --suite=fast
+--projection_images=50 --moving_images=5.
+
+Trains, through the recipes (`study_common.train_run`: seeded pipeline, resume, exported run
+folders in --out/runs), the base model (recipe standard, cross-entropy) and the same architecture
+with cross-entropy + --weight x the contrastive loss (margin --margin; recipe contrastive, i.e.
+`tfadv.defenses.ContrastiveTrainer`; also `python -m tfadv.train --flagfile=configs/contrastive.flags`),
+both at a constant learning rate without augmentation by default (--lr_schedule, --augment), then
+classifies each way: its softmax head, and the nearest of --per_class reference training images
+per class in embedding space (`tfadv.defenses.NearestReferenceClassifier`, attacked white-box
+through its logits = minus distances). Table accuracy: clean, FGSM and the strong attack (PGD-20,
+2 restarts, margin) at each --eps on the test images. PNGs: embeddings.png (PCA of test embeddings
+without and with the loss) and attacked_moves.png (clean -> PGD-attacked embeddings of
+--moving_images images, arrows coloured by the attacked prediction). With --suite (default
+standard), each classifier is also scored by `tfadv.evaluation.evaluate` at each --eps on the
+first --eval_images test images (the nearest-reference classifier through its logits, minus
+distances; reports in --out/evaluations).
+
+Until this study trained through the recipes it was tools/latent_study.py, which trained both
+models with a plain Adam fit (no seeded pipeline); numbers made with it are marked so in
+docs/results.md."""
 
 import argparse
+import os
 
 import pandas as pd
 import study_common as common
@@ -31,15 +42,27 @@ def flags(argv=None):
         default=True,
         help="contrastive loss and nearest references on unit-length embeddings",
     )
+    common.add_training_flags(p, lr_schedule="constant")
     common.add_evaluation_flags(p, eval_images=200)
     p.add_argument("--per_class", type=int, default=5, help="reference images per class")
     p.add_argument("--eps", default="0.01,0.03", help="L-inf budgets, pixel scale, comma-separated")
     p.add_argument("--attack_batch_size", type=int, default=128)
     p.add_argument("--projection_images", type=int, default=400)
     p.add_argument("--moving_images", type=int, default=25)
-    args = p.parse_args(argv)
-    args.eps = [float(e) for e in args.eps.split(",")]
-    return args
+    return common.parse(p, argv, check=_check)
+
+
+def _check(args) -> None:
+    args.eps = common.float_list(args.eps)
+    if not args.eps or any(not 0 < e <= 1 for e in args.eps):
+        raise ValueError(f"--eps={args.eps}: each must be in (0, 1]")
+    if args.margin <= 0 or args.weight < 0:
+        raise ValueError(
+            f"--margin={args.margin}, --weight={args.weight}: need margin > 0, weight >= 0"
+        )
+    for name in ("per_class", "projection_images", "moving_images", "attack_batch_size"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name}={getattr(args, name)}: must be >= 1")
 
 
 def strong_attack():
@@ -49,7 +72,9 @@ def strong_attack():
     return attacks.Attack("pgd", steps=20, restarts=2, loss="margin")
 
 
-def accuracy_row(args, label, key, model, x, y, names) -> dict:
+def accuracy_row(args, label, key, model, x, y, names, source=None) -> dict:
+    """Clean, FGSM and strong-attack accuracy at each --eps, and the suite's (reports reused
+    unless older than `source`, the run's summary.json)."""
     from tfadv import evaluation
 
     row = {"classifier": label, "clean": common.accuracy(model, x, y)}
@@ -58,7 +83,7 @@ def accuracy_row(args, label, key, model, x, y, names) -> dict:
             row[f"{name} {eps:g}"] = evaluation.robust_accuracy(
                 model, x, y, attack, eps, args.attack_batch_size, seed=args.seed
             )["adversarial_accuracy"]
-        suite = common.suite_evaluation(args, key, model, x, y, eps, names)
+        suite = common.suite_evaluation(args, key, model, x, y, eps, names, source)
         if suite:
             row[f"suite {eps:g} ({suite_images(args, y)} images)"] = suite["suite robust"]
     common.log(f"[{label}] {row}")
@@ -74,36 +99,39 @@ def main(argv=None):
     common.start(args)
     from tfadv import attacks
     from tfadv.defenses import (
-        ContrastiveTrainer,
         NearestReferenceClassifier,
         choose_references,
         embeddings,
     )
+    from tfadv.experiment.splits import load_split
     from tfadv.explain import embedding_figures as figures
 
-    train, val, test, names = common.load_data(args)
-    x, y = test.float_images(), test.labels
-    trained = {
-        "base": common.train_model(args, "base", train, val, len(names)),
-        "contrastive": common.train_model(
+    runs = {
+        "base": common.train_run(args, "base", recipe="standard"),
+        "contrastive": common.train_run(
             args,
             f"contrastive_m{args.margin:g}_w{args.weight:g}" + ("_unit" if args.normalize else ""),
-            train,
-            val,
-            len(names),
-            trainer=lambda m: ContrastiveTrainer(
-                m, margin=args.margin, weight=args.weight, normalize=args.normalize
-            ),
+            recipe="contrastive",
+            contrastive_margin=args.margin,
+            contrastive_weight=args.weight,
+            contrastive_normalize=args.normalize,
         ),
     }
+    trained = {name: common.load_run_model(info) for name, info in runs.items()}
+    test, names = load_split(runs["base"]["dir"], split="test", limit=args.test_images)
+    train = common.run_split(runs["base"], "train")
+    x, y = test.float_images(), test.labels
     refs = choose_references(train.labels, args.per_class, seed=args.seed, num_classes=len(names))
     ref_images, ref_labels = train.take(refs).float_images(), train.labels[refs]
     rows, embedding_panels, move_panels = [], [], []
     for name, model in trained.items():
+        source = os.path.join(runs[name]["dir"], "summary.json")
         nearest = NearestReferenceClassifier(
             model, ref_images, ref_labels, normalize=args.normalize
         )
-        rows.append(accuracy_row(args, f"{name}: softmax head", f"{name}_head", model, x, y, names))
+        rows.append(
+            accuracy_row(args, f"{name}: softmax head", f"{name}_head", model, x, y, names, source)
+        )
         rows.append(
             accuracy_row(
                 args,
@@ -113,6 +141,7 @@ def main(argv=None):
                 x,
                 y,
                 names,
+                source,
             )
         )
         k = args.projection_images
@@ -148,7 +177,7 @@ def main(argv=None):
         "attacked_moves",
     )
     header = (
-        f"Latent-space defence: {args.model}, {args.epochs} epochs on {len(train)} images, contrastive margin {args.margin}, "
+        f"Latent-space defence: {args.model}, {args.epochs} epochs on {len(train)} images (recipes standard and contrastive), contrastive margin {args.margin}, "
         f"weight {args.weight}, {'unit-length' if args.normalize else 'raw'} embedding; {args.per_class} references per class; "
         f"{len(x)} test images (suite {args.suite} on the first {suite_images(args, y)})"
     )
