@@ -1,10 +1,13 @@
 """Minimum-norm attacks, tfadv against Foolbox 3.3.4: distances, success rates and times.
 
     python tools/bench_minimum_norm.py [--images=100] [--epochs=3] [--rounds=2] [--attacks=all]
-        [--data_dir=../shared/data/cifar-10-mini-binary.tar.gz] [--out=docs/results/minimum_norm]
+        [--model=RUN_FOLDER[:name]] [--data_dir=../shared/data/cifar-10-mini-binary.tar.gz]
+        [--out=docs/results/minimum_norm]
 
-One model (baseline_cnn trained --epochs on the CIFAR-10 mini archive, seed 0) and the first
---images test images it classifies correctly, the same for both libraries, in one process.
+One model (by default baseline_cnn trained --epochs on the CIFAR-10 mini archive, seed 0; with
+--model a trained tfadv run folder's main or named model and the test split as that run saw it)
+and the first --images test images it classifies correctly, the same for both libraries, in one
+process.
 Foolbox attacks the model's logits (`foolbox.TensorFlowModel(clf.logits, bounds=(0, 1))`, run
 eagerly, as Foolbox's TensorFlow backend works); tfadv runs its compiled searches. Budgets are
 matched attack by attack (steps, candidates, overshoot, binary-search steps, step sizes). Both
@@ -107,12 +110,36 @@ def train_model(data_dir, epochs):
     return model, dataset
 
 
+def load_run_model(spec):
+    """(model, test ImageSet, description) of --model=RUN_FOLDER[:name] (tfadv.experiment.load_run)."""
+    from tfadv import experiment
+
+    folder, name = spec, ""
+    if not os.path.isdir(spec) and ":" in spec:
+        folder, name = spec.rsplit(":", 1)
+    run = experiment.load_run(folder, split="test", name=name)
+    config = run.config
+    recipe = ", ".join(
+        f"{k} {config[k]}" for k in ("model", "attack", "eps", "epochs") if k in config
+    )
+    description = (
+        f"the model `{name or run.summary.get('main', 'model')}` of the run folder `{folder}` "
+        f"({recipe}) on its own test split"
+    )
+    return run.model, run.data, description
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=100)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--attacks", default="all", help="comma-separated names, or all")
+    parser.add_argument(
+        "--model",
+        default="",
+        help="RUN_FOLDER[:name]: bench a trained tfadv run's model (default: train baseline_cnn)",
+    )
     parser.add_argument("--data_dir", default=DEFAULT_DATA)
     parser.add_argument(
         "--out", default=os.path.join(os.path.dirname(HERE), "docs", "results", "minimum_norm")
@@ -125,9 +152,17 @@ def main(argv=None):
         f"{os.cpu_count()} CPU cores, shared with other jobs (busy)",
         flush=True,
     )
-    model, dataset = train_model(args.data_dir, args.epochs)
+    if args.model:
+        model, test, args.model_description = load_run_model(args.model)
+    else:
+        model, dataset = train_model(args.data_dir, args.epochs)
+        test = dataset.test
+        args.model_description = (
+            f"baseline_cnn trained {args.epochs} epochs on the CIFAR-10 mini archive (seed 0)"
+        )
+    print(f"model: {args.model_description}", flush=True)
     clf = models.as_classifier(model)
-    x_all, y_all = dataset.test.float_images(), dataset.test.labels
+    x_all, y_all = test.float_images(), test.labels
     predicted = np.argmax(attacks.logits_of(clf, x_all).numpy(), axis=1)
     print(
         f"clean test accuracy {np.mean(predicted == y_all):.4f} on {len(y_all)} images", flush=True
@@ -215,7 +250,7 @@ def write(out, rows, per_image, keep, args):
     lines = [
         "# Minimum-norm attacks: tfadv vs Foolbox 3.3.4",
         "",
-        f"`{command.strip()}`: baseline_cnn trained {args.epochs} epochs on the CIFAR-10 mini archive, the first "
+        f"`{command.strip()}`: {args.model_description}, the first "
         f"{rows[0]['images']} test images it classifies correctly, budgets matched; fastest of {args.rounds} "
         "interleaved round(s) per library on a shared 2-core CPU (busy); tfadv's first call (tracing) left out.",
         "",

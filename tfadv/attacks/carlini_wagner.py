@@ -17,8 +17,18 @@ import math
 import tensorflow as tf
 
 from tfadv.attacks import checks, core, norms
-from tfadv.attacks import minimum_norm as mn
 from tfadv.attacks.core import classifier_of
+from tfadv.attacks.minimum_norm import (
+    INF,
+    best_other,
+    check_budget,
+    check_number,
+    is_adversarial,
+    logits_or_empty,
+    record,
+    search,
+    within_eps,
+)
 
 TANH_SHRINK = 0.999999  # images are scaled by this before arctanh (as Foolbox and the original do)
 BETA_1, BETA_2, ADAM_EPSILON = 0.9, 0.999, 1e-8
@@ -27,7 +37,7 @@ LAST_CONST_CAP = 1e10  # with >= 10 binary-search steps the last uses the upper 
 
 
 def _record(out, finished):
-    out = mn.record(out, finished)
+    out = record(out, finished)
     return dict(out, found=core.write_rows(out["found"], finished["rows"], finished["found"]))
 
 
@@ -51,11 +61,11 @@ def _cw_fn(
     clf = classifier_of(model_ref, output)
     n = tf.shape(x)[0]
     w = tf.atanh((2.0 * x - 1.0) * TANH_SHRINK)
-    clean = mn.is_adversarial(
-        mn.logits_or_empty(clf, x), y, confidence
+    clean = is_adversarial(
+        logits_or_empty(clf, x), y, confidence
     )  # adversarial already: distance 0
-    out = {"images": x, "distance": tf.where(clean, 0.0, mn.INF), "found": tf.zeros([n], tf.bool)}
-    consts, lower, upper = tf.fill([n], initial_const), tf.zeros([n]), tf.fill([n], mn.INF)
+    out = {"images": x, "distance": tf.where(clean, 0.0, INF), "found": tf.zeros([n], tf.bool)}
+    consts, lower, upper = tf.fill([n], initial_const), tf.zeros([n]), tf.fill([n], INF)
     every = max(1, math.ceil(steps / 10))
 
     def body(i, s, out):
@@ -65,7 +75,7 @@ def _cw_fn(
             adv = (tf.tanh(s["w"] + delta) + 1.0) / 2.0
             logits = clf.logits(adv)
             margin = (
-                tf.gather(logits, s["y"], batch_dims=1) - mn.best_other(logits, s["y"]) + confidence
+                tf.gather(logits, s["y"], batch_dims=1) - best_other(logits, s["y"]) + confidence
             )
             objective = s["c"] * tf.maximum(margin, 0.0) + tf.reduce_sum(
                 tf.square(adv - s["start"]), axis=[1, 2, 3]
@@ -77,7 +87,7 @@ def _cw_fn(
         m = BETA_1 * s["m"] + (1.0 - BETA_1) * grad
         v = BETA_2 * s["v"] + (1.0 - BETA_2) * tf.square(grad)
         move = stepsize * (m / (1.0 - BETA_1**k)) / (tf.sqrt(v / (1.0 - BETA_2**k)) + ADAM_EPSILON)
-        wrong = mn.is_adversarial(logits, s["y"], confidence)
+        wrong = is_adversarial(logits, s["y"], confidence)
         length = norms.L2_NORM.length(adv - s["x"])
         closer = wrong & (length < s["distance"])
         check = tf.equal(i % every, 0) if abort_early else tf.constant(False)
@@ -118,7 +128,7 @@ def _cw_fn(
             "found": tf.zeros_like(rows, tf.bool),
             "best": take(out["images"]),
             "distance": take(out["distance"]),
-            "last": tf.fill(tf.shape(rows), mn.INF),
+            "last": tf.fill(tf.shape(rows), INF),
         }
         s["start"] = (tf.tanh(s["w"]) + 1.0) / 2.0
         out = dict(out, found=tf.zeros([n], tf.bool))
@@ -163,14 +173,14 @@ def carlini_wagner_l2_search(
     """
     steps = checks.check_positive_int("steps", steps)
     binary_search_steps = checks.check_positive_int("binary_search_steps", binary_search_steps)
-    stepsize = mn.check_number("stepsize", stepsize, low_open=True)
-    confidence = mn.check_number("confidence", confidence)
-    initial_const = mn.check_number("initial_const", initial_const, low_open=True)
+    stepsize = check_number("stepsize", stepsize, low_open=True)
+    confidence = check_number("confidence", confidence)
+    initial_const = check_number("initial_const", initial_const, low_open=True)
     if not isinstance(abort_early, bool):
         raise ValueError(
             f"Expected abort_early to be a bool. Received: abort_early={abort_early!r}"
         )
-    return mn.search(
+    return search(
         model,
         images,
         labels,
@@ -202,7 +212,7 @@ def carlini_wagner_l2(
     adversarial found (the clean image where none was); with eps (L2, pixel scale) that
     adversarial where it lies within eps, else the clean image. Options as in
     `carlini_wagner_l2_search`."""
-    mn.check_budget(eps, norms.L2_NORM)
+    check_budget(eps, norms.L2_NORM)
     result = carlini_wagner_l2_search(
         model,
         images,
@@ -214,4 +224,4 @@ def carlini_wagner_l2(
         initial_const=initial_const,
         abort_early=abort_early,
     )
-    return mn.within_eps(result, images, eps)
+    return within_eps(result, images, eps)

@@ -12,8 +12,20 @@ candidates - 1 backward passes (one persistent tape).
 import tensorflow as tf
 
 from tfadv.attacks import checks, core, norms
-from tfadv.attacks import minimum_norm as mn
 from tfadv.attacks.core import classifier_of
+from tfadv.attacks.minimum_norm import (
+    INF,
+    begin,
+    check_budget,
+    check_norm,
+    check_number,
+    finish,
+    is_adversarial,
+    logits_or_empty,
+    record,
+    search,
+    within_eps,
+)
 
 PUSH = 1e-5  # added to each step's distance so the point lands past the linearised boundary
 GRAD_FLOOR = 1e-8  # added to gradient norms before dividing (as Foolbox does)
@@ -23,14 +35,14 @@ def _deepfool_fn(
     x, y, t, eps, alpha, seed, *, model_ref, output, norm, steps, overshoot, candidates
 ):
     clf = classifier_of(model_ref, output)
-    others = tf.math.top_k(_without(mn.logits_or_empty(clf, x), y), k=candidates - 1).indices
+    others = tf.math.top_k(_without(logits_or_empty(clf, x), y), k=candidates - 1).indices
     s = {
         "rows": tf.range(tf.cast(tf.shape(x)[0], tf.int64)),
         "x": x,
         "y": y,
         "others": tf.cast(others, tf.int64),
     }
-    s, out = mn.begin(clf, dict(s, cur=x, total=tf.zeros_like(x)))
+    s, out = begin(clf, dict(s, cur=x, total=tf.zeros_like(x)))
     flat = lambda t: tf.reshape(t, [tf.shape(t)[0], -1])  # noqa: E731
 
     def body(i, s, out):
@@ -55,28 +67,28 @@ def _deepfool_fn(
         g = tf.gather(grads, nearest, batch_dims=1)
         step = norm.step_each(g, d, GRAD_FLOOR)
         total = s["total"] + tf.reshape(step, tf.shape(cur))
-        wrong = mn.is_adversarial(logits, s["y"])
+        wrong = is_adversarial(logits, s["y"])
         s = dict(
             s,
             total=total,
             cur=norms.clip_pixels(s["x"] + (1.0 + overshoot) * total),
             best=cur,
-            distance=tf.where(wrong, norm.length(cur - s["x"]), mn.INF),
+            distance=tf.where(wrong, norm.length(cur - s["x"]), INF),
         )
-        s, out = core.drop_finished(s, out, wrong, mn.record)
-        return i + 1, dict(s, best=s["x"], distance=tf.fill(tf.shape(s["y"]), mn.INF)), out
+        s, out = core.drop_finished(s, out, wrong, record)
+        return i + 1, dict(s, best=s["x"], distance=tf.fill(tf.shape(s["y"]), INF)), out
 
     def cond(i, s, out):
         return (i < steps) & (tf.size(s["rows"]) > 0)
 
     _, s, out = tf.while_loop(cond, body, (tf.constant(0), s, out))
-    return mn.finish(clf, s, out, norm)
+    return finish(clf, s, out, norm)
 
 
 def _without(logits, y):
     """Logits with the true class pushed to -inf (so top_k ranks the other classes)."""
     mask = tf.one_hot(y, tf.shape(logits)[1], on_value=True, off_value=False)
-    return tf.where(mask, -mn.INF, logits)
+    return tf.where(mask, -INF, logits)
 
 
 def deepfool_search(model, images, labels, *, norm="2", steps=50, overshoot=0.02, candidates=10):
@@ -92,9 +104,9 @@ def deepfool_search(model, images, labels, *, norm="2", steps=50, overshoot=0.02
         candidates: the true class and the clean image's candidates - 1 most likely others
             (>= 2, clipped to the number of classes).
     """
-    norm = mn.check_norm(norm, ("2", "inf"), "deepfool")
+    norm = check_norm(norm, ("2", "inf"), "deepfool")
     steps = checks.check_positive_int("steps", steps)
-    overshoot = mn.check_number("overshoot", overshoot)
+    overshoot = check_number("overshoot", overshoot)
     if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 2:
         raise ValueError(
             f"Expected candidates to be an integer >= 2. Received: candidates={candidates!r}"
@@ -102,7 +114,7 @@ def deepfool_search(model, images, labels, *, norm="2", steps=50, overshoot=0.02
     from tfadv.models import as_classifier
 
     candidates = min(candidates, as_classifier(model).num_classes)
-    return mn.search(
+    return search(
         model,
         images,
         labels,
@@ -121,8 +133,8 @@ def deepfool(
     """DeepFool with the shared attack signature: with eps None each image's closest adversarial
     found (the clean image where none was); with eps (pixel scale, in `norm`) that adversarial
     where it lies within eps, else the clean image. Options as in `deepfool_search`."""
-    mn.check_budget(eps, mn.check_norm(norm, ("2", "inf"), "deepfool"))
+    check_budget(eps, check_norm(norm, ("2", "inf"), "deepfool"))
     result = deepfool_search(
         model, images, labels, norm=norm, steps=steps, overshoot=overshoot, candidates=candidates
     )
-    return mn.within_eps(result, images, eps)
+    return within_eps(result, images, eps)

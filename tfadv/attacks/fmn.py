@@ -19,8 +19,19 @@ import math
 import tensorflow as tf
 
 from tfadv.attacks import checks, norms
-from tfadv.attacks import minimum_norm as mn
 from tfadv.attacks.core import classifier_of
+from tfadv.attacks.minimum_norm import (
+    INF,
+    begin,
+    best_other,
+    check_budget,
+    check_norm,
+    check_number,
+    finish,
+    is_adversarial,
+    search,
+    within_eps,
+)
 
 FINAL_GAMMA = 0.001  # gamma's cosine annealing ends here (as in the paper and Foolbox)
 NORM_FLOOR = norms.LENGTH_FLOOR  # under a length before dividing
@@ -31,12 +42,12 @@ def _fmn_fn(
 ):
     clf = classifier_of(model_ref, output)
     s = {"rows": tf.range(tf.cast(tf.shape(x)[0], tf.int64)), "x": x, "y": y}
-    s, out = mn.begin(clf, dict(s, cur=x))
+    s, out = begin(clf, dict(s, cur=x))
     m = tf.shape(s["x"])[0]
     s = dict(
         s,
         delta=tf.zeros_like(s["x"]),
-        epsilon=tf.fill([m], mn.INF),
+        epsilon=tf.fill([m], INF),
         found=tf.zeros([m], tf.bool),
         worst=norm.length(tf.maximum(s["x"], 1.0 - s["x"])),
     )
@@ -51,9 +62,9 @@ def _fmn_fn(
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(adv)
             logits = clf.logits(adv)
-            margin = mn.best_other(logits, s["y"]) - tf.gather(logits, s["y"], batch_dims=1)
+            margin = best_other(logits, s["y"]) - tf.gather(logits, s["y"], batch_dims=1)
         grad = tape.gradient(margin, adv, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        wrong = mn.is_adversarial(logits, s["y"])
+        wrong = is_adversarial(logits, s["y"])
         length = norm.length(delta)
         better = wrong & (length <= s["best_norm"])
         found = s["found"] | wrong
@@ -84,7 +95,7 @@ def _fmn_fn(
         return (i < steps) & (tf.size(s["rows"]) > 0)
 
     _, s, out = tf.while_loop(cond, body, (tf.constant(0), s, out))
-    return mn.finish(clf, dict(s, cur=s["x"] + s["delta"]), out, norm)
+    return finish(clf, dict(s, cur=s["x"] + s["delta"]), out, norm)
 
 
 def fmn_search(
@@ -102,22 +113,22 @@ def fmn_search(
         min_stepsize: the last step's L2 length, in (0, max_stepsize]; default max_stepsize / 100.
         gamma: the first epsilon update factor, in (0, 1), cosine-annealed to 0.001.
     """
-    norm = mn.check_norm(norm, norms.ALL, "fmn")
+    norm = check_norm(norm, norms.ALL, "fmn")
     steps = checks.check_positive_int("steps", steps)
-    max_stepsize = mn.check_number("max_stepsize", max_stepsize, low_open=True)
+    max_stepsize = check_number("max_stepsize", max_stepsize, low_open=True)
     min_stepsize = (
         max_stepsize / 100
         if min_stepsize is None
-        else mn.check_number("min_stepsize", min_stepsize, low_open=True)
+        else check_number("min_stepsize", min_stepsize, low_open=True)
     )
     if min_stepsize > max_stepsize:
         raise ValueError(
             f"Expected min_stepsize <= max_stepsize. Received: min_stepsize={min_stepsize!r}, max_stepsize={max_stepsize!r}"
         )
-    gamma = mn.check_number("gamma", gamma, low_open=True)
+    gamma = check_number("gamma", gamma, low_open=True)
     if gamma >= 1:
         raise ValueError(f"Expected gamma in (0, 1). Received: gamma={gamma!r}")
-    return mn.search(
+    return search(
         model,
         images,
         labels,
@@ -146,7 +157,7 @@ def fmn(
     """FMN with the shared attack signature: with eps None each image's closest adversarial
     found (the clean image where none was); with eps (pixel scale, in `norm`) that adversarial
     where it lies within eps, else the clean image. Options as in `fmn_search`."""
-    mn.check_budget(eps, mn.check_norm(norm, norms.ALL, "fmn"))
+    check_budget(eps, check_norm(norm, norms.ALL, "fmn"))
     result = fmn_search(
         model,
         images,
@@ -157,4 +168,4 @@ def fmn(
         min_stepsize=min_stepsize,
         gamma=gamma,
     )
-    return mn.within_eps(result, images, eps)
+    return within_eps(result, images, eps)
