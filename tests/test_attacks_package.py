@@ -42,3 +42,29 @@ def test_a_name_set_on_the_package_wins_over_the_catalog(monkeypatch):
     assert catalog.pgd is not stand_in
     monkeypatch.undo()
     assert attacks.pgd is catalog.pgd
+
+
+def test_every_attack_module_imports_first():
+    """`import tfadv.attacks.<module>` as the first tfadv import (no circular import through the
+    lazy package), for every module of the package: one interpreter, tfadv unloaded in between."""
+    folder = os.path.join(REPO_ROOT, "tfadv", "attacks")
+    modules = sorted(f[:-3] for f in os.listdir(folder) if f.endswith(".py") and f[0] != "_")
+    code = f"""
+import importlib, sys
+import tensorflow
+for m in {modules!r}:
+    for k in [k for k in sys.modules if k == "tfadv" or k.startswith("tfadv.")]:
+        del sys.modules[k]
+    try:
+        importlib.import_module("tfadv.attacks." + m)
+        print(m, "ok")
+    except Exception as e:
+        print(m, "failed:", type(e).__name__, str(e).splitlines()[0])
+"""
+    env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(modules), result.stderr[-2000:]
+    assert all(line.endswith(" ok") for line in lines), [x for x in lines if "failed" in x]
