@@ -17,8 +17,8 @@ logit gap and one forward pass.
 import tensorflow as tf
 
 from tfadv.attacks import checks, core, norms
-from tfadv.attacks.apgd import best_over_runs, other_classes
 from tfadv.attacks.core import classifier_of
+from tfadv.attacks.repeated import best_over_runs, other_classes
 from tfadv.models.callable import require_gradients
 from tfadv.runtime import devices
 
