@@ -20,7 +20,8 @@ TOLERANCE = 1e-6
 
 @pytest.fixture(scope="module", params=["tiny_cnn", "baseline_cnn"])
 def setup(request):
-    """The model (tiny_cnn briefly trained, baseline_cnn as initialised), its logits model and a batch."""
+    """The model (tiny_cnn briefly trained, baseline_cnn as initialised), its logits model and a
+    batch."""
     keras.utils.set_random_seed(0)
     model = models.build(request.param)
     if request.param == "tiny_cnn":

@@ -192,7 +192,8 @@ def test_threshold_for_fpr_flags_at_most_the_share_asked():
 
 @pytest.fixture(scope="module")
 def patched():
-    """tiny_cnn trained briefly on 16x16 synthetic images, and a 6x6 patch attack on held-out images."""
+    """tiny_cnn trained briefly on 16x16 synthetic images, and a 6x6 patch attack on held-out
+    images."""
     keras.utils.set_random_seed(0)
     model = models.build("tiny_cnn", (16, 16, 3), 10)
     train = data.make_synthetic(2048, seed=0, size=16)

@@ -34,7 +34,8 @@ def _model(seed=1):
 def test_contrastive_loss_by_hand():
     e = np.array([[0.0, 0.0], [0.0, 1.0], [3.0, 0.0], [0.0, 0.5]], np.float32)
     y = np.array([0, 0, 1, 2])
-    # same class: the pair (0, 1) at distance 1; different: (0,2)=3, (0,3)=.5, (1,2)=sqrt(10), (1,3)=.5, (2,3)=sqrt(9.25)
+    # same class: the pair (0, 1) at distance 1; different: (0,2)=3, (0,3)=.5, (1,2)=sqrt(10),
+    # (1,3)=.5, (2,3)=sqrt(9.25)
     pull = 1.0
     push = np.mean(
         [0.0, 1.5**2, 0.0, 1.5**2, 0.0]

@@ -173,7 +173,8 @@ def cleverhans_pgd(clf, x, y, eps):
 
 
 def early_exit_rounds(clf, x, y, eps, rounds, row):
-    """PGD-10 robust accuracy: tfadv (early exit) and CleverHans (every image), interleaved rounds."""
+    """PGD-10 robust accuracy: tfadv (early exit) and CleverHans (every image), interleaved
+    rounds."""
     suite = "pgd(steps=10, early_stop=True)"
     evaluation.run_suite(clf, x[:8], y[:8], eps, suite)  # compile
     cleverhans_pgd(clf, x[:8], y[:8], eps)
@@ -238,7 +239,8 @@ def main():
         suite = evaluation.run_suite(clf, x, y, args.eps, SAME_AS_ART, batch_size=BATCH, seed=0)
         row.update(tfadv_suite_robust=suite.robust_accuracy, tfadv_suite_s=time.time() - start)
         print(
-            f"[{name}] tfadv suite (standard without FAB-T): robust {suite.robust_accuracy:.4f} in {row['tfadv_suite_s']:.1f} s",
+            f"[{name}] tfadv suite (standard without FAB-T): robust "
+            f"{suite.robust_accuracy:.4f} in {row['tfadv_suite_s']:.1f} s",
             flush=True,
         )
         print(suite.table().to_string(index=False), flush=True)
@@ -251,8 +253,9 @@ def main():
         )
         if floor:
             print(
-                f"[{name}] floor: {int(suite.robust.sum())} robust images x (1,000 gradients at {grad * 1e3:.2f} ms + 5,000 "
-                f"forward passes at {fwd * 1e3:.3f} ms per image) = {floor:.1f} s; tfadv = {row['tfadv_over_floor']:.2f} x floor",
+                f"[{name}] floor: {int(suite.robust.sum())} robust images x (1,000 gradients "
+                f"at {grad * 1e3:.2f} ms + 5,000 forward passes at {fwd * 1e3:.3f} ms per "
+                f"image) = {floor:.1f} s; tfadv = {row['tfadv_over_floor']:.2f} x floor",
                 flush=True,
             )
         if not args.skip_art and installed("art"):
@@ -272,9 +275,10 @@ def main():
             ) in seconds.items():  # per attack: both libraries ran it on the same images
                 row[f"{key} art/tfadv"] = value / ours[key] if ours[key] > 0.01 else float("nan")
             print(
-                f"[{name}] ART AutoAttack runner: robust {robust:.4f} in {total:.1f} s = {row['art_over_tfadv']:.2f} x tfadv; "
-                f"per attack ART s {json.dumps({k: round(v, 1) for k, v in seconds.items()})}, tfadv s "
-                f"{json.dumps({k: round(v, 1) for k, v in ours.items()})}",
+                f"[{name}] ART AutoAttack runner: robust {robust:.4f} in "
+                f"{total:.1f} s = {row['art_over_tfadv']:.2f} x tfadv; per attack "
+                f"ART s {json.dumps({k: round(v, 1) for k, v in seconds.items()})}, "
+                f"tfadv s {json.dumps({k: round(v, 1) for k, v in ours.items()})}",
                 flush=True,
             )
         if installed("cleverhans"):

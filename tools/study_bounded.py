@@ -65,7 +65,8 @@ def _check(args) -> None:
 
 
 def activation_probe(model):
-    """A Keras model with the same weights returning every activation layer's output; and their names."""
+    """A Keras model with the same weights returning every activation layer's output; and their
+    names."""
     import keras
 
     from tfadv.layers import BoundedLeakyReLU
@@ -166,7 +167,8 @@ def activation_figure(frame, setting):
 
 
 def horvath_table(args, frame, settings) -> pd.DataFrame:
-    """One row per model; per setting clean accuracy, % attacks won and the suite's robust accuracy."""
+    """One row per model; per setting clean accuracy, % attacks won and the suite's robust
+    accuracy."""
     table = pd.DataFrame({"model": [v[0] for v in VARIANTS]})
     for setting, _ in settings:
         part = frame[frame["setting"] == setting].set_index("model")
@@ -212,11 +214,12 @@ def main(argv=None):
     )
     common.save_figure(args, grid, "patch_examples")
     header = (
-        f"Bounded activations vs patch attacks: {args.model}, recipe standard, {args.epochs} epochs, "
-        f"noise {args.noise_placement} stddev {args.noise_stddev} in training only; patch "
-        f"{args.patch_size}x{args.patch_size}, {args.patch_steps} steps on {args.patch_train_images} "
-        f"training images, random places; {args.test_images or 'all'} test images; suite "
-        f"{args.suite} at eps {args.eps:.4g} on the first {args.eval_images or 'all'}"
+        f"Bounded activations vs patch attacks: {args.model}, recipe standard, "
+        f"{args.epochs} epochs, noise {args.noise_placement} stddev {args.noise_stddev} "
+        f"in training only; patch {args.patch_size}x{args.patch_size}, "
+        f"{args.patch_steps} steps on {args.patch_train_images} training images, random "
+        f"places; {args.test_images or 'all'} test images; suite {args.suite} at eps "
+        f"{args.eps:.4g} on the first {args.eval_images or 'all'}"
     )
     common.finish(
         args,

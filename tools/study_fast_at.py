@@ -88,7 +88,8 @@ def check(args):
         raise ValueError(f"--eps={args.eps}: must be in (0, 1]")
     if any(not str(e).isdigit() or int(e) <= 0 for e in args.fast_epochs):
         raise ValueError(
-            f"--fast_epochs={','.join(map(str, args.fast_epochs))}: expected a comma list of epochs > 0"
+            f"--fast_epochs={','.join(map(str, args.fast_epochs))}: "
+            "expected a comma list of epochs > 0"
         )
     args.fast_epochs = [int(e) for e in args.fast_epochs]
     if args.guard_images <= 0:
@@ -191,7 +192,9 @@ def main(argv=None):
             f"PGD-{args.eval_pgd_steps}": pgd["adversarial_accuracy"],
         }
         common.log(
-            f"[{run_name}] {row['epochs run']} epochs, {row['median s/epoch']:.1f} s/epoch, clean {row['clean']:.3f}, PGD-{args.eval_pgd_steps} {row[f'PGD-{args.eval_pgd_steps}']:.3f}"
+            f"[{run_name}] {row['epochs run']} epochs, "
+            f"{row['median s/epoch']:.1f} s/epoch, clean {row['clean']:.3f}, "
+            f"PGD-{args.eval_pgd_steps} {row[f'PGD-{args.eval_pgd_steps}']:.3f}"
         )
         row.update(
             common.suite_evaluation(
@@ -222,19 +225,24 @@ def main(argv=None):
         sections.append(text)
     common.save_figure(args, figure(args, curves), "fast_at")
     sections.append(
-        "Figure: [fast_at.png](fast_at.png) (PGD-10 accuracy on the held training images after each epoch; seconds per epoch).\n"
+        "Figure: [fast_at.png](fast_at.png) (PGD-10 accuracy on the "
+        "held training images after each epoch; seconds per epoch).\n"
     )
     header = (
-        f"Fast adversarial training: {args.model} on the CIFAR-10 mini archive, batch {args.batch_size}, Adam {args.learning_rate:g} "
-        f"{args.lr_schedule}, augment {args.augment}, eps {args.eps:g} ({args.eps * 255:.1f}/255), {args.epochs} epochs "
-        f"(fast variants {', '.join(map(str, args.fast_epochs or [args.epochs]))}); guard: PGD-10 on {len(held_y)} training images, drop {args.guard_drop:g}; "
-        f"clean and PGD-{args.eval_pgd_steps} on {len(y)} test images, suite {args.suite} on the first {min(args.eval_images or len(y), len(y))}"
+        f"Fast adversarial training: {args.model} on the CIFAR-10 mini archive, batch "
+        f"{args.batch_size}, Adam {args.learning_rate:g} {args.lr_schedule}, augment "
+        f"{args.augment}, eps {args.eps:g} ({args.eps * 255:.1f}/255), {args.epochs} "
+        f"epochs (fast variants {', '.join(map(str, args.fast_epochs or [args.epochs]))}); "
+        f"guard: PGD-10 on {len(held_y)} training images, drop {args.guard_drop:g}; clean "
+        f"and PGD-{args.eval_pgd_steps} on {len(y)} test images, suite {args.suite} on the "
+        f"first {min(args.eval_images or len(y), len(y))}"
     )
     common.finish(args, sections, header)
 
 
 def goal_table(args, table: pd.DataFrame):
-    """One row per fast run and robustness measure: share of PGD-7's robust accuracy and of its time."""
+    """One row per fast run and robustness measure: share of PGD-7's robust accuracy and of its
+    time."""
     pgd = table[table["variant"] == "pgd7"].iloc[0]
     measures = [(f"PGD-{args.eval_pgd_steps} accuracy", f"PGD-{args.eval_pgd_steps}")]
     if "suite robust" in table:
@@ -262,14 +270,17 @@ def goal_table(args, table: pd.DataFrame):
         first = rows[-len(measures)]
         verdict = "met" if first["goal met"] else "not met"
         lines.append(
-            f"- {fast['run']}: goal {verdict} on the {first['robustness measure']}: {first['fast / PGD-7']:.0%} of PGD-{args.pgd_steps}'s "
-            f"robust accuracy ({first['fast']:.3f} vs {first['PGD-7']:.3f}; goal >= {args.robust_share:.0%}) in {time_ratio:.0%} of its "
-            f"training time ({fast['train s']:.0f} s over {fast['epochs run']} epochs vs {pgd['train s']:.0f} s over {pgd['epochs run']}; "
+            f"- {fast['run']}: goal {verdict} on the {first['robustness measure']}: "
+            f"{first['fast / PGD-7']:.0%} of PGD-{args.pgd_steps}'s robust accuracy "
+            f"({first['fast']:.3f} vs {first['PGD-7']:.3f}; goal >= {args.robust_share:.0%}) "
+            f"in {time_ratio:.0%} of its training time ({fast['train s']:.0f} s over "
+            f"{fast['epochs run']} epochs vs {pgd['train s']:.0f} s over {pgd['epochs run']}; "
             f"{epoch_ratio:.0%} per epoch; goal <= {args.time_share:.0%})."
         )
         if fast["guard stopped at epoch"] != "":
             lines.append(
-                f"  The guard stopped it at epoch {fast['guard stopped at epoch']} (catastrophic overfitting) and restored the epoch before."
+                f"  The guard stopped it at epoch {fast['guard stopped at epoch']} "
+                "(catastrophic overfitting) and restored the epoch before."
             )
     return pd.DataFrame(rows), "\n".join(lines) + "\n"
 

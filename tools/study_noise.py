@@ -153,8 +153,8 @@ def part1(args, x, y, names):
             row["masking checks failed"] = scored.get("masking checks failed", "")
             rows.append(row)
             common.log(
-                f"[{label}, noise at test {at_test}] eps {eps:.4f}: FGSM {row['FGSM']:.3f}, "
-                f"{eot} {row[eot]:.3f}, suite {row['suite robust']:.3f} ({time.time() - start:.0f} s)"
+                f"[{label}, noise at test {at_test}] eps {eps:.4f}: FGSM {row['FGSM']:.3f}, {eot} "
+                f"{row[eot]:.3f}, suite {row['suite robust']:.3f} ({time.time() - start:.0f} s)"
             )
     return pd.DataFrame(rows)
 
@@ -218,7 +218,8 @@ def part2(args, x, y):
         curves[f"{label} (sigma {sigma})"] = curve
         abstain = float(np.mean(result.classes < 0))
         common.log(
-            f"[{label}] {seconds:.0f} s ({seconds / len(x):.2f} s per image); abstained {abstain:.3f}"
+            f"[{label}] {seconds:.0f} s ({seconds / len(x):.2f} "
+            f"s per image); abstained {abstain:.3f}"
         )
         for radius, value in zip(args.radius_grid, curve, strict=True):
             rows.append(

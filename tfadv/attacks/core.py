@@ -64,7 +64,8 @@ def compiled(clf, fn, signature, jit_compile="auto", **static):
     key = (fn, tuple(sorted(static.items())), view_key(clf)[1:], shapes, jit)
     if key not in per_model:
         bound = _Bound(fn, ClassifierRef(clf), static)
-        # autograph=False: the attacks use explicit tf.while_loop, and tracing need not re-read sources.
+        # autograph=False: the attacks use explicit tf.while_loop, and tracing need not re-read
+        # sources.
         per_model[key] = tf.function(
             bound, input_signature=signature, jit_compile=jit, autograph=False
         )

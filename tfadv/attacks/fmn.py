@@ -123,7 +123,8 @@ def fmn_search(
     )
     if min_stepsize > max_stepsize:
         raise ValueError(
-            f"Expected min_stepsize <= max_stepsize. Received: min_stepsize={min_stepsize!r}, max_stepsize={max_stepsize!r}"
+            "Expected min_stepsize <= max_stepsize. Received: "
+            f"min_stepsize={min_stepsize!r}, max_stepsize={max_stepsize!r}"
         )
     gamma = check_number("gamma", gamma, low_open=True)
     if gamma >= 1:

@@ -169,7 +169,8 @@ def _hop_skip_jump_fn(
         )
         count = tf.cast(evals, tf.float32)
         mean_f, mean_u = _per_example(sum_f / count), sum_u / count
-        # baseline: subtract the mean sign; where every probe agrees, the mean probe direction (signed)
+        # baseline: subtract the mean sign; where every probe agrees, the mean probe direction
+        # (signed)
         estimate = tf.where(
             tf.abs(mean_f) >= 1.0, mean_f * mean_u, sum_fu / count - mean_f * mean_u
         )
@@ -293,8 +294,6 @@ def hop_skip_jump(
     attack = core.compiled_attack(
         clf, _hop_skip_jump_fn, x, jit_compile, norm=norm, bounded=bounded, **counts
     )
-    seeds = core.seeds_for(
-        seed, x
-    )  # per-image seeds (N, 2) as run_attack passes them, or one seed
+    seeds = core.seeds_for(seed, x)  # per-image seeds (N, 2) as run_attack passes them, or one seed
     images, _ = attack(x, y, y, checks.to_scalar(eps), tf.constant(0.0), seeds)
     return tf.stop_gradient(images)

@@ -114,7 +114,8 @@ LOSSES = {loss.name: loss for loss in (CE, MARGIN, DLR, CE_T)}
 
 
 def get(loss) -> Loss:
-    """A Loss by name ("ce", "margin", "dlr", "ce_t"), a Loss, or a callable (logits, labels) -> (N,)."""
+    """A Loss by name ("ce", "margin", "dlr", "ce_t"), a Loss, or a callable (logits, labels) ->
+    (N,)."""
     if isinstance(loss, Loss):
         return loss
     if isinstance(loss, str):
@@ -189,7 +190,8 @@ class Objective:
                 values = self.value(tiled, tf.tile(labels, [k]), tf.tile(targets, [k]))
                 values = tf.reduce_mean(tf.reshape(values, [k, n]), axis=0)
                 scores = tf.reduce_mean(tf.reshape(tiled, [k, n, -1]), axis=0)
-        # an input the loss does not reach (a stop_gradient or rounding layer) has gradient zero, not None
+        # an input the loss does not reach (a stop_gradient or rounding layer) has gradient zero,
+        # not None
         return (
             scores,
             values,

@@ -96,8 +96,9 @@ def train_step(network, optimizer, loss_fn, gamma=None):
         gamma.value if isinstance(gamma, keras.Variable) else gamma, tf.float32
     )
     weights = _values(trainable)
-    # No tf.cond on gamma: synchronised batch norm and the all-reduce cannot sit in a branch under a
-    # multi-replica strategy, so the ascent pass also runs (and gives a zero perturbation) at gamma 0.
+    # No tf.cond on gamma: synchronised batch norm and the all-reduce cannot sit in a branch under
+    # a multi-replica strategy, so the ascent pass also runs (and gives a zero perturbation) at
+    # gamma 0.
     delta = perturbation(network, loss_fn, gamma)
     perturbed = [w + d for w, d in zip(weights, delta, strict=True)]
     state = [_values(non_trainable)]
@@ -112,7 +113,8 @@ def train_step(network, optimizer, loss_fn, gamma=None):
 
 
 class AwpSchedule(keras.callbacks.Callback):
-    """Sets the AWP size variable at every epoch start: 0 for the first `warmup_epochs`, then gamma."""
+    """Sets the AWP size variable at every epoch start: 0 for the first `warmup_epochs`, then
+    gamma."""
 
     def __init__(self, variable, gamma: float, warmup_epochs: int = 0):
         super().__init__()

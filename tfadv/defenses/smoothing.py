@@ -76,7 +76,8 @@ class Certification(NamedTuple):
 
 
 def _counts_fn(x, sigma, n, seed, *, model_ref, output, copies, num_classes):
-    """int32 (B, classes): class counts of f over n noisy copies of each image, `copies` per pass."""
+    """int32 (B, classes): class counts of f over n noisy copies of each image, `copies` per
+    pass."""
     clf = classifier_of(model_ref, output)
     b = tf.shape(x)[0]
     shape = x.shape[1:]
@@ -130,7 +131,8 @@ class SmoothedClassifier:
         return f"SmoothedClassifier({self.classifier.name!r}, sigma={self.sigma})"
 
     def counts(self, images, n: int, seed=0) -> np.ndarray:
-        """int64 (N, classes): how often f predicts each class over `n` noisy copies of each image."""
+        """int64 (N, classes): how often f predicts each class over `n` noisy copies of each
+        image."""
         n = validation.check_positive_int("n", n)
         clf = self.classifier
         x = validation.to_images(images, clf.input_shape)

@@ -24,7 +24,8 @@ def confusion_matrix(labels, predictions, num_classes: int) -> np.ndarray:
     labels, predictions = np.asarray(labels), np.asarray(predictions)
     if labels.shape != predictions.shape:
         raise ValueError(
-            f"Expected labels and predictions of one shape. Received: {labels.shape} and {predictions.shape}"
+            "Expected labels and predictions of one shape. "
+            f"Received: {labels.shape} and {predictions.shape}"
         )
     return np.bincount(
         labels * num_classes + predictions, minlength=num_classes * num_classes

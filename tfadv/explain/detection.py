@@ -156,8 +156,9 @@ class ConsistencyDetector:
 
     def __repr__(self):
         return (
-            f"ConsistencyDetector(size={self.size}, stride={self.stride}, fill={self.fill}, score={self.score!r}, "
-            f"candidates={self.candidates!r}, top_k={self.top_k}, threshold={self.threshold})"
+            f"ConsistencyDetector(size={self.size}, stride={self.stride}, "
+            f"fill={self.fill}, score={self.score!r}, candidates={self.candidates!r}, "
+            f"top_k={self.top_k}, threshold={self.threshold})"
         )
 
     def scores(self, images) -> np.ndarray:
@@ -165,7 +166,8 @@ class ConsistencyDetector:
         return self.scores_from_maps(self.maps(images))
 
     def maps(self, images):
-        """The occlusion maps the scores come from (`tfadv.explain.OcclusionMaps`), for the predicted classes."""
+        """The occlusion maps the scores come from (`tfadv.explain.OcclusionMaps`), for the
+        predicted classes."""
         return occlusion(
             self.model, images, size=self.size, stride=self.stride, fill=self.fill, **self.options
         )
@@ -204,7 +206,8 @@ class ConsistencyDetector:
         """bool (N,): scores > threshold."""
         if self.threshold is None:
             raise ValueError(
-                "The detector has no threshold: call fit_threshold(clean_images) first. Received: threshold=None"
+                "The detector has no threshold: call "
+                "fit_threshold(clean_images) first. Received: threshold=None"
             )
         return np.asarray(scores) > self.threshold
 
