@@ -42,8 +42,8 @@ def tiny_config(output_dir, **overrides):
 
 @pytest.fixture(scope="session")
 def trained_tiny_cnn():
-    """tiny_cnn trained 4 epochs on 1,024 synthetic images, shared by the attack tests (don't modify
-    it)."""
+    """tiny_cnn trained 4 epochs on 1,024 synthetic images, shared by the attack tests
+    (don't modify it)."""
     import keras
 
     from tfadv import data, models

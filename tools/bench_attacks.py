@@ -287,8 +287,8 @@ def report(results, args) -> list:
     onednn_state = "on" if first["onednn"] else "off (TF_ENABLE_ONEDNN_OPTS=0)"
     lines = [
         f"baseline_cnn, batch {args.batch_size}, eps {EPS:.4f}, "
-        f"jit_compile={first['jit']}, oneDNN {onednn_state}, {len(results)} "
-        f"processes x {args.repeats} rounds after warm-up, {os.cpu_count()} CPUs",
+        f"jit_compile={first['jit']}, oneDNN {onednn_state}, "
+        f"{len(results)} processes x {args.repeats} rounds after warm-up, {os.cpu_count()} CPUs",
         "load average (1, 5, 15 min) before and after each process: "
         + "; ".join(
             " -> ".join(" ".join(f"{v:.2f}" for v in load) for load in r["load"]) for r in results

@@ -239,8 +239,8 @@ def main():
         suite = evaluation.run_suite(clf, x, y, args.eps, SAME_AS_ART, batch_size=BATCH, seed=0)
         row.update(tfadv_suite_robust=suite.robust_accuracy, tfadv_suite_s=time.time() - start)
         print(
-            f"[{name}] tfadv suite (standard without FAB-T): robust "
-            f"{suite.robust_accuracy:.4f} in {row['tfadv_suite_s']:.1f} s",
+            f"[{name}] tfadv suite (standard without FAB-T): "
+            f"robust {suite.robust_accuracy:.4f} in {row['tfadv_suite_s']:.1f} s",
             flush=True,
         )
         print(suite.table().to_string(index=False), flush=True)
@@ -253,9 +253,9 @@ def main():
         )
         if floor:
             print(
-                f"[{name}] floor: {int(suite.robust.sum())} robust images x (1,000 gradients "
-                f"at {grad * 1e3:.2f} ms + 5,000 forward passes at {fwd * 1e3:.3f} ms per "
-                f"image) = {floor:.1f} s; tfadv = {row['tfadv_over_floor']:.2f} x floor",
+                f"[{name}] floor: {int(suite.robust.sum())} robust images x (1,000 gradients at "
+                f"{grad * 1e3:.2f} ms + 5,000 forward passes at {fwd * 1e3:.3f} ms per image) "
+                f"= {floor:.1f} s; tfadv = {row['tfadv_over_floor']:.2f} x floor",
                 flush=True,
             )
         if not args.skip_art and installed("art"):
@@ -275,9 +275,9 @@ def main():
             ) in seconds.items():  # per attack: both libraries ran it on the same images
                 row[f"{key} art/tfadv"] = value / ours[key] if ours[key] > 0.01 else float("nan")
             print(
-                f"[{name}] ART AutoAttack runner: robust {robust:.4f} in "
-                f"{total:.1f} s = {row['art_over_tfadv']:.2f} x tfadv; per attack "
-                f"ART s {json.dumps({k: round(v, 1) for k, v in seconds.items()})}, "
+                f"[{name}] ART AutoAttack runner: "
+                f"robust {robust:.4f} in {total:.1f} s = {row['art_over_tfadv']:.2f} x tfadv; "
+                f"per attack ART s {json.dumps({k: round(v, 1) for k, v in seconds.items()})}, "
                 f"tfadv s {json.dumps({k: round(v, 1) for k, v in ours.items()})}",
                 flush=True,
             )

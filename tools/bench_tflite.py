@@ -84,8 +84,8 @@ def main(argv=None):
     reference = np.argmax(model.predict(x, verbose=0), -1)
     accuracy = np.mean(reference == y)
     say(
-        f"{args.model} trained {args.epochs} epochs on 2048 "
-        f"synthetic images; test accuracy {accuracy:.3f}"
+        f"{args.model} trained {args.epochs} epochs on 2048 synthetic images; "
+        f"test accuracy {accuracy:.3f}"
     )
 
     folder = tempfile.mkdtemp(prefix="bench_tflite_")
@@ -138,14 +138,14 @@ def main(argv=None):
             {"model": name, "seconds": seconds, "queries_per_s": rate, "broken": broken}
         )
         say(
-            f"square {name}: {seconds:.2f} s for {len(xs)} images x "
-            f"{args.queries} queries = {rate:.0f} queries/s (upper "
-            f"bound; {broken:.3f} of the images misclassified at the end)"
+            f"square {name}: {seconds:.2f} s for {len(xs)} images "
+            f"x {args.queries} queries = {rate:.0f} queries/s "
+            f"(upper bound; {broken:.3f} of the images misclassified at the end)"
         )
     ratio = square_rows[1]["queries_per_s"] / square_rows[0]["queries_per_s"]
     say(
-        f"square int8 / float query rate: {ratio:.2f} (target "
-        f">= 0.5: {'met' if ratio >= 0.5 else 'NOT met'})"
+        "square int8 / float query rate: "
+        f"{ratio:.2f} (target >= 0.5: {'met' if ratio >= 0.5 else 'NOT met'})"
     )
 
     os.makedirs(args.out, exist_ok=True)
@@ -167,8 +167,8 @@ def main(argv=None):
         f.write(f"Square (L-inf, eps 1/255, {args.queries} queries per image):\n\n")
         f.write(square.to_markdown(index=False, floatfmt=".4g") + "\n\n")
         f.write(
-            "Square's query rate on int8 / on the float "
-            f"Keras model: {ratio:.2f} (target >= 0.5).\n"
+            "Square's query rate on int8 / on the float Keras model: "
+            f"{ratio:.2f} (target >= 0.5).\n"
         )
     with open(os.path.join(args.out, "bench.log"), "w") as f:
         f.write("\n".join(LINES) + "\n")

@@ -183,8 +183,8 @@ def main(argv=None):
         f"{args.repeats} interleaved epochs, oneDNN {'on' if onednn.is_enabled() else 'off'}"
     )
     print(
-        f"one attack step alone (FGSM pass): {np.median(attack_seconds):.3f} "
-        f"s / epoch = c = {c:.2f} clean epochs"
+        "one attack step alone (FGSM pass): "
+        f"{np.median(attack_seconds):.3f} s / epoch = c = {c:.2f} clean epochs"
     )
     print(
         "| training | s / epoch | ratio to clean | ideal | "

@@ -214,12 +214,12 @@ def main(argv=None):
     )
     common.save_figure(args, grid, "patch_examples")
     header = (
-        f"Bounded activations vs patch attacks: {args.model}, recipe standard, "
-        f"{args.epochs} epochs, noise {args.noise_placement} stddev {args.noise_stddev} "
-        f"in training only; patch {args.patch_size}x{args.patch_size}, "
-        f"{args.patch_steps} steps on {args.patch_train_images} training images, random "
-        f"places; {args.test_images or 'all'} test images; suite {args.suite} at eps "
-        f"{args.eps:.4g} on the first {args.eval_images or 'all'}"
+        f"Bounded activations vs patch attacks: {args.model}, recipe standard, {args.epochs} "
+        f"epochs, noise {args.noise_placement} stddev {args.noise_stddev} in training only; "
+        f"patch {args.patch_size}x{args.patch_size}, "
+        f"{args.patch_steps} steps on {args.patch_train_images} training images, random places; "
+        f"{args.test_images or 'all'} test images; "
+        f"suite {args.suite} at eps {args.eps:.4g} on the first {args.eval_images or 'all'}"
     )
     common.finish(
         args,

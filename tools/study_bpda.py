@@ -130,8 +130,8 @@ def main(argv=None):
         args,
         frame,
         "bpda",
-        f"Quantized input (step {args.quantize_step}/255) vs its "
-        f"twin, eps {args.eps * 255:.0f}/255, {len(y)} images",
+        f"Quantized input (step {args.quantize_step}/255) "
+        f"vs its twin, eps {args.eps * 255:.0f}/255, {len(y)} images",
     )
     common.finish(args, [section, "Remedies:\n", *notes, ""], "BPDA remedy of a masked gradient")
 

@@ -181,8 +181,8 @@ def str_list(text) -> list:
 
 
 def add_training_flags(p, augment: str = "none", lr_schedule: str = "cosine") -> None:
-    """Flags of the runs trained through run_training (besides parser()'s epochs, batch size,
-    ...)."""
+    """Flags of the runs trained through run_training
+    (besides parser()'s epochs, batch size, ...)."""
     p.add_argument(
         "--augment", default=augment, help="none, standard (flip,crop), all, or a comma list"
     )
@@ -210,8 +210,8 @@ def add_evaluation_flags(p, suite: str = "standard", eval_images: int = 500) -> 
         "--suite",
         default=suite,
         help=(
-            "suite of tfadv.evaluation.evaluate: standard, "
-            "fast, a comma list of attack specs, or none"
+            "suite of tfadv.evaluation.evaluate: "
+            "standard, fast, a comma list of attack specs, or none"
         ),
     )
     p.add_argument(

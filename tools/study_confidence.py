@@ -116,8 +116,8 @@ def check(args):
             )
         if not args.weights:
             raise ValueError(
-                "--keras_application needs --weights=FILE (a local "
-                "file; nothing can be downloaded) or --weights=none"
+                "--keras_application needs --weights=FILE "
+                "(a local file; nothing can be downloaded) or --weights=none"
             )
         if args.weights != "none" and not os.path.isfile(args.weights):
             raise ValueError(f"--weights={args.weights}: no such file")
@@ -185,8 +185,8 @@ def load_images(args):
         )
         if x.ndim != 4 or len(x) != len(y) or x.min() < 0 or x.max() > 1:
             common.fail(
-                f"--images={args.images}: expected images (N, "
-                "H, W, C) as uint8 or in [0, 1] and N labels"
+                f"--images={args.images}: "
+                "expected images (N, H, W, C) as uint8 or in [0, 1] and N labels"
             )
     return (x[: args.pool], y[: args.pool], names) if args.pool else (x, y, names)
 
@@ -268,8 +268,8 @@ def main(argv=None):
             }
         )
         common.log(
-            f"[{label}] bucket {bucket}: {available} of "
-            f"{len(y)} images available, {len(indices)} selected"
+            f"[{label}] bucket {bucket}: "
+            f"{available} of {len(y)} images available, {len(indices)} selected"
         )
     buckets = pd.DataFrame(bucket_rows)
     selected = np.concatenate([indices for indices, _ in chosen.values()])
@@ -290,8 +290,8 @@ def main(argv=None):
                 model, result.adversarial, args.batch_size
             )
             common.log(
-                f"[{label}] eps {eps:g} {view}: top-1 error "
-                f"{metrics.top_k_error(perturbed[view], ys, 1):.3f}"
+                f"[{label}] eps {eps:g} {view}: "
+                f"top-1 error {metrics.top_k_error(perturbed[view], ys, 1):.3f}"
             )
         tables.append(metrics.confidence_table(clean, ys, perturbed).assign(eps=eps))
     table = pd.concat(tables, ignore_index=True)
@@ -300,8 +300,8 @@ def main(argv=None):
             args,
             buckets,
             "buckets",
-            f"Images per clean-confidence bucket ({len(y)} "
-            f"searched, {args.per_bucket} asked per bucket)",
+            "Images per clean-confidence bucket "
+            f"({len(y)} searched, {args.per_bucket} asked per bucket)",
         )
     ]
     table.to_csv(f"{args.out}/confidence.csv", index=False)
@@ -326,10 +326,10 @@ def main(argv=None):
         )
     header = (
         f"Confidence study: {label}, {len(selected)} images "
-        f"({', '.join(f'{r.bucket} {r.selected}' for r in buckets.itertuples())}) "
-        f"from {len(y)}; fast = FGSM, iterative = BIM-{args.steps}; inverse "
-        "= untargeted (true class), least-likely = targeted; cross-entropy "
-        f"on the {args.loss_on}; eps {', '.join(f'{e:g}' for e in args.eps)}"
+        f"({', '.join(f'{r.bucket} {r.selected}' for r in buckets.itertuples())}) from {len(y)}; "
+        f"fast = FGSM, iterative = BIM-{args.steps}; "
+        "inverse = untargeted (true class), least-likely = targeted; "
+        f"cross-entropy on the {args.loss_on}; eps {', '.join(f'{e:g}' for e in args.eps)}"
     )
     common.finish(args, sections, header)
 
@@ -346,8 +346,8 @@ def findings(table: pd.DataFrame, buckets: pd.DataFrame) -> str:
         return "\n".join(
             lines
             + [
-                f"Only the {', '.join(present) or 'no'} bucket "
-                "has images: no comparison across confidence.",
+                f"Only the {', '.join(present) or 'no'} bucket has images: "
+                "no comparison across confidence.",
                 "",
             ]
         )

@@ -191,8 +191,8 @@ def epochs_map(value) -> dict:
     for name, epochs in pairs:
         if name not in RUNS or not str(epochs).isdigit() or int(epochs) <= 0:
             raise ValueError(
-                f"--epochs_per_model={name}={epochs}: expected "
-                f"RUN=EPOCHS with RUN in {', '.join(RUNS)} and EPOCHS > 0"
+                f"--epochs_per_model={name}={epochs}: "
+                f"expected RUN=EPOCHS with RUN in {', '.join(RUNS)} and EPOCHS > 0"
             )
         out[name] = int(epochs)
     return out
@@ -489,10 +489,10 @@ def main(argv=None):
     )
     header = (
         f"Defences: {args.model} on the CIFAR-10 mini archive, {args.epochs} epochs unless "
-        f"--epochs_per_model ({args.epochs_per_model or 'none'}), batch {args.batch_size}, Adam "
-        f"{args.learning_rate:g} {args.lr_schedule}, augment {args.augment}, eps {args.eps:g} "
-        f"({args.eps * 255:.1f}/255) for training and evaluation; clean and own-FGSM accuracy "
-        f"on {len(y)} test images, suite {args.suite} on the first "
+        f"--epochs_per_model ({args.epochs_per_model or 'none'}), batch {args.batch_size}, "
+        f"Adam {args.learning_rate:g} {args.lr_schedule}, augment {args.augment}, "
+        f"eps {args.eps:g} ({args.eps * 255:.1f}/255) for training and evaluation; "
+        f"clean and own-FGSM accuracy on {len(y)} test images, suite {args.suite} on the first "
         f"{min(args.eval_images or len(y), len(y))} (the final model with test noise, attacked "
         f"with EOT: {min(args.final_eval_images or len(y), args.eval_images or len(y), len(y))})"
     )
@@ -538,8 +538,8 @@ def findings(args, table: pd.DataFrame, teacher_note: str) -> str:
             "the gradient's direction, not the size of the change, does the damage"
             if noise > base["own perturbed (paper)"] + 0.05
             else (
-                "noise of that size hurts about as much as FGSM "
-                "here: the comparison says little at this scale"
+                "noise of that size hurts about as much as FGSM here: "
+                "the comparison says little at this scale"
             )
         )
         lines.append(

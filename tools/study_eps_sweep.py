@@ -172,10 +172,10 @@ def main(argv=None):
         "eps_sweep",
     )
     header = (
-        f"Eps sweep: FGSM vs PGD-{args.pgd_steps} ({args.pgd_restarts} restart(s), loss "
-        f"{args.loss} on the logits) on the initially correct images among {len(y)} test "
-        f"images of the CIFAR-10 mini archive; suite {args.suite} on the first "
-        f"{min(args.eval_images or len(y), len(y))} at eps "
+        f"Eps sweep: FGSM vs PGD-{args.pgd_steps} "
+        f"({args.pgd_restarts} restart(s), loss {args.loss} on the logits) on the initially "
+        f"correct images among {len(y)} test images of the CIFAR-10 mini archive; "
+        f"suite {args.suite} on the first {min(args.eval_images or len(y), len(y))} at eps "
         f"{', '.join(f'{e:g}' for e in args.suite_eps)}. Plot: [eps_sweep.png](eps_sweep.png)"
     )
     common.finish(args, sections, header)
@@ -199,8 +199,8 @@ def sweep_findings(sweep, args) -> str:
         ]
         lines.append(
             f"- {model} ({int(part['n_correct'].iloc[0])} initially correct images): "
-            f"PGD-{args.pgd_steps} leaves fewer images correct than FGSM at {stronger} "
-            f"of {len(fgsm)} eps ({ties} ties, never more: {bool((pgd <= fgsm).all())}); "
+            f"PGD-{args.pgd_steps} leaves fewer images correct than FGSM at {stronger} of "
+            f"{len(fgsm)} eps ({ties} ties, never more: {bool((pgd <= fgsm).all())}); "
             + (
                 "FGSM accuracy rises again as eps grows at eps "
                 f"{', '.join(rises)} (a single step overshoots)."
@@ -229,9 +229,9 @@ def suite_findings(sweep, suite, args) -> str:
         if at.any():
             pgd = sweep[at]["adversarial_accuracy"].iloc[0]
             lines.append(
-                f"- {row['model']}, eps {row['eps']:g}: PGD-{args.pgd_steps} leaves "
-                f"{pgd:.3f}, the suite {row['adversarial_accuracy']:.3f} (PGD alone "
-                f"overstates robust accuracy by {pgd - row['adversarial_accuracy']:+.3f}); "
+                f"- {row['model']}, eps {row['eps']:g}: PGD-{args.pgd_steps} leaves {pgd:.3f}, "
+                f"the suite {row['adversarial_accuracy']:.3f} (PGD alone overstates "
+                f"robust accuracy by {pgd - row['adversarial_accuracy']:+.3f}); "
                 f"masking checks failed: {row['masking checks failed']}."
             )
     return "\n".join(lines) + "\n"

@@ -231,16 +231,16 @@ def main(argv=None):
                 args,
                 evaluation,
                 "model",
-                "The model, scored by the evaluation (suite "
-                f"{args.suite}, first {args.eval_images or 'all'} images)",
+                "The model, scored by the evaluation "
+                f"(suite {args.suite}, first {args.eval_images or 'all'} images)",
             ),
             common.write_table(args, stats, "map_statistics", "Where the maps look"),
             common.write_table(
                 args,
                 detections,
                 "detection",
-                "Consistency detection (threshold for FPR "
-                f"{args.fpr} on {len(val)} clean validation images)",
+                "Consistency detection "
+                f"(threshold for FPR {args.fpr} on {len(val)} clean validation images)",
             ),
         ],
         header,

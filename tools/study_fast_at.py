@@ -225,17 +225,17 @@ def main(argv=None):
         sections.append(text)
     common.save_figure(args, figure(args, curves), "fast_at")
     sections.append(
-        "Figure: [fast_at.png](fast_at.png) (PGD-10 accuracy on the "
-        "held training images after each epoch; seconds per epoch).\n"
+        "Figure: [fast_at.png](fast_at.png) "
+        "(PGD-10 accuracy on the held training images after each epoch; seconds per epoch).\n"
     )
     header = (
-        f"Fast adversarial training: {args.model} on the CIFAR-10 mini archive, batch "
-        f"{args.batch_size}, Adam {args.learning_rate:g} {args.lr_schedule}, augment "
-        f"{args.augment}, eps {args.eps:g} ({args.eps * 255:.1f}/255), {args.epochs} "
+        f"Fast adversarial training: {args.model} on the CIFAR-10 mini archive, "
+        f"batch {args.batch_size}, Adam {args.learning_rate:g} {args.lr_schedule}, "
+        f"augment {args.augment}, eps {args.eps:g} ({args.eps * 255:.1f}/255), {args.epochs} "
         f"epochs (fast variants {', '.join(map(str, args.fast_epochs or [args.epochs]))}); "
-        f"guard: PGD-10 on {len(held_y)} training images, drop {args.guard_drop:g}; clean "
-        f"and PGD-{args.eval_pgd_steps} on {len(y)} test images, suite {args.suite} on the "
-        f"first {min(args.eval_images or len(y), len(y))}"
+        f"guard: PGD-10 on {len(held_y)} training images, drop {args.guard_drop:g}; "
+        f"clean and PGD-{args.eval_pgd_steps} on {len(y)} test images, "
+        f"suite {args.suite} on the first {min(args.eval_images or len(y), len(y))}"
     )
     common.finish(args, sections, header)
 

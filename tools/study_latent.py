@@ -179,9 +179,9 @@ def main(argv=None):
     header = (
         f"Latent-space defence: {args.model}, {args.epochs} epochs on {len(train)} "
         f"images (recipes standard and contrastive), contrastive margin {args.margin}, "
-        f"weight {args.weight}, {'unit-length' if args.normalize else 'raw'} "
-        f"embedding; {args.per_class} references per class; {len(x)} test images "
-        f"(suite {args.suite} on the first {suite_images(args, y)})"
+        f"weight {args.weight}, {'unit-length' if args.normalize else 'raw'} embedding; "
+        f"{args.per_class} references per class; "
+        f"{len(x)} test images (suite {args.suite} on the first {suite_images(args, y)})"
     )
     common.finish(
         args,

@@ -218,8 +218,8 @@ def part2(args, x, y):
         curves[f"{label} (sigma {sigma})"] = curve
         abstain = float(np.mean(result.classes < 0))
         common.log(
-            f"[{label}] {seconds:.0f} s ({seconds / len(x):.2f} "
-            f"s per image); abstained {abstain:.3f}"
+            f"[{label}] {seconds:.0f} s ({seconds / len(x):.2f} s per image); "
+            f"abstained {abstain:.3f}"
         )
         for radius, value in zip(args.radius_grid, curve, strict=True):
             rows.append(

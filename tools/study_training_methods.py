@@ -131,8 +131,8 @@ def main(argv=None):
     )
     header = (
         f"PGD-AT, TRADES, MART and AWP: {args.model} on the CIFAR-10 mini archive "
-        f"({args.train_images or 'all'} training images), batch {args.batch_size}, Adam "
-        f"{args.learning_rate:g} {args.lr_schedule}, augment {args.augment}, {args.epochs} "
+        f"({args.train_images or 'all'} training images), batch {args.batch_size}, "
+        f"Adam {args.learning_rate:g} {args.lr_schedule}, augment {args.augment}, {args.epochs} "
         f"epochs, eps {args.eps:g} ({args.eps * 255:.1f}/255), {args.steps} inner steps; clean "
         f"and PGD-{args.eval_pgd_steps} on {len(y)} test and {len(train_y)} training images, "
         f"suite {args.suite} on the first {min(args.eval_images or len(y), len(y))} test images"

@@ -132,14 +132,14 @@ def one_pixel(
     population = checks.check_positive_int("population", population)
     if population < 4:
         raise ValueError(
-            "Expected population >= 4 (DE/rand/1 draws three "
-            f"others). Received: population={population}"
+            "Expected population >= 4 (DE/rand/1 draws three others). "
+            f"Received: population={population}"
         )
     max_queries = checks.check_positive_int("max_queries", max_queries)
     if max_queries < 2 * population:
         raise ValueError(
-            "Expected max_queries >= 2 * population "
-            f"({2 * population}). Received: max_queries={max_queries}"
+            f"Expected max_queries >= 2 * population ({2 * population}). "
+            f"Received: max_queries={max_queries}"
         )
     if not isinstance(mutation, numbers.Real) or not 0 < mutation <= 2:
         raise ValueError(f"Expected mutation in (0, 2]. Received: mutation={mutation!r}")

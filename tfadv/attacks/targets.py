@@ -22,8 +22,8 @@ def check_target(target, num_classes=None):
         return checks.check_choice("target", target, STRATEGIES)
     if isinstance(target, bool) or not isinstance(target, numbers.Integral):
         raise ValueError(
-            f"Expected target None, {STRATEGIES}, a class id or "
-            f"per-image class ids. Received: target={target!r}"
+            f"Expected target None, {STRATEGIES}, a class id or per-image class ids. "
+            f"Received: target={target!r}"
         )
     if target < 0 or (num_classes and target >= num_classes):
         allowed = f"in [0, {num_classes})" if num_classes else ">= 0"

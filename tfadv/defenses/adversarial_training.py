@@ -324,8 +324,8 @@ class TrainingSetWithCopy:
 
 
 def choose_subset(n: int, fraction: float, seed: int, epoch: int = 0) -> np.ndarray:
-    """Sorted indices of round(fraction * n) images, a fresh seeded draw per epoch (all when
-    fraction is 1)."""
+    """Sorted indices of round(fraction * n) images, a fresh seeded draw per epoch
+    (all when fraction is 1)."""
     if not 0 < fraction <= 1:
         raise ValueError(f"Expected fraction in (0, 1]. Received: fraction={fraction!r}")
     size = int(round(fraction * n))

@@ -40,14 +40,14 @@ UNROLLED_STEPS = (
 
 
 def kl_divergence(log_p, log_q):
-    """Per-example KL(p || q) = sum_j p_j (log p_j - log q_j) from log-probabilities (N,
-    classes)."""
+    """Per-example KL(p || q) = sum_j p_j (log p_j - log q_j) from log-probabilities
+    (N, classes)."""
     return tf.reduce_sum(tf.exp(log_p) * (log_p - log_q), axis=-1)
 
 
 def trades_loss(clean_log_probs, adversarial_log_probs, labels, beta):
-    """Per-example TRADES loss: CE(f(x), y) + beta * KL(f(x) || f(x')) (inputs:
-    log-probabilities)."""
+    """Per-example TRADES loss: CE(f(x), y) + beta * KL(f(x) || f(x'))
+    (inputs: log-probabilities)."""
     labels = tf.cast(labels, tf.int32)
     natural = -tf.gather(clean_log_probs, labels, batch_dims=1)
     return natural + tf.cast(beta, clean_log_probs.dtype) * kl_divergence(

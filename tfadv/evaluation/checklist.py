@@ -84,8 +84,8 @@ def white_box_vs_square(square_broke: int, n: int, square_ran: bool) -> Check:
         "c",
         name,
         share <= SQUARE_LIMIT,
-        f"Square broke {square_broke} images ({_pct(share)}) that every "
-        f"gradient attack before it missed (limit {_pct(SQUARE_LIMIT)})",
+        f"Square broke {square_broke} images ({_pct(share)}) "
+        f"that every gradient attack before it missed (limit {_pct(SQUARE_LIMIT)})",
     )
 
 
@@ -133,9 +133,9 @@ def loss_gap(ce_on_outputs: float, margin_on_logits: float, outputs: str) -> Che
         "g",
         "margin loss on logits no stronger than cross-entropy on the outputs",
         gap < LOSS_GAP_LIMIT,
-        f"accuracy with CE on the {outputs} {_pct(ce_on_outputs)}, with the "
-        f"margin loss on logits {_pct(margin_on_logits)} (gap {_pct(gap)}, "
-        f"limit {_pct(LOSS_GAP_LIMIT)}; a large gap means a saturated softmax)",
+        f"accuracy with CE on the {outputs} {_pct(ce_on_outputs)}, "
+        f"with the margin loss on logits {_pct(margin_on_logits)} "
+        f"(gap {_pct(gap)}, limit {_pct(LOSS_GAP_LIMIT)}; a large gap means a saturated softmax)",
     )
 
 

@@ -121,20 +121,20 @@ class DeploymentGap:
         lines = [
             "# The deployment gap",
             "",
-            f"{s['images']} {s.get('split', '')} images, eps={s['eps']:g} "
-            f"(L{s['norm']}), seed {s['seed']}; the float model "
-            f"`{self.reference}` and its deployed exports attacked the same way.",
+            f"{s['images']} {s.get('split', '')} images, "
+            f"eps={s['eps']:g} (L{s['norm']}), seed {s['seed']}; "
+            f"the float model `{self.reference}` and its deployed exports attacked the same way.",
             "",
             _markdown_table(shown),
             "",
-            "Columns: clean accuracy; agreement of the clean classes with the float "
-            "model; robust accuracy (correct when clean and after the attack) under "
-            "each attack; the worst case per image over the eps-ball attacks ("
+            "Columns: clean accuracy; agreement of the clean classes with the float model; "
+            "robust accuracy (correct when clean and after the attack) under each attack; "
+            "the worst case per image over the eps-ball attacks ("
             + ", ".join(gradient_free.BALL_ATTACKS)
             + (
-                f"); the patch (another threat model: a {s['patch_size']}x{s['patch_size']} "
-                "patch, no eps) is beside it; images whose verdict differs from the float "
-                "model's (wrong, broken or robust; verdicts.csv)."
+                "); the patch (another threat model: "
+                f"a {s['patch_size']}x{s['patch_size']} patch, no eps) is beside it; images whose "
+                "verdict differs from the float model's (wrong, broken or robust; verdicts.csv)."
             ),
             "",
             "Attacks:",

@@ -98,9 +98,9 @@ def settings(suite="fast") -> dict:
         return {**SETTINGS["fast"], **suite}
     if suite not in SETTINGS:
         raise ValueError(
-            "Expected suite 'fast' or 'standard' for a model without gradients "
-            f"(its attacks are {', '.join(models.callable.GRADIENT_FREE_ATTACKS)}, "
-            f"transfer and patch). Received: suite={suite!r}"
+            "Expected suite 'fast' or 'standard' for a model without gradients (its attacks "
+            f"are {', '.join(models.callable.GRADIENT_FREE_ATTACKS)}, transfer and patch). "
+            f"Received: suite={suite!r}"
         )
     return dict(SETTINGS[suite])
 
@@ -202,8 +202,8 @@ class GradientFreeResult:
             "outputs are identical between calls: deterministic"
             if self.deterministic
             else (
-                "outputs differ between calls, and EOT attacks "
-                "need gradients: scores are single draws"
+                "outputs differ between calls, and EOT attacks need gradients: "
+                "scores are single draws"
             )
         )
         checks.append(checklist.Check("i", RANDOMNESS_CHECK, None, why))
@@ -339,9 +339,9 @@ def markdown(result: GradientFreeResult, settings: dict) -> str:
         f"# Gradient-free evaluation of {result.name}",
         "",
         f"{len(result.labels)} images, eps={result.eps:g} (L{result.norm}); "
-        f"clean accuracy {100 * result.clean_correct.mean():.1f}%, worst "
-        f"case {100 * result.worst_case.mean():.1f}% (per image, over the "
-        "eps-ball attacks; the patch is another threat model).",
+        f"clean accuracy {100 * result.clean_correct.mean():.1f}%, "
+        f"worst case {100 * result.worst_case.mean():.1f}% "
+        "(per image, over the eps-ball attacks; the patch is another threat model).",
         "",
         "| attack | spec | robust accuracy | seconds |",
         "|---|---|---|---|",

@@ -79,8 +79,8 @@ def run_remedies(m, c, folds) -> None:
     bpda = sorted(failed & set(BPDA_TRIGGERS))
     if bpda and not gradient:
         m.remedy_notes.append(
-            f"({', '.join(bpda)}) failed -> BPDA: not run, "
-            "the suite has no gradient attack to rerun."
+            f"({', '.join(bpda)}) failed -> BPDA: "
+            "not run, the suite has no gradient attack to rerun."
         )
     elif bpda:
         _bpda(m, c, folds, gradient, ",".join(bpda))

@@ -35,8 +35,8 @@ def markdown(report) -> str:
         f"eps = {report.eps:g} ({report.eps * 255:.2f}/255, "
         f"{threat_model(norms.get(report.norm))}), {report.n} images, suite: "
         f"{', '.join(report.suite)}; sections: {', '.join(report.settings.get('sections', []))}. "
-        "Robust accuracy is the per-image worst case over every attack run at this eps (suite, "
-        "checklist attacks, doubled budget, transfer, remedies); for a model random at "
+        "Robust accuracy is the per-image worst case over every attack run at this eps "
+        "(suite, checklist attacks, doubled budget, transfer, remedies); for a model random at "
         "inference, the mean accuracy of fresh single draws on the worst-case images.",
         "",
         "## Headline",
@@ -102,8 +102,8 @@ def markdown(report) -> str:
         lines += [
             "## Transfer matrix",
             "",
-            "Accuracy of each target (columns) on PGD examples "
-            "crafted on each source (rows); the diagonal is white-box.",
+            "Accuracy of each target (columns) on PGD examples crafted on each source (rows); "
+            "the diagonal is white-box.",
             "",
             report.transfer.reset_index(names="source").to_markdown(index=False, floatfmt=".4f"),
             "",

@@ -56,8 +56,8 @@ def suite_attacks(suite="standard", norm="inf") -> list:
         specs = SUITES.get(suite) or split_specs(suite)
         if not specs or (suite not in SUITES and not re.match(r"^\s*[A-Za-z_]", suite)):
             raise ValueError(
-                f"Expected suite to be one of {tuple(SUITES)} or a "
-                f"comma list of attacks. Received: suite={suite!r}"
+                f"Expected suite to be one of {tuple(SUITES)} or a comma list of attacks. "
+                f"Received: suite={suite!r}"
             )
     else:
         specs = list(suite)
@@ -70,8 +70,8 @@ def suite_attacks(suite="standard", norm="inf") -> list:
             attack = attack.replace(norm=norm)
         if attack.name in ("patch", "one_pixel"):
             raise ValueError(
-                f"Expected eps-ball attacks in a suite; {attack.name} "
-                f"has another threat model. Received: {spec!r}"
+                "Expected eps-ball attacks in a suite; "
+                f"{attack.name} has another threat model. Received: {spec!r}"
             )
         out.append(attack)
     return out

@@ -123,8 +123,8 @@ def check(job: EvaluationJob) -> str:
         return deployment_job.check(job)
     if not job.models:
         raise ValueError(
-            "models=[]: at least one model is required (a "
-            "run folder, RUN:NAME, .keras file or SavedModel)"
+            "models=[]: at least one model is required "
+            "(a run folder, RUN:NAME, .keras file or SavedModel)"
         )
     for spec in job.models:
         path, name = split_model(spec)
@@ -152,8 +152,8 @@ def check(job: EvaluationJob) -> str:
         cluster_task()
         if job.overwrite:
             raise ValueError(
-                "overwrite=True cannot be combined with distribution='multi_worker' (the "
-                "workers share output_dir): remove the folder first. Received: overwrite=True"
+                "overwrite=True cannot be combined with distribution='multi_worker' "
+                "(the workers share output_dir): remove the folder first. Received: overwrite=True"
             )
     output_dir = job.output_dir or default_output_dir(job)
     if (job.resume or shared) and os.path.isdir(output_dir) and os.listdir(output_dir):
@@ -164,8 +164,8 @@ def check(job: EvaluationJob) -> str:
             )
         if not job.resume and os.path.exists(os.path.join(output_dir, "report.md")):
             raise ValueError(
-                f"output_dir={output_dir!r} already holds a "
-                "finished report; pass resume=True to continue it"
+                f"output_dir={output_dir!r} already holds a finished report; "
+                "pass resume=True to continue it"
             )
     else:
         run_folder.check_new_folder(output_dir, job.overwrite)
@@ -276,8 +276,8 @@ def run_evaluation_job(job: EvaluationJob) -> list:
             else ""
         )
         lines.append(
-            f"{name}: clean {m.clean['accuracy']:.4f}, robust "
-            f"{m.robust_accuracy:.4f} (suite {m.suite.robust_accuracy:.4f}; "
+            f"{name}: clean {m.clean['accuracy']:.4f}, "
+            f"robust {m.robust_accuracy:.4f} (suite {m.suite.robust_accuracy:.4f}; "
             f"{m.robust_accuracy_on_correct:.4f} of the clean-correct){flagged}"
         )
     lines.append(f"written: {output_dir}/report.md  ({time.time() - start:.0f} s)")

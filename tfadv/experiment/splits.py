@@ -17,8 +17,8 @@ def check_eps(eps, norm="inf") -> None:
     number = isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 0
     if not (number and (at_most is None or eps <= at_most)):
         raise ValueError(
-            "Expected eps in [0, 1] (pixel scale; an L2 "
-            f"or L1 eps may exceed 1). Received: eps={eps}"
+            "Expected eps in [0, 1] "
+            f"(pixel scale; an L2 or L1 eps may exceed 1). Received: eps={eps}"
         )
 
 

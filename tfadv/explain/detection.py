@@ -206,8 +206,8 @@ class ConsistencyDetector:
         """bool (N,): scores > threshold."""
         if self.threshold is None:
             raise ValueError(
-                "The detector has no threshold: call "
-                "fit_threshold(clean_images) first. Received: threshold=None"
+                "The detector has no threshold: "
+                "call fit_threshold(clean_images) first. Received: threshold=None"
             )
         return np.asarray(scores) > self.threshold
 

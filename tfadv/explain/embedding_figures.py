@@ -26,8 +26,8 @@ def fit_pca_2d(embeddings) -> tuple:
 
 
 def project_2d(embeddings, pca=None) -> np.ndarray:
-    """float32 (N, 2) coordinates on the principal axes `pca` (from `fit_pca_2d`; default: fit on
-    these)."""
+    """float32 (N, 2) coordinates on the principal axes `pca`
+    (from `fit_pca_2d`; default: fit on these)."""
     e = np.asarray(embeddings, np.float64)
     mean, components = fit_pca_2d(e) if pca is None else pca
     return ((e - mean) @ components).astype(np.float32)

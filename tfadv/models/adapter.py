@@ -117,8 +117,8 @@ class Classifier:
             return self.logits(images)
         if view != "probabilities":
             raise ValueError(
-                "Expected loss_on to be one of ('logits', "
-                f"'probabilities'). Received: loss_on={view!r}"
+                "Expected loss_on to be one of ('logits', 'probabilities'). "
+                f"Received: loss_on={view!r}"
             )
         if self.output != "probabilities":
             raise ValueError(
@@ -285,8 +285,8 @@ def _saved_model_classifier(loaded, output, name=None):
         fn = _single_output(signatures["serving_default"])
     else:
         raise ValueError(
-            "Expected a SavedModel with a serving signature or "
-            f"a `serve` endpoint. Received: {name!r} has neither"
+            "Expected a SavedModel with a serving signature or a `serve` endpoint. "
+            f"Received: {name!r} has neither"
         )
     clf = _declared(loaded, fn, output, name)
     if "serving_default" in signatures:
@@ -295,8 +295,8 @@ def _saved_model_classifier(loaded, output, name=None):
 
 
 def _signature_shapes(signature):
-    """(input shape, number of classes) of a one-input, one-output signature (None where
-    unknown)."""
+    """(input shape, number of classes) of a one-input, one-output signature
+    (None where unknown)."""
     (spec,) = signature.structured_input_signature[1].values()
     (out,) = signature.structured_outputs.values()
     classes = out.shape[-1] if out.shape.rank else None
@@ -324,10 +324,10 @@ def _declared(model, fn, output, name=None):
     """Rule 6: an opaque model whose output kind was declared."""
     if output is None:
         raise ValueError(
-            f"Cannot tell whether {name or type(model).__name__} outputs logits "
-            "or probabilities: declare output='logits' or output='probabilities' "
-            "(tfadv.models.as_classifier(model, output=...) or "
-            "tfadv.models.load(path, output=...)). Received: output=None"
+            f"Cannot tell whether {name or type(model).__name__} outputs logits or probabilities: "
+            "declare output='logits' or output='probabilities' "
+            "(tfadv.models.as_classifier(model, output=...) "
+            "or tfadv.models.load(path, output=...)). Received: output=None"
         )
     if output == "logits":
         return Classifier(model, "logits", fn, None, "output", name=name)
@@ -368,8 +368,8 @@ def as_classifier(model, output: str | None = None, name: str | None = None) -> 
         return model
     if not (callable(model) or hasattr(model, "signatures")):
         raise TypeError(
-            "Expected a Keras model, a loaded SavedModel or "
-            f"a Classifier. Received: {type(model).__name__}"
+            "Expected a Keras model, a loaded SavedModel or a Classifier. "
+            f"Received: {type(model).__name__}"
         )
     per_model = getattr(model, CACHE_ATTRIBUTE, None)
     if per_model is None:
@@ -395,8 +395,8 @@ def _find(model, output, name):
         clf.name = name
     if output is not None and clf.output != output:
         raise ValueError(
-            f"Model {clf.name!r} ends in a softmax, so it "
-            f"outputs probabilities. Received: output={output!r}"
+            f"Model {clf.name!r} ends in a softmax, so it outputs probabilities. "
+            f"Received: output={output!r}"
         )
     return clf
 

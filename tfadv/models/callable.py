@@ -23,8 +23,8 @@ GRADIENT_FREE_ATTACKS = ("square", "one_pixel", "random_sign", "hop_skip_jump")
 def no_gradient_error(name, what: str = "a gradient attack") -> ValueError:
     """The one-line error for a gradient asked of a model without gradients."""
     return ValueError(
-        f"Expected a model with gradients for {what}. Received: model "
-        f"{name!r} has none (a TFLite interpreter or a Python callable); "
+        f"Expected a model with gradients for {what}. Received: "
+        f"model {name!r} has none (a TFLite interpreter or a Python callable); "
         f"use a gradient-free attack ({', '.join(GRADIENT_FREE_ATTACKS)}) "
         "or transfer adversarial images from a differentiable model"
     )
@@ -106,8 +106,8 @@ def from_callable(
         shape = (None, *shape)
     if len(shape) != 4 or not all(isinstance(s, int) and s > 0 for s in shape[1:]):
         raise ValueError(
-            "Expected input_shape (H, W, C) or (None, H, "
-            f"W, C). Received: input_shape={input_shape!r}"
+            "Expected input_shape (H, W, C) or (None, H, W, C). "
+            f"Received: input_shape={input_shape!r}"
         )
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(

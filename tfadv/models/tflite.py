@@ -48,8 +48,8 @@ def representative_draw(images, count: int = REPRESENTATIVE_IMAGES, seed: int = 
     images = np.asarray(images, np.float32)
     if images.ndim != 4 or images.shape[0] == 0:
         raise ValueError(
-            "Expected representative_images of shape (N, H, "
-            f"W, C), N >= 1. Received: shape {images.shape}"
+            "Expected representative_images of shape (N, H, W, C), N >= 1. "
+            f"Received: shape {images.shape}"
         )
     if images.min() < 0.0 or images.max() > 1.0:
         raise ValueError(

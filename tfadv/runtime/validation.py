@@ -104,8 +104,8 @@ def to_images(images, input_shape=None) -> tf.Tensor:
 
 
 def to_labels(labels, images: tf.Tensor, num_classes=None, name: str = "labels") -> tf.Tensor:
-    """int64 (N,) tensor of class ids matching `images`; known values must lie in [0,
-    num_classes)."""
+    """int64 (N,) tensor of class ids matching `images`; known values must lie in
+    [0, num_classes)."""
     y = tf.convert_to_tensor(labels)
     if not y.dtype.is_integer:
         raise ValueError(
