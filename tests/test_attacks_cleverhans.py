@@ -1,4 +1,5 @@
-"""Differential tests: tfadv's FGSM (L-inf and L2), BIM and PGD (no random start) against CleverHans 4.0.
+"""Differential tests: tfadv's FGSM (L-inf and L2), BIM and PGD (no random start) against
+CleverHans 4.0.
 
 CleverHans is optional (`pip install cleverhans==4.0.0 --no-deps`); without it these skip.
 """

@@ -166,7 +166,8 @@ def test_pca_projection_and_embedding_figure(tmp_path):
 
 def test_the_contrastive_recipe_trains_the_defence_and_resumes_exactly(tmp_path):
     """Recipe contrastive (python -m tfadv.train --recipe=contrastive): a run killed after epoch 1
-    of 2 and resumed ends with the uninterrupted run's weights; the run notes the loss it trained."""
+    of 2 and resumed ends with the uninterrupted run's weights; the run notes the loss it
+    trained."""
     from conftest import tiny_config
     from tfadv.experiment import resume_check, run_folder
 

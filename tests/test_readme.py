@@ -105,7 +105,9 @@ def test_import_tfadv_loads_no_tensorflow_and_gives_every_subpackage():
     code = f"""
 import os, sys
 import tfadv
-assert "tensorflow" not in sys.modules and "keras" not in sys.modules, "import tfadv loaded TensorFlow"
+assert "tensorflow" not in sys.modules and "keras" not in sys.modules, (
+    "import tfadv loaded TensorFlow"
+)
 onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
 load = tfadv.models.load
 assert "tensorflow" in sys.modules and os.environ.get("TF_ENABLE_ONEDNN_OPTS") == onednn

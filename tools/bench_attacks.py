@@ -1,7 +1,7 @@
 """Times FGSM and PGD-10 for tfadv, CleverHans and the Adversarial Robustness Toolbox.
 
-    python tools/bench_attacks.py [--model=RUN_OR_KERAS_FILE] [--batch_size=256] [--repeats=7] [--processes=3]
-        [--out=docs/results/attack_speed]
+    python tools/bench_attacks.py [--model=RUN_OR_KERAS_FILE] [--batch_size=256] [--repeats=7]
+        [--processes=3] [--out=docs/results/attack_speed]
 
 One model (baseline_cnn, random weights unless --model), one batch, the same inputs for
 every library, all libraries in the same process. After warm-up, each round times every

@@ -1,26 +1,28 @@
 """Times tfadv's evaluation against the Adversarial Robustness Toolbox and CleverHans.
 
-    python tools/bench_evaluate.py --models=saved_models/standard_mini,saved_models/adversarial_batch_fgsm \
-        [--data_dir=../shared/data/cifar-10-mini-binary.tar.gz] [--n=500] [--eps=0.0313725] [--out=docs/results/bench_evaluate]
+    python tools/bench_evaluate.py \
+        --models=saved_models/standard_mini,saved_models/adversarial_batch_fgsm \
+        [--data_dir=../shared/data/cifar-10-mini-binary.tar.gz] [--n=500] [--eps=0.0313725] \
+        [--out=docs/results/bench_evaluate]
 
-1. The standard suite without FAB-T (APGD-CE 100 steps, APGD-T 9 targets x 100 steps, Square 5000 queries; ART has
-   no FAB) against ART 1.20's
-   AutoAttack machinery set to the same attacks and budgets: ART's own `auto_attack.run_attack` (what its AutoAttack
-   runs per attack: only on the samples still robust) with AutoProjectedGradientDescent (cross-entropy, 100
-   iterations, 1 random start, initial step 2 * eps as in the reference), then AutoProjectedGradientDescent
-   targeted with the DLR loss toward each of the 9 most likely other classes (100 iterations each), then
-   SquareAttack (5000 iterations, p_init 0.8, 1 restart). ART's AutoAttack class itself cannot be configured to
-   these budgets (with targeted=True it also runs every attack untargeted and targets all classes in index order),
-   hence its per-attack runner. Same model, same images, same eps.
-2. Early exit: PGD-10 robust accuracy of each model with tfadv (each image leaves the batch at its first
-   successful step) against CleverHans 4.0's PGD-10 over every image, then scored.
+1. The standard suite without FAB-T (APGD-CE 100 steps, APGD-T 9 targets x 100 steps, Square 5000
+   queries; ART has no FAB) against ART 1.20's AutoAttack machinery set to the same attacks and
+   budgets: ART's own `auto_attack.run_attack` (what its AutoAttack runs per attack: only on the
+   samples still robust) with AutoProjectedGradientDescent (cross-entropy, 100 iterations, 1 random
+   start, initial step 2 * eps as in the reference), then AutoProjectedGradientDescent targeted with
+   the DLR loss toward each of the 9 most likely other classes (100 iterations each), then
+   SquareAttack (5000 iterations, p_init 0.8, 1 restart). ART's AutoAttack class itself cannot be
+   configured to these budgets (with targeted=True it also runs every attack untargeted and targets
+   all classes in index order), hence its per-attack runner. Same model, same images, same eps.
+2. Early exit: PGD-10 robust accuracy of each model with tfadv (each image leaves the batch at its
+   first successful step) against CleverHans 4.0's PGD-10 over every image, then scored.
 
-Also prints the floor: the bare model evaluations that no implementation of the suite at these budgets can skip
-(every image that survives all three attacks takes 1,000 gradients and 5,000 forward passes), so ART / floor is the
-best ratio any implementation could reach on this machine.
+Also prints the floor: the bare model evaluations that no implementation of the suite at these
+budgets can skip (every image that survives all three attacks takes 1,000 gradients and 5,000
+forward passes), so ART / floor is the best ratio any implementation could reach on this machine.
 
-Prints seconds, robust accuracies and ratios (ART / tfadv, CleverHans / tfadv, tfadv / floor, ART / floor); writes
-bench.csv and bench.md to --out. Libraries that are not installed are skipped.
+Prints seconds, robust accuracies and ratios (ART / tfadv, CleverHans / tfadv, tfadv / floor,
+ART / floor); writes bench.csv and bench.md to --out. Libraries that are not installed are skipped.
 """
 
 import argparse

@@ -128,7 +128,10 @@ def main(argv=None):
     xs, ys = x[right], y[right]
     for name in ("keras", "tflite_int8"):
         clf = subjects[name][0]
-        run = lambda clf=clf: attacks.square(clf, xs, ys, eps, queries=args.queries, seed=0)  # noqa: E731
+
+        def run(clf=clf):
+            return attacks.square(clf, xs, ys, eps, queries=args.queries, seed=0)
+
         seconds = timed(run, max(1, args.rounds // 2))
         broken = float(
             np.mean(np.argmax(np.asarray(attacks.probabilities_of(clf, run())), -1) != ys)

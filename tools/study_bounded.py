@@ -7,10 +7,11 @@ tfadv.experiment.config: "bounded_leaky_relu"), each without and with Gaussian n
 (--noise_placement, --noise_stddev), trained through the recipes (`study_common.train_run`, recipe
 standard: seeded pipeline, resume, run folders in --out/runs) on a two-class subset of the CIFAR-10
 mini archive (--two_classes; the subset is written to --out/data and the model keeps its ten
-outputs) and on all ten classes. Each model is scored by the evaluation (`tfadv.evaluation.evaluate`,
---suite at --eps on the first --eval_images test images; reports in --out/evaluations) and attacked
-with one universal adversarial patch (`tfadv.attacks.patch`, untargeted, random places), optimised
-on --patch_train_images of its run's training images and pasted at random places on the test images.
+outputs) and on all ten classes. Each model is scored by the evaluation
+(`tfadv.evaluation.evaluate`, --suite at --eps on the first --eval_images test images; reports in
+--out/evaluations) and attacked with one universal adversarial patch (`tfadv.attacks.patch`,
+untargeted, random places), optimised on --patch_train_images of its run's training images and
+pasted at random places on the test images.
 
 Tables (CSV + study.md):
 1. attack_success: rows = model variant, columns = clean accuracy, the % of successful patch attacks
@@ -19,7 +20,8 @@ Tables (CSV + study.md):
 2. activations: per setting, variant and activation layer, the largest activation seen on clean and
    on patched test images (max over images) and the median per-image maximum: the mechanism the
    bound is meant to cut (a patch wins by driving a few activations very high).
-PNGs: activations_<setting>.png (largest activation per layer, clean vs patched), patch_examples.png.
+PNGs: activations_<setting>.png (largest activation per layer, clean vs patched),
+patch_examples.png.
 """
 
 import numpy as np

@@ -3,7 +3,8 @@ perturbations on equal numbers of high, medium and low confidence images.
 
     python tools/study_confidence.py --out=/work/runs/study_confidence --model=/work/runs/mini_std
     python tools/study_confidence.py --out=... --keras_application=InceptionV3 \\
-        --weights=/data/inception_v3_weights_tf_dim_ordering_tf_kernels.h5 --images=/data/imagenet_val_1000.npz \\
+        --weights=/data/inception_v3_weights_tf_dim_ordering_tf_kernels.h5 \\
+        --images=/data/imagenet_val_1000.npz \\
         --per_bucket=100 --batch_size=16 --suite=none
 
 The classifier: --model (a run folder, RUN:NAME, a .keras file or a SavedModel; or an architecture
@@ -27,7 +28,8 @@ tabulates top-1 and top-5 error per bucket (`tfadv.evaluation.metrics.confidence
 paper's layout). With --suite, the classifier is also scored by `tfadv.evaluation.evaluate` on the
 first --eval_images pool images at the largest eps.
 
-Tables: buckets, confidence (one per eps), CSV + study.md; PNGs: confidence_error.png, confidence_histogram.png.
+Tables: buckets, confidence (one per eps), CSV + study.md; PNGs: confidence_error.png,
+confidence_histogram.png.
 """
 
 import numpy as np

@@ -8,22 +8,28 @@ folder per defence in --out/runs/<name>, reused unless --retrain (all) or --retr
 
   baseline           standard training
   (noise control)    the baseline evaluated under random-sign noise of the same eps (no training)
-  random_noise       random-noise "adversarial training": a random-sign copy of the training set made once
-  adversarial_epoch  per-epoch adversarial training: an FGSM copy of --epoch_fraction of the set, regenerated each epoch
+  random_noise       random-noise "adversarial training": a random-sign copy of the training set
+                     made once
+  adversarial_epoch  per-epoch adversarial training: an FGSM copy of --epoch_fraction of the set,
+                     regenerated each epoch
   fgsm_batch         per-batch FGSM adversarial training, --fgsm_ratio of each batch adversarial
-  pgd_batch          per-batch PGD-<--pgd_steps> adversarial training (Madry et al.), every batch adversarial
-  distill            defensive distillation: teacher and student at --temperature, student deployed at T = 1
-  distill_variant    teacher at T = 1 raised to --variant_temperature, student trained and deployed there
-  final              a student distilled (recipe distill, --final_temperature, deployed at T = 1) from the best
-                     adversarially trained teacher (highest suite robust accuracy among adversarial_epoch,
-                     fgsm_batch and pgd_batch, or --final_teacher), behind random-sign noise preprocessing at
-                     test time (--test_noise_eps; evaluated with expectation over transformation)
+  pgd_batch          per-batch PGD-<--pgd_steps> adversarial training (Madry et al.), every batch
+                     adversarial
+  distill            defensive distillation: teacher and student at --temperature, student deployed
+                     at T = 1
+  distill_variant    teacher at T = 1 raised to --variant_temperature, student trained and deployed
+                     there
+  final              a student distilled (recipe distill, --final_temperature, deployed at T = 1)
+                     from the best adversarially trained teacher (highest suite robust accuracy
+                     among adversarial_epoch, fgsm_batch and pgd_batch, or --final_teacher), behind
+                     random-sign noise preprocessing at test time (--test_noise_eps; evaluated with
+                     expectation over transformation)
 
 For every model: clean accuracy (--test_images test images, default all 932), accuracy on its own
 FGSM-perturbed test set at --eps (the papers' metric, loss on the logits; also with the loss on the
 output probabilities, as a naive attacker sees it), and the headline robust accuracy of
-`tfadv.evaluation.evaluate` (suite --suite on the first --eval_images test images at --eps, the worst
-case over the suite and the masking checklist's attacks) with the checks that failed; and the
+`tfadv.evaluation.evaluate` (suite --suite on the first --eval_images test images at --eps, the
+worst case over the suite and the masking checklist's attacks) with the checks that failed; and the
 input-gradient norm histograms (initially correct vs incorrect) of the baseline, the adversarially
 trained and the distilled models.
 

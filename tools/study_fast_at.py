@@ -1,16 +1,18 @@
-"""Fast adversarial training (Wong et al. 2020, "Fast is better than free") against PGD-7 adversarial
-training, on the same model, data, optimiser and seed.
+"""Fast adversarial training (Wong et al. 2020, "Fast is better than free") against PGD-7
+adversarial training, on the same model, data, optimiser and seed.
 
     python tools/study_fast_at.py --out=/work/runs/study_fast_at --epochs=15
 
 Variants (--variants, all recipe adversarial_batch with every batch adversarial, eps --eps):
   pgd7          PGD-<--pgd_steps> from a random start, step 2.5 eps / steps (Madry et al.)
-  fast          FGSM from a uniform random start, step alpha = --alpha_factor * eps (1.25: Wong et al.),
-                with the catastrophic-overfitting guard (--guard_images training images PGD-10-checked at
-                each epoch end; a fall of more than --guard_drop below the best epoch stops training and
-                restores the previous epoch's weights; configs/adversarial_batch_fast.flags)
+  fast          FGSM from a uniform random start, step alpha = --alpha_factor * eps (1.25: Wong
+                et al.), with the catastrophic-overfitting guard (--guard_images training images
+                PGD-10-checked at each epoch end; a fall of more than --guard_drop below the best
+                epoch stops training and restores the previous epoch's weights;
+                configs/adversarial_batch_fast.flags)
   fast_noguard  the same without the guard
-  fgsm          plain FGSM (no random start, step eps), no guard: the setting prone to catastrophic overfitting
+  fgsm          plain FGSM (no random start, step eps), no guard: the setting prone to catastrophic
+                overfitting
 
 PGD-7 trains --epochs epochs; every fast variant trains each of --fast_epochs (a comma list, default
 --epochs; e.g. 15,10: one run each, Wong et al. gave the fast method fewer epochs), run folders
@@ -20,10 +22,12 @@ Per run: seconds per epoch (training + validation + the guard's check, timed by 
 total training time, the PGD-10 accuracy on the guard's held training images after every epoch
 (measured for every variant by an untimed probe), clean accuracy and PGD-20 accuracy on
 --test_images test images, and the headline robust accuracy of `tfadv.evaluation.evaluate` (suite
---suite on the first --eval_images). The goal (issue 11): fast reaches at least 90% of PGD-7's robust
-accuracy in at most 30% of its training time; study.md says whether it was met, on which measure.
+--suite on the first --eval_images). The goal (issue 11): fast reaches at least 90% of PGD-7's
+robust accuracy in at most 30% of its training time; study.md says whether it was met, on which
+measure.
 
-Tables: variants, goal (CSV + study.md); PNG: fast_at.png (held-batch robust accuracy and seconds per epoch).
+Tables: variants, goal (CSV + study.md); PNG: fast_at.png (held-batch robust accuracy and seconds
+per epoch).
 Times come from a shared 2-core machine: compare them within one run of this script.
 """
 

@@ -1,8 +1,9 @@
-"""Class imbalance and adversarial robustness (Possas slides): for each class an under-sampled and an
-over-sampled training set, plus the balanced baseline; white-box and black-box FGSM per class.
+"""Class imbalance and adversarial robustness (Possas slides): for each class an under-sampled and
+an over-sampled training set, plus the balanced baseline; white-box and black-box FGSM per class.
 
     python tools/study_imbalance.py --out=/work/runs/study_imbalance --epochs=10
-    python tools/study_imbalance.py --out=... --classes=cat,dog --epochs=1 --train_images=200    # a small run
+    # a small run:
+    python tools/study_imbalance.py --out=... --classes=cat,dog --epochs=1 --train_images=200
 
 Every model (--model, vgg_small by default) is trained through run_training on the CIFAR-10 mini
 archive: "balanced", and for every class C of --classes (default all ten) "under_C"

@@ -19,7 +19,8 @@ accuracy of a noisy model is one noisy prediction per image.
 
 Part 2 (Cohen et al. 2019): a model trained with Gaussian noise at the input (--smoothing_sigma) is
 smoothed with the same sigma and certified on --certify_images test images with n0 = --n0 and
-n = --n samples at alpha = --alpha: certified accuracy over the L2 radius (the paper used n = 100,000).
+n = --n samples at alpha = --alpha: certified accuracy over the L2 radius (the paper used
+n = 100,000).
 
 Tables: accuracy_vs_eps, certified_accuracy (CSV + study.md); PNGs: accuracy_vs_eps.png,
 certified_accuracy.png.

@@ -54,7 +54,8 @@ def compiled(clf, fn, signature, jit_compile="auto", **static):
         fn: a module-level function `fn(*tensors, model_ref, output, **static)`; it must reach
             the model only through `classifier_of(model_ref, output)`.
         signature: the tf.function input_signature.
-        jit_compile: "auto" | "true" | "false" | bool (see tfadv.runtime.devices.resolve_jit_compile).
+        jit_compile: "auto" | "true" | "false" | bool (see
+            tfadv.runtime.devices.resolve_jit_compile).
         **static: hashable Python options fixed at trace time (norm, steps, loss, ...).
     """
     jit = devices.resolve_jit_compile(jit_compile)
@@ -143,9 +144,9 @@ def choose_targets(
 def run(
     model, fn, images, labels, eps, alpha=0.0, seed=0, target=None, jit_compile="auto", **static
 ):
-    """Checks the arguments, resolves the targets, fetches the compiled attack and runs it
-    (eagerly or inside a graph). `fn(x, y, targets, eps, alpha, seed, *, model_ref, output, **static)`;
-    eps is checked against `static["norm"]` (L-inf when absent)."""
+    """Checks the arguments, resolves the targets, fetches the compiled attack and runs it (eagerly
+    or inside a graph). `fn(x, y, targets, eps, alpha, seed, *, model_ref, output, **static)`; eps
+    is checked against `static["norm"]` (L-inf when absent)."""
     clf, x, y = prepare(model, images, labels, eps, static.get("norm", norms.LINF))
     if "loss_on" in static:
         losses.check_loss_on(clf, static["loss_on"])

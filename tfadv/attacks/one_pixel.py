@@ -1,12 +1,12 @@
 """The one-pixel attack (Su et al. 2019): differential evolution over k pixels, black-box.
 
-Each candidate is k rows of (row, column, change of each channel, e.g. dr, dg, db): a pixel position and the change of
-its channel values, |change| <= eps (eps = 1: any colour, the original attack). The model is
-only queried for its output probabilities; the fitness is the probability of the true class
-(minimised) or of the target class (maximised). DE/rand/1 with mutation factor F and no
-crossover, as in the paper; a child replaces its parent when it is at least as fit. An image
-stops mattering once one candidate succeeds; the search ends when every image has succeeded
-or the query budget is spent. The whole search for a batch runs in one compiled tf.function.
+Each candidate is k rows of (row, column, change of each channel, e.g. dr, dg, db): a pixel position
+and the change of its channel values, |change| <= eps (eps = 1: any colour, the original attack).
+The model is only queried for its output probabilities; the fitness is the probability of the true
+class (minimised) or of the target class (maximised). DE/rand/1 with mutation factor F and no
+crossover, as in the paper; a child replaces its parent when it is at least as fit. An image stops
+mattering once one candidate succeeds; the search ends when every image has succeeded or the query
+budget is spent. The whole search for a batch runs in one compiled tf.function.
 """
 
 import numbers

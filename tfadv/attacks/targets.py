@@ -1,8 +1,9 @@
 """Target classes for targeted attacks, chosen one way everywhere.
 
-`target` is None (untargeted), "least_likely" (the lowest logit), "least_likely_top5" (the
-lowest of the five most probable classes, as in the Possas study), "random" (a uniformly random
-class other than the label, drawn from the image's own seed), an int class id for every image, or per-image class ids (N,).
+`target` is None (untargeted), "least_likely" (the lowest logit), "least_likely_top5" (the lowest of
+the five most probable classes, as in the Possas study), "random" (a uniformly random class other
+than the label, drawn from the image's own seed), an int class id for every image, or per-image
+class ids (N,).
 """
 
 import numbers

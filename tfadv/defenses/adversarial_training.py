@@ -1,4 +1,5 @@
-"""Adversarial training through `model.fit`: per batch (Madry style), per epoch, pre-generated noise.
+"""Adversarial training through `model.fit`: per batch (Madry style), per epoch, pre-generated
+noise.
 
     attack = tfadv.attacks.Attack("pgd", steps=7)
     trainer = AdversarialTrainer(classifier, attack, eps=8 / 255, ratio=1.0)

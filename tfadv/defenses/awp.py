@@ -79,7 +79,8 @@ def perturbation(network, loss_fn, gamma):
 
 
 def train_step(network, optimizer, loss_fn, gamma=None):
-    """One optimiser step of `network` on `loss_fn(forward)` (a replica-local mean); returns the loss.
+    """One optimiser step of `network` on `loss_fn(forward)` (a replica-local mean); returns the
+    loss.
 
     gamma None: a plain step. Otherwise a scalar (a variable, read at run time): the gradient is
     taken at the AWP-perturbed weights (see the module docstring); at gamma 0 that is w itself.

@@ -13,8 +13,9 @@ worst case over every attack the evaluation ran, which is the report's headline.
     (g) a margin loss on the logits is no stronger than cross-entropy on the outputs
     (h) doubling the iterations and restarts of every gradient attack of the suite, run on the
         suite's survivors, breaks under 1% more images
-    (i) for a model random at inference: the attacks with expectation over transformation (EOT) are at
-        least as strong as without, and no single draw scores over 1 point above the mean of R draws
+    (i) for a model random at inference: the attacks with expectation over transformation (EOT) are
+        at least as strong as without, and no single draw scores over 1 point above the mean of R
+        draws
 
 A failed check names its remedy, which the evaluation runs and folds into the headline (see
 `tfadv.evaluation.remedies`): (b), (c), (f) -> BPDA (the gradient attacks again through
@@ -163,7 +164,8 @@ def randomness_handled(
     Args:
         stochastic: outputs differ between calls (else the check does not apply).
         samples: EOT draws every attack and prediction averaged.
-        draw_accuracies: accuracy of each of R single forward passes on the final adversarial images.
+        draw_accuracies: accuracy of each of R single forward passes on the final adversarial
+            images.
         eot, no_eot: mean accuracy over R draws on the images of the suite run with and without EOT.
     """
     name = "a random model is attacked with EOT and scored over many draws"

@@ -2,9 +2,9 @@
 attacked the same way, side by side.
 
     gap = deployment_gap(keras_model, {"model_int8": "RUN/models/model_int8.tflite"}, x, y, 8 / 255)
-    gap.table()                      # one row per model: clean, agreement, each attack, worst case
-    gap.verdicts()                   # images whose verdict differs between float and a deployed model
-    gap.write("out")                 # deployment.md, deployment.csv, verdicts.csv, outcomes.csv, summary.json
+    gap.table()  # one row per model: clean, agreement, each attack, worst case
+    gap.verdicts()  # images whose verdict differs between float and a deployed model
+    gap.write("out")  # deployment.md, deployment.csv, verdicts.csv, outcomes.csv, summary.json
 
 Every model gets the gradient-free attacks of `tfadv.evaluation.gradient_free` (Square, HopSkipJump,
 transfer PGD-20 from the float model, the float model's patch), the float model included (there

@@ -1,4 +1,5 @@
-"""Clean metrics: probabilities, confusion matrices, per-class accuracy, top-k error, confidence buckets.
+"""Clean metrics: probabilities, confusion matrices, per-class accuracy, top-k error, confidence
+buckets.
 
 Images are float32 in [0, 1]; `model` is any classifier `tfadv.models.as_classifier` accepts.
 """

@@ -1,4 +1,5 @@
-"""The remedy of every failed masking check, run in the same evaluation and folded into the headline.
+"""The remedy of every failed masking check, run in the same evaluation and folded into the
+headline.
 
 (b), (c) or (f) -> BPDA: the suite's gradient attacks again through
 `tfadv.models.straight_through` on the white-box survivors, their breaks scored on the model

@@ -2,8 +2,8 @@
 per table, PNG figures and TensorBoard summaries, all into one folder written atomically.
 
     OUTPUT/report.md, summary.json, headline.csv, transfer.csv, transfer.png
-    OUTPUT/<model>/suite.csv, checks.csv, remedies.csv, sweep.csv, per_class.csv, confidence.csv, masking.csv,
-                   gradient_norms.csv, confusion_clean.csv, confusion_adversarial.csv,
+    OUTPUT/<model>/suite.csv, checks.csv, remedies.csv, sweep.csv, per_class.csv, confidence.csv,
+                   masking.csv, gradient_norms.csv, confusion_clean.csv, confusion_adversarial.csv,
                    eps_curves.png, confusion.png, gradient_norms.png, examples.png
     OUTPUT/tensorboard/<model>/   scalars (clean, robust per attack, headline) and the figures
 """

@@ -85,7 +85,8 @@ class SuiteResult:
         eps: the budget (pixel scale).
         attacks: the attacks' descriptions, in the order they ran.
         labels, clean_predictions, predictions: int (N,); `predictions` are the worst-case ones.
-        adversarial: float32 (N, H, W, C): the breaking image of each broken example, else the clean one.
+        adversarial: float32 (N, H, W, C): the breaking image of each broken example, else the clean
+            one.
         broken_by: int (N,): -2 misclassified when clean, -1 robust, k: broken by attack k.
         ran_on: images each attack was run on; seconds: time each attack took.
         forwards, gradients: model forward passes and input gradients each attack spent

@@ -35,7 +35,8 @@ CANDIDATES = ("grid", "top_k")
 
 
 def roc_curve(clean_scores, attacked_scores) -> tuple:
-    """(fpr, tpr, thresholds) with the attacked images as positives, flagged when score >= threshold.
+    """(fpr, tpr, thresholds) with the attacked images as positives, flagged when
+    score >= threshold.
 
     thresholds start at +inf (nothing flagged, the point (0, 0)) and then run over the distinct
     scores, highest first, ending at (1, 1). NumPy only.
@@ -173,8 +174,9 @@ class ConsistencyDetector:
         )
 
     def scores_from_maps(self, maps) -> np.ndarray:
-        """float32 (N,) scores from occlusion maps of the predicted classes (made with this detector's
-        size, stride and fill): one set of maps serves every `score` and `candidates` choice."""
+        """float32 (N,) scores from occlusion maps of the predicted classes (made with this
+        detector's size, stride and fill): one set of maps serves every `score` and `candidates`
+        choice."""
         n = len(maps.drops)
         drops = maps.drops.reshape(n, -1)
         flipped = maps.covered_predictions.reshape(n, -1) != maps.predictions[:, None]

@@ -1,6 +1,8 @@
 """TFLite (LiteRT) exports of a classifier and the deployed artefact as a Classifier.
 
-    tfadv.models.export_tflite(model, "out/model_int8.tflite", "int8", representative_images=x_train)
+    tfadv.models.export_tflite(
+        model, "out/model_int8.tflite", "int8", representative_images=x_train
+    )
     clf = tfadv.models.load("out/model_int8.tflite")     # probabilities, no gradients
     tfadv.models.export_precisions(model, "RUN/models", "model", representative_images=x_train)
 
