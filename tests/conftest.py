@@ -6,7 +6,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
 
-import tfadv  # noqa: E402, F401  (before any test module loads TensorFlow: tfadv's oneDNN default applies)
+# before any test module loads TensorFlow: tfadv's oneDNN default applies
+import tfadv  # noqa: E402, F401
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MINI_ARCHIVE = os.path.join(
@@ -42,7 +43,8 @@ def tiny_config(output_dir, **overrides):
 
 @pytest.fixture(scope="session")
 def trained_tiny_cnn():
-    """tiny_cnn trained 4 epochs on 1,024 synthetic images, shared by the attack tests (don't modify it)."""
+    """tiny_cnn trained 4 epochs on 1,024 synthetic images, shared by the attack tests
+    (don't modify it)."""
     import keras
 
     from tfadv import data, models

@@ -433,7 +433,10 @@ def test_square_schedule_and_square_sides():
     assert float(square_module.square_fraction(100, 5000, 0.8)) == pytest.approx(
         0.8 / 4
     )  # AutoAttack: not rescaled
-    side = lambda p, norm: int(square_module.square_side(tf.constant(p), 32, 32, norms.get(norm)))  # noqa: E731
+
+    def side(p, norm):
+        return int(square_module.square_side(tf.constant(p), 32, 32, norms.get(norm)))
+
     assert [side(0.8, "inf"), side(0.05, "inf"), side(1e-5, "inf")] == [29, 7, 1]
     assert [side(0.8, "2"), side(0.05, "2"), side(1e-5, "2"), side(1.0, "2")] == [29, 7, 3, 32]
 

@@ -146,7 +146,10 @@ def test_target_choices(trained):
 def test_targeted_pgd_hits_the_target_more_often_than_clean(trained):
     model, x, y = trained
     targets = attacks.choose_targets(model, x, y, "random", seed=0).numpy()
-    hits = lambda images: np.mean(attacks.logits_of(model, images).numpy().argmax(1) == targets)  # noqa: E731
+
+    def hits(images):
+        return np.mean(attacks.logits_of(model, images).numpy().argmax(1) == targets)
+
     targeted = hits(attacks.pgd(model, x, y, EPS, target=targets, seed=0))
     assert targeted > hits(x) and targeted > hits(attacks.pgd(model, x, y, EPS, seed=0))
 
@@ -303,7 +306,9 @@ def test_mirrored_strategy_replica_context():
         class Adversarial(keras.Model):
             def train_step(self, batch):
                 images, labels = batch
-                adv = attacks.pgd(self, images, labels, 0.03, steps=2, seed=(0, self.optimizer.iterations))
+                adv = attacks.pgd(
+                    self, images, labels, 0.03, steps=2, seed=(0, self.optimizer.iterations)
+                )
                 tf.debugging.assert_less_equal(tf.reduce_max(tf.abs(adv - images)), 0.0301)
                 return super().train_step((adv, labels))
 
@@ -313,7 +318,9 @@ def test_mirrored_strategy_replica_context():
             model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
         x = np.random.default_rng(0).random((40, 32, 32, 3), dtype=np.float32)
         history = model.fit(x, np.arange(40) % 10, batch_size=16, epochs=2, verbose=0)
-        counts = [f.experimental_get_tracing_count() for f in attack_compile._COMPILED[model].values()]
+        counts = [
+            f.experimental_get_tracing_count() for f in attack_compile._COMPILED[model].values()
+        ]
         print("OK", counts)
         """
     )

@@ -1,4 +1,5 @@
-"""Differential tests: tfadv's FGSM (L-inf and L2), BIM and PGD (no random start) against CleverHans 4.0.
+"""Differential tests: tfadv's FGSM (L-inf and L2), BIM and PGD (no random start) against
+CleverHans 4.0.
 
 CleverHans is optional (`pip install cleverhans==4.0.0 --no-deps`); without it these skip.
 """
@@ -20,7 +21,8 @@ TOLERANCE = 1e-6
 
 @pytest.fixture(scope="module", params=["tiny_cnn", "baseline_cnn"])
 def setup(request):
-    """The model (tiny_cnn briefly trained, baseline_cnn as initialised), its logits model and a batch."""
+    """The model (tiny_cnn briefly trained, baseline_cnn as initialised), its logits model and a
+    batch."""
     keras.utils.set_random_seed(0)
     model = models.build(request.param)
     if request.param == "tiny_cnn":

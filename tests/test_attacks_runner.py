@@ -68,7 +68,10 @@ def test_targeted_runs_hit_their_targets_more_than_untargeted(setup):
     targeted = attacks.run_attack(model, test, "bim", 0.06, target=2, steps=5)
     np.testing.assert_array_equal(targeted.targets, np.full(len(test), 2))
     untargeted = attacks.run_attack(model, test, "bim", 0.06, steps=5)
-    p_target = lambda result: model(result.adversarial, training=False).numpy()[:, 2].mean()  # noqa: E731
+
+    def p_target(result):
+        return model(result.adversarial, training=False).numpy()[:, 2].mean()
+
     assert p_target(targeted) > p_target(untargeted)
     assert targeted.summary()["target_success_rate"] == np.mean(
         targeted.adversarial_predictions == 2

@@ -15,7 +15,8 @@ from tfadv.evaluation import checklist
 from tfadv.evaluation.sections import doubled as _doubled
 
 EPS = 16 / 255
-MASKED_SUITE = "pgd(steps=1),square(queries=100)"  # a one-step gradient attack: doubling it still breaks images
+# a one-step gradient attack: doubling it still breaks images
+MASKED_SUITE = "pgd(steps=1),square(queries=100)"
 
 
 def _quantize(x):
@@ -42,7 +43,8 @@ def quantized(trained_tiny_cnn):
 
 @pytest.fixture(scope="module")
 def masked(trained_tiny_cnn, quantized, images):
-    """The plain CNN beside its quantized twin (same weights), one short gradient attack + Square."""
+    """The plain CNN beside its quantized twin (same weights), one short gradient attack +
+    Square."""
     x, y = images
     return evaluation.evaluate(
         {"twin": trained_tiny_cnn, "quantized": quantized},
@@ -60,7 +62,7 @@ def _checks(m) -> dict:
     return {c.key: c for c in m.checks}
 
 
-# ----------------------------------------------------------------------------- the checks, with numbers
+# ---------------------------------------------------------------------- the checks, with numbers
 
 
 def test_a_iterative_vs_single_step():

@@ -114,7 +114,8 @@ def test_a_saturated_softmax_is_flagged_and_its_headline_is_the_worst_case(repor
     headline = report.headline().set_index("model")
     assert headline.loc["saturated", "masking_checks_failed"] != "none"
     assert headline.loc["saturated", "robust_accuracy"] == pytest.approx(saturated.robust_accuracy)
-    # the same logits: the honest robust accuracy of the saturated copy is that of the plain model or lower
+    # the same logits: the honest robust accuracy of the saturated copy is that of the plain model
+    # or lower
     assert saturated.robust_accuracy <= plain.robust_accuracy + 1 / 64
 
 

@@ -26,8 +26,9 @@ def images():
 
 
 def quadrant_model(scale=0.25, clean_logit=3.0):
-    """2 classes on 16x16x3 images; logit 0 = scale * (sum of the top-left 8x8 quadrant - c), logit 1 = 0,
-    with c chosen so that an all-ones quadrant gives logit 0 = clean_logit. The rest of the image is ignored."""
+    """2 classes on 16x16x3 images; logit 0 = scale * (sum of the top-left 8x8 quadrant - c),
+    logit 1 = 0, with c chosen so that an all-ones quadrant gives logit 0 = clean_logit. The rest of
+    the image is ignored."""
     inputs = keras.Input((16, 16, 3))
     quadrant = keras.layers.Cropping2D(((0, 8), (0, 8)))(inputs)
     dense = keras.layers.Dense(2)
@@ -192,7 +193,8 @@ def test_threshold_for_fpr_flags_at_most_the_share_asked():
 
 @pytest.fixture(scope="module")
 def patched():
-    """tiny_cnn trained briefly on 16x16 synthetic images, and a 6x6 patch attack on held-out images."""
+    """tiny_cnn trained briefly on 16x16 synthetic images, and a 6x6 patch attack on held-out
+    images."""
     keras.utils.set_random_seed(0)
     model = models.build("tiny_cnn", (16, 16, 3), 10)
     train = data.make_synthetic(2048, seed=0, size=16)

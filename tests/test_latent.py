@@ -34,7 +34,8 @@ def _model(seed=1):
 def test_contrastive_loss_by_hand():
     e = np.array([[0.0, 0.0], [0.0, 1.0], [3.0, 0.0], [0.0, 0.5]], np.float32)
     y = np.array([0, 0, 1, 2])
-    # same class: the pair (0, 1) at distance 1; different: (0,2)=3, (0,3)=.5, (1,2)=sqrt(10), (1,3)=.5, (2,3)=sqrt(9.25)
+    # same class: the pair (0, 1) at distance 1; different: (0,2)=3, (0,3)=.5, (1,2)=sqrt(10),
+    # (1,3)=.5, (2,3)=sqrt(9.25)
     pull = 1.0
     push = np.mean(
         [0.0, 1.5**2, 0.0, 1.5**2, 0.0]
@@ -165,7 +166,8 @@ def test_pca_projection_and_embedding_figure(tmp_path):
 
 def test_the_contrastive_recipe_trains_the_defence_and_resumes_exactly(tmp_path):
     """Recipe contrastive (python -m tfadv.train --recipe=contrastive): a run killed after epoch 1
-    of 2 and resumed ends with the uninterrupted run's weights; the run notes the loss it trained."""
+    of 2 and resumed ends with the uninterrupted run's weights; the run notes the loss it
+    trained."""
     from conftest import tiny_config
     from tfadv.experiment import resume_check, run_folder
 

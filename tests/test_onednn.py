@@ -1,4 +1,5 @@
-"""tfadv turns TensorFlow's oneDNN kernels on by default on x86-64, only when that can take effect."""
+"""tfadv turns TensorFlow's oneDNN kernels on by default on x86-64, only when that can take
+effect."""
 
 import os
 import platform
@@ -22,7 +23,10 @@ def _python(code, **env_overrides):
     return result.stdout.split()
 
 
-REPORT = "import os, tfadv; from tfadv.runtime import onednn; print(os.environ.get('TF_ENABLE_ONEDNN_OPTS'), onednn.is_enabled())"
+REPORT = (
+    "import os, tfadv; from tfadv.runtime import onednn; "
+    "print(os.environ.get('TF_ENABLE_ONEDNN_OPTS'), onednn.is_enabled())"
+)
 
 
 @pytest.mark.skipif(not X86, reason="tfadv sets the oneDNN default on x86-64 only")

@@ -105,7 +105,9 @@ def test_import_tfadv_loads_no_tensorflow_and_gives_every_subpackage():
     code = f"""
 import os, sys
 import tfadv
-assert "tensorflow" not in sys.modules and "keras" not in sys.modules, "import tfadv loaded TensorFlow"
+assert "tensorflow" not in sys.modules and "keras" not in sys.modules, (
+    "import tfadv loaded TensorFlow"
+)
 onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
 load = tfadv.models.load
 assert "tensorflow" in sys.modules and os.environ.get("TF_ENABLE_ONEDNN_OPTS") == onednn
@@ -228,14 +230,16 @@ def test_every_python_block_of_the_readme_runs(quickstart_run, tmp_path):
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         results = dict(zip(codes, pool.map(run_block, codes), strict=True))
     failures = [
-        f"README python block {index} ({blocks[index - 1].strip().splitlines()[0]!r}):\n{result.stderr[-2000:]}"
+        f"README python block {index} ({blocks[index - 1].strip().splitlines()[0]!r}):\n"
+        f"{result.stderr[-2000:]}"
         for index, (result, _) in results.items()
         if result.returncode != 0
     ]
     assert not failures, "\n\n".join(failures)
     seconds = {index: duration for index, (_, duration) in results.items()}
     print(
-        f"executed {len(results)} of {len(blocks)} README python blocks (seconds each: {seconds}); skipped: {skipped}"
+        f"executed {len(results)} of {len(blocks)} README python "
+        f"blocks (seconds each: {seconds}); skipped: {skipped}"
     )
     assert len(results) + len(skipped) == len(blocks) >= 7
 

@@ -1,4 +1,5 @@
-"""TFLite exports (float32, float16, int8) queried as deployed, models without gradients, HopSkipJump."""
+"""TFLite exports (float32, float16, int8) queried as deployed, models without gradients,
+HopSkipJump."""
 
 import threading
 

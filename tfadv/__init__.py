@@ -23,7 +23,8 @@ SUBPACKAGES = (
     "explain",
     "experiment",
 )
-"""Loaded on first attribute access; the CLIs (tfadv.train, tfadv.attack, tfadv.evaluate) are not."""
+"""Loaded on first attribute access; the CLIs (tfadv.train, tfadv.attack, tfadv.evaluate) are
+not."""
 
 
 def __getattr__(name):

@@ -2,7 +2,8 @@
 
     python -m tfadv.evaluate --model=saved_models/RUN [--model=saved_models/OTHER:student_T1] \
         --eps=0.03 [--suite=standard|fast|pgd(steps=50),square] [--limit=500] [--sections=all]
-    python -m tfadv.evaluate --model=RUN:model_int8 | --model=RUN --deployment --eps=0.03 --suite=fast
+    python -m tfadv.evaluate --model=RUN:model_int8 | --model=RUN --deployment --eps=0.03 \
+        --suite=fast
 
 Runs the attack suite (each attack only on the images still unbroken), the gradient-masking
 checklist, an eps sweep, per-class, confidence and gradient tables and, with several models, a

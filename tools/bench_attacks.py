@@ -1,7 +1,7 @@
 """Times FGSM and PGD-10 for tfadv, CleverHans and the Adversarial Robustness Toolbox.
 
-    python tools/bench_attacks.py [--model=RUN_OR_KERAS_FILE] [--batch_size=256] [--repeats=7] [--processes=3]
-        [--out=docs/results/attack_speed]
+    python tools/bench_attacks.py [--model=RUN_OR_KERAS_FILE] [--batch_size=256] [--repeats=7]
+        [--processes=3] [--out=docs/results/attack_speed]
 
 One model (baseline_cnn, random weights unless --model), one batch, the same inputs for
 every library, all libraries in the same process. After warm-up, each round times every
@@ -40,7 +40,8 @@ from datetime import UTC, datetime
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from tfadv.runtime import onednn  # noqa: E402
 
-onednn.enable_by_default()  # before TensorFlow loads, as importing tfadv first does (see tfadv.runtime.onednn)
+# before TensorFlow loads, as importing tfadv first does (see tfadv.runtime.onednn)
+onednn.enable_by_default()
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -143,7 +144,8 @@ def art_fns(logits_model, x, y, batch_size):
 
 
 def cleverhans_agreement(model, logits_model, x, y) -> dict:
-    """{attack: largest |tfadv - CleverHans|} for L-inf FGSM, BIM-10 and PGD-10 without random start."""
+    """{attack: largest |tfadv - CleverHans|} for L-inf FGSM, BIM-10 and PGD-10 without random
+    start."""
     try:
         from cleverhans.tf2.attacks.fast_gradient_method import fast_gradient_method
         from cleverhans.tf2.attacks.projected_gradient_descent import projected_gradient_descent
@@ -249,7 +251,8 @@ def time_in_processes(args) -> list:
 
 
 def ratio_rows(results) -> list:
-    """One dict per ratio of RATIOS whose methods ran: median over every round, range, per-process medians."""
+    """One dict per ratio of RATIOS whose methods ran: median over every round, range, per-process
+    medians."""
     rows = []
     for numerator, denominator, target in RATIOS:
         if numerator not in results[0]["times"] or denominator not in results[0]["times"]:
@@ -283,7 +286,8 @@ def report(results, args) -> list:
     pooled = {name: [t for r in results for t in r["times"][name]] for name in names}
     onednn_state = "on" if first["onednn"] else "off (TF_ENABLE_ONEDNN_OPTS=0)"
     lines = [
-        f"baseline_cnn, batch {args.batch_size}, eps {EPS:.4f}, jit_compile={first['jit']}, oneDNN {onednn_state}, "
+        f"baseline_cnn, batch {args.batch_size}, eps {EPS:.4f}, "
+        f"jit_compile={first['jit']}, oneDNN {onednn_state}, "
         f"{len(results)} processes x {args.repeats} rounds after warm-up, {os.cpu_count()} CPUs",
         "load average (1, 5, 15 min) before and after each process: "
         + "; ".join(

@@ -1,26 +1,28 @@
 """Times tfadv's evaluation against the Adversarial Robustness Toolbox and CleverHans.
 
-    python tools/bench_evaluate.py --models=saved_models/standard_mini,saved_models/adversarial_batch_fgsm \
-        [--data_dir=../shared/data/cifar-10-mini-binary.tar.gz] [--n=500] [--eps=0.0313725] [--out=docs/results/bench_evaluate]
+    python tools/bench_evaluate.py \
+        --models=saved_models/standard_mini,saved_models/adversarial_batch_fgsm \
+        [--data_dir=../shared/data/cifar-10-mini-binary.tar.gz] [--n=500] [--eps=0.0313725] \
+        [--out=docs/results/bench_evaluate]
 
-1. The standard suite without FAB-T (APGD-CE 100 steps, APGD-T 9 targets x 100 steps, Square 5000 queries; ART has
-   no FAB) against ART 1.20's
-   AutoAttack machinery set to the same attacks and budgets: ART's own `auto_attack.run_attack` (what its AutoAttack
-   runs per attack: only on the samples still robust) with AutoProjectedGradientDescent (cross-entropy, 100
-   iterations, 1 random start, initial step 2 * eps as in the reference), then AutoProjectedGradientDescent
-   targeted with the DLR loss toward each of the 9 most likely other classes (100 iterations each), then
-   SquareAttack (5000 iterations, p_init 0.8, 1 restart). ART's AutoAttack class itself cannot be configured to
-   these budgets (with targeted=True it also runs every attack untargeted and targets all classes in index order),
-   hence its per-attack runner. Same model, same images, same eps.
-2. Early exit: PGD-10 robust accuracy of each model with tfadv (each image leaves the batch at its first
-   successful step) against CleverHans 4.0's PGD-10 over every image, then scored.
+1. The standard suite without FAB-T (APGD-CE 100 steps, APGD-T 9 targets x 100 steps, Square 5000
+   queries; ART has no FAB) against ART 1.20's AutoAttack machinery set to the same attacks and
+   budgets: ART's own `auto_attack.run_attack` (what its AutoAttack runs per attack: only on the
+   samples still robust) with AutoProjectedGradientDescent (cross-entropy, 100 iterations, 1 random
+   start, initial step 2 * eps as in the reference), then AutoProjectedGradientDescent targeted with
+   the DLR loss toward each of the 9 most likely other classes (100 iterations each), then
+   SquareAttack (5000 iterations, p_init 0.8, 1 restart). ART's AutoAttack class itself cannot be
+   configured to these budgets (with targeted=True it also runs every attack untargeted and targets
+   all classes in index order), hence its per-attack runner. Same model, same images, same eps.
+2. Early exit: PGD-10 robust accuracy of each model with tfadv (each image leaves the batch at its
+   first successful step) against CleverHans 4.0's PGD-10 over every image, then scored.
 
-Also prints the floor: the bare model evaluations that no implementation of the suite at these budgets can skip
-(every image that survives all three attacks takes 1,000 gradients and 5,000 forward passes), so ART / floor is the
-best ratio any implementation could reach on this machine.
+Also prints the floor: the bare model evaluations that no implementation of the suite at these
+budgets can skip (every image that survives all three attacks takes 1,000 gradients and 5,000
+forward passes), so ART / floor is the best ratio any implementation could reach on this machine.
 
-Prints seconds, robust accuracies and ratios (ART / tfadv, CleverHans / tfadv, tfadv / floor, ART / floor); writes
-bench.csv and bench.md to --out. Libraries that are not installed are skipped.
+Prints seconds, robust accuracies and ratios (ART / tfadv, CleverHans / tfadv, tfadv / floor,
+ART / floor); writes bench.csv and bench.md to --out. Libraries that are not installed are skipped.
 """
 
 import argparse
@@ -173,7 +175,8 @@ def cleverhans_pgd(clf, x, y, eps):
 
 
 def early_exit_rounds(clf, x, y, eps, rounds, row):
-    """PGD-10 robust accuracy: tfadv (early exit) and CleverHans (every image), interleaved rounds."""
+    """PGD-10 robust accuracy: tfadv (early exit) and CleverHans (every image), interleaved
+    rounds."""
     suite = "pgd(steps=10, early_stop=True)"
     evaluation.run_suite(clf, x[:8], y[:8], eps, suite)  # compile
     cleverhans_pgd(clf, x[:8], y[:8], eps)
@@ -238,7 +241,8 @@ def main():
         suite = evaluation.run_suite(clf, x, y, args.eps, SAME_AS_ART, batch_size=BATCH, seed=0)
         row.update(tfadv_suite_robust=suite.robust_accuracy, tfadv_suite_s=time.time() - start)
         print(
-            f"[{name}] tfadv suite (standard without FAB-T): robust {suite.robust_accuracy:.4f} in {row['tfadv_suite_s']:.1f} s",
+            f"[{name}] tfadv suite (standard without FAB-T): "
+            f"robust {suite.robust_accuracy:.4f} in {row['tfadv_suite_s']:.1f} s",
             flush=True,
         )
         print(suite.table().to_string(index=False), flush=True)
@@ -251,8 +255,9 @@ def main():
         )
         if floor:
             print(
-                f"[{name}] floor: {int(suite.robust.sum())} robust images x (1,000 gradients at {grad * 1e3:.2f} ms + 5,000 "
-                f"forward passes at {fwd * 1e3:.3f} ms per image) = {floor:.1f} s; tfadv = {row['tfadv_over_floor']:.2f} x floor",
+                f"[{name}] floor: {int(suite.robust.sum())} robust images x (1,000 gradients at "
+                f"{grad * 1e3:.2f} ms + 5,000 forward passes at {fwd * 1e3:.3f} ms per image) "
+                f"= {floor:.1f} s; tfadv = {row['tfadv_over_floor']:.2f} x floor",
                 flush=True,
             )
         if not args.skip_art and installed("art"):
@@ -272,9 +277,10 @@ def main():
             ) in seconds.items():  # per attack: both libraries ran it on the same images
                 row[f"{key} art/tfadv"] = value / ours[key] if ours[key] > 0.01 else float("nan")
             print(
-                f"[{name}] ART AutoAttack runner: robust {robust:.4f} in {total:.1f} s = {row['art_over_tfadv']:.2f} x tfadv; "
-                f"per attack ART s {json.dumps({k: round(v, 1) for k, v in seconds.items()})}, tfadv s "
-                f"{json.dumps({k: round(v, 1) for k, v in ours.items()})}",
+                f"[{name}] ART AutoAttack runner: "
+                f"robust {robust:.4f} in {total:.1f} s = {row['art_over_tfadv']:.2f} x tfadv; "
+                f"per attack ART s {json.dumps({k: round(v, 1) for k, v in seconds.items()})}, "
+                f"tfadv s {json.dumps({k: round(v, 1) for k, v in ours.items()})}",
                 flush=True,
             )
         if installed("cleverhans"):

@@ -70,9 +70,9 @@ def main(argv=None):
     say(f"command: python tools/bench_tflite.py {' '.join(argv or sys.argv[1:])}".rstrip())
     load = os.getloadavg()[0]
     say(
-        f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPU cores; load average "
-        f"{load:.1f} at the start (the machine is shared with other sessions: absolute rates are noisy, "
-        "the ratios measured in one process are the point)"
+        f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPU cores; "
+        f"load average {load:.1f} at the start (the machine is shared with other sessions: "
+        "absolute rates are noisy, the ratios measured in one process are the point)"
     )
     keras.utils.set_random_seed(0)
     train = data.make_synthetic(2048, seed=0)
@@ -84,7 +84,8 @@ def main(argv=None):
     reference = np.argmax(model.predict(x, verbose=0), -1)
     accuracy = np.mean(reference == y)
     say(
-        f"{args.model} trained {args.epochs} epochs on 2048 synthetic images; test accuracy {accuracy:.3f}"
+        f"{args.model} trained {args.epochs} epochs on 2048 synthetic images; "
+        f"test accuracy {accuracy:.3f}"
     )
 
     folder = tempfile.mkdtemp(prefix="bench_tflite_")
@@ -127,7 +128,10 @@ def main(argv=None):
     xs, ys = x[right], y[right]
     for name in ("keras", "tflite_int8"):
         clf = subjects[name][0]
-        run = lambda clf=clf: attacks.square(clf, xs, ys, eps, queries=args.queries, seed=0)  # noqa: E731
+
+        def run(clf=clf):
+            return attacks.square(clf, xs, ys, eps, queries=args.queries, seed=0)
+
         seconds = timed(run, max(1, args.rounds // 2))
         broken = float(
             np.mean(np.argmax(np.asarray(attacks.probabilities_of(clf, run())), -1) != ys)
@@ -137,12 +141,14 @@ def main(argv=None):
             {"model": name, "seconds": seconds, "queries_per_s": rate, "broken": broken}
         )
         say(
-            f"square {name}: {seconds:.2f} s for {len(xs)} images x {args.queries} queries = {rate:.0f} "
-            f"queries/s (upper bound; {broken:.3f} of the images misclassified at the end)"
+            f"square {name}: {seconds:.2f} s for {len(xs)} images "
+            f"x {args.queries} queries = {rate:.0f} queries/s "
+            f"(upper bound; {broken:.3f} of the images misclassified at the end)"
         )
     ratio = square_rows[1]["queries_per_s"] / square_rows[0]["queries_per_s"]
     say(
-        f"square int8 / float query rate: {ratio:.2f} (target >= 0.5: {'met' if ratio >= 0.5 else 'NOT met'})"
+        "square int8 / float query rate: "
+        f"{ratio:.2f} (target >= 0.5: {'met' if ratio >= 0.5 else 'NOT met'})"
     )
 
     os.makedirs(args.out, exist_ok=True)
@@ -152,7 +158,8 @@ def main(argv=None):
     table.to_csv(os.path.join(args.out, "bench.csv"), index=False, float_format="%.6g")
     with open(os.path.join(args.out, "bench.md"), "w") as f:
         f.write(
-            f"# TFLite exports queried as deployed ({args.model}, {args.n} synthetic test images)\n\n"
+            "# TFLite exports queried as deployed "
+            f"({args.model}, {args.n} synthetic test images)\n\n"
         )
         command = LINES[0].removeprefix("command: ")
         f.write(
@@ -163,7 +170,8 @@ def main(argv=None):
         f.write(f"Square (L-inf, eps 1/255, {args.queries} queries per image):\n\n")
         f.write(square.to_markdown(index=False, floatfmt=".4g") + "\n\n")
         f.write(
-            f"Square's query rate on int8 / on the float Keras model: {ratio:.2f} (target >= 0.5).\n"
+            "Square's query rate on int8 / on the float Keras model: "
+            f"{ratio:.2f} (target >= 0.5).\n"
         )
     with open(os.path.join(args.out, "bench.log"), "w") as f:
         f.write("\n".join(LINES) + "\n")

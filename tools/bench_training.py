@@ -30,7 +30,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tfadv.runtime import onednn  # noqa: E402
 
-onednn.enable_by_default()  # before TensorFlow loads, as importing tfadv first does (see tfadv.runtime.onednn)
+# before TensorFlow loads, as importing tfadv first does (see tfadv.runtime.onednn)
+onednn.enable_by_default()
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -62,7 +63,8 @@ def parse_mode(mode):
             k = int(base[len(method) :] or (1 if method == "fgsm" else 0))
             return method, k, awp
     raise ValueError(
-        f"Expected a mode such as clean, fgsm, pgd7, pgd7_awp, trades7, trades7_awp, mart7. Received: {mode!r}"
+        "Expected a mode such as clean, fgsm, pgd7, pgd7_awp, "
+        f"trades7, trades7_awp, mart7. Received: {mode!r}"
     )
 
 
@@ -177,14 +179,16 @@ def main(argv=None):
     clean = float(np.median(timers["clean"].seconds))
     c = float(np.median(attack_seconds)) / clean
     print(
-        f"{args.model}, {args.images} images, batch {args.batch_size}, median of {args.repeats} interleaved epochs, "
-        f"oneDNN {'on' if onednn.is_enabled() else 'off'}"
+        f"{args.model}, {args.images} images, batch {args.batch_size}, median of "
+        f"{args.repeats} interleaved epochs, oneDNN {'on' if onednn.is_enabled() else 'off'}"
     )
     print(
-        f"one attack step alone (FGSM pass): {np.median(attack_seconds):.3f} s / epoch = c = {c:.2f} clean epochs"
+        "one attack step alone (FGSM pass): "
+        f"{np.median(attack_seconds):.3f} s / epoch = c = {c:.2f} clean epochs"
     )
     print(
-        "| training | s / epoch | ratio to clean | ideal | ratio / ideal | predicted | measured / predicted |"
+        "| training | s / epoch | ratio to clean | ideal | "
+        "ratio / ideal | predicted | measured / predicted |"
     )
     print("|---|---|---|---|---|---|---|")
     for name, _, ideal, training in runs:

@@ -187,7 +187,8 @@ def main():
         table[f"{name} acc (all)"] = wide[name].to_numpy()
         table[f"{name} acc (clean-correct)"] = wide_correct[name].to_numpy()
     print(
-        f"\n## Accuracy under attack, {len(y)} test images (clean accuracy {sweep['clean_accuracy'].iloc[0]:.3f})\n"
+        "\n## Accuracy under attack, "
+        f"{len(y)} test images (clean accuracy {sweep['clean_accuracy'].iloc[0]:.3f})\n"
     )
     print(markdown(table))
     print("\n## One-pixel and patch attacks (success = clean-correct images misclassified)\n")

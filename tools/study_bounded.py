@@ -7,10 +7,11 @@ tfadv.experiment.config: "bounded_leaky_relu"), each without and with Gaussian n
 (--noise_placement, --noise_stddev), trained through the recipes (`study_common.train_run`, recipe
 standard: seeded pipeline, resume, run folders in --out/runs) on a two-class subset of the CIFAR-10
 mini archive (--two_classes; the subset is written to --out/data and the model keeps its ten
-outputs) and on all ten classes. Each model is scored by the evaluation (`tfadv.evaluation.evaluate`,
---suite at --eps on the first --eval_images test images; reports in --out/evaluations) and attacked
-with one universal adversarial patch (`tfadv.attacks.patch`, untargeted, random places), optimised
-on --patch_train_images of its run's training images and pasted at random places on the test images.
+outputs) and on all ten classes. Each model is scored by the evaluation
+(`tfadv.evaluation.evaluate`, --suite at --eps on the first --eval_images test images; reports in
+--out/evaluations) and attacked with one universal adversarial patch (`tfadv.attacks.patch`,
+untargeted, random places), optimised on --patch_train_images of its run's training images and
+pasted at random places on the test images.
 
 Tables (CSV + study.md):
 1. attack_success: rows = model variant, columns = clean accuracy, the % of successful patch attacks
@@ -19,7 +20,8 @@ Tables (CSV + study.md):
 2. activations: per setting, variant and activation layer, the largest activation seen on clean and
    on patched test images (max over images) and the median per-image maximum: the mechanism the
    bound is meant to cut (a patch wins by driving a few activations very high).
-PNGs: activations_<setting>.png (largest activation per layer, clean vs patched), patch_examples.png.
+PNGs: activations_<setting>.png (largest activation per layer, clean vs patched),
+patch_examples.png.
 """
 
 import numpy as np
@@ -65,7 +67,8 @@ def _check(args) -> None:
 
 
 def activation_probe(model):
-    """A Keras model with the same weights returning every activation layer's output; and their names."""
+    """A Keras model with the same weights returning every activation layer's output; and their
+    names."""
     import keras
 
     from tfadv.layers import BoundedLeakyReLU
@@ -166,7 +169,8 @@ def activation_figure(frame, setting):
 
 
 def horvath_table(args, frame, settings) -> pd.DataFrame:
-    """One row per model; per setting clean accuracy, % attacks won and the suite's robust accuracy."""
+    """One row per model; per setting clean accuracy, % attacks won and the suite's robust
+    accuracy."""
     table = pd.DataFrame({"model": [v[0] for v in VARIANTS]})
     for setting, _ in settings:
         part = frame[frame["setting"] == setting].set_index("model")
@@ -212,11 +216,12 @@ def main(argv=None):
     )
     common.save_figure(args, grid, "patch_examples")
     header = (
-        f"Bounded activations vs patch attacks: {args.model}, recipe standard, {args.epochs} epochs, "
-        f"noise {args.noise_placement} stddev {args.noise_stddev} in training only; patch "
-        f"{args.patch_size}x{args.patch_size}, {args.patch_steps} steps on {args.patch_train_images} "
-        f"training images, random places; {args.test_images or 'all'} test images; suite "
-        f"{args.suite} at eps {args.eps:.4g} on the first {args.eval_images or 'all'}"
+        f"Bounded activations vs patch attacks: {args.model}, recipe standard, {args.epochs} "
+        f"epochs, noise {args.noise_placement} stddev {args.noise_stddev} in training only; "
+        f"patch {args.patch_size}x{args.patch_size}, "
+        f"{args.patch_steps} steps on {args.patch_train_images} training images, random places; "
+        f"{args.test_images or 'all'} test images; "
+        f"suite {args.suite} at eps {args.eps:.4g} on the first {args.eval_images or 'all'}"
     )
     common.finish(
         args,

@@ -54,7 +54,8 @@ def _check(args) -> None:
 
 
 def quantized(model, step: int):
-    """`model` behind stop_gradient(round(x * 255 / step) * step / 255): same weights, no input gradient."""
+    """`model` behind stop_gradient(round(x * 255 / step) * step / 255): same weights, no input
+    gradient."""
     import keras
     import tensorflow as tf
 
@@ -107,7 +108,8 @@ def main(argv=None):
     target = quantized(twin, args.quantize_step)
     x, y = test.float_images(), test.labels
     common.log(
-        f"twin clean accuracy {common.accuracy(twin, x, y):.4f}, quantized {common.accuracy(target, x, y):.4f} on {len(y)} images"
+        f"twin clean accuracy {common.accuracy(twin, x, y):.4f}, "
+        f"quantized {common.accuracy(target, x, y):.4f} on {len(y)} images"
     )
     report = evaluation.evaluate(
         {"twin": twin, "quantized": target},
@@ -128,7 +130,8 @@ def main(argv=None):
         args,
         frame,
         "bpda",
-        f"Quantized input (step {args.quantize_step}/255) vs its twin, eps {args.eps * 255:.0f}/255, {len(y)} images",
+        f"Quantized input (step {args.quantize_step}/255) "
+        f"vs its twin, eps {args.eps * 255:.0f}/255, {len(y)} images",
     )
     common.finish(args, [section, "Remedies:\n", *notes, ""], "BPDA remedy of a masked gradient")
 

@@ -181,7 +181,8 @@ def str_list(text) -> list:
 
 
 def add_training_flags(p, augment: str = "none", lr_schedule: str = "cosine") -> None:
-    """Flags of the runs trained through run_training (besides parser()'s epochs, batch size, ...)."""
+    """Flags of the runs trained through run_training
+    (besides parser()'s epochs, batch size, ...)."""
     p.add_argument(
         "--augment", default=augment, help="none, standard (flip,crop), all, or a comma list"
     )
@@ -190,7 +191,9 @@ def add_training_flags(p, augment: str = "none", lr_schedule: str = "cosine") ->
         "--monitor_images",
         type=int,
         default=0,
-        help="adversarial recipes: validation images PGD-checked per epoch for TensorBoard (0: off)",
+        help=(
+            "adversarial recipes: validation images PGD-checked per epoch for TensorBoard (0: off)"
+        ),
     )
 
 
@@ -206,7 +209,10 @@ def add_evaluation_flags(p, suite: str = "standard", eval_images: int = 500) -> 
     p.add_argument(
         "--suite",
         default=suite,
-        help="suite of tfadv.evaluation.evaluate: standard, fast, a comma list of attack specs, or none",
+        help=(
+            "suite of tfadv.evaluation.evaluate: "
+            "standard, fast, a comma list of attack specs, or none"
+        ),
     )
     p.add_argument(
         "--eval_images",
@@ -286,7 +292,8 @@ def check_common(args) -> None:
         for name in str_list(args.model):
             if not _is_model_path(name) and name not in models.REGISTRY:
                 raise ValueError(
-                    f"--model={name}: neither an architecture ({', '.join(sorted(models.REGISTRY))}) nor an existing model path"
+                    f"--model={name}: neither an architecture "
+                    f"({', '.join(sorted(models.REGISTRY))}) nor an existing model path"
                 )
 
 
@@ -489,7 +496,8 @@ def suite_evaluation(
         report.write(folder, overwrite=True)
         headline = report.summary()["models"][key]
         log(
-            f"[{key}] evaluated in {time.time() - start:.0f} s: robust {headline['robust_accuracy']:.3f}, failed checks {headline['masking_checks_failed']}"
+            f"[{key}] evaluated in {time.time() - start:.0f} s: robust "
+            f"{headline['robust_accuracy']:.3f}, failed checks {headline['masking_checks_failed']}"
         )
     randomness = headline.get("randomness") or {}
     return {
@@ -589,7 +597,8 @@ def universal_patch(args, model, source, x):
     from tfadv import attacks
 
     log(
-        f"patch {args.patch_size}x{args.patch_size}, {args.patch_steps} steps on {len(source)} training images"
+        f"patch {args.patch_size}x{args.patch_size}, "
+        f"{args.patch_steps} steps on {len(source)} training images"
     )
     trained = attacks.patch(
         model,

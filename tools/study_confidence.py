@@ -3,7 +3,8 @@ perturbations on equal numbers of high, medium and low confidence images.
 
     python tools/study_confidence.py --out=/work/runs/study_confidence --model=/work/runs/mini_std
     python tools/study_confidence.py --out=... --keras_application=InceptionV3 \\
-        --weights=/data/inception_v3_weights_tf_dim_ordering_tf_kernels.h5 --images=/data/imagenet_val_1000.npz \\
+        --weights=/data/inception_v3_weights_tf_dim_ordering_tf_kernels.h5 \\
+        --images=/data/imagenet_val_1000.npz \\
         --per_bucket=100 --batch_size=16 --suite=none
 
 The classifier: --model (a run folder, RUN:NAME, a .keras file or a SavedModel; or an architecture
@@ -27,16 +28,17 @@ tabulates top-1 and top-5 error per bucket (`tfadv.evaluation.metrics.confidence
 paper's layout). With --suite, the classifier is also scored by `tfadv.evaluation.evaluate` on the
 first --eval_images pool images at the largest eps.
 
-Tables: buckets, confidence (one per eps), CSV + study.md; PNGs: confidence_error.png, confidence_histogram.png.
+Tables: buckets, confidence (one per eps), CSV + study.md; PNGs: confidence_error.png,
+confidence_histogram.png.
 """
 
 import numpy as np
 import pandas as pd
 import study_common as common
 
-# name -> (preprocessing, input size): "tf" maps [0, 1] to [-1, 1]; "caffe" is BGR minus the ImageNet
-# means on [0, 255]; "torch" is the ImageNet mean/std on [0, 1]; "raw255" is [0, 255] (EfficientNet
-# rescales inside).
+# name -> (preprocessing, input size): "tf" maps [0, 1] to [-1, 1]; "caffe" is BGR minus the
+# ImageNet means on [0, 255]; "torch" is the ImageNet mean/std on [0, 1]; "raw255" is [0, 255]
+# (EfficientNet rescales inside).
 APPLICATIONS = {
     "InceptionV3": ("tf", 299),
     "Xception": ("tf", 299),
@@ -111,11 +113,13 @@ def check(args):
     if args.keras_application:
         if args.keras_application not in APPLICATIONS:
             raise ValueError(
-                f"--keras_application={args.keras_application}: expected one of {', '.join(APPLICATIONS)}"
+                f"--keras_application={args.keras_application}: "
+                f"expected one of {', '.join(APPLICATIONS)}"
             )
         if not args.weights:
             raise ValueError(
-                "--keras_application needs --weights=FILE (a local file; nothing can be downloaded) or --weights=none"
+                "--keras_application needs --weights=FILE "
+                "(a local file; nothing can be downloaded) or --weights=none"
             )
         if args.weights != "none" and not os.path.isfile(args.weights):
             raise ValueError(f"--weights={args.weights}: no such file")
@@ -129,7 +133,8 @@ def check(args):
         or args.alpha < 0
     ):
         raise ValueError(
-            f"--per_bucket={args.per_bucket}, --steps={args.steps}: must be > 0; --pool, --image_size, --alpha: >= 0"
+            f"--per_bucket={args.per_bucket}, --steps={args.steps}: "
+            "must be > 0; --pool, --image_size, --alpha: >= 0"
         )
     if not args.eps or any(not 0 < e <= 1 for e in args.eps):
         raise ValueError(f"--eps={','.join(map(str, args.eps))}: every eps must be in (0, 1]")
@@ -182,7 +187,8 @@ def load_images(args):
         )
         if x.ndim != 4 or len(x) != len(y) or x.min() < 0 or x.max() > 1:
             common.fail(
-                f"--images={args.images}: expected images (N, H, W, C) as uint8 or in [0, 1] and N labels"
+                f"--images={args.images}: "
+                "expected images (N, H, W, C) as uint8 or in [0, 1] and N labels"
             )
     return (x[: args.pool], y[: args.pool], names) if args.pool else (x, y, names)
 
@@ -264,7 +270,8 @@ def main(argv=None):
             }
         )
         common.log(
-            f"[{label}] bucket {bucket}: {available} of {len(y)} images available, {len(indices)} selected"
+            f"[{label}] bucket {bucket}: "
+            f"{available} of {len(y)} images available, {len(indices)} selected"
         )
     buckets = pd.DataFrame(bucket_rows)
     selected = np.concatenate([indices for indices, _ in chosen.values()])
@@ -285,7 +292,8 @@ def main(argv=None):
                 model, result.adversarial, args.batch_size
             )
             common.log(
-                f"[{label}] eps {eps:g} {view}: top-1 error {metrics.top_k_error(perturbed[view], ys, 1):.3f}"
+                f"[{label}] eps {eps:g} {view}: "
+                f"top-1 error {metrics.top_k_error(perturbed[view], ys, 1):.3f}"
             )
         tables.append(metrics.confidence_table(clean, ys, perturbed).assign(eps=eps))
     table = pd.concat(tables, ignore_index=True)
@@ -294,13 +302,15 @@ def main(argv=None):
             args,
             buckets,
             "buckets",
-            f"Images per clean-confidence bucket ({len(y)} searched, {args.per_bucket} asked per bucket)",
+            "Images per clean-confidence bucket "
+            f"({len(y)} searched, {args.per_bucket} asked per bucket)",
         )
     ]
     table.to_csv(f"{args.out}/confidence.csv", index=False)
     for eps, part in table.groupby("eps", sort=False):
         sections.append(
-            f"## Top-1 / top-5 error at eps {eps:g} ({eps * 255:.1f}/255)\n\n{common.markdown(part.drop(columns='eps'))}\n"
+            f"## Top-1 / top-5 error at eps {eps:g} ({eps * 255:.1f}/255)\n\n"
+            f"{common.markdown(part.drop(columns='eps'))}\n"
         )
     sections.append(findings(table, buckets))
     common.save_figure(args, error_figure(table, label), "confidence_error")
@@ -317,8 +327,10 @@ def main(argv=None):
             )
         )
     header = (
-        f"Confidence study: {label}, {len(selected)} images ({', '.join(f'{r.bucket} {r.selected}' for r in buckets.itertuples())}) "
-        f"from {len(y)}; fast = FGSM, iterative = BIM-{args.steps}; inverse = untargeted (true class), least-likely = targeted; "
+        f"Confidence study: {label}, {len(selected)} images "
+        f"({', '.join(f'{r.bucket} {r.selected}' for r in buckets.itertuples())}) from {len(y)}; "
+        f"fast = FGSM, iterative = BIM-{args.steps}; "
+        "inverse = untargeted (true class), least-likely = targeted; "
         f"cross-entropy on the {args.loss_on}; eps {', '.join(f'{e:g}' for e in args.eps)}"
     )
     common.finish(args, sections, header)
@@ -336,7 +348,8 @@ def findings(table: pd.DataFrame, buckets: pd.DataFrame) -> str:
         return "\n".join(
             lines
             + [
-                f"Only the {', '.join(present) or 'no'} bucket has images: no comparison across confidence.",
+                f"Only the {', '.join(present) or 'no'} bucket has images: "
+                "no comparison across confidence.",
                 "",
             ]
         )
@@ -362,7 +375,8 @@ def findings(table: pd.DataFrame, buckets: pd.DataFrame) -> str:
     small = buckets[(buckets["selected"] > 0) & (buckets["selected"] < 30)]
     if len(small):
         lines.append(
-            f"\nFew images in {', '.join(small['bucket'])} ({', '.join(map(str, small['selected']))}): those cells are noisy."
+            f"\nFew images in {', '.join(small['bucket'])} "
+            f"({', '.join(map(str, small['selected']))}): those cells are noisy."
         )
     return "\n".join(lines) + "\n"
 

@@ -8,22 +8,28 @@ folder per defence in --out/runs/<name>, reused unless --retrain (all) or --retr
 
   baseline           standard training
   (noise control)    the baseline evaluated under random-sign noise of the same eps (no training)
-  random_noise       random-noise "adversarial training": a random-sign copy of the training set made once
-  adversarial_epoch  per-epoch adversarial training: an FGSM copy of --epoch_fraction of the set, regenerated each epoch
+  random_noise       random-noise "adversarial training": a random-sign copy of the training set
+                     made once
+  adversarial_epoch  per-epoch adversarial training: an FGSM copy of --epoch_fraction of the set,
+                     regenerated each epoch
   fgsm_batch         per-batch FGSM adversarial training, --fgsm_ratio of each batch adversarial
-  pgd_batch          per-batch PGD-<--pgd_steps> adversarial training (Madry et al.), every batch adversarial
-  distill            defensive distillation: teacher and student at --temperature, student deployed at T = 1
-  distill_variant    teacher at T = 1 raised to --variant_temperature, student trained and deployed there
-  final              a student distilled (recipe distill, --final_temperature, deployed at T = 1) from the best
-                     adversarially trained teacher (highest suite robust accuracy among adversarial_epoch,
-                     fgsm_batch and pgd_batch, or --final_teacher), behind random-sign noise preprocessing at
-                     test time (--test_noise_eps; evaluated with expectation over transformation)
+  pgd_batch          per-batch PGD-<--pgd_steps> adversarial training (Madry et al.), every batch
+                     adversarial
+  distill            defensive distillation: teacher and student at --temperature, student deployed
+                     at T = 1
+  distill_variant    teacher at T = 1 raised to --variant_temperature, student trained and deployed
+                     there
+  final              a student distilled (recipe distill, --final_temperature, deployed at T = 1)
+                     from the best adversarially trained teacher (highest suite robust accuracy
+                     among adversarial_epoch, fgsm_batch and pgd_batch, or --final_teacher), behind
+                     random-sign noise preprocessing at test time (--test_noise_eps; evaluated with
+                     expectation over transformation)
 
 For every model: clean accuracy (--test_images test images, default all 932), accuracy on its own
 FGSM-perturbed test set at --eps (the papers' metric, loss on the logits; also with the loss on the
 output probabilities, as a naive attacker sees it), and the headline robust accuracy of
-`tfadv.evaluation.evaluate` (suite --suite on the first --eval_images test images at --eps, the worst
-case over the suite and the masking checklist's attacks) with the checks that failed; and the
+`tfadv.evaluation.evaluate` (suite --suite on the first --eval_images test images at --eps, the
+worst case over the suite and the masking checklist's attacks) with the checks that failed; and the
 input-gradient norm histograms (initially correct vs incorrect) of the baseline, the adversarially
 trained and the distilled models.
 
@@ -122,7 +128,10 @@ def flags(argv=None):
     p.add_argument(
         "--final_teacher",
         default="",
-        help=f"final: teacher run ({', '.join(ADVERSARIAL)}); default: the best by suite robust accuracy",
+        help=(
+            f"final: teacher run ({', '.join(ADVERSARIAL)}); "
+            "default: the best by suite robust accuracy"
+        ),
     )
     p.add_argument(
         "--final_eval_images",
@@ -160,7 +169,8 @@ def check(args):
         and not any(m in args.models for m in ADVERSARIAL)
     ):
         raise ValueError(
-            f"--models: final needs an adversarially trained teacher among {', '.join(ADVERSARIAL)} (or --final_teacher)"
+            "--models: final needs an adversarially trained teacher "
+            f"among {', '.join(ADVERSARIAL)} (or --final_teacher)"
         )
     for name in ("fgsm_ratio", "epoch_fraction"):
         if not 0 < getattr(args, name) <= 1:
@@ -187,7 +197,8 @@ def epochs_map(value) -> dict:
     for name, epochs in pairs:
         if name not in RUNS or not str(epochs).isdigit() or int(epochs) <= 0:
             raise ValueError(
-                f"--epochs_per_model={name}={epochs}: expected RUN=EPOCHS with RUN in {', '.join(RUNS)} and EPOCHS > 0"
+                f"--epochs_per_model={name}={epochs}: "
+                f"expected RUN=EPOCHS with RUN in {', '.join(RUNS)} and EPOCHS > 0"
             )
         out[name] = int(epochs)
     return out
@@ -355,7 +366,8 @@ def score(args, key, run_name, label, model, info, x, y, names) -> dict:
         }
     )
     common.log(
-        f"[{key}] clean {row['clean']:.3f}, own FGSM {row['own perturbed (paper)']:.3f} (on probabilities {row['FGSM on probabilities']:.3f})"
+        f"[{key}] clean {row['clean']:.3f}, own FGSM {row['own perturbed (paper)']:.3f} "
+        f"(on probabilities {row['FGSM on probabilities']:.3f})"
     )
     if "all" in args.suite_models or key in args.suite_models:
         images = args.final_eval_images if key == "final" else 0
@@ -482,11 +494,13 @@ def main(argv=None):
         common.write_table(args, training_table(args, runs), "training", "Training runs")
     )
     header = (
-        f"Defences: {args.model} on the CIFAR-10 mini archive, {args.epochs} epochs unless --epochs_per_model "
-        f"({args.epochs_per_model or 'none'}), batch {args.batch_size}, Adam {args.learning_rate:g} {args.lr_schedule}, "
-        f"augment {args.augment}, eps {args.eps:g} ({args.eps * 255:.1f}/255) for training and evaluation; clean and own-FGSM "
-        f"accuracy on {len(y)} test images, suite {args.suite} on the first {min(args.eval_images or len(y), len(y))} "
-        f"(the final model with test noise, attacked with EOT: {min(args.final_eval_images or len(y), args.eval_images or len(y), len(y))})"
+        f"Defences: {args.model} on the CIFAR-10 mini archive, {args.epochs} epochs unless "
+        f"--epochs_per_model ({args.epochs_per_model or 'none'}), batch {args.batch_size}, "
+        f"Adam {args.learning_rate:g} {args.lr_schedule}, augment {args.augment}, "
+        f"eps {args.eps:g} ({args.eps * 255:.1f}/255) for training and evaluation; "
+        f"clean and own-FGSM accuracy on {len(y)} test images, suite {args.suite} on the first "
+        f"{min(args.eval_images or len(y), len(y))} (the final model with test noise, attacked "
+        f"with EOT: {min(args.final_eval_images or len(y), args.eval_images or len(y), len(y))})"
     )
     common.finish(args, sections, header)
 
@@ -505,7 +519,10 @@ def findings(args, table: pd.DataFrame, teacher_note: str) -> str:
         if row["key"] in ("baseline", "noise_control"):
             continue
         paper = row["own perturbed (paper)"] - base["own perturbed (paper)"]
-        text = f"- {row['model']}: own-FGSM accuracy {row['own perturbed (paper)']:.3f} ({paper:+.3f} vs the baseline)"
+        text = (
+            f"- {row['model']}: own-FGSM accuracy "
+            f"{row['own perturbed (paper)']:.3f} ({paper:+.3f} vs the baseline)"
+        )
         if (
             honest
             and not pd.isna(row.get("suite robust"))
@@ -526,7 +543,10 @@ def findings(args, table: pd.DataFrame, teacher_note: str) -> str:
         verdict = (
             "the gradient's direction, not the size of the change, does the damage"
             if noise > base["own perturbed (paper)"] + 0.05
-            else "noise of that size hurts about as much as FGSM here: the comparison says little at this scale"
+            else (
+                "noise of that size hurts about as much as FGSM here: "
+                "the comparison says little at this scale"
+            )
         )
         lines.append(
             f"- Control: random-sign noise of the same size leaves the baseline at {noise:.3f} "

@@ -96,7 +96,8 @@ def main(argv=None):
         correct = attacks.predict_classes(model, x) == y
         xc, yc = x[correct], y[correct]
         common.log(
-            f"[{label}] {len(yc)} of {len(y)} test images initially correct (clean accuracy {correct.mean():.3f})"
+            f"[{label}] {len(yc)} of {len(y)} test images initially "
+            f"correct (clean accuracy {correct.mean():.3f})"
         )
         for attack, name in ((fgsm, "FGSM"), (pgd, f"PGD-{args.pgd_steps}")):
             sweep = evaluation.eps_sweep(
@@ -165,14 +166,17 @@ def main(argv=None):
         args,
         plots.eps_curves(
             long,
-            f"accuracy on the initially correct test images (PGD-{args.pgd_steps}, loss {args.loss})",
+            "accuracy on the initially correct test images "
+            f"(PGD-{args.pgd_steps}, loss {args.loss})",
         ),
         "eps_sweep",
     )
     header = (
-        f"Eps sweep: FGSM vs PGD-{args.pgd_steps} ({args.pgd_restarts} restart(s), loss {args.loss} on the logits) on the initially correct "
-        f"images among {len(y)} test images of the CIFAR-10 mini archive; suite {args.suite} on the first {min(args.eval_images or len(y), len(y))} "
-        f"at eps {', '.join(f'{e:g}' for e in args.suite_eps)}. Plot: [eps_sweep.png](eps_sweep.png)"
+        f"Eps sweep: FGSM vs PGD-{args.pgd_steps} "
+        f"({args.pgd_restarts} restart(s), loss {args.loss} on the logits) on the initially "
+        f"correct images among {len(y)} test images of the CIFAR-10 mini archive; "
+        f"suite {args.suite} on the first {min(args.eval_images or len(y), len(y))} at eps "
+        f"{', '.join(f'{e:g}' for e in args.suite_eps)}. Plot: [eps_sweep.png](eps_sweep.png)"
     )
     common.finish(args, sections, header)
 
@@ -194,10 +198,12 @@ def sweep_findings(sweep, args) -> str:
             if cur > prev + 1e-9
         ]
         lines.append(
-            f"- {model} ({int(part['n_correct'].iloc[0])} initially correct images): PGD-{args.pgd_steps} leaves fewer images correct than "
-            f"FGSM at {stronger} of {len(fgsm)} eps ({ties} ties, never more: {bool((pgd <= fgsm).all())}); "
+            f"- {model} ({int(part['n_correct'].iloc[0])} initially correct images): "
+            f"PGD-{args.pgd_steps} leaves fewer images correct than FGSM at {stronger} of "
+            f"{len(fgsm)} eps ({ties} ties, never more: {bool((pgd <= fgsm).all())}); "
             + (
-                f"FGSM accuracy rises again as eps grows at eps {', '.join(rises)} (a single step overshoots)."
+                "FGSM accuracy rises again as eps grows at eps "
+                f"{', '.join(rises)} (a single step overshoots)."
                 if rises
                 else "FGSM accuracy never rises with eps."
             )
@@ -210,7 +216,8 @@ def suite_findings(sweep, suite, args) -> str:
     lines = [
         "## PGD alone vs the suite",
         "",
-        "(PGD on the initially correct images among --test_images, the suite on those among the first --eval_images.)",
+        "(PGD on the initially correct images among --test_images, "
+        "the suite on those among the first --eval_images.)",
         "",
     ]
     for _, row in suite.iterrows():
@@ -222,8 +229,10 @@ def suite_findings(sweep, suite, args) -> str:
         if at.any():
             pgd = sweep[at]["adversarial_accuracy"].iloc[0]
             lines.append(
-                f"- {row['model']}, eps {row['eps']:g}: PGD-{args.pgd_steps} leaves {pgd:.3f}, the suite {row['adversarial_accuracy']:.3f} "
-                f"(PGD alone overstates robust accuracy by {pgd - row['adversarial_accuracy']:+.3f}); masking checks failed: {row['masking checks failed']}."
+                f"- {row['model']}, eps {row['eps']:g}: PGD-{args.pgd_steps} leaves {pgd:.3f}, "
+                f"the suite {row['adversarial_accuracy']:.3f} (PGD alone overstates "
+                f"robust accuracy by {pgd - row['adversarial_accuracy']:+.3f}); "
+                f"masking checks failed: {row['masking checks failed']}."
             )
     return "\n".join(lines) + "\n"
 

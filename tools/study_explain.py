@@ -14,7 +14,8 @@ run's training images, pasted at random places), and writes:
   adversarial images side by side, each with its map);
 - model: clean accuracy and the suite's robust accuracy at --eps;
 - map_statistics: how much of the saliency falls inside the patch square, on the patched image and
-  on the same square of the clean image, and the largest occlusion drop of clean, PGD and patched images;
+  on the same square of the clean image, and the largest occlusion drop of clean, PGD and patched
+  images;
 - detection: the consistency detector (`tfadv.explain.ConsistencyDetector`) for each covering
   square size (--detector_sizes), score and candidate choice, its threshold fitted for
   --fpr on the run's clean validation images: TPR on the patched test images (all, and those the
@@ -231,14 +232,16 @@ def main(argv=None):
                 args,
                 evaluation,
                 "model",
-                f"The model, scored by the evaluation (suite {args.suite}, first {args.eval_images or 'all'} images)",
+                "The model, scored by the evaluation "
+                f"(suite {args.suite}, first {args.eval_images or 'all'} images)",
             ),
             common.write_table(args, stats, "map_statistics", "Where the maps look"),
             common.write_table(
                 args,
                 detections,
                 "detection",
-                f"Consistency detection (threshold for FPR {args.fpr} on {len(val)} clean validation images)",
+                "Consistency detection "
+                f"(threshold for FPR {args.fpr} on {len(val)} clean validation images)",
             ),
         ],
         header,

@@ -1,16 +1,18 @@
-"""Fast adversarial training (Wong et al. 2020, "Fast is better than free") against PGD-7 adversarial
-training, on the same model, data, optimiser and seed.
+"""Fast adversarial training (Wong et al. 2020, "Fast is better than free") against PGD-7
+adversarial training, on the same model, data, optimiser and seed.
 
     python tools/study_fast_at.py --out=/work/runs/study_fast_at --epochs=15
 
 Variants (--variants, all recipe adversarial_batch with every batch adversarial, eps --eps):
   pgd7          PGD-<--pgd_steps> from a random start, step 2.5 eps / steps (Madry et al.)
-  fast          FGSM from a uniform random start, step alpha = --alpha_factor * eps (1.25: Wong et al.),
-                with the catastrophic-overfitting guard (--guard_images training images PGD-10-checked at
-                each epoch end; a fall of more than --guard_drop below the best epoch stops training and
-                restores the previous epoch's weights; configs/adversarial_batch_fast.flags)
+  fast          FGSM from a uniform random start, step alpha = --alpha_factor * eps (1.25: Wong
+                et al.), with the catastrophic-overfitting guard (--guard_images training images
+                PGD-10-checked at each epoch end; a fall of more than --guard_drop below the best
+                epoch stops training and restores the previous epoch's weights;
+                configs/adversarial_batch_fast.flags)
   fast_noguard  the same without the guard
-  fgsm          plain FGSM (no random start, step eps), no guard: the setting prone to catastrophic overfitting
+  fgsm          plain FGSM (no random start, step eps), no guard: the setting prone to catastrophic
+                overfitting
 
 PGD-7 trains --epochs epochs; every fast variant trains each of --fast_epochs (a comma list, default
 --epochs; e.g. 15,10: one run each, Wong et al. gave the fast method fewer epochs), run folders
@@ -20,10 +22,12 @@ Per run: seconds per epoch (training + validation + the guard's check, timed by 
 total training time, the PGD-10 accuracy on the guard's held training images after every epoch
 (measured for every variant by an untimed probe), clean accuracy and PGD-20 accuracy on
 --test_images test images, and the headline robust accuracy of `tfadv.evaluation.evaluate` (suite
---suite on the first --eval_images). The goal (issue 11): fast reaches at least 90% of PGD-7's robust
-accuracy in at most 30% of its training time; study.md says whether it was met, on which measure.
+--suite on the first --eval_images). The goal (issue 11): fast reaches at least 90% of PGD-7's
+robust accuracy in at most 30% of its training time; study.md says whether it was met, on which
+measure.
 
-Tables: variants, goal (CSV + study.md); PNG: fast_at.png (held-batch robust accuracy and seconds per epoch).
+Tables: variants, goal (CSV + study.md); PNG: fast_at.png (held-batch robust accuracy and seconds
+per epoch).
 Times come from a shared 2-core machine: compare them within one run of this script.
 """
 
@@ -88,7 +92,8 @@ def check(args):
         raise ValueError(f"--eps={args.eps}: must be in (0, 1]")
     if any(not str(e).isdigit() or int(e) <= 0 for e in args.fast_epochs):
         raise ValueError(
-            f"--fast_epochs={','.join(map(str, args.fast_epochs))}: expected a comma list of epochs > 0"
+            f"--fast_epochs={','.join(map(str, args.fast_epochs))}: "
+            "expected a comma list of epochs > 0"
         )
     args.fast_epochs = [int(e) for e in args.fast_epochs]
     if args.guard_images <= 0:
@@ -191,7 +196,9 @@ def main(argv=None):
             f"PGD-{args.eval_pgd_steps}": pgd["adversarial_accuracy"],
         }
         common.log(
-            f"[{run_name}] {row['epochs run']} epochs, {row['median s/epoch']:.1f} s/epoch, clean {row['clean']:.3f}, PGD-{args.eval_pgd_steps} {row[f'PGD-{args.eval_pgd_steps}']:.3f}"
+            f"[{run_name}] {row['epochs run']} epochs, "
+            f"{row['median s/epoch']:.1f} s/epoch, clean {row['clean']:.3f}, "
+            f"PGD-{args.eval_pgd_steps} {row[f'PGD-{args.eval_pgd_steps}']:.3f}"
         )
         row.update(
             common.suite_evaluation(
@@ -222,19 +229,24 @@ def main(argv=None):
         sections.append(text)
     common.save_figure(args, figure(args, curves), "fast_at")
     sections.append(
-        "Figure: [fast_at.png](fast_at.png) (PGD-10 accuracy on the held training images after each epoch; seconds per epoch).\n"
+        "Figure: [fast_at.png](fast_at.png) "
+        "(PGD-10 accuracy on the held training images after each epoch; seconds per epoch).\n"
     )
     header = (
-        f"Fast adversarial training: {args.model} on the CIFAR-10 mini archive, batch {args.batch_size}, Adam {args.learning_rate:g} "
-        f"{args.lr_schedule}, augment {args.augment}, eps {args.eps:g} ({args.eps * 255:.1f}/255), {args.epochs} epochs "
-        f"(fast variants {', '.join(map(str, args.fast_epochs or [args.epochs]))}); guard: PGD-10 on {len(held_y)} training images, drop {args.guard_drop:g}; "
-        f"clean and PGD-{args.eval_pgd_steps} on {len(y)} test images, suite {args.suite} on the first {min(args.eval_images or len(y), len(y))}"
+        f"Fast adversarial training: {args.model} on the CIFAR-10 mini archive, "
+        f"batch {args.batch_size}, Adam {args.learning_rate:g} {args.lr_schedule}, "
+        f"augment {args.augment}, eps {args.eps:g} ({args.eps * 255:.1f}/255), {args.epochs} "
+        f"epochs (fast variants {', '.join(map(str, args.fast_epochs or [args.epochs]))}); "
+        f"guard: PGD-10 on {len(held_y)} training images, drop {args.guard_drop:g}; "
+        f"clean and PGD-{args.eval_pgd_steps} on {len(y)} test images, "
+        f"suite {args.suite} on the first {min(args.eval_images or len(y), len(y))}"
     )
     common.finish(args, sections, header)
 
 
 def goal_table(args, table: pd.DataFrame):
-    """One row per fast run and robustness measure: share of PGD-7's robust accuracy and of its time."""
+    """One row per fast run and robustness measure: share of PGD-7's robust accuracy and of its
+    time."""
     pgd = table[table["variant"] == "pgd7"].iloc[0]
     measures = [(f"PGD-{args.eval_pgd_steps} accuracy", f"PGD-{args.eval_pgd_steps}")]
     if "suite robust" in table:
@@ -262,14 +274,17 @@ def goal_table(args, table: pd.DataFrame):
         first = rows[-len(measures)]
         verdict = "met" if first["goal met"] else "not met"
         lines.append(
-            f"- {fast['run']}: goal {verdict} on the {first['robustness measure']}: {first['fast / PGD-7']:.0%} of PGD-{args.pgd_steps}'s "
-            f"robust accuracy ({first['fast']:.3f} vs {first['PGD-7']:.3f}; goal >= {args.robust_share:.0%}) in {time_ratio:.0%} of its "
-            f"training time ({fast['train s']:.0f} s over {fast['epochs run']} epochs vs {pgd['train s']:.0f} s over {pgd['epochs run']}; "
+            f"- {fast['run']}: goal {verdict} on the {first['robustness measure']}: "
+            f"{first['fast / PGD-7']:.0%} of PGD-{args.pgd_steps}'s robust accuracy "
+            f"({first['fast']:.3f} vs {first['PGD-7']:.3f}; goal >= {args.robust_share:.0%}) "
+            f"in {time_ratio:.0%} of its training time ({fast['train s']:.0f} s over "
+            f"{fast['epochs run']} epochs vs {pgd['train s']:.0f} s over {pgd['epochs run']}; "
             f"{epoch_ratio:.0%} per epoch; goal <= {args.time_share:.0%})."
         )
         if fast["guard stopped at epoch"] != "":
             lines.append(
-                f"  The guard stopped it at epoch {fast['guard stopped at epoch']} (catastrophic overfitting) and restored the epoch before."
+                f"  The guard stopped it at epoch {fast['guard stopped at epoch']} "
+                "(catastrophic overfitting) and restored the epoch before."
             )
     return pd.DataFrame(rows), "\n".join(lines) + "\n"
 

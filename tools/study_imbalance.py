@@ -1,8 +1,9 @@
-"""Class imbalance and adversarial robustness (Possas slides): for each class an under-sampled and an
-over-sampled training set, plus the balanced baseline; white-box and black-box FGSM per class.
+"""Class imbalance and adversarial robustness (Possas slides): for each class an under-sampled and
+an over-sampled training set, plus the balanced baseline; white-box and black-box FGSM per class.
 
     python tools/study_imbalance.py --out=/work/runs/study_imbalance --epochs=10
-    python tools/study_imbalance.py --out=... --classes=cat,dog --epochs=1 --train_images=200    # a small run
+    # a small run:
+    python tools/study_imbalance.py --out=... --classes=cat,dog --epochs=1 --train_images=200
 
 Every model (--model, vgg_small by default) is trained through run_training on the CIFAR-10 mini
 archive: "balanced", and for every class C of --classes (default all ten) "under_C"
@@ -80,7 +81,8 @@ def check(args):
             chosen.append(int(c))
         else:
             raise ValueError(
-                f"--classes: unknown class {c!r}; expected indices 0-{len(names) - 1} or names {', '.join(names)}"
+                f"--classes: unknown class {c!r}; "
+                f"expected indices 0-{len(names) - 1} or names {', '.join(names)}"
             )
     args.classes = [str(c) for c in dict.fromkeys(chosen)]
     if not 0 < args.under <= 1:
@@ -170,7 +172,8 @@ def main(argv=None):
                 for _, r in per_class.iterrows()
             ]
         common.log(
-            f"[{name}] clean {row['clean']:.3f}, white-box {row['white-box FGSM']:.3f}, black-box {row['black-box FGSM']:.3f}"
+            f"[{name}] clean {row['clean']:.3f}, white-box {row['white-box FGSM']:.3f}, "
+            f"black-box {row['black-box FGSM']:.3f}"
         )
     models = pd.DataFrame(model_rows)
     slides, clean = slides_tables(predictions, y, names, classes)
@@ -180,7 +183,8 @@ def main(argv=None):
             args,
             slides,
             "slides",
-            f"Per-class accuracy under FGSM eps {args.eps:g} (the slides' layout; under/over = the model whose class was under/over-sampled, at that class's row)",
+            f"Per-class accuracy under FGSM eps {args.eps:g} (the slides' layout; "
+            "under/over = the model whose class was under/over-sampled, at that class's row)",
         ),
         common.write_table(args, clean, "clean", "Per-class clean accuracy, same layout"),
         findings(slides, models, classes, names),
@@ -188,7 +192,8 @@ def main(argv=None):
             args,
             absorption,
             "absorption",
-            "Which class absorbs the under-sampled one (row of the confusion matrix, largest off-diagonal count)",
+            "Which class absorbs the under-sampled one "
+            "(row of the confusion matrix, largest off-diagonal count)",
         ),
         common.write_table(
             args,
@@ -225,9 +230,12 @@ def main(argv=None):
         + "\n"
     )
     header = (
-        f"Imbalance: {args.model}, {args.epochs} epochs on {int(base_counts.sum())} balanced training images (batch {args.batch_size}, Adam {args.learning_rate:g} "
-        f"{args.lr_schedule}, augment {args.augment}); under-sampling keeps {args.under:g} of a class, over-sampling repeats it to {args.over:g}x; "
-        f"classes varied: {', '.join(names[c] for c in classes)}; FGSM eps {args.eps:g} on {len(y)} test images; suite {args.suite} on "
+        f"Imbalance: {args.model}, {args.epochs} epochs on {int(base_counts.sum())} "
+        f"balanced training images (batch {args.batch_size}, "
+        f"Adam {args.learning_rate:g} {args.lr_schedule}, augment {args.augment}); under-sampling "
+        f"keeps {args.under:g} of a class, over-sampling repeats it to {args.over:g}x; "
+        f"classes varied: {', '.join(names[c] for c in classes)}; "
+        f"FGSM eps {args.eps:g} on {len(y)} test images; suite {args.suite} on "
         f"{', '.join(args.suite_models)} ({min(args.eval_images or len(y), len(y))} images)"
     )
     common.finish(args, sections, header)
@@ -312,7 +320,10 @@ def absorption_table(args, predictions, y, names, classes) -> pd.DataFrame:
 def slides_clean_note(models: pd.DataFrame) -> str:
     under = models[models["model"].str.startswith("under_")]["clean at that class"].mean()
     over = models[models["model"].str.startswith("over_")]["clean at that class"].mean()
-    return f"mean clean accuracy at the varied class {over:.3f} over-sampled vs {under:.3f} under-sampled"
+    return (
+        f"mean clean accuracy at the varied class {over:.3f} "
+        f"over-sampled vs {under:.3f} under-sampled"
+    )
 
 
 def findings(slides: pd.DataFrame, models: pd.DataFrame, classes, names) -> str:
@@ -323,15 +334,18 @@ def findings(slides: pd.DataFrame, models: pd.DataFrame, classes, names) -> str:
         wins, ties = int(np.sum(diff > 0)), int(np.sum(diff == 0))
         holds = "holds" if wins > len(diff) / 2 else "does not hold"
         lines.append(
-            f"- Over-sampling more robust than under-sampling ({view} FGSM, at the varied class): {holds} for this run: "
-            f"over > under for {wins} of {len(diff)} classes ({ties} ties), mean difference {np.nanmean(diff):+.3f}."
+            f"- Over-sampling more robust than under-sampling ({view} FGSM, at the varied class): "
+            f"{holds} for this run: over > under for {wins} of {len(diff)} classes ({ties} ties), "
+            f"mean difference {np.nanmean(diff):+.3f}."
         )
     under_kept = models[models["model"].str.startswith("under_")]["white-box kept at that class"]
     over_kept = models[models["model"].str.startswith("over_")]["white-box kept at that class"]
     lines.append(
-        f"- Caveat: over-sampling also raises the class's clean accuracy ({slides_clean_note(models)}); the share of the class's "
-        f"correctly classified test images that white-box FGSM leaves correct is {np.nanmean(over_kept):.3f} over-sampled vs "
-        f"{np.nanmean(under_kept):.3f} under-sampled (mean over the classes with any correct image; n/a when none)."
+        "- Caveat: over-sampling also raises the class's "
+        f"clean accuracy ({slides_clean_note(models)}); "
+        "the share of the class's correctly classified test images that white-box FGSM leaves "
+        f"correct is {np.nanmean(over_kept):.3f} over-sampled vs {np.nanmean(under_kept):.3f} "
+        "under-sampled (mean over the classes with any correct image; n/a when none)."
     )
     varied_models = models[models["model"] != "balanced"]
     white, black = varied_models["white-box FGSM"], varied_models["black-box FGSM"]
@@ -342,9 +356,11 @@ def findings(slides: pd.DataFrame, models: pd.DataFrame, classes, names) -> str:
     overall, at_class = white < black, white_at < black_at
     holds = "holds" if overall.mean() > 0.5 else "does not hold"
     lines.append(
-        f"- White-box stronger than black-box: {holds} for this run: lower accuracy under white-box FGSM for {int(overall.sum())} of "
-        f"{len(overall)} imbalanced models overall ({int((white == black).sum())} ties; mean {white.mean():.3f} vs {black.mean():.3f}) "
-        f"and for {int(at_class.sum())} of {len(at_class)} at their varied class ({int((white_at == black_at).sum())} ties)."
+        f"- White-box stronger than black-box: {holds} for this run: lower accuracy under "
+        f"white-box FGSM for {int(overall.sum())} of {len(overall)} imbalanced models overall "
+        f"({int((white == black).sum())} ties; mean {white.mean():.3f} vs {black.mean():.3f}) "
+        f"and for {int(at_class.sum())} of {len(at_class)} at their "
+        f"varied class ({int((white_at == black_at).sum())} ties)."
     )
     return "\n".join(lines) + "\n"
 

@@ -9,17 +9,17 @@ A smoke run: --epochs=1 --train_images=200 --test_images=50 --eval_images=20 --s
 Trains, through the recipes (`study_common.train_run`: seeded pipeline, resume, exported run
 folders in --out/runs), the base model (recipe standard, cross-entropy) and the same architecture
 with cross-entropy + --weight x the contrastive loss (margin --margin; recipe contrastive, i.e.
-`tfadv.defenses.ContrastiveTrainer`; also `python -m tfadv.train --flagfile=configs/contrastive.flags`),
-both at a constant learning rate without augmentation by default (--lr_schedule, --augment), then
-classifies each way: its softmax head, and the nearest of --per_class reference training images
-per class in embedding space (`tfadv.defenses.NearestReferenceClassifier`, attacked white-box
-through its logits = minus distances). Table accuracy: clean, FGSM and the strong attack (PGD-20,
-2 restarts, margin) at each --eps on the test images. PNGs: embeddings.png (PCA of test embeddings
-without and with the loss) and attacked_moves.png (clean -> PGD-attacked embeddings of
---moving_images images, arrows coloured by the attacked prediction). With --suite (default
-standard), each classifier is also scored by `tfadv.evaluation.evaluate` at each --eps on the
-first --eval_images test images (the nearest-reference classifier through its logits, minus
-distances; reports in --out/evaluations).
+`tfadv.defenses.ContrastiveTrainer`; also
+`python -m tfadv.train --flagfile=configs/contrastive.flags`), both at a constant learning rate
+without augmentation by default (--lr_schedule, --augment), then classifies each way: its softmax
+head, and the nearest of --per_class reference training images per class in embedding space
+(`tfadv.defenses.NearestReferenceClassifier`, attacked white-box through its logits = minus
+distances). Table accuracy: clean, FGSM and the strong attack (PGD-20, 2 restarts, margin) at each
+--eps on the test images. PNGs: embeddings.png (PCA of test embeddings without and with the loss)
+and attacked_moves.png (clean -> PGD-attacked embeddings of --moving_images images, arrows coloured
+by the attacked prediction). With --suite (default standard), each classifier is also scored by
+`tfadv.evaluation.evaluate` at each --eps on the first --eval_images test images (the
+nearest-reference classifier through its logits, minus distances; reports in --out/evaluations).
 
 Until this study trained through the recipes it was tools/latent_study.py, which trained both
 models with a plain Adam fit (no seeded pipeline); numbers made with it are marked so in
@@ -177,8 +177,10 @@ def main(argv=None):
         "attacked_moves",
     )
     header = (
-        f"Latent-space defence: {args.model}, {args.epochs} epochs on {len(train)} images (recipes standard and contrastive), contrastive margin {args.margin}, "
-        f"weight {args.weight}, {'unit-length' if args.normalize else 'raw'} embedding; {args.per_class} references per class; "
+        f"Latent-space defence: {args.model}, {args.epochs} epochs on {len(train)} "
+        f"images (recipes standard and contrastive), contrastive margin {args.margin}, "
+        f"weight {args.weight}, {'unit-length' if args.normalize else 'raw'} embedding; "
+        f"{args.per_class} references per class; "
         f"{len(x)} test images (suite {args.suite} on the first {suite_images(args, y)})"
     )
     common.finish(

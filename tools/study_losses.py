@@ -68,7 +68,8 @@ def main():
                 )
                 row[label] = result["adversarial_accuracy"]
                 print(
-                    f"eps={eps:g} {row['attack']:7s} {label:20s} {row[label]:.3f}  ({time.time() - start:.1f} s)",
+                    f"eps={eps:g} {row['attack']:7s} {label:20s} "
+                    f"{row[label]:.3f}  ({time.time() - start:.1f} s)",
                     flush=True,
                 )
             row["clean"] = result["clean_accuracy"]

@@ -19,7 +19,8 @@ accuracy of a noisy model is one noisy prediction per image.
 
 Part 2 (Cohen et al. 2019): a model trained with Gaussian noise at the input (--smoothing_sigma) is
 smoothed with the same sigma and certified on --certify_images test images with n0 = --n0 and
-n = --n samples at alpha = --alpha: certified accuracy over the L2 radius (the paper used n = 100,000).
+n = --n samples at alpha = --alpha: certified accuracy over the L2 radius (the paper used
+n = 100,000).
 
 Tables: accuracy_vs_eps, certified_accuracy (CSV + study.md); PNGs: accuracy_vs_eps.png,
 certified_accuracy.png.
@@ -153,8 +154,8 @@ def part1(args, x, y, names):
             row["masking checks failed"] = scored.get("masking checks failed", "")
             rows.append(row)
             common.log(
-                f"[{label}, noise at test {at_test}] eps {eps:.4f}: FGSM {row['FGSM']:.3f}, "
-                f"{eot} {row[eot]:.3f}, suite {row['suite robust']:.3f} ({time.time() - start:.0f} s)"
+                f"[{label}, noise at test {at_test}] eps {eps:.4f}: FGSM {row['FGSM']:.3f}, {eot} "
+                f"{row[eot]:.3f}, suite {row['suite robust']:.3f} ({time.time() - start:.0f} s)"
             )
     return pd.DataFrame(rows)
 
@@ -218,7 +219,8 @@ def part2(args, x, y):
         curves[f"{label} (sigma {sigma})"] = curve
         abstain = float(np.mean(result.classes < 0))
         common.log(
-            f"[{label}] {seconds:.0f} s ({seconds / len(x):.2f} s per image); abstained {abstain:.3f}"
+            f"[{label}] {seconds:.0f} s ({seconds / len(x):.2f} s per image); "
+            f"abstained {abstain:.3f}"
         )
         for radius, value in zip(args.radius_grid, curve, strict=True):
             rows.append(

@@ -120,10 +120,14 @@ def write(out_dir, table, command):
     lines = [
         "# Exact resume: killed, resumed, compared",
         "",
-        f"Made by `{command}` (tfadv.experiment.resume_check; tiny_cnn, 160 synthetic images, batch 32).",
-        "Mode snapshot: the uninterrupted run's folder copied at the kill point (what a kill then leaves) and resumed;",
-        "mode raise: a run interrupted by an exception at that point and resumed in its folder. Checksums:",
-        "`tfadv.models.weights_checksum` of each exported model, as in summary.json `weights`; equal means every",
+        f"Made by `{command}` "
+        "(tfadv.experiment.resume_check; tiny_cnn, 160 synthetic images, batch 32).",
+        "Mode snapshot: the uninterrupted run's folder copied at "
+        "the kill point (what a kill then leaves) and resumed;",
+        "mode raise: a run interrupted by an exception at "
+        "that point and resumed in its folder. Checksums:",
+        "`tfadv.models.weights_checksum` of each exported model, "
+        "as in summary.json `weights`; equal means every",
         "model's checksum and every test accuracy agree.",
         "",
         "| " + " | ".join(COLUMNS) + " |",
@@ -185,7 +189,8 @@ def main():
         )
         table += rows_of(name, config, rows)
         print(
-            f"{name}: {sum(r.equal for r in rows)} of {len(rows)} kill points equal ({time.time() - start:.0f} s)",
+            f"{name}: {sum(r.equal for r in rows)} of {len(rows)} "
+            f"kill points equal ({time.time() - start:.0f} s)",
             flush=True,
         )
     only = f" --only={args.only}" if args.only else ""
@@ -194,7 +199,8 @@ def main():
 
 
 class _Summary:
-    """The uninterrupted run's figures, as resume_check.check takes them (weights, test_accuracy)."""
+    """The uninterrupted run's figures, as resume_check.check takes them
+    (weights, test_accuracy)."""
 
     def __init__(self, weights, test_accuracy):
         self.weights, self.test_accuracy = weights, test_accuracy

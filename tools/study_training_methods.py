@@ -116,8 +116,8 @@ def main(argv=None):
             - on_test["adversarial_accuracy"],
         }
         common.log(
-            f"[{variant}] {row['median s/epoch']:.1f} s/epoch, clean {row['clean']:.3f}, "
-            f"PGD test {on_test['adversarial_accuracy']:.3f}, train {on_train['adversarial_accuracy']:.3f}"
+            f"[{variant}] {row['median s/epoch']:.1f} s/epoch, clean {row['clean']:.3f}, PGD test "
+            f"{on_test['adversarial_accuracy']:.3f}, train {on_train['adversarial_accuracy']:.3f}"
         )
         row.update(
             common.suite_evaluation(
@@ -130,10 +130,12 @@ def main(argv=None):
         args, table, "variants", f"Training methods at eps {args.eps:g}, {args.steps} inner steps"
     )
     header = (
-        f"PGD-AT, TRADES, MART and AWP: {args.model} on the CIFAR-10 mini archive ({args.train_images or 'all'} training images), "
-        f"batch {args.batch_size}, Adam {args.learning_rate:g} {args.lr_schedule}, augment {args.augment}, {args.epochs} epochs, "
-        f"eps {args.eps:g} ({args.eps * 255:.1f}/255), {args.steps} inner steps; clean and PGD-{args.eval_pgd_steps} on {len(y)} "
-        f"test and {len(train_y)} training images, suite {args.suite} on the first {min(args.eval_images or len(y), len(y))} test images"
+        f"PGD-AT, TRADES, MART and AWP: {args.model} on the CIFAR-10 mini archive "
+        f"({args.train_images or 'all'} training images), batch {args.batch_size}, "
+        f"Adam {args.learning_rate:g} {args.lr_schedule}, augment {args.augment}, {args.epochs} "
+        f"epochs, eps {args.eps:g} ({args.eps * 255:.1f}/255), {args.steps} inner steps; clean "
+        f"and PGD-{args.eval_pgd_steps} on {len(y)} test and {len(train_y)} training images, "
+        f"suite {args.suite} on the first {min(args.eval_images or len(y), len(y))} test images"
     )
     common.finish(args, [section], header)
 

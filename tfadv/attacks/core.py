@@ -54,7 +54,8 @@ def compiled(clf, fn, signature, jit_compile="auto", **static):
         fn: a module-level function `fn(*tensors, model_ref, output, **static)`; it must reach
             the model only through `classifier_of(model_ref, output)`.
         signature: the tf.function input_signature.
-        jit_compile: "auto" | "true" | "false" | bool (see tfadv.runtime.devices.resolve_jit_compile).
+        jit_compile: "auto" | "true" | "false" | bool (see
+            tfadv.runtime.devices.resolve_jit_compile).
         **static: hashable Python options fixed at trace time (norm, steps, loss, ...).
     """
     jit = devices.resolve_jit_compile(jit_compile)
@@ -64,7 +65,8 @@ def compiled(clf, fn, signature, jit_compile="auto", **static):
     key = (fn, tuple(sorted(static.items())), view_key(clf)[1:], shapes, jit)
     if key not in per_model:
         bound = _Bound(fn, ClassifierRef(clf), static)
-        # autograph=False: the attacks use explicit tf.while_loop, and tracing need not re-read sources.
+        # autograph=False: the attacks use explicit tf.while_loop, and tracing need not re-read
+        # sources.
         per_model[key] = tf.function(
             bound, input_signature=signature, jit_compile=jit, autograph=False
         )
@@ -142,9 +144,9 @@ def choose_targets(
 def run(
     model, fn, images, labels, eps, alpha=0.0, seed=0, target=None, jit_compile="auto", **static
 ):
-    """Checks the arguments, resolves the targets, fetches the compiled attack and runs it
-    (eagerly or inside a graph). `fn(x, y, targets, eps, alpha, seed, *, model_ref, output, **static)`;
-    eps is checked against `static["norm"]` (L-inf when absent)."""
+    """Checks the arguments, resolves the targets, fetches the compiled attack and runs it (eagerly
+    or inside a graph). `fn(x, y, targets, eps, alpha, seed, *, model_ref, output, **static)`; eps
+    is checked against `static["norm"]` (L-inf when absent)."""
     clf, x, y = prepare(model, images, labels, eps, static.get("norm", norms.LINF))
     if "loss_on" in static:
         losses.check_loss_on(clf, static["loss_on"])

@@ -9,9 +9,9 @@ distance so far); before any adversarial is found it is the current norm plus th
 distance to the boundary |margin| / ||grad||_dual, overshot by (1 + gamma_i) (without it, a
 point can creep toward a curved boundary from inside for all its steps: the paper and Foolbox
 take no overshoot); after, it grows by (1 + gamma_i); gamma_i is cosine-annealed from `gamma`
-to 0.001. The closest adversarial met is kept. Images misclassified
-before the attack leave the batch at once (distance 0). Per step: one forward and one backward
-pass. (Foolbox 3.3.4's L2 projection is a no-op, `factor = min(1, norms / norms)`; here it projects.)
+to 0.001. The closest adversarial met is kept. Images misclassified before the attack leave the
+batch at once (distance 0). Per step: one forward and one backward pass. (Foolbox 3.3.4's L2
+projection is a no-op, `factor = min(1, norms / norms)`; here it projects.)
 """
 
 import math
@@ -123,7 +123,8 @@ def fmn_search(
     )
     if min_stepsize > max_stepsize:
         raise ValueError(
-            f"Expected min_stepsize <= max_stepsize. Received: min_stepsize={min_stepsize!r}, max_stepsize={max_stepsize!r}"
+            "Expected min_stepsize <= max_stepsize. Received: "
+            f"min_stepsize={min_stepsize!r}, max_stepsize={max_stepsize!r}"
         )
     gamma = check_number("gamma", gamma, low_open=True)
     if gamma >= 1:

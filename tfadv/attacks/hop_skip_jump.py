@@ -3,16 +3,16 @@ decision-based attack"): label-only, it reads nothing but the model's predicted 
 
 A minimum-norm search from the adversarial side. Start: uniform random images until one is
 misclassified (at most `init_trials`, every other one another image of the batch), then a
-binary search on the blend toward the clean image. Each step: (1) binary search between the clean image x and the current point to the
-decision boundary (L2: on the blend (1 - a) x + a p; L-inf: on the radius of a clip around
-x), to tolerance theta = 0.01 / sqrt(d) (L2) or 0.01 / d (L-inf), d the number of pixel
-values; (2) estimate the boundary's normal at that point from the signs (adversarial or not)
-of E_t = min(init_evals * sqrt(t + 1), max_evals) random probes at distance delta (0.1 in
-the first step, then 0.01 x the current distance), with the mean sign as baseline; (3)
-geometric step-size search along the estimate (L2: the unit normal, L-inf: its sign) from
-size dist / sqrt(t + 1), halved until the point is adversarial (at most `max_halvings`
-times; else the boundary point is kept). After the last step, one more bisection to the
-boundary. The parameters follow ART's implementation.
+binary search on the blend toward the clean image. Each step: (1) binary search between the clean
+image x and the current point to the decision boundary (L2: on the blend (1 - a) x + a p; L-inf: on
+the radius of a clip around x), to tolerance theta = 0.01 / sqrt(d) (L2) or 0.01 / d (L-inf), d the
+number of pixel values; (2) estimate the boundary's normal at that point from the signs (adversarial
+or not) of E_t = min(init_evals * sqrt(t + 1), max_evals) random probes at distance delta (0.1 in
+the first step, then 0.01 x the current distance), with the mean sign as baseline; (3) geometric
+step-size search along the estimate (L2: the unit normal, L-inf: its sign) from size
+dist / sqrt(t + 1), halved until the point is adversarial (at most `max_halvings` times; else the
+boundary point is kept). After the last step, one more bisection to the boundary. The parameters
+follow ART's implementation.
 
 Batched: every example of the batch takes the same steps in one compiled tf.while_loop (the
 probes in chunks of at most `PROBE_ROWS` images per model call). Queries are counted per
@@ -169,7 +169,8 @@ def _hop_skip_jump_fn(
         )
         count = tf.cast(evals, tf.float32)
         mean_f, mean_u = _per_example(sum_f / count), sum_u / count
-        # baseline: subtract the mean sign; where every probe agrees, the mean probe direction (signed)
+        # baseline: subtract the mean sign; where every probe agrees, the mean probe direction
+        # (signed)
         estimate = tf.where(
             tf.abs(mean_f) >= 1.0, mean_f * mean_u, sum_fu / count - mean_f * mean_u
         )
@@ -260,7 +261,8 @@ def hop_skip_jump(
             its bisection (these always), then whole steps while the next and a last bisection fit.
         steps: at most this many steps (>= 1), each `ceil(log2(1 / theta))` bisection queries,
             E_t probes and at most max_halvings + 1 step-size queries.
-        init_evals, max_evals: probes for the normal in step t: min(init_evals sqrt(t + 1), max_evals).
+        init_evals, max_evals: probes for the normal in step t: min(init_evals sqrt(t + 1),
+            max_evals).
         init_trials: candidates tried for a misclassified start (>= 1): uniform random images,
             alternating with the batch's other images; an example without one is returned clean.
         max_halvings: halvings of the step size before the step is given up (>= 1).
@@ -293,8 +295,6 @@ def hop_skip_jump(
     attack = core.compiled_attack(
         clf, _hop_skip_jump_fn, x, jit_compile, norm=norm, bounded=bounded, **counts
     )
-    seeds = core.seeds_for(
-        seed, x
-    )  # per-image seeds (N, 2) as run_attack passes them, or one seed
+    seeds = core.seeds_for(seed, x)  # per-image seeds (N, 2) as run_attack passes them, or one seed
     images, _ = attack(x, y, y, checks.to_scalar(eps), tf.constant(0.0), seeds)
     return tf.stop_gradient(images)

@@ -284,7 +284,8 @@ def pgd(
     restarts = validation.check_positive_int("restarts", restarts)
     if restarts > 1 and not random_start:
         raise ValueError(
-            f"restarts > 1 needs random_start=True. Received: restarts={restarts}, random_start=False"
+            "restarts > 1 needs random_start=True. Received: "
+            f"restarts={restarts}, random_start=False"
         )
     alpha = step_size(alpha, eps, min(1.0, PGD_ALPHA_FACTOR / steps), "pgd", at_most_eps=True)
     return core.run(

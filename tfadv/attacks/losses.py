@@ -11,13 +11,14 @@ attacker raises; toward a target the attacker lowers it on the target (`-loss(lo
 |---|---|---|
 | `ce` | cross-entropy of the label | minus cross-entropy of t |
 | `margin` | max_{j != y} z_j - z_y (Carlini-Wagner) | z_t - max_{j != t} z_j |
-| `dlr` | -(z_y - max_{j != y} z_j) / (z_pi1 - z_pi3) (Croce & Hein 2020) | -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2) |
+| `dlr` | -(z_y - max_{j != y} z_j) / (z_pi1 - z_pi3) | -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4)/2) |
 | `ce_t` | cross-entropy of softmax(z / T), T the model's softmax temperature | minus that of t |
 
 z are the scores the loss sees (`loss_on`): the logits (default), or log-probabilities of the
-model's own output ("probabilities", the naive view). pi1 >= pi2 >= ... are the sorted scores.
-Margin and DLR do not depend on the scale of the logits, so a model trained at a high
-temperature, whose inflated logits saturate the cross-entropy, cannot hide behind it.
+model's own output ("probabilities", the naive view). pi1 >= pi2 >= ... are the sorted scores. DLR
+is from Croce & Hein 2020. Margin and DLR do not depend on the scale of the logits, so a model
+trained at a high temperature, whose inflated logits saturate the cross-entropy, cannot hide behind
+it.
 """
 
 import dataclasses
@@ -114,7 +115,8 @@ LOSSES = {loss.name: loss for loss in (CE, MARGIN, DLR, CE_T)}
 
 
 def get(loss) -> Loss:
-    """A Loss by name ("ce", "margin", "dlr", "ce_t"), a Loss, or a callable (logits, labels) -> (N,)."""
+    """A Loss by name ("ce", "margin", "dlr", "ce_t"), a Loss, or a callable (logits, labels) ->
+    (N,)."""
     if isinstance(loss, Loss):
         return loss
     if isinstance(loss, str):
@@ -141,7 +143,8 @@ def check_loss_on(clf, loss_on: str) -> str:
 
 
 class Objective:
-    """What an attack raises on a classifier: scores -> per-example loss, untargeted or toward targets.
+    """What an attack raises on a classifier: scores -> per-example loss, untargeted or toward
+    targets.
 
     Args:
         clf: a tfadv.models.Classifier.
@@ -189,7 +192,8 @@ class Objective:
                 values = self.value(tiled, tf.tile(labels, [k]), tf.tile(targets, [k]))
                 values = tf.reduce_mean(tf.reshape(values, [k, n]), axis=0)
                 scores = tf.reduce_mean(tf.reshape(tiled, [k, n, -1]), axis=0)
-        # an input the loss does not reach (a stop_gradient or rounding layer) has gradient zero, not None
+        # an input the loss does not reach (a stop_gradient or rounding layer) has gradient zero,
+        # not None
         return (
             scores,
             values,

@@ -1,8 +1,8 @@
 """Minimum-norm attacks: how far each image is from the decision boundary.
 
     result = attacks.minimum_norm(model, images, labels, attack="fmn", norm="2")
-    result.distances                      # float32 (N,): L2 distance of the closest adversarial found
-    result.robust_accuracy([0.25, 0.5])   # the robust-accuracy-vs-eps curve from one run
+    result.distances  # float32 (N,): L2 distance of the closest adversarial found
+    result.robust_accuracy([0.25, 0.5])  # the robust-accuracy-vs-eps curve from one run
 
 One run gives every image's distance (0 for an image misclassified already, inf where the
 search found no adversarial), and with it robust accuracy at every eps. The searches:
@@ -121,8 +121,8 @@ def finish(clf, s, out, norm, confidence=0.0):
 
 
 def search(model, images, labels, fn, distance_norm: norms.Norm, **static) -> MinimumNormResult:
-    """Runs the compiled search `fn` (shared signature, returning (images, distances)) and
-    wraps its output (distances in `distance_norm`); off XLA (examples leave the batch: dynamic shapes)."""
+    """Runs the compiled search `fn` (shared signature, returning (images, distances)) and wraps its
+    output (distances in `distance_norm`); off XLA (examples leave the batch: dynamic shapes)."""
     clf, x, y = core.prepare(model, images, labels)
     name = distance_norm.name
     if x.shape[0] == 0:

@@ -1,12 +1,12 @@
 """The one-pixel attack (Su et al. 2019): differential evolution over k pixels, black-box.
 
-Each candidate is k rows of (row, column, change of each channel, e.g. dr, dg, db): a pixel position and the change of
-its channel values, |change| <= eps (eps = 1: any colour, the original attack). The model is
-only queried for its output probabilities; the fitness is the probability of the true class
-(minimised) or of the target class (maximised). DE/rand/1 with mutation factor F and no
-crossover, as in the paper; a child replaces its parent when it is at least as fit. An image
-stops mattering once one candidate succeeds; the search ends when every image has succeeded
-or the query budget is spent. The whole search for a batch runs in one compiled tf.function.
+Each candidate is k rows of (row, column, change of each channel, e.g. dr, dg, db): a pixel position
+and the change of its channel values, |change| <= eps (eps = 1: any colour, the original attack).
+The model is only queried for its output probabilities; the fitness is the probability of the true
+class (minimised) or of the target class (maximised). DE/rand/1 with mutation factor F and no
+crossover, as in the paper; a child replaces its parent when it is at least as fit. An image stops
+mattering once one candidate succeeds; the search ends when every image has succeeded or the query
+budget is spent. The whole search for a batch runs in one compiled tf.function.
 """
 
 import numbers
@@ -132,12 +132,14 @@ def one_pixel(
     population = checks.check_positive_int("population", population)
     if population < 4:
         raise ValueError(
-            f"Expected population >= 4 (DE/rand/1 draws three others). Received: population={population}"
+            "Expected population >= 4 (DE/rand/1 draws three others). "
+            f"Received: population={population}"
         )
     max_queries = checks.check_positive_int("max_queries", max_queries)
     if max_queries < 2 * population:
         raise ValueError(
-            f"Expected max_queries >= 2 * population ({2 * population}). Received: max_queries={max_queries}"
+            f"Expected max_queries >= 2 * population ({2 * population}). "
+            f"Received: max_queries={max_queries}"
         )
     if not isinstance(mutation, numbers.Real) or not 0 < mutation <= 2:
         raise ValueError(f"Expected mutation in (0, 2]. Received: mutation={mutation!r}")

@@ -19,7 +19,8 @@ from tfadv.attacks.core import classifier_of, compiled, prepare
 
 
 class PatchResult(NamedTuple):
-    """images: (N, H, W, C) patched; patch: (size, size, C); positions: int32 (N, 2) top-left (row, column)."""
+    """images: (N, H, W, C) patched; patch: (size, size, C); positions: int32 (N, 2) top-left
+    (row, column)."""
 
     images: tf.Tensor
     patch: tf.Tensor
@@ -38,7 +39,8 @@ def random_positions(n, image_shape, size, seed) -> tf.Tensor:
 
 
 def paste(images, patch, positions):
-    """`images` with `patch` pasted at `positions` (int32 (N, 2) top-left corners); differentiable in patch."""
+    """`images` with `patch` pasted at `positions` (int32 (N, 2) top-left corners); differentiable
+    in patch."""
     size = patch.shape[0]
     n = tf.shape(images)[0]
     offsets = tf.stack(
@@ -107,18 +109,21 @@ def _check_positions(positions, n, image_shape, size):
     p = np.asarray(positions)
     if not np.issubdtype(p.dtype, np.integer) or p.shape not in ((2,), (n, 2)):
         raise ValueError(
-            f"Expected positions 'random', (row, column) or an int array of shape ({n}, 2). Received: positions={positions!r}"
+            f"Expected positions 'random', (row, column) or an int array of shape ({n}, 2). "
+            f"Received: positions={positions!r}"
         )
     high = np.array([image_shape[0] - size, image_shape[1] - size])
     if (p < 0).any() or (p > high).any():
         raise ValueError(
-            f"Expected patch positions in [0, {tuple(high)}] for size {size}. Received: positions={positions!r}"
+            f"Expected patch positions in [0, {tuple(high)}] for size {size}. "
+            f"Received: positions={positions!r}"
         )
     return tf.constant(p, tf.int32)
 
 
 def apply_patch(images, patch, positions="random", *, seed=None) -> PatchResult:
-    """Pastes a (trained) patch onto images at "random" positions, one (row, column) or (N, 2) positions."""
+    """Pastes a (trained) patch onto images at "random" positions, one (row, column) or (N, 2)
+    positions."""
     x = checks.to_images(images)
     patch = checks.to_images(tf.convert_to_tensor(patch)[None])[0]
     n = x.shape[0]
@@ -166,7 +171,8 @@ def patch(
     """
     if eps is not None:
         raise ValueError(
-            f"A patch replaces the pixels it covers and has no eps budget; pass eps=None. Received: eps={eps!r}"
+            "A patch replaces the pixels it covers and has no eps budget; "
+            f"pass eps=None. Received: eps={eps!r}"
         )
     clf, x, y = prepare(model, images, labels)
     losses.check_loss_on(clf, loss_on)

@@ -107,12 +107,14 @@ def per_image(seed, n) -> tf.Tensor:
     seeds = tf.convert_to_tensor(seed)
     if not seeds.dtype.is_integer or seeds.shape[-1] != 2:
         raise ValueError(
-            f"Expected per-image seeds: integers of shape (N, 2). Received: seed.shape={tuple(seeds.shape)}"
+            "Expected per-image seeds: integers of shape (N, 2). "
+            f"Received: seed.shape={tuple(seeds.shape)}"
         )
     rows = seeds.shape[0]
     if isinstance(n, int) and rows is not None and rows != n:
         raise ValueError(
-            f"Expected per-image seeds of shape ({n}, 2), one per image. Received: seed.shape={tuple(seeds.shape)}"
+            f"Expected per-image seeds of shape ({n}, 2), one per image. "
+            f"Received: seed.shape={tuple(seeds.shape)}"
         )
     return tf.cast(seeds, tf.int64)
 

@@ -70,7 +70,8 @@ def _checked_indices(indices, size):
     values = np.asarray(indices)
     if values.ndim != 1 or not (np.issubdtype(values.dtype, np.integer) or values.size == 0):
         raise ValueError(
-            f"Expected indices: integers of shape (N,), one per image. Received: indices={indices!r}"
+            "Expected indices: integers of shape (N,), one per image. "
+            f"Received: indices={indices!r}"
         )
     if size is not None and len(values) != size:
         raise ValueError(

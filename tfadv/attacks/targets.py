@@ -1,8 +1,9 @@
 """Target classes for targeted attacks, chosen one way everywhere.
 
-`target` is None (untargeted), "least_likely" (the lowest logit), "least_likely_top5" (the
-lowest of the five most probable classes, as in the Possas study), "random" (a uniformly random
-class other than the label, drawn from the image's own seed), an int class id for every image, or per-image class ids (N,).
+`target` is None (untargeted), "least_likely" (the lowest logit), "least_likely_top5" (the lowest of
+the five most probable classes, as in the Possas study), "random" (a uniformly random class other
+than the label, drawn from the image's own seed), an int class id for every image, or per-image
+class ids (N,).
 """
 
 import numbers
@@ -22,7 +23,8 @@ def check_target(target, num_classes=None):
         return checks.check_choice("target", target, STRATEGIES)
     if isinstance(target, bool) or not isinstance(target, numbers.Integral):
         raise ValueError(
-            f"Expected target None, {STRATEGIES}, a class id or per-image class ids. Received: target={target!r}"
+            f"Expected target None, {STRATEGIES}, a class id or per-image class ids. "
+            f"Received: target={target!r}"
         )
     if target < 0 or (num_classes and target >= num_classes):
         allowed = f"in [0, {num_classes})" if num_classes else ">= 0"

@@ -1,6 +1,7 @@
-"""Hardening classifiers: adversarial training (per batch, per epoch, pre-generated noise),
-TRADES, MART, adversarial weight perturbation, defensive distillation, noise preprocessing at
-test time, randomized-smoothing certification, and a latent-space (contrastive embedding, nearest reference) defence."""
+"""Hardening classifiers: adversarial training (per batch, per epoch, pre-generated noise), TRADES,
+MART, adversarial weight perturbation, defensive distillation, noise preprocessing at test time,
+randomized-smoothing certification, and a latent-space (contrastive embedding, nearest reference)
+defence."""
 
 from tfadv.defenses.adversarial_training import (
     AdversarialTrainer,

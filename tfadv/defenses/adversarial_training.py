@@ -1,4 +1,5 @@
-"""Adversarial training through `model.fit`: per batch (Madry style), per epoch, pre-generated noise.
+"""Adversarial training through `model.fit`: per batch (Madry style), per epoch, pre-generated
+noise.
 
     attack = tfadv.attacks.Attack("pgd", steps=7)
     trainer = AdversarialTrainer(classifier, attack, eps=8 / 255, ratio=1.0)
@@ -134,7 +135,8 @@ class AdversarialTrainer(keras.Model):
         return self._awp_train_step(x, y, sample_weight)
 
     def _awp_train_step(self, x, y, sample_weight):
-        """Keras' train step with the gradient taken at AWP-perturbed weights (`tfadv.defenses.awp`)."""
+        """Keras' train step with the gradient taken at AWP-perturbed weights
+        (`tfadv.defenses.awp`)."""
         outputs = {}
 
         def loss_fn(forward):  # the compiled loss, as a replica-local mean
@@ -323,7 +325,8 @@ class TrainingSetWithCopy:
 
 
 def choose_subset(n: int, fraction: float, seed: int, epoch: int = 0) -> np.ndarray:
-    """Sorted indices of round(fraction * n) images, a fresh seeded draw per epoch (all when fraction is 1)."""
+    """Sorted indices of round(fraction * n) images, a fresh seeded draw per epoch
+    (all when fraction is 1)."""
     if not 0 < fraction <= 1:
         raise ValueError(f"Expected fraction in (0, 1]. Received: fraction={fraction!r}")
     size = int(round(fraction * n))

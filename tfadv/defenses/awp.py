@@ -79,7 +79,8 @@ def perturbation(network, loss_fn, gamma):
 
 
 def train_step(network, optimizer, loss_fn, gamma=None):
-    """One optimiser step of `network` on `loss_fn(forward)` (a replica-local mean); returns the loss.
+    """One optimiser step of `network` on `loss_fn(forward)` (a replica-local mean); returns the
+    loss.
 
     gamma None: a plain step. Otherwise a scalar (a variable, read at run time): the gradient is
     taken at the AWP-perturbed weights (see the module docstring); at gamma 0 that is w itself.
@@ -96,8 +97,9 @@ def train_step(network, optimizer, loss_fn, gamma=None):
         gamma.value if isinstance(gamma, keras.Variable) else gamma, tf.float32
     )
     weights = _values(trainable)
-    # No tf.cond on gamma: synchronised batch norm and the all-reduce cannot sit in a branch under a
-    # multi-replica strategy, so the ascent pass also runs (and gives a zero perturbation) at gamma 0.
+    # No tf.cond on gamma: synchronised batch norm and the all-reduce cannot sit in a branch under
+    # a multi-replica strategy, so the ascent pass also runs (and gives a zero perturbation) at
+    # gamma 0.
     delta = perturbation(network, loss_fn, gamma)
     perturbed = [w + d for w, d in zip(weights, delta, strict=True)]
     state = [_values(non_trainable)]
@@ -112,7 +114,8 @@ def train_step(network, optimizer, loss_fn, gamma=None):
 
 
 class AwpSchedule(keras.callbacks.Callback):
-    """Sets the AWP size variable at every epoch start: 0 for the first `warmup_epochs`, then gamma."""
+    """Sets the AWP size variable at every epoch start: 0 for the first `warmup_epochs`, then
+    gamma."""
 
     def __init__(self, variable, gamma: float, warmup_epochs: int = 0):
         super().__init__()

@@ -14,8 +14,9 @@ Euclidean distances d_ij between embeddings:
 
     L_con = 1/2 mean_{y_i = y_j} d_ij^2 + 1/2 mean_{y_i != y_j} max(0, margin - d_ij)^2
 
-(the two means are taken separately, so the ~1 in 10 same-class pairs of a 10-class batch weigh
-as much as the rest; a mean over no pairs is 0). Training minimises CE(labels, logits) + weight * L_con.
+(the two means are taken separately, so the ~1 in 10 same-class pairs of a 10-class batch weigh as
+much as the rest; a mean over no pairs is 0). Training minimises
+CE(labels, logits) + weight * L_con.
 
 With `normalize=True` (the default) the distances are taken between unit-length embeddings
 (e / |e|, so 0 <= d_ij <= 2): the loss can no longer shrink every distance by shrinking the
@@ -97,7 +98,8 @@ def _masked_mean(values, mask):
 
 @keras.saving.register_keras_serializable(package="tfadv")
 class ContrastiveTrainer(OneNetworkSteps):
-    """Trains a tfadv classifier with cross-entropy plus `weight` x the contrastive loss on its embedding.
+    """Trains a tfadv classifier with cross-entropy plus `weight` x the contrastive loss on its
+    embedding.
 
     Calling the trainer calls the classifier. Train and validation metrics: loss, ce_loss,
     contrastive_loss, accuracy. Compile with an optimizer only.
@@ -147,7 +149,8 @@ class ContrastiveTrainer(OneNetworkSteps):
         return self.classifier(inputs, training=training)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """CE + weight * contrastive of a batch; `y_pred` is (embeddings, logits). Updates the metrics.
+        """CE + weight * contrastive of a batch; `y_pred` is (embeddings, logits). Updates the
+        metrics.
 
         `sample_weight` weighs the cross-entropy only."""
         embedded, logits = y_pred
@@ -194,7 +197,8 @@ def choose_references(labels, per_class: int = 5, seed: int = 0, num_classes=Non
     """Sorted indices of `per_class` images of each class, drawn at random (seeded).
 
     Raises:
-        ValueError: a class (of 0 .. num_classes - 1, default up to the largest label) has too few images.
+        ValueError: a class (of 0 .. num_classes - 1, default up to the largest label) has too few
+            images.
     """
     labels = np.asarray(labels).reshape(-1)
     if isinstance(per_class, bool) or not isinstance(per_class, (int, np.integer)) or per_class < 1:
@@ -217,7 +221,8 @@ def choose_references(labels, per_class: int = 5, seed: int = 0, num_classes=Non
 
 @keras.saving.register_keras_serializable(package="tfadv")
 class ReferenceLogits(keras.layers.Layer):
-    """Embeddings (N, D) -> logits (N, classes): minus the distance to the nearest reference of each class.
+    """Embeddings (N, D) -> logits (N, classes): minus the distance to the nearest reference of each
+    class.
 
     The reference embeddings are a non-trainable weight (K, D); their classes are in the config.
 

@@ -15,6 +15,7 @@ def weighted_mean(values, sample_weight=None):
 
 
 def replica_share(loss):
-    """Divides a per-replica mean loss by the replica count (gradients are summed across replicas)."""
+    """Divides a per-replica mean loss by the replica count
+    (gradients are summed across replicas)."""
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
     return loss / replicas if replicas > 1 else loss

@@ -4,9 +4,9 @@ The smoothed classifier g(x) = argmax_c P(f(x + d) = c), d ~ N(0, sigma^2 I), is
 the base classifier f's predictions (argmax of its logits, inference mode) on noisy copies:
 
     smoothed = SmoothedClassifier(model, sigma=0.25)
-    classes = smoothed.predict(images, n=100, alpha=0.001, seed=0)        # -1: abstain
+    classes = smoothed.predict(images, n=100, alpha=0.001, seed=0)  # -1: abstain
     result = smoothed.certify(images, n0=100, n=10_000, alpha=0.001, seed=0)
-    result.classes, result.radii                                          # radius 0 where abstaining
+    result.classes, result.radii  # radius 0 where abstaining
     certified_accuracy(result.radii, result.classes == labels, [0, 0.25, 0.5])
 
 `predict` is the paper's PREDICT: the two most frequent classes' counts nA, nB over n samples;
@@ -46,8 +46,8 @@ def _stats():
 
 
 def clopper_pearson_lower(successes, trials: int, alpha: float) -> np.ndarray:
-    """One-sided (1 - alpha) lower confidence bound of a binomial proportion (exact, Clopper-Pearson):
-    the alpha quantile of Beta(k, n - k + 1); 0 where k = 0."""
+    """One-sided (1 - alpha) lower confidence bound of a binomial proportion (exact,
+    Clopper-Pearson): the alpha quantile of Beta(k, n - k + 1); 0 where k = 0."""
     k = np.asarray(successes, np.float64)
     bound = _stats().beta.ppf(alpha, np.maximum(k, 1), trials - k + 1)
     return np.where(k > 0, bound, 0.0)
@@ -76,7 +76,8 @@ class Certification(NamedTuple):
 
 
 def _counts_fn(x, sigma, n, seed, *, model_ref, output, copies, num_classes):
-    """int32 (B, classes): class counts of f over n noisy copies of each image, `copies` per pass."""
+    """int32 (B, classes): class counts of f over n noisy copies of each image, `copies` per
+    pass."""
     clf = classifier_of(model_ref, output)
     b = tf.shape(x)[0]
     shape = x.shape[1:]
@@ -110,7 +111,8 @@ class SmoothedClassifier:
 
     Args:
         model: the base classifier (any `tfadv.models.as_classifier` accepts); best trained with
-            Gaussian noise of the same sigma (`tfadv.models.build(..., noise="input", noise_stddev=sigma)`).
+            Gaussian noise of the same sigma (`tfadv.models.build(..., noise="input",
+            noise_stddev=sigma)`).
         sigma: noise stddev, pixel scale (> 0).
         batch_size: noisy copies classified per forward pass.
         jit_compile: "auto" | "true" | "false" (XLA).
@@ -130,7 +132,8 @@ class SmoothedClassifier:
         return f"SmoothedClassifier({self.classifier.name!r}, sigma={self.sigma})"
 
     def counts(self, images, n: int, seed=0) -> np.ndarray:
-        """int64 (N, classes): how often f predicts each class over `n` noisy copies of each image."""
+        """int64 (N, classes): how often f predicts each class over `n` noisy copies of each
+        image."""
         n = validation.check_positive_int("n", n)
         clf = self.classifier
         x = validation.to_images(images, clf.input_shape)

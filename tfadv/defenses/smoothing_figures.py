@@ -12,7 +12,8 @@ __all__ = ["certified_accuracy_figure", "save_png"]
 
 
 def certified_accuracy_figure(radius_grid, curves: dict, title: str = ""):
-    """Certified accuracy (y) over L2 radius (x, pixel scale); `curves` maps a label to accuracies on the grid."""
+    """Certified accuracy (y) over L2 radius (x, pixel scale); `curves` maps a label to accuracies
+    on the grid."""
     fig, ax = plt.subplots(figsize=(5.0, 3.6))
     for label, accuracies in curves.items():
         ax.plot(radius_grid, accuracies, drawstyle="steps-post", label=label)

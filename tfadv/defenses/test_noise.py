@@ -1,4 +1,5 @@
-"""Noise preprocessing at test time: a noise layer, on at inference, in front of a trained classifier.
+"""Noise preprocessing at test time: a noise layer, on at inference, in front of a trained
+classifier.
 
     defended = with_test_noise(model, "random_sign", eps=0.03, seed=0)
     # defended(images): noise -> the same network (shared weights) -> its own output

@@ -40,12 +40,14 @@ UNROLLED_STEPS = (
 
 
 def kl_divergence(log_p, log_q):
-    """Per-example KL(p || q) = sum_j p_j (log p_j - log q_j) from log-probabilities (N, classes)."""
+    """Per-example KL(p || q) = sum_j p_j (log p_j - log q_j) from log-probabilities
+    (N, classes)."""
     return tf.reduce_sum(tf.exp(log_p) * (log_p - log_q), axis=-1)
 
 
 def trades_loss(clean_log_probs, adversarial_log_probs, labels, beta):
-    """Per-example TRADES loss: CE(f(x), y) + beta * KL(f(x) || f(x')) (inputs: log-probabilities)."""
+    """Per-example TRADES loss: CE(f(x), y) + beta * KL(f(x) || f(x'))
+    (inputs: log-probabilities)."""
     labels = tf.cast(labels, tf.int32)
     natural = -tf.gather(clean_log_probs, labels, batch_dims=1)
     return natural + tf.cast(beta, clean_log_probs.dtype) * kl_divergence(
@@ -168,7 +170,8 @@ class RobustLossTrainer(OneNetworkSteps):
         raise NotImplementedError
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """The batch loss (replica-local weighted mean); y_pred = (clean, adversarial) log-probabilities.
+        """The batch loss (replica-local weighted mean); y_pred = (clean, adversarial)
+        log-probabilities.
 
         Touches no metric (AWP evaluates it twice per step)."""
         clean, adversarial = y_pred
@@ -245,7 +248,8 @@ def kl_attack(log_probabilities, x, eps, steps: int, alpha, seed=None, norm="inf
 
 @keras.saving.register_keras_serializable(package="tfadv")
 class TradesTrainer(RobustLossTrainer):
-    """TRADES training of `classifier` (see the module docstring); beta 1 and 6 are the paper's points.
+    """TRADES training of `classifier` (see the module docstring); beta 1 and 6 are the paper's
+    points.
 
     `attack` must be a 'pgd' value: its norm ("inf" or "2"), steps and alpha drive the KL
     maximisation.
@@ -275,7 +279,10 @@ class TradesTrainer(RobustLossTrainer):
 
     def adversarial_examples(self, x, y):
         eps = tf.convert_to_tensor(self.eps.value)
-        inference = lambda images: self.to_log_probabilities(self.network(images, training=False))  # noqa: E731
+
+        def inference(images):
+            return self.to_log_probabilities(self.network(images, training=False))
+
         return kl_attack(
             inference, x, eps, self.steps, self.step_size(eps), self.step_seed(), self.norm
         )

@@ -9,7 +9,8 @@ from tfadv.defenses.reduction import replica_share
 
 class OneNetworkSteps(keras.Model):
     """Base of wrappers that train `trained_network()`: subclasses give `trained_network()` and
-    `predictions(x, training)` (the `y_pred` their `compute_loss` takes) and list their trackers in `metrics`."""
+    `predictions(x, training)` (the `y_pred` their `compute_loss` takes) and list their trackers in
+    `metrics`."""
 
     def trained_network(self) -> keras.Model:
         raise NotImplementedError

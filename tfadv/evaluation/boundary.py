@@ -193,7 +193,8 @@ class Distances(Probe):
         at = m.distance_curve[np.isclose(m.distance_curve["eps"], report.eps)].iloc[0]
         short = m.distance_curve["stopped_short"]
         verdict = (
-            f"search stopped short at eps {', '.join(f'{e:g}' for e in m.distance_curve['eps'][short])}"
+            "search stopped short at eps "
+            f"{', '.join(f'{e:g}' for e in m.distance_curve['eps'][short])}"
             if short.any()
             else "no attack found a closer boundary than the search"
         )

@@ -13,8 +13,9 @@ worst case over every attack the evaluation ran, which is the report's headline.
     (g) a margin loss on the logits is no stronger than cross-entropy on the outputs
     (h) doubling the iterations and restarts of every gradient attack of the suite, run on the
         suite's survivors, breaks under 1% more images
-    (i) for a model random at inference: the attacks with expectation over transformation (EOT) are at
-        least as strong as without, and no single draw scores over 1 point above the mean of R draws
+    (i) for a model random at inference: the attacks with expectation over transformation (EOT) are
+        at least as strong as without, and no single draw scores over 1 point above the mean of R
+        draws
 
 A failed check names its remedy, which the evaluation runs and folds into the headline (see
 `tfadv.evaluation.remedies`): (b), (c), (f) -> BPDA (the gradient attacks again through
@@ -84,8 +85,8 @@ def white_box_vs_square(square_broke: int, n: int, square_ran: bool) -> Check:
         "c",
         name,
         share <= SQUARE_LIMIT,
-        f"Square broke {square_broke} images ({_pct(share)}) that every gradient attack before it missed "
-        f"(limit {_pct(SQUARE_LIMIT)})",
+        f"Square broke {square_broke} images ({_pct(share)}) "
+        f"that every gradient attack before it missed (limit {_pct(SQUARE_LIMIT)})",
     )
 
 
@@ -115,8 +116,8 @@ def gradients_usable(masking) -> Check:
         row["loss_on"]: row["zero_gradient_fraction"] + row["nonfinite_fraction"] for row in rows
     }
     evidence = "; ".join(
-        f"{row['loss_on']}: {_pct(row['zero_gradient_fraction'])} exactly zero, {_pct(row['nonfinite_fraction'])} "
-        f"not finite, median norm {row['median_norm']:.3g}"
+        f"{row['loss_on']}: {_pct(row['zero_gradient_fraction'])} exactly zero, "
+        f"{_pct(row['nonfinite_fraction'])} not finite, median norm {row['median_norm']:.3g}"
         for row in rows
     )
     return Check(
@@ -133,8 +134,9 @@ def loss_gap(ce_on_outputs: float, margin_on_logits: float, outputs: str) -> Che
         "g",
         "margin loss on logits no stronger than cross-entropy on the outputs",
         gap < LOSS_GAP_LIMIT,
-        f"accuracy with CE on the {outputs} {_pct(ce_on_outputs)}, with the margin loss on logits "
-        f"{_pct(margin_on_logits)} (gap {_pct(gap)}, limit {_pct(LOSS_GAP_LIMIT)}; a large gap means a saturated softmax)",
+        f"accuracy with CE on the {outputs} {_pct(ce_on_outputs)}, "
+        f"with the margin loss on logits {_pct(margin_on_logits)} "
+        f"(gap {_pct(gap)}, limit {_pct(LOSS_GAP_LIMIT)}; a large gap means a saturated softmax)",
     )
 
 
@@ -145,7 +147,8 @@ def budget_converged(extra_broken: int, n: int, doubled: str) -> Check:
         "h",
         "doubling iterations and restarts moves robust accuracy by under 1 point",
         share < BUDGET_LIMIT,
-        f"{doubled} on the suite's survivors broke {extra_broken} more images ({_pct(share)}, limit {_pct(BUDGET_LIMIT)})",
+        f"{doubled} on the suite's survivors broke {extra_broken} "
+        f"more images ({_pct(share)}, limit {_pct(BUDGET_LIMIT)})",
     )
 
 
@@ -161,7 +164,8 @@ def randomness_handled(
     Args:
         stochastic: outputs differ between calls (else the check does not apply).
         samples: EOT draws every attack and prediction averaged.
-        draw_accuracies: accuracy of each of R single forward passes on the final adversarial images.
+        draw_accuracies: accuracy of each of R single forward passes on the final adversarial
+            images.
         eot, no_eot: mean accuracy over R draws on the images of the suite run with and without EOT.
     """
     name = "a random model is attacked with EOT and scored over many draws"
@@ -170,13 +174,14 @@ def randomness_handled(
     draws = [float(a) for a in draw_accuracies]
     if not draws:
         raise ValueError(
-            f"Expected the accuracy of at least one draw. Received: draw_accuracies={draw_accuracies!r}"
+            "Expected the accuracy of at least one draw. "
+            f"Received: draw_accuracies={draw_accuracies!r}"
         )
     mean, best = sum(draws) / len(draws), max(draws)
     eot_weaker = eot is not None and no_eot is not None and eot > no_eot + EOT_LIMIT
     evidence = (
-        f"over {len(draws)} draws on the final images: mean accuracy {_pct(mean)}, best single draw {_pct(best)} "
-        f"(limit: {_pct(DRAW_LIMIT)} above the mean)"
+        f"over {len(draws)} draws on the final images: mean accuracy {_pct(mean)}, "
+        f"best single draw {_pct(best)} (limit: {_pct(DRAW_LIMIT)} above the mean)"
     )
     if eot is not None and no_eot is not None:
         evidence += f"; suite with EOT x{samples} {_pct(eot)}, without EOT {_pct(no_eot)}"

@@ -2,9 +2,9 @@
 attacked the same way, side by side.
 
     gap = deployment_gap(keras_model, {"model_int8": "RUN/models/model_int8.tflite"}, x, y, 8 / 255)
-    gap.table()                      # one row per model: clean, agreement, each attack, worst case
-    gap.verdicts()                   # images whose verdict differs between float and a deployed model
-    gap.write("out")                 # deployment.md, deployment.csv, verdicts.csv, outcomes.csv, summary.json
+    gap.table()  # one row per model: clean, agreement, each attack, worst case
+    gap.verdicts()  # images whose verdict differs between float and a deployed model
+    gap.write("out")  # deployment.md, deployment.csv, verdicts.csv, outcomes.csv, summary.json
 
 Every model gets the gradient-free attacks of `tfadv.evaluation.gradient_free` (Square, HopSkipJump,
 transfer PGD-20 from the float model, the float model's patch), the float model included (there
@@ -121,18 +121,21 @@ class DeploymentGap:
         lines = [
             "# The deployment gap",
             "",
-            f"{s['images']} {s.get('split', '')} images, eps={s['eps']:g} (L{s['norm']}), seed {s['seed']}; "
+            f"{s['images']} {s.get('split', '')} images, "
+            f"eps={s['eps']:g} (L{s['norm']}), seed {s['seed']}; "
             f"the float model `{self.reference}` and its deployed exports attacked the same way.",
             "",
             _markdown_table(shown),
             "",
-            "Columns: clean accuracy; agreement of the clean classes with the float model; robust accuracy "
-            "(correct when clean and after the attack) under each attack; the worst case per image over the "
-            "eps-ball attacks ("
+            "Columns: clean accuracy; agreement of the clean classes with the float model; "
+            "robust accuracy (correct when clean and after the attack) under each attack; "
+            "the worst case per image over the eps-ball attacks ("
             + ", ".join(gradient_free.BALL_ATTACKS)
-            + "); the patch (another threat "
-            f"model: a {s['patch_size']}x{s['patch_size']} patch, no eps) is beside it; images whose verdict "
-            "differs from the float model's (wrong, broken or robust; verdicts.csv).",
+            + (
+                "); the patch (another threat model: "
+                f"a {s['patch_size']}x{s['patch_size']} patch, no eps) is beside it; images whose "
+                "verdict differs from the float model's (wrong, broken or robust; verdicts.csv)."
+            ),
             "",
             "Attacks:",
             "",

@@ -51,7 +51,8 @@ PATCH_SALT = 7  # the patch's seed: (seed, PATCH_SALT)
 GRADIENT_CHECKS = {  # key: (name, why it does not apply to a model without gradients)
     "a": (
         "iterative at least as strong as single-step",
-        "no gradients: FGSM and PGD cannot run on this model (PGD-20 transfers from the float model)",
+        "no gradients: FGSM and PGD cannot run on this "
+        "model (PGD-20 transfers from the float model)",
     ),
     "b": (
         "white-box at least as strong as transfer",
@@ -97,8 +98,9 @@ def settings(suite="fast") -> dict:
         return {**SETTINGS["fast"], **suite}
     if suite not in SETTINGS:
         raise ValueError(
-            f"Expected suite 'fast' or 'standard' for a model without gradients (its attacks are "
-            f"{', '.join(models.callable.GRADIENT_FREE_ATTACKS)}, transfer and patch). Received: suite={suite!r}"
+            "Expected suite 'fast' or 'standard' for a model without gradients (its attacks "
+            f"are {', '.join(models.callable.GRADIENT_FREE_ATTACKS)}, transfer and patch). "
+            f"Received: suite={suite!r}"
         )
     return dict(SETTINGS[suite])
 
@@ -199,7 +201,10 @@ class GradientFreeResult:
         why = (
             "outputs are identical between calls: deterministic"
             if self.deterministic
-            else "outputs differ between calls, and EOT attacks need gradients: scores are single draws"
+            else (
+                "outputs differ between calls, and EOT attacks need gradients: "
+                "scores are single draws"
+            )
         )
         checks.append(checklist.Check("i", RANDOMNESS_CHECK, None, why))
         return checks
@@ -333,8 +338,9 @@ def markdown(result: GradientFreeResult, settings: dict) -> str:
     lines = [
         f"# Gradient-free evaluation of {result.name}",
         "",
-        f"{len(result.labels)} images, eps={result.eps:g} (L{result.norm}); clean accuracy "
-        f"{100 * result.clean_correct.mean():.1f}%, worst case {100 * result.worst_case.mean():.1f}% "
+        f"{len(result.labels)} images, eps={result.eps:g} (L{result.norm}); "
+        f"clean accuracy {100 * result.clean_correct.mean():.1f}%, "
+        f"worst case {100 * result.worst_case.mean():.1f}% "
         "(per image, over the eps-ball attacks; the patch is another threat model).",
         "",
         "| attack | spec | robust accuracy | seconds |",

@@ -1,4 +1,5 @@
-"""Clean metrics: probabilities, confusion matrices, per-class accuracy, top-k error, confidence buckets.
+"""Clean metrics: probabilities, confusion matrices, per-class accuracy, top-k error, confidence
+buckets.
 
 Images are float32 in [0, 1]; `model` is any classifier `tfadv.models.as_classifier` accepts.
 """
@@ -24,7 +25,8 @@ def confusion_matrix(labels, predictions, num_classes: int) -> np.ndarray:
     labels, predictions = np.asarray(labels), np.asarray(predictions)
     if labels.shape != predictions.shape:
         raise ValueError(
-            f"Expected labels and predictions of one shape. Received: {labels.shape} and {predictions.shape}"
+            "Expected labels and predictions of one shape. "
+            f"Received: {labels.shape} and {predictions.shape}"
         )
     return np.bincount(
         labels * num_classes + predictions, minlength=num_classes * num_classes

@@ -44,7 +44,8 @@ def example_grid(
 ):
     """One column per image: clean on top, adversarial below, the perturbation (amplified to the
     full range) at the bottom, each titled with its predicted class (and confidence when given).
-    Wrong predictions are titled in red. Images are float (N, H, W, C) in [0, 1]. Returns the figure."""
+    Wrong predictions are titled in red. Images are float (N, H, W, C) in [0, 1]. Returns the
+    figure."""
     clean, adversarial = np.asarray(clean, np.float32), np.asarray(adversarial, np.float32)
     n = len(clean)
     if n == 0:

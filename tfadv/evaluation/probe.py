@@ -5,7 +5,8 @@
         name = "sweep"; needs = ("clean",)
         def run(self, context) -> dict: ...            # model calls; returns the units to keep
         def apply(self, m, units, context): ...        # no model call: units -> ModelEvaluation
-        def tables(self, m) -> dict; figures(self, m, report) -> dict; markdown(self, m, report) -> list
+        def tables(self, m) -> dict; figures(self, m, report) -> dict
+        def markdown(self, m, report) -> list
 
 `run_probe` runs a probe only when the store has no units of it made with the same key (the
 settings, the data, the model and the keys of the sections it needs): a finished evaluation is

@@ -1,4 +1,5 @@
-"""The remedy of every failed masking check, run in the same evaluation and folded into the headline.
+"""The remedy of every failed masking check, run in the same evaluation and folded into the
+headline.
 
 (b), (c) or (f) -> BPDA: the suite's gradient attacks again through
 `tfadv.models.straight_through` on the white-box survivors, their breaks scored on the model
@@ -79,7 +80,8 @@ def run_remedies(m, c, folds) -> None:
     bpda = sorted(failed & set(BPDA_TRIGGERS))
     if bpda and not gradient:
         m.remedy_notes.append(
-            f"({', '.join(bpda)}) failed -> BPDA: not run, the suite has no gradient attack to rerun."
+            f"({', '.join(bpda)}) failed -> BPDA: "
+            "not run, the suite has no gradient attack to rerun."
         )
     elif bpda:
         _bpda(m, c, folds, gradient, ",".join(bpda))

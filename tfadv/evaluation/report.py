@@ -1,6 +1,8 @@
 """The robustness report: everything `python -m tfadv.evaluate` measures, as one object.
 
-    report = tfadv.evaluation.evaluate({"standard": m1, "distilled": m2}, images, labels, eps=8 / 255)
+    report = tfadv.evaluation.evaluate(
+        {"standard": m1, "distilled": m2}, images, labels, eps=8 / 255
+    )
     print(report.markdown()); report.write("evaluations/run")
 
 An evaluation loops over sections (`tfadv.evaluation.sections`: clean, suite, checklist, sweep,
@@ -138,7 +140,8 @@ class ModelEvaluation:
         return out
 
     def fold(self, labels, index, images, predictions, white_box: bool = True, attempt=None) -> int:
-        """Adds the breaks of an attack on images `index` to the worst case; returns how many are new.
+        """Adds the breaks of an attack on images `index` to the worst case; returns how many are
+        new.
 
         white_box: the attack saw this model (else it is transfer: only the headline changes).
         attempt: bool mask over `index` (random models): survivors the attack really tried keep its

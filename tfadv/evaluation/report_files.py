@@ -2,8 +2,8 @@
 per table, PNG figures and TensorBoard summaries, all into one folder written atomically.
 
     OUTPUT/report.md, summary.json, headline.csv, transfer.csv, transfer.png
-    OUTPUT/<model>/suite.csv, checks.csv, remedies.csv, sweep.csv, per_class.csv, confidence.csv, masking.csv,
-                   gradient_norms.csv, confusion_clean.csv, confusion_adversarial.csv,
+    OUTPUT/<model>/suite.csv, checks.csv, remedies.csv, sweep.csv, per_class.csv, confidence.csv,
+                   masking.csv, gradient_norms.csv, confusion_clean.csv, confusion_adversarial.csv,
                    eps_curves.png, confusion.png, gradient_norms.png, examples.png
     OUTPUT/tensorboard/<model>/   scalars (clean, robust per attack, headline) and the figures
 """
@@ -32,12 +32,12 @@ def markdown(report) -> str:
     lines = [
         "# Robustness evaluation",
         "",
-        f"eps = {report.eps:g} ({report.eps * 255:.2f}/255, {threat_model(norms.get(report.norm))}), "
-        f"{report.n} images, suite: {', '.join(report.suite)}; sections: "
-        f"{', '.join(report.settings.get('sections', []))}. Robust accuracy is the per-image worst "
-        "case over every attack run at this eps (suite, checklist attacks, doubled budget, transfer, "
-        "remedies); for a model random at inference, the mean accuracy of fresh single draws on the "
-        "worst-case images.",
+        f"eps = {report.eps:g} ({report.eps * 255:.2f}/255, "
+        f"{threat_model(norms.get(report.norm))}), {report.n} images, suite: "
+        f"{', '.join(report.suite)}; sections: {', '.join(report.settings.get('sections', []))}. "
+        "Robust accuracy is the per-image worst case over every attack run at this eps "
+        "(suite, checklist attacks, doubled budget, transfer, remedies); for a model random at "
+        "inference, the mean accuracy of fresh single draws on the worst-case images.",
         "",
         "## Headline",
         "",
@@ -102,7 +102,8 @@ def markdown(report) -> str:
         lines += [
             "## Transfer matrix",
             "",
-            "Accuracy of each target (columns) on PGD examples crafted on each source (rows); the diagonal is white-box.",
+            "Accuracy of each target (columns) on PGD examples crafted on each source (rows); "
+            "the diagonal is white-box.",
             "",
             report.transfer.reset_index(names="source").to_markdown(index=False, floatfmt=".4f"),
             "",
@@ -136,7 +137,8 @@ def _figures(report, name, m) -> dict:
     return figures
 
 
-STORE = "store"  # the evaluation store's folder inside a report folder (kept when the report is rewritten)
+# the evaluation store's folder inside a report folder (kept when the report is rewritten)
+STORE = "store"
 
 
 def write(report, output_dir: str, overwrite: bool = False) -> str:
@@ -235,9 +237,9 @@ def cost_lines(m) -> list:
     cost = m.suite.cost(PROJECT_IMAGES)
     projected = cost["projected"]
     return [
-        f"Suite cost: {cost['gradients']:,} input gradients and {cost['forwards']:,} forward passes "
-        f"(images x passes) in {cost['seconds']:.0f} s for {cost['images']} images; at this rate "
-        f"{PROJECT_IMAGES:,} images would take {projected['gradients']:,.0f} gradients, "
+        f"Suite cost: {cost['gradients']:,} input gradients and {cost['forwards']:,} forward "
+        f"passes (images x passes) in {cost['seconds']:.0f} s for {cost['images']} images; at "
+        f"this rate {PROJECT_IMAGES:,} images would take {projected['gradients']:,.0f} gradients, "
         f"{projected['forwards']:,.0f} forward passes and {projected['seconds'] / 3600:.2f} h.",
         "",
     ]

@@ -43,7 +43,8 @@ def eps_sweep(
 def gradient_norms(
     model, images, labels, loss_on: str = "probabilities", batch_size: int = 256, loss="ce"
 ) -> np.ndarray:
-    """Per-example L2 norm of the input gradient of the loss (cross-entropy by default), float32 (N,).
+    """Per-example L2 norm of the input gradient of the loss (cross-entropy by default), float32
+    (N,).
 
     On `loss_on="probabilities"` a saturated softmax (e.g. a distilled student deployed
     at T=1) gives norms of exactly 0: gradient masking, not robustness. Non-finite

@@ -56,7 +56,8 @@ def suite_attacks(suite="standard", norm="inf") -> list:
         specs = SUITES.get(suite) or split_specs(suite)
         if not specs or (suite not in SUITES and not re.match(r"^\s*[A-Za-z_]", suite)):
             raise ValueError(
-                f"Expected suite to be one of {tuple(SUITES)} or a comma list of attacks. Received: suite={suite!r}"
+                f"Expected suite to be one of {tuple(SUITES)} or a comma list of attacks. "
+                f"Received: suite={suite!r}"
             )
     else:
         specs = list(suite)
@@ -69,7 +70,8 @@ def suite_attacks(suite="standard", norm="inf") -> list:
             attack = attack.replace(norm=norm)
         if attack.name in ("patch", "one_pixel"):
             raise ValueError(
-                f"Expected eps-ball attacks in a suite; {attack.name} has another threat model. Received: {spec!r}"
+                "Expected eps-ball attacks in a suite; "
+                f"{attack.name} has another threat model. Received: {spec!r}"
             )
         out.append(attack)
     return out
@@ -83,7 +85,8 @@ class SuiteResult:
         eps: the budget (pixel scale).
         attacks: the attacks' descriptions, in the order they ran.
         labels, clean_predictions, predictions: int (N,); `predictions` are the worst-case ones.
-        adversarial: float32 (N, H, W, C): the breaking image of each broken example, else the clean one.
+        adversarial: float32 (N, H, W, C): the breaking image of each broken example, else the clean
+            one.
         broken_by: int (N,): -2 misclassified when clean, -1 robust, k: broken by attack k.
         ran_on: images each attack was run on; seconds: time each attack took.
         forwards, gradients: model forward passes and input gradients each attack spent

@@ -69,15 +69,16 @@ def check(job) -> str:
     splits.check_fields(job, {"batch_size": 1, "limit": 0, "patch_size": 1})
     if len(job.models) != 1:
         raise ValueError(
-            f"Expected one model (a run folder, RUN:NAME or .tflite file) for a deployed-model evaluation. "
-            f"Received: models={job.models!r}"
+            "Expected one model (a run folder, RUN:NAME or .tflite file) "
+            f"for a deployed-model evaluation. Received: models={job.models!r}"
         )
     if job.suite not in ("fast", "standard"):
         from tfadv.models.callable import GRADIENT_FREE_ATTACKS
 
         raise ValueError(
-            f"Expected suite 'fast' or 'standard' for a model without gradients (the gradient-free attacks: "
-            f"{', '.join(GRADIENT_FREE_ATTACKS)}, transfer, patch). Received: suite={job.suite!r}"
+            "Expected suite 'fast' or 'standard' for a model without gradients "
+            f"(the gradient-free attacks: {', '.join(GRADIENT_FREE_ATTACKS)}, transfer, patch). "
+            f"Received: suite={job.suite!r}"
         )
     if job.deployment:
         run = _float_run(job)
@@ -136,8 +137,9 @@ def run(job) -> list:
         lines = [f"{len(y)} {job.split} images, eps={job.eps:g}: the deployment gap"]
         for row in gap.table().to_dict(orient="records"):
             lines.append(
-                f"{row['model']}: clean {row['clean_accuracy']:.4f}, agreement {row['agreement']:.4f}, "
-                f"worst case {row['worst_case']:.4f}, patch {row['patch']:.4f}, {row['verdicts_differ']} verdicts differ"
+                f"{row['model']}: clean {row['clean_accuracy']:.4f}, "
+                f"agreement {row['agreement']:.4f}, worst case {row['worst_case']:.4f}, "
+                f"patch {row['patch']:.4f}, {row['verdicts_differ']} verdicts differ"
             )
         lines.append(f"written: {written}  ({time.time() - start:.0f} s)")
         return lines
@@ -186,7 +188,8 @@ def run(job) -> list:
     )
     return [
         f"{len(y)} {job.split} images, eps={job.eps:g}, gradient-free (no gradients: {label})",
-        f"{label}: clean {result.clean_correct.mean():.4f}, worst case {result.worst_case.mean():.4f}"
+        f"{label}: clean {result.clean_correct.mean():.4f}, "
+        f"worst case {result.worst_case.mean():.4f}"
         + (
             ""
             if float_model is not None

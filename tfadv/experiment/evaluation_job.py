@@ -123,7 +123,8 @@ def check(job: EvaluationJob) -> str:
         return deployment_job.check(job)
     if not job.models:
         raise ValueError(
-            "models=[]: at least one model is required (a run folder, RUN:NAME, .keras file or SavedModel)"
+            "models=[]: at least one model is required "
+            "(a run folder, RUN:NAME, .keras file or SavedModel)"
         )
     for spec in job.models:
         path, name = split_model(spec)
@@ -139,7 +140,8 @@ def check(job: EvaluationJob) -> str:
     )
     if job.distribution not in DISTRIBUTIONS:
         raise ValueError(
-            f"Expected distribution to be one of {DISTRIBUTIONS}. Received: distribution={job.distribution!r}"
+            f"Expected distribution to be one of {DISTRIBUTIONS}. "
+            f"Received: distribution={job.distribution!r}"
         )
     if not (math.isfinite(job.wait_workers) and job.wait_workers >= 0):
         raise ValueError(
@@ -150,18 +152,20 @@ def check(job: EvaluationJob) -> str:
         cluster_task()
         if job.overwrite:
             raise ValueError(
-                "overwrite=True cannot be combined with distribution='multi_worker' (the workers share "
-                "output_dir): remove the folder first. Received: overwrite=True"
+                "overwrite=True cannot be combined with distribution='multi_worker' "
+                "(the workers share output_dir): remove the folder first. Received: overwrite=True"
             )
     output_dir = job.output_dir or default_output_dir(job)
     if (job.resume or shared) and os.path.isdir(output_dir) and os.listdir(output_dir):
         if not os.path.isdir(os.path.join(output_dir, STORE)):
             raise ValueError(
-                f"output_dir={output_dir!r} holds no evaluation store to continue (no {STORE}/ folder)"
+                f"output_dir={output_dir!r} holds no evaluation "
+                f"store to continue (no {STORE}/ folder)"
             )
         if not job.resume and os.path.exists(os.path.join(output_dir, "report.md")):
             raise ValueError(
-                f"output_dir={output_dir!r} already holds a finished report; pass resume=True to continue it"
+                f"output_dir={output_dir!r} already holds a finished report; "
+                "pass resume=True to continue it"
             )
     else:
         run_folder.check_new_folder(output_dir, job.overwrite)
@@ -183,8 +187,9 @@ def cluster_task() -> tuple:
         me = members.index((task.get("type"), int(task.get("index", 0))))
     except (ValueError, TypeError, AttributeError):
         raise ValueError(
-            "distribution='multi_worker' needs TF_CONFIG naming the cluster's workers and this task "
-            '(e.g. {"cluster": {"worker": ["host0:2222", "host1:2222"]}, "task": {"type": "worker", "index": 0}}). '
+            "distribution='multi_worker' needs TF_CONFIG naming the cluster's workers and this "
+            'task (e.g. {"cluster": {"worker": ["host0:2222", "host1:2222"]}, '
+            '"task": {"type": "worker", "index": 0}}). '
             f"Received: TF_CONFIG={os.environ.get('TF_CONFIG')!r}"
         ) from None
     return me, len(members), me == 0
@@ -271,8 +276,9 @@ def run_evaluation_job(job: EvaluationJob) -> list:
             else ""
         )
         lines.append(
-            f"{name}: clean {m.clean['accuracy']:.4f}, robust {m.robust_accuracy:.4f} "
-            f"(suite {m.suite.robust_accuracy:.4f}; {m.robust_accuracy_on_correct:.4f} of the clean-correct){flagged}"
+            f"{name}: clean {m.clean['accuracy']:.4f}, "
+            f"robust {m.robust_accuracy:.4f} (suite {m.suite.robust_accuracy:.4f}; "
+            f"{m.robust_accuracy_on_correct:.4f} of the clean-correct){flagged}"
         )
     lines.append(f"written: {output_dir}/report.md  ({time.time() - start:.0f} s)")
     return lines

@@ -17,12 +17,14 @@ def check_eps(eps, norm="inf") -> None:
     number = isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 0
     if not (number and (at_most is None or eps <= at_most)):
         raise ValueError(
-            f"Expected eps in [0, 1] (pixel scale; an L2 or L1 eps may exceed 1). Received: eps={eps}"
+            "Expected eps in [0, 1] "
+            f"(pixel scale; an L2 or L1 eps may exceed 1). Received: eps={eps}"
         )
 
 
 def check_fields(job, minimums: dict) -> None:
-    """Integer fields at least their minimum ({name: minimum}), the split and the declared model output."""
+    """Integer fields at least their minimum ({name: minimum}), the split and the declared model
+    output."""
     for name, minimum in minimums.items():
         if getattr(job, name) < minimum:
             raise ValueError(f"Expected {name} >= {minimum}. Received: {name}={getattr(job, name)}")
@@ -30,7 +32,8 @@ def check_fields(job, minimums: dict) -> None:
         raise ValueError(f"Expected split to be one of {SPLITS}. Received: split={job.split!r}")
     if job.model_output not in MODEL_OUTPUTS:
         raise ValueError(
-            f"Expected model_output '', 'logits' or 'probabilities'. Received: model_output={job.model_output!r}"
+            "Expected model_output '', 'logits' or 'probabilities'. "
+            f"Received: model_output={job.model_output!r}"
         )
 
 

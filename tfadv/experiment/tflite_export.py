@@ -36,7 +36,8 @@ def export_run_tflite(run_dir: str, formats: str = DEFAULT_FORMATS) -> dict:
     wanted = [p.strip() for p in formats.split(",") if p.strip()]
     if not wanted or any(p not in TFLITE_PRECISIONS for p in wanted):
         raise ValueError(
-            f"Expected a comma list of {', '.join(TFLITE_PRECISIONS)}. Received: formats={formats!r}"
+            f"Expected a comma list of {', '.join(TFLITE_PRECISIONS)}. "
+            f"Received: formats={formats!r}"
         )
     from tfadv.experiment import run as run_lib
     from tfadv.runtime.files import write_json

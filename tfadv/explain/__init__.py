@@ -1,4 +1,5 @@
-"""Seeing why a classifier decides: saliency and occlusion maps, their figures, and sticker detection."""
+"""Seeing why a classifier decides: saliency and occlusion maps, their figures, and sticker
+detection."""
 
 from tfadv.explain import embedding_figures, figures
 from tfadv.explain.detection import (

@@ -35,7 +35,8 @@ CANDIDATES = ("grid", "top_k")
 
 
 def roc_curve(clean_scores, attacked_scores) -> tuple:
-    """(fpr, tpr, thresholds) with the attacked images as positives, flagged when score >= threshold.
+    """(fpr, tpr, thresholds) with the attacked images as positives, flagged when
+    score >= threshold.
 
     thresholds start at +inf (nothing flagged, the point (0, 0)) and then run over the distinct
     scores, highest first, ending at (1, 1). NumPy only.
@@ -156,8 +157,9 @@ class ConsistencyDetector:
 
     def __repr__(self):
         return (
-            f"ConsistencyDetector(size={self.size}, stride={self.stride}, fill={self.fill}, score={self.score!r}, "
-            f"candidates={self.candidates!r}, top_k={self.top_k}, threshold={self.threshold})"
+            f"ConsistencyDetector(size={self.size}, stride={self.stride}, "
+            f"fill={self.fill}, score={self.score!r}, candidates={self.candidates!r}, "
+            f"top_k={self.top_k}, threshold={self.threshold})"
         )
 
     def scores(self, images) -> np.ndarray:
@@ -165,14 +167,16 @@ class ConsistencyDetector:
         return self.scores_from_maps(self.maps(images))
 
     def maps(self, images):
-        """The occlusion maps the scores come from (`tfadv.explain.OcclusionMaps`), for the predicted classes."""
+        """The occlusion maps the scores come from (`tfadv.explain.OcclusionMaps`), for the
+        predicted classes."""
         return occlusion(
             self.model, images, size=self.size, stride=self.stride, fill=self.fill, **self.options
         )
 
     def scores_from_maps(self, maps) -> np.ndarray:
-        """float32 (N,) scores from occlusion maps of the predicted classes (made with this detector's
-        size, stride and fill): one set of maps serves every `score` and `candidates` choice."""
+        """float32 (N,) scores from occlusion maps of the predicted classes (made with this
+        detector's size, stride and fill): one set of maps serves every `score` and `candidates`
+        choice."""
         n = len(maps.drops)
         drops = maps.drops.reshape(n, -1)
         flipped = maps.covered_predictions.reshape(n, -1) != maps.predictions[:, None]
@@ -204,7 +208,8 @@ class ConsistencyDetector:
         """bool (N,): scores > threshold."""
         if self.threshold is None:
             raise ValueError(
-                "The detector has no threshold: call fit_threshold(clean_images) first. Received: threshold=None"
+                "The detector has no threshold: "
+                "call fit_threshold(clean_images) first. Received: threshold=None"
             )
         return np.asarray(scores) > self.threshold
 

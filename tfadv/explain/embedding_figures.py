@@ -13,7 +13,8 @@ __all__ = ["embedding_figure", "fit_pca_2d", "project_2d", "save_png"]
 
 
 def fit_pca_2d(embeddings) -> tuple:
-    """(mean (D,), components (D, 2)): the first two principal axes of float (N, D) embeddings (NumPy SVD)."""
+    """(mean (D,), components (D, 2)): the first two principal axes of float (N, D) embeddings
+    (NumPy SVD)."""
     e = np.asarray(embeddings, np.float64)
     if e.ndim != 2 or len(e) < 2:
         raise ValueError(f"Expected embeddings of shape (N >= 2, D). Received: shape={e.shape}")
@@ -25,7 +26,8 @@ def fit_pca_2d(embeddings) -> tuple:
 
 
 def project_2d(embeddings, pca=None) -> np.ndarray:
-    """float32 (N, 2) coordinates on the principal axes `pca` (from `fit_pca_2d`; default: fit on these)."""
+    """float32 (N, 2) coordinates on the principal axes `pca`
+    (from `fit_pca_2d`; default: fit on these)."""
     e = np.asarray(embeddings, np.float64)
     mean, components = fit_pca_2d(e) if pca is None else pca
     return ((e - mean) @ components).astype(np.float32)

@@ -31,10 +31,10 @@ def map_overlays(
 ):
     """One row per image: clean | clean with its map | adversarial | adversarial with its map.
 
-    Images are float (N, H, W, C) in [0, 1]; maps (N, H, W) (saliency, or `OcclusionMaps.upsampled`).
-    A row's two maps share one colour scale (its largest |value|); maps with negative values use a
-    diverging scale (red: covering hurts the class, blue: it helps). Titles give the predicted
-    class when given, red when it differs from `labels`.
+    Images are float (N, H, W, C) in [0, 1]; maps (N, H, W) (saliency, or
+    `OcclusionMaps.upsampled`). A row's two maps share one colour scale (its largest |value|); maps
+    with negative values use a diverging scale (red: covering hurts the class, blue: it helps).
+    Titles give the predicted class when given, red when it differs from `labels`.
     """
     clean, adversarial = np.asarray(clean, np.float32), np.asarray(adversarial, np.float32)
     clean_maps, adversarial_maps = (
@@ -73,8 +73,8 @@ def map_overlays(
 
 
 def roc_figure(fpr, tpr, auc: float, title: str = "", operating_point=None):
-    """The ROC curve (false-positive rate on x, true-positive rate on y) with its area in the legend;
-    `operating_point` (fpr, tpr) marks the detector's threshold."""
+    """The ROC curve (false-positive rate on x, true-positive rate on y) with its area in the
+    legend; `operating_point` (fpr, tpr) marks the detector's threshold."""
     fig, ax = plt.subplots(figsize=(4.2, 4.0))
     ax.plot(fpr, tpr, drawstyle="default", label=f"AUC = {auc:.3f}")
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="chance")

@@ -1,4 +1,5 @@
-"""Classifiers: named architectures, the adapter that finds any classifier's logits, saving and loading.
+"""Classifiers: named architectures, the adapter that finds any classifier's logits, saving and
+loading.
 
 model = tfadv.models.build("baseline_cnn", (32, 32, 3), 10)
 clf = tfadv.models.as_classifier(keras_or_saved_model)   # images -> logits / probabilities

@@ -117,12 +117,13 @@ class Classifier:
             return self.logits(images)
         if view != "probabilities":
             raise ValueError(
-                f"Expected loss_on to be one of ('logits', 'probabilities'). Received: loss_on={view!r}"
+                "Expected loss_on to be one of ('logits', 'probabilities'). "
+                f"Received: loss_on={view!r}"
             )
         if self.output != "probabilities":
             raise ValueError(
-                f"Model {self.name!r} outputs logits, so there are no output probabilities to attack. "
-                f"Received: loss_on='probabilities' (use loss_on='logits')"
+                f"Model {self.name!r} outputs logits, so there are no output probabilities "
+                "to attack. Received: loss_on='probabilities' (use loss_on='logits')"
             )
         probabilities = self.probabilities(images)
         return tf.math.log(
@@ -187,7 +188,8 @@ def _call_without_softmax(layer, h):
 
 
 def _final_layer_and_prefix(model):
-    """(final layer, fn: images -> that layer's input) of a Functional or Sequential model, or None."""
+    """(final layer, fn: images -> that layer's input) of a Functional or Sequential model, or
+    None."""
     if isinstance(model, keras.Sequential):
         layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
         if not layers:
@@ -283,7 +285,8 @@ def _saved_model_classifier(loaded, output, name=None):
         fn = _single_output(signatures["serving_default"])
     else:
         raise ValueError(
-            f"Expected a SavedModel with a serving signature or a `serve` endpoint. Received: {name!r} has neither"
+            "Expected a SavedModel with a serving signature or a `serve` endpoint. "
+            f"Received: {name!r} has neither"
         )
     clf = _declared(loaded, fn, output, name)
     if "serving_default" in signatures:
@@ -292,7 +295,8 @@ def _saved_model_classifier(loaded, output, name=None):
 
 
 def _signature_shapes(signature):
-    """(input shape, number of classes) of a one-input, one-output signature (None where unknown)."""
+    """(input shape, number of classes) of a one-input, one-output signature
+    (None where unknown)."""
     (spec,) = signature.structured_input_signature[1].values()
     (out,) = signature.structured_outputs.values()
     classes = out.shape[-1] if out.shape.rank else None
@@ -320,9 +324,10 @@ def _declared(model, fn, output, name=None):
     """Rule 6: an opaque model whose output kind was declared."""
     if output is None:
         raise ValueError(
-            f"Cannot tell whether {name or type(model).__name__} outputs logits or probabilities: declare "
-            "output='logits' or output='probabilities' (tfadv.models.as_classifier(model, output=...) or "
-            "tfadv.models.load(path, output=...)). Received: output=None"
+            f"Cannot tell whether {name or type(model).__name__} outputs logits or probabilities: "
+            "declare output='logits' or output='probabilities' "
+            "(tfadv.models.as_classifier(model, output=...) "
+            "or tfadv.models.load(path, output=...)). Received: output=None"
         )
     if output == "logits":
         return Classifier(model, "logits", fn, None, "output", name=name)
@@ -363,7 +368,8 @@ def as_classifier(model, output: str | None = None, name: str | None = None) -> 
         return model
     if not (callable(model) or hasattr(model, "signatures")):
         raise TypeError(
-            f"Expected a Keras model, a loaded SavedModel or a Classifier. Received: {type(model).__name__}"
+            "Expected a Keras model, a loaded SavedModel or a Classifier. "
+            f"Received: {type(model).__name__}"
         )
     per_model = getattr(model, CACHE_ATTRIBUTE, None)
     if per_model is None:
@@ -389,7 +395,8 @@ def _find(model, output, name):
         clf.name = name
     if output is not None and clf.output != output:
         raise ValueError(
-            f"Model {clf.name!r} ends in a softmax, so it outputs probabilities. Received: output={output!r}"
+            f"Model {clf.name!r} ends in a softmax, so it outputs probabilities. "
+            f"Received: output={output!r}"
         )
     return clf
 
@@ -506,5 +513,6 @@ def logits_of(model, images, *, jit_compile="auto") -> tf.Tensor:
 
 
 def probabilities_of(model, images, *, jit_compile="auto") -> tf.Tensor:
-    """The probabilities (the model's own, or softmax of its logits), inference mode, compiled once."""
+    """The probabilities (the model's own, or softmax of its logits), inference mode, compiled
+    once."""
     return _forward(model, images, "probabilities", jit_compile)

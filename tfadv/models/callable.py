@@ -23,8 +23,9 @@ GRADIENT_FREE_ATTACKS = ("square", "one_pixel", "random_sign", "hop_skip_jump")
 def no_gradient_error(name, what: str = "a gradient attack") -> ValueError:
     """The one-line error for a gradient asked of a model without gradients."""
     return ValueError(
-        f"Expected a model with gradients for {what}. Received: model {name!r} has none (a TFLite "
-        f"interpreter or a Python callable); use a gradient-free attack ({', '.join(GRADIENT_FREE_ATTACKS)}) "
+        f"Expected a model with gradients for {what}. Received: "
+        f"model {name!r} has none (a TFLite interpreter or a Python callable); "
+        f"use a gradient-free attack ({', '.join(GRADIENT_FREE_ATTACKS)}) "
         "or transfer adversarial images from a differentiable model"
     )
 
@@ -52,8 +53,8 @@ class CallableModel:
         out = np.asarray(self.fn(images), np.float32)
         if out.shape != (images.shape[0], self.num_classes):
             raise ValueError(
-                f"Expected {self.name!r} to return scores of shape ({images.shape[0]}, {self.num_classes}). "
-                f"Received: shape {out.shape}"
+                f"Expected {self.name!r} to return scores of shape "
+                f"({images.shape[0]}, {self.num_classes}). Received: shape {out.shape}"
             )
         return out
 
@@ -105,7 +106,8 @@ def from_callable(
         shape = (None, *shape)
     if len(shape) != 4 or not all(isinstance(s, int) and s > 0 for s in shape[1:]):
         raise ValueError(
-            f"Expected input_shape (H, W, C) or (None, H, W, C). Received: input_shape={input_shape!r}"
+            "Expected input_shape (H, W, C) or (None, H, W, C). "
+            f"Received: input_shape={input_shape!r}"
         )
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(

@@ -1,8 +1,9 @@
 """Saving and loading classifiers: `.keras` files and SavedModels, written atomically.
 
-    tfadv.models.export_saved_model(model, "out/model")   # any classifier as_classifier accepts
-    clf = tfadv.models.load("out/model")                   # a Classifier
-    model = tfadv.models.load("out/model.keras")           # a keras.Model (tfadv layers reload by themselves)
+    tfadv.models.export_saved_model(model, "out/model")  # any classifier as_classifier accepts
+    clf = tfadv.models.load("out/model")  # a Classifier
+    # a keras.Model (tfadv layers reload by themselves):
+    model = tfadv.models.load("out/model.keras")
 
 A tfadv SavedModel has two signatures, `serving_default` (images float32 in [0, 1] ->
 {"probabilities"}) and `logits` (-> {"logits"}), so its logits stay reachable after export.

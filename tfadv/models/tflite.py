@@ -1,6 +1,8 @@
 """TFLite (LiteRT) exports of a classifier and the deployed artefact as a Classifier.
 
-    tfadv.models.export_tflite(model, "out/model_int8.tflite", "int8", representative_images=x_train)
+    tfadv.models.export_tflite(
+        model, "out/model_int8.tflite", "int8", representative_images=x_train
+    )
     clf = tfadv.models.load("out/model_int8.tflite")     # probabilities, no gradients
     tfadv.models.export_precisions(model, "RUN/models", "model", representative_images=x_train)
 
@@ -48,11 +50,13 @@ def representative_draw(images, count: int = REPRESENTATIVE_IMAGES, seed: int = 
     images = np.asarray(images, np.float32)
     if images.ndim != 4 or images.shape[0] == 0:
         raise ValueError(
-            f"Expected representative_images of shape (N, H, W, C), N >= 1. Received: shape {images.shape}"
+            "Expected representative_images of shape (N, H, W, C), N >= 1. "
+            f"Received: shape {images.shape}"
         )
     if images.min() < 0.0 or images.max() > 1.0:
         raise ValueError(
-            f"Expected representative_images in [0, 1]. Received: min={images.min()}, max={images.max()}"
+            "Expected representative_images in [0, 1]. "
+            f"Received: min={images.min()}, max={images.max()}"
         )
     order = np.random.default_rng(seed).permutation(images.shape[0])[:count]
     return images[np.sort(order)]
@@ -224,8 +228,9 @@ class TFLiteModel:
                 content = f.read()
         verify(content, where)
         try:
-            # TF 2.21's notice that the interpreter moves to LiteRT, and the native "Created TensorFlow
-            # Lite XNNPACK delegate" line on stderr (a command's one-line errors stay one line)
+            # TF 2.21's notice that the interpreter moves to LiteRT, and the native "Created
+            # TensorFlow Lite XNNPACK delegate" line on stderr (a command's one-line errors stay one
+            # line)
             with warnings.catch_warnings(), native_stderr_silenced():
                 warnings.simplefilter("ignore")
                 self.interpreter = _interpreter_class()(

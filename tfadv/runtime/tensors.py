@@ -10,7 +10,8 @@ import tensorflow as tf
 
 
 def is_concrete(value) -> bool:
-    """True for values known now (Python/NumPy, eager tensors and variables), False inside graphs."""
+    """True for values known now (Python/NumPy, eager tensors and variables), False inside
+    graphs."""
     value = unwrap_variable(value)
     if isinstance(value, (numbers.Number, np.ndarray, np.generic, list, tuple)):
         return True

@@ -97,13 +97,15 @@ def to_images(images, input_shape=None) -> tf.Tensor:
         low, high = float(tf.reduce_min(x)), float(tf.reduce_max(x))
         if not (0.0 <= low and high <= 1.0):
             raise ValueError(
-                f"Expected images in [0, 1] (pixel scale). Received: images with min={low}, max={high}"
+                "Expected images in [0, 1] (pixel scale). "
+                f"Received: images with min={low}, max={high}"
             )
     return x
 
 
 def to_labels(labels, images: tf.Tensor, num_classes=None, name: str = "labels") -> tf.Tensor:
-    """int64 (N,) tensor of class ids matching `images`; known values must lie in [0, num_classes)."""
+    """int64 (N,) tensor of class ids matching `images`; known values must lie in
+    [0, num_classes)."""
     y = tf.convert_to_tensor(labels)
     if not y.dtype.is_integer:
         raise ValueError(
@@ -119,7 +121,8 @@ def to_labels(labels, images: tf.Tensor, num_classes=None, name: str = "labels")
         low, high = int(tf.reduce_min(y)), int(tf.reduce_max(y))
         if low < 0 or high >= num_classes:
             raise ValueError(
-                f"Expected {name} in [0, {num_classes}). Received: {name} with min={low}, max={high}"
+                f"Expected {name} in [0, {num_classes}). "
+                f"Received: {name} with min={low}, max={high}"
             )
     return y
 
