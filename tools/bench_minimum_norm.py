@@ -82,6 +82,11 @@ def configs(fb):
     ]
 
 
+def _load() -> str:
+    """The 1, 5 and 15 minute load averages, as printed in the summary."""
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
 def lp(delta, norm):
     flat = delta.reshape(len(delta), -1).astype(np.float64)
     return {"inf": np.abs(flat).max(1), "2": np.sqrt((flat**2).sum(1)), "1": np.abs(flat).sum(1)}[
@@ -111,7 +116,8 @@ def train_model(data_dir, epochs):
 
 
 def load_run_model(spec):
-    """(model, test ImageSet, description) of --model=RUN_FOLDER[:name] (tfadv.experiment.load_run)."""
+    """(model, test ImageSet, description) of --model=RUN_FOLDER[:name] (via
+    tfadv.experiment.load_run)."""
     from tfadv import experiment
 
     folder, name = spec, ""
@@ -145,11 +151,12 @@ def main(argv=None):
         "--out", default=os.path.join(os.path.dirname(HERE), "docs", "results", "minimum_norm")
     )
     args = parser.parse_args(argv)
+    args.load_before = _load()
     import foolbox as fb
 
     print(
-        f"tfadv vs Foolbox {fb.__version__}, TensorFlow {tf.__version__}, Keras {keras.__version__}; "
-        f"{os.cpu_count()} CPU cores, shared with other jobs (busy)",
+        f"tfadv vs Foolbox {fb.__version__}, TensorFlow {tf.__version__}, "
+        f"Keras {keras.__version__}; {os.cpu_count()} CPU cores, load average {args.load_before}",
         flush=True,
     )
     if args.model:
@@ -217,9 +224,11 @@ def main(argv=None):
         rows.append(row)
         per_image[name] = d
         print(
-            f"{name}: success tfadv {row['tfadv_success']:.3f} foolbox {row['foolbox_success']:.3f}; median "
-            f"tfadv {row['tfadv_median']:.5f} foolbox {row['foolbox_median']:.5f} (ratio {row['median_ratio']:.4f}); "
-            f"time tfadv {row['tfadv_s']:.2f} s foolbox {row['foolbox_s']:.2f} s (speedup {row['speedup']:.2f}x; "
+            f"{name}: success tfadv {row['tfadv_success']:.3f} "
+            f"foolbox {row['foolbox_success']:.3f}; median tfadv {row['tfadv_median']:.5f} "
+            f"foolbox {row['foolbox_median']:.5f} (ratio {row['median_ratio']:.4f}); "
+            f"time tfadv {row['tfadv_s']:.2f} s foolbox {row['foolbox_s']:.2f} s "
+            f"(speedup {row['speedup']:.2f}x; "
             f"tfadv first call {first_call:.2f} s); tfadv inside [0, 1]: {inside}",
             flush=True,
         )
@@ -227,6 +236,8 @@ def main(argv=None):
 
 
 def write(out, rows, per_image, keep, args):
+    import foolbox as fb
+
     os.makedirs(out, exist_ok=True)
     fields = list(rows[0])
     with open(os.path.join(out, "summary.csv"), "w", newline="") as f:
@@ -248,21 +259,24 @@ def write(out, rows, per_image, keep, args):
             )
     command = "python tools/bench_minimum_norm.py " + " ".join(sys.argv[1:])
     lines = [
-        "# Minimum-norm attacks: tfadv vs Foolbox 3.3.4",
+        f"# Minimum-norm attacks: tfadv vs Foolbox {fb.__version__}",
         "",
         f"`{command.strip()}`: {args.model_description}, the first "
-        f"{rows[0]['images']} test images it classifies correctly, budgets matched; fastest of {args.rounds} "
-        "interleaved round(s) per library on a shared 2-core CPU (busy); tfadv's first call (tracing) left out.",
+        f"{rows[0]['images']} test images it classifies correctly, budgets matched; fastest of "
+        f"{args.rounds} interleaved round(s) per library on {os.cpu_count()} CPU cores (load "
+        f"average before {args.load_before}, after {_load()}); tfadv's first call (tracing) "
+        "left out.",
         "",
-        "| attack | norm | success tfadv | success Foolbox | median tfadv | median Foolbox | median ratio | "
-        "tfadv s | Foolbox s | speedup |",
+        "| attack | norm | success tfadv | success Foolbox | median tfadv | median Foolbox "
+        "| median ratio | tfadv s | Foolbox s | speedup |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['attack']} | {r['norm']} | {r['tfadv_success']:.3f} | {r['foolbox_success']:.3f} | "
-            f"{r['tfadv_median']:.5f} | {r['foolbox_median']:.5f} | {r['median_ratio']:.4f} | {r['tfadv_s']:.2f} | "
-            f"{r['foolbox_s']:.2f} | {r['speedup']:.2f}x |"
+            f"| {r['attack']} | {r['norm']} | {r['tfadv_success']:.3f} "
+            f"| {r['foolbox_success']:.3f} | {r['tfadv_median']:.5f} | {r['foolbox_median']:.5f} "
+            f"| {r['median_ratio']:.4f} | {r['tfadv_s']:.2f} | {r['foolbox_s']:.2f} "
+            f"| {r['speedup']:.2f}x |"
         )
     with open(os.path.join(out, "summary.md"), "w") as f:
         f.write("\n".join(lines) + "\n")

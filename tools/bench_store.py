@@ -1,4 +1,5 @@
-"""What the evaluation store, per-image seeding and chunking cost, what a resume saves, and two workers.
+"""What the evaluation store, per-image seeding and chunking cost, what a resume saves, and two
+workers.
 
     python tools/bench_store.py --model=RUN [--n=500] [--suite=fast] [--eps=0.0313725] \\
         [--chunk_size=128] [--rounds=2] [--out=docs/results/evaluation_store]
@@ -17,8 +18,9 @@ In one process (traced once beforehand), on the same model and images:
    deleted), resumed: the engine goes attack by attack, so a kill loses the group in progress;
 3. two workers: two processes share one store (`worker=(w, 2)`), against one process; the per-image
    outcomes must be identical. The resume of 2. as the CLI runs it, in a new process (imports, model
-   load and tracing paid again), against that one process; the per-chunk cost and the time to read the finished store give
-   the projection for N workers (or GPUs): ceil(chunks / N) x chunk cost + read;
+   load and tracing paid again), against that one process; the per-chunk cost and the time to
+   read the finished store give the projection for N workers (or GPUs): ceil(chunks / N) x chunk
+   cost + read;
 4. growing: the suite's last attack added to a finished evaluation of the others (it runs on the
    survivors only), and the first half of the images grown to all of them (only the new chunks
    run), each against a full stored run; both must end with the full run's per-image outcomes.
@@ -241,7 +243,8 @@ def resume(common, args, root, full, t_full, reference):
         f"{', '.join(f'{t:.2f}' for t in times)}) against "
         f"{f:.3f} x {t_full:.2f} s = {f * t_full:.2f} s: overhead {overhead:.2f} s, of which "
         f"(1 - {f:.3f}) x ({t_read:.2f} s reading the store + {t_calls:.2f} s one call of each "
-        f"attack) = {fixed:.2f} s paid once by every run; outcomes identical to the full run: {same}"
+        f"attack) = {fixed:.2f} s paid once by every run; outcomes identical to the full run: "
+        f"{same}"
     )
     say(
         "one call on one image: "
@@ -273,16 +276,17 @@ def resume(common, args, root, full, t_full, reference):
                 "target": "",
             },
             {
-                "measure": f"resume: of the overhead, (1 - work left) x the fixed cost every run pays "
-                f"once ({t_read:.2f} s reading the store + {t_calls:.2f} s one call per attack on 1 "
-                f"image)",
+                "measure": "resume: of the overhead, (1 - work left) x the fixed cost every run "
+                f"pays once ({t_read:.2f} s reading the store + {t_calls:.2f} s one call per "
+                "attack on 1 image)",
                 "seconds": fixed,
                 "baseline_seconds": t_full,
                 "ratio": fixed / t_full,
                 "target": "",
             },
             {
-                "measure": "resume: scaled to a kill at exactly half the work, 0.5 + overhead / full",
+                "measure": "resume: scaled to a kill at exactly half the work, "
+                "0.5 + overhead / full",
                 "seconds": 0.5 * t_full + overhead,
                 "baseline_seconds": t_full,
                 "ratio": 0.5 + overhead / t_full,
@@ -372,7 +376,8 @@ def main() -> None:
 
     model, x, y = load(args.model, args.n)
     say(
-        f"model {args.model}, {len(x)} test images, suite {args.suite}, eps {args.eps:.6f}, chunks of {args.chunk_size}"
+        f"model {args.model}, {len(x)} test images, suite {args.suite}, eps {args.eps:.6f}, "
+        f"chunks of {args.chunk_size}"
     )
     say(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     root = tempfile.mkdtemp(prefix="bench-store-")
@@ -469,8 +474,9 @@ def main() -> None:
     )
     per_chunk = float(units.groupby("chunk")["seconds"].sum().mean())
     say(
-        f"two workers: exit codes of the processes {codes}, {t_two:.1f} s (one worker process: {t_one:.1f} s), "
-        f"per-image outcomes identical to one process: {identical}; reading the finished store {t_read:.2f} s"
+        f"two workers: exit codes of the processes {codes}, {t_two:.1f} s (one worker process: "
+        f"{t_one:.1f} s), per-image outcomes identical to one process: {identical}; reading the "
+        f"finished store {t_read:.2f} s"
     )
     rows.append(
         {

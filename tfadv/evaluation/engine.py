@@ -266,8 +266,9 @@ def _attack_group(
         )
         offset += len(rows)
     log(
-        f"chunks at images {', '.join(map(str, todo))}: {attack.describe()} on {len(every)} images, "
-        f"broke {int(broken.sum())}, {spent['gradients']} gradients, {spent['forwards']} forward passes"
+        f"chunks at images {', '.join(map(str, todo))}: {attack.describe()} "
+        f"on {len(every)} images, broke {int(broken.sum())}, {spent['gradients']} gradients, "
+        f"{spent['forwards']} forward passes"
     )
 
 
@@ -299,7 +300,6 @@ def _clean_unit(model, images, labels, rows, store, batch_size, log):
         margins=_margins(logits, labels[rows]),
         data=np.array(data),
     )
-    log(
-        f"chunk at image {start} ({len(rows)} images): clean accuracy {np.mean(predictions == labels[rows]):.4f}"
-    )
+    accuracy = np.mean(predictions == labels[rows])
+    log(f"chunk at image {start} ({len(rows)} images): clean accuracy {accuracy:.4f}")
     return predictions == labels[rows]
