@@ -125,9 +125,10 @@ def load_run_model(spec):
         folder, name = spec.rsplit(":", 1)
     run = experiment.load_run(folder, split="test", name=name)
     config = run.config
-    recipe = ", ".join(
-        f"{k} {config[k]}" for k in ("model", "attack", "eps", "epochs") if k in config
-    )
+    keys = ("recipe", "model", "epochs")
+    if config.get("recipe") != "standard":  # the training attack matters only when trained on it
+        keys += ("attack", "eps")
+    recipe = ", ".join(f"{k} {config[k]}" for k in keys if k in config)
     description = (
         f"the model `{name or run.summary.get('main', 'model')}` of the run folder `{folder}` "
         f"({recipe}) on its own test split"
