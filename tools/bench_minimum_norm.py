@@ -2,7 +2,7 @@
 
     python tools/bench_minimum_norm.py [--images=100] [--epochs=3] [--rounds=2] [--attacks=all]
         [--model=RUN_FOLDER[:name]] [--data_dir=../shared/data/cifar-10-mini-binary.tar.gz]
-        [--out=docs/results/minimum_norm]
+        [--out=docs/results/minimum_norm/bench]
 
 One model (by default baseline_cnn trained --epochs on the CIFAR-10 mini archive, seed 0; with
 --model a trained tfadv run folder's main or named model and the test split as that run saw it)
@@ -149,7 +149,8 @@ def main(argv=None):
     )
     parser.add_argument("--data_dir", default=DEFAULT_DATA)
     parser.add_argument(
-        "--out", default=os.path.join(os.path.dirname(HERE), "docs", "results", "minimum_norm")
+        "--out",
+        default=os.path.join(os.path.dirname(HERE), "docs", "results", "minimum_norm", "bench"),
     )
     args = parser.parse_args(argv)
     args.load_before = _load()
