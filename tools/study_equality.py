@@ -88,6 +88,7 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="the attacks' seed")
     parser.add_argument("--order_seed", type=int, default=1, help="seed of the image order")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per variant")
+    parser.add_argument("--keep", action="store_true", help="keep the evaluation folders")
     parser.add_argument("--permuted_into", default="", help=argparse.SUPPRESS)  # internal
     args = parser.parse_args(argv)
     checks = (
@@ -176,7 +177,10 @@ def store_folder(output_dir) -> str | None:
 
 def read_outcomes(output_dir, n) -> dict | None:
     """broken_by, margins, labels, clean predictions of a finished evaluation's store."""
-    from tfadv.evaluation.store import EvaluationStore  # imports TensorFlow (the package)
+    from tfadv.runtime.quiet import native_stderr_silenced
+
+    with native_stderr_silenced():
+        from tfadv.evaluation.store import EvaluationStore  # imports TensorFlow (the package)
 
     folder = store_folder(output_dir)
     if folder is None:
@@ -186,8 +190,19 @@ def read_outcomes(output_dir, n) -> dict | None:
         store.settings = json.load(f)
     if not store.complete(n):
         return None
+    attacks = len(store.settings["attacks"])
+    shape = next(
+        (
+            unit["adversarial"].shape[1:]
+            for start in store.starts()
+            for k in range(attacks)
+            for unit in [store.get(start, f"a{k}")]
+            if len(unit["adversarial"])
+        ),
+        (1, 1, 1),
+    )
     # the images only seed the adversarial copy, unused here
-    out = store.outcomes(np.zeros((n, 1, 1, 1), np.float32), len(store.settings["attacks"]))
+    out = store.outcomes(np.zeros((n, *shape), np.float32), attacks)
     return {key: out[key] for key in ("broken_by", "margins", "labels", "clean_predictions")}
 
 
@@ -435,7 +450,9 @@ def main(argv=None) -> int:
     half = next(((units, line) for units, line in progress if units >= total / 2), None)
     command = cli_command(args, out, args.batch_size)
     resume = [*command, "--resume"]
-    commands.append(("kill+resume", shown(command) + "  # SIGKILL at the line below"))
+    commands.append(
+        ("kill+resume", shown(command) + "  # SIGKILLed at the progress line named in the notes")
+    )
     commands.append(("kill+resume", shown(resume)))
     if half is None:
         notes.append("kill+resume: no progress lines in the reference log; not run")
@@ -482,8 +499,8 @@ def main(argv=None) -> int:
     bad = [row["variant"] for row in rows if row["status"] not in ("reference", "same")]
     verdict = "DIFFERS: " + ", ".join(bad) if bad else "all same"
     say(f"done in {time.time() - START:.0f} s; {verdict}")
-    if bad:
-        say(f"logs kept in {root}")
+    if bad or args.keep:
+        say(f"evaluation folders and logs kept in {root}")
     else:
         shutil.rmtree(root, ignore_errors=True)
     return 1 if bad else 0
