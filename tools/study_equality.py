@@ -17,7 +17,9 @@ temporary directory (the model folder is only read):
   workers       --distribution=multi_worker, 2 processes on localhost (TF_CONFIG;
                 `tfadv.experiment.workers`);
   kill+resume   SIGKILL as soon as the progress output shows about half of the work units
-                (`tfadv.experiment.kill_resume.run_and_kill`), then the same command with --resume.
+                (`tfadv.experiment.kill_resume.run_and_kill`), then the same command with --resume;
+  control       the reference with --seed + 1: a negative control (the measures must see other
+                random draws), not part of the verdict.
 Every CLI run is `--sections=suite` (the per-image outcomes are the suite's; the other sections
 are left out to keep the study short) with one --chunk_size, so that there are several chunks to
 share between workers and to lose on a kill.
@@ -111,7 +113,7 @@ def parse_args(argv=None):
 # ------------------------------------------------------------------ the runs
 
 
-def cli_command(args, output_dir, batch_size, *extra) -> list:
+def cli_command(args, output_dir, batch_size, *extra, seed=None) -> list:
     return [
         sys.executable,
         "-m",
@@ -122,7 +124,7 @@ def cli_command(args, output_dir, batch_size, *extra) -> list:
         f"--eps={args.eps}",
         "--sections=suite",
         f"--chunk_size={args.chunk_size}",
-        f"--seed={args.seed}",
+        f"--seed={args.seed if seed is None else seed}",
         f"--batch_size={batch_size}",
         "--verbose=1",
         f"--output_dir={output_dir}",
@@ -495,8 +497,33 @@ def main(argv=None) -> int:
             codes,
         )
 
+    # negative control: another seed must show up in the measures (not part of the verdict)
+    out = os.path.join(root, "control")
+    command = cli_command(args, out, args.batch_size, seed=args.seed + 1)
+    commands.append(("control", shown(command)))
+    say(f"control: --seed={args.seed + 1} (the measures must see another seed's draws)")
+    began = time.time()
+    code = run_logged(command, os.path.join(root, "control.log"), args.timeout)
+    row = finish(
+        "control",
+        f"batch {args.batch_size}, seed {args.seed + 1}",
+        out,
+        time.time() - began,
+        [code],
+    )
+    if row["status"] != "FAILED":
+        row["status"] = "control (another seed)"
+    notes.append(
+        "control: the reference's command with --seed=seed+1, a negative control showing that "
+        "the measures see a change of the attacks' random draws; it is not part of the verdict"
+    )
+
     write(args, rows, commands, notes, attacks_run, root)
-    bad = [row["variant"] for row in rows if row["status"] not in ("reference", "same")]
+    bad = [
+        row["variant"]
+        for row in rows
+        if row["status"] not in ("reference", "same") and row["variant"] != "control"
+    ]
     verdict = "DIFFERS: " + ", ".join(bad) if bad else "all same"
     say(f"done in {time.time() - START:.0f} s; {verdict}")
     if bad or args.keep:
