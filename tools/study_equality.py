@@ -223,10 +223,10 @@ def permuted_main(args) -> None:
     view, _ = evaluation.attacked_view(model, x, 8)
     order = np.random.default_rng(args.order_seed).permutation(len(x))
     xp, yp = x[order], y[order]
-    logits = engine._logits(view, xp, args.batch_size)
+    logits = engine.batched_logits(view, xp, args.batch_size)
     clean = logits.argmax(axis=1)
     margins = np.full(len(x), np.nan, np.float32)
-    margins[order] = engine._margins(logits, yp)
+    margins[order] = engine.logit_margins(logits, yp)
     broken_by = np.full(len(x), -2, np.int64)
     broken_by[order] = np.where(clean == yp, -1, -2)
     for k, attack in enumerate(evaluation.suite_attacks(args.suite, "inf")):
@@ -243,8 +243,8 @@ def permuted_main(args) -> None:
             seed=args.seed + k if attack.takes_seed else None,
             indices=order[alive],
         )
-        adv_logits = engine._logits(view, found, args.batch_size)
-        margins[order[alive]] = engine._margins(adv_logits, yp[alive])
+        adv_logits = engine.batched_logits(view, found, args.batch_size)
+        margins[order[alive]] = engine.logit_margins(adv_logits, yp[alive])
         hit = order[alive][adv_logits.argmax(axis=1) != yp[alive]]
         broken_by[hit] = k
         print(f"{attack.describe()} on {len(alive)} images, broke {len(hit)}", flush=True)
@@ -343,33 +343,27 @@ def main(argv=None) -> int:
         )
         return row
 
+    def cli_variant(name, configuration, batch_size, *extra, seed=None):
+        """One `python -m tfadv.evaluate` run into root/name, logged and compared."""
+        out = os.path.join(root, name)
+        command = cli_command(args, out, batch_size, *extra, seed=seed)
+        commands.append((name, shown(command)))
+        say(f"{name}: {configuration}")
+        began = time.time()
+        code = run_logged(command, os.path.join(root, f"{name}.log"), args.timeout)
+        return finish(name, configuration, out, time.time() - began, [code])
+
     # reference
-    out = os.path.join(root, "reference")
-    command = cli_command(args, out, args.batch_size)
-    commands.append(("reference", shown(command)))
-    say(f"reference: batch {args.batch_size}, one process, one device")
-    began = time.time()
-    code = run_logged(command, os.path.join(root, "reference.log"), args.timeout)
-    finish(
-        "reference",
-        f"batch {args.batch_size}, 1 process, 1 device",
-        out,
-        time.time() - began,
-        [code],
+    first = cli_variant(
+        "reference", f"batch {args.batch_size}, 1 process, 1 device", args.batch_size
     )
     if reference is None:
-        say(f"the reference failed (exit {code}); see {root}/reference.log")
+        say(f"the reference failed (exit {first['exit_codes']}); see {root}/reference.log")
         return 1
     n = len(reference["broken_by"])
 
     # batch size
-    out = os.path.join(root, "batch")
-    command = cli_command(args, out, args.small_batch)
-    commands.append(("batch", shown(command)))
-    say(f"batch: --batch_size={args.small_batch}")
-    began = time.time()
-    code = run_logged(command, os.path.join(root, "batch.log"), args.timeout)
-    finish("batch", f"batch {args.small_batch}", out, time.time() - began, [code])
+    cli_variant("batch", f"batch {args.small_batch}", args.small_batch)
 
     # image order (library layer)
     target = os.path.join(root, "order.npz")
@@ -411,18 +405,12 @@ def main(argv=None) -> int:
     )
 
     # two logical CPU devices
-    out = os.path.join(root, "mirrored")
-    command = cli_command(args, out, args.batch_size, "--distribution=mirrored", "--logical_cpus=2")
-    commands.append(("mirrored", shown(command)))
-    say("mirrored: MirroredStrategy over 2 logical CPUs")
-    began = time.time()
-    code = run_logged(command, os.path.join(root, "mirrored.log"), args.timeout)
-    finish(
+    cli_variant(
         "mirrored",
         f"batch {args.batch_size}, MirroredStrategy, 2 logical CPUs",
-        out,
-        time.time() - began,
-        [code],
+        args.batch_size,
+        "--distribution=mirrored",
+        "--logical_cpus=2",
     )
 
     # two workers on localhost
@@ -498,18 +486,11 @@ def main(argv=None) -> int:
         )
 
     # negative control: another seed must show up in the measures (not part of the verdict)
-    out = os.path.join(root, "control")
-    command = cli_command(args, out, args.batch_size, seed=args.seed + 1)
-    commands.append(("control", shown(command)))
-    say(f"control: --seed={args.seed + 1} (the measures must see another seed's draws)")
-    began = time.time()
-    code = run_logged(command, os.path.join(root, "control.log"), args.timeout)
-    row = finish(
+    row = cli_variant(
         "control",
         f"batch {args.batch_size}, seed {args.seed + 1}",
-        out,
-        time.time() - began,
-        [code],
+        args.batch_size,
+        seed=args.seed + 1,
     )
     if row["status"] != "FAILED":
         row["status"] = "control (another seed)"

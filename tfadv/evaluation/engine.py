@@ -42,7 +42,8 @@ def model_fingerprint(model) -> str:
     return f"{fingerprint(*values) if values else clf.name}:eot{samples}"
 
 
-def _logits(model, images, batch_size):
+def batched_logits(model, images, batch_size):
+    """float32 (N, classes): the model's logits of `images`, `batch_size` at a time."""
     if len(images) == 0:
         return np.zeros((0, 0), np.float32)
     parts = [
@@ -52,7 +53,7 @@ def _logits(model, images, batch_size):
     return np.concatenate(parts)
 
 
-def _margins(logits, labels):
+def logit_margins(logits, labels):
     """z_y - max_{j != y} z_j per image (< 0: misclassified)."""
     if len(labels) == 0:
         return np.zeros(0, np.float32)
@@ -244,9 +245,9 @@ def _attack_group(
             counted, images, labels, every, attack, eps, batch_size, seed, strategy, log
         )
     spent, seconds = budget.read(), time.time() - began
-    logits = _logits(counted.base, found, batch_size)
+    logits = batched_logits(counted.base, found, batch_size)
     predicted = logits.argmax(axis=1) if len(every) else np.zeros(0, np.int64)
-    margins = _margins(logits, labels[every])
+    margins = logit_margins(logits, labels[every])
     broken = predicted != labels[every]
     offset = 0
     for start, rows in todo.items():
@@ -288,7 +289,7 @@ def _clean_unit(model, images, labels, rows, store, batch_size, log):
             f"{rows[-1]} differ from them (fingerprint {data})"
         )
     # new, or a last chunk that grew with more images: (re)computed from scratch
-    logits = _logits(model, images[rows], batch_size)
+    logits = batched_logits(model, images[rows], batch_size)
     predictions = logits.argmax(axis=1)
     store.drop_chunk(start)
     store.put(
@@ -297,7 +298,7 @@ def _clean_unit(model, images, labels, rows, store, batch_size, log):
         indices=rows,
         labels=labels[rows],
         predictions=predictions,
-        margins=_margins(logits, labels[rows]),
+        margins=logit_margins(logits, labels[rows]),
         data=np.array(data),
     )
     accuracy = np.mean(predictions == labels[rows])
