@@ -85,7 +85,7 @@ def test_a_resume_runs_the_model_only_for_what_is_missing(setup, reference, tmp_
     folder = str(tmp_path / "store")
     _run(setup, store=folder)
     calls = []
-    attack_rows, logits = engine._attack_rows, engine._logits
+    attack_rows, logits = engine._attack_rows, engine.batched_logits
     monkeypatch.setattr(
         engine,
         "_attack_rows",
@@ -96,7 +96,7 @@ def test_a_resume_runs_the_model_only_for_what_is_missing(setup, reference, tmp_
     )
     monkeypatch.setattr(
         engine,
-        "_logits",
+        "batched_logits",
         lambda model, images, batch_size: (
             calls.append(("logits", len(images))),
             logits(model, images, batch_size),
