@@ -115,6 +115,68 @@ def test_a_resume_runs_the_model_only_for_what_is_missing(setup, reference, tmp_
     assert sum(size for name, size in calls if name == "logits") == survivors  # no clean pass
 
 
+class _Killed(Exception):
+    pass
+
+
+def _kept_at_a_kill(engine, survivors, batch, dies_at):
+    """(chunks of the groups finished before the kill, chunks whose images were all in a
+    finished batch) when the attack call number `dies_at` is killed."""
+    calls, kept = 0, 0
+    sizes = dict(enumerate(survivors))
+    for group in engine._groups(list(sizes), sizes, batch):
+        whole_groups, done, end, total = kept, 0, 0, sum(sizes[c] for c in group)
+        for chunk in group:
+            end += sizes[chunk]
+            while done < end:
+                calls += 1
+                if calls == dies_at:
+                    return whole_groups, kept
+                done += min(batch, total - done)
+            kept += 1
+    raise ValueError(f"Expected at least {dies_at} attack calls. Received: {calls}")
+
+
+def test_a_kill_inside_a_group_keeps_the_chunks_whose_batches_are_done(
+    setup, reference, tmp_path, monkeypatch
+):
+    """Square's survivors of several 4-image chunks are attacked together, 4 at a time; a kill
+    inside such a group keeps each chunk whose images were all in a finished batch, and the resume
+    redoes only the rest."""
+    from tfadv.evaluation import engine
+
+    # Square runs on PGD's survivors; the engine groups chunks until a group has 4 of them.
+    survivors = [
+        int(np.isin(reference.broken_by[s : s + 4], (-1, 1)).sum()) for s in range(0, 80, 4)
+    ]
+    dies_at = next(  # the first attack call after which a group is only partly written
+        call
+        for call in range(1, 20)
+        if (lambda w_k: w_k[0] < w_k[1])(_kept_at_a_kill(engine, survivors, 4, call))
+    )
+    whole_groups, expected = _kept_at_a_kill(engine, survivors, 4, dies_at)
+    folder, attack_rows, calls = str(tmp_path / "store"), engine._attack_rows, []
+
+    def killed_inside_a_group(model, images, labels, rows, attack, *a, **k):
+        if attack.name == "square":
+            calls.append(len(rows))
+            if len(calls) == dies_at:
+                raise _Killed()
+        return attack_rows(model, images, labels, rows, attack, *a, **k)
+
+    monkeypatch.setattr(engine, "_attack_rows", killed_inside_a_group)
+    small = dict(chunk_size=4, batch_size=4)
+    with pytest.raises(_Killed):
+        _run(setup, store=folder, **small)
+    kept = sorted(p for p in _units(folder) if p.endswith("a1.npz"))
+    assert whole_groups < len(kept) == expected < len(survivors)
+    monkeypatch.setattr(engine, "_attack_rows", attack_rows)
+    before = _units(folder)
+    _same(_run(setup, store=folder, **small), reference)
+    after = _units(folder)
+    assert all(after[p] == before[p] for p in kept)
+
+
 def test_an_appended_attack_runs_only_on_the_survivors(setup, tmp_path):
     folder = str(tmp_path / "store")
     first = _run(setup, suite="pgd(steps=3, early_stop=True)", store=folder)

@@ -6,8 +6,8 @@ The work unit is one chunk of image indices and one attack. The clean prediction
 come first, then the attacks in order, each on the images still unbroken; consecutive chunks are
 attacked together until a group has a full batch of survivors (small chunks would otherwise run
 the late attacks on a handful of images at a time), and each chunk's unit is written to the store
-as soon as its group is done, so a run killed at any moment and started again
-redoes only the missing units, an attack appended to a finished evaluation runs only on the
+as soon as the batches holding its images are done, so a run killed at any moment and started
+again redoes only the missing units, an attack appended to a finished evaluation runs only on the
 survivors, and more images only add chunks. Every random draw of an attack derives from the seed,
 the attack's place in the suite and the image's index (`indices=` of the attack runner), so an
 image's outcome does not depend on its chunk, its batch, the device or the worker that ran it.
@@ -232,44 +232,55 @@ def _groups(pending, sizes, batch_size):
 def _attack_group(
     counted, images, labels, todo, attack, k, seed, store, *, eps, batch_size, strategy, log
 ):
-    """Attack k on the images `todo` ({chunk start: rows}) of a group of chunks in one pass, then
-    one unit per chunk: what it broke, the margins at its results, and its share (by images) of
-    the group's seconds, forward passes and gradients."""
-    began = time.time()
-    budget = counted.budget
-    budget.reset()
+    """Attack k on the images `todo` ({chunk start: rows}) of a group of chunks, a batch at a time;
+    each chunk's unit is written as soon as the batches holding its images are done (a kill loses
+    at most the batch under way and the chunk it is in): what it broke, the margins at its
+    results, and its images' seconds, forward passes and gradients (a batch's cost is shared
+    equally by its images)."""
     every = np.concatenate(list(todo.values()))
-    found = np.zeros((0, *images.shape[1:]), np.float32)
-    if len(every):
-        found = _attack_rows(
-            counted, images, labels, every, attack, eps, batch_size, seed, strategy, log
-        )
-    spent, seconds = budget.read(), time.time() - began
-    logits = batched_logits(counted.base, found, batch_size)
-    predicted = logits.argmax(axis=1) if len(every) else np.zeros(0, np.int64)
-    margins = logit_margins(logits, labels[every])
-    broken = predicted != labels[every]
-    offset = 0
-    for start, rows in todo.items():
-        part = slice(offset, offset + len(rows))
-        share = len(rows) / max(1, len(every))
-        store.put(
-            start,
-            f"a{k}",
-            indices=rows,
-            broken=broken[part],
-            predictions=predicted[part],
-            margins=margins[part],
-            adversarial=found[part][broken[part]],
-            seconds=np.float64(seconds * share),
-            forwards=np.int64(round(spent["forwards"] * share)),
-            gradients=np.int64(round(spent["gradients"] * share)),
-        )
-        offset += len(rows)
+    found = np.zeros((len(every), *images.shape[1:]), np.float32)
+    spent = np.zeros((len(every), 3), np.float64)  # seconds, forwards, gradients per image
+    chunks, done, begin = list(todo.items()), 0, 0
+    for start, rows in chunks:
+        while done < begin + len(rows):  # attack batches until this chunk's images are in
+            batch = every[done : done + batch_size]
+            began = time.time()
+            counted.budget.reset()
+            found[done : done + len(batch)] = _attack_rows(
+                counted, images, labels, batch, attack, eps, batch_size, seed, strategy, log
+            )
+            used = counted.budget.read()
+            cost = [time.time() - began, used["forwards"], used["gradients"]]
+            spent[done : done + len(batch)] = np.array(cost) / len(batch)
+            done += len(batch)
+        part = slice(begin, begin + len(rows))
+        _put_unit(counted.base, labels, store, start, rows, k, found[part], spent[part], batch_size)
+        begin += len(rows)
     log(
         f"chunks at images {', '.join(map(str, todo))}: {attack.describe()} "
-        f"on {len(every)} images, broke {int(broken.sum())}, {spent['gradients']} gradients, "
-        f"{spent['forwards']} forward passes"
+        f"on {len(every)} images, {int(round(spent[:, 2].sum()))} gradients, "
+        f"{int(round(spent[:, 1].sum()))} forward passes"
+    )
+
+
+def _put_unit(model, labels, store, start, rows, k, found, spent, batch_size):
+    """Writes attack k's unit of the chunk at `start`: its images `rows`, the attack's images
+    `found` for them and their costs `spent` (seconds, forwards, gradients per image)."""
+    logits = batched_logits(model, found, batch_size)
+    predicted = logits.argmax(axis=1) if len(rows) else np.zeros(0, np.int64)
+    broken = predicted != labels[rows]
+    cost = spent.sum(axis=0)
+    store.put(
+        start,
+        f"a{k}",
+        indices=rows,
+        broken=broken,
+        predictions=predicted,
+        margins=logit_margins(logits, labels[rows]),
+        adversarial=found[broken],
+        seconds=np.float64(cost[0]),
+        forwards=np.int64(round(cost[1])),
+        gradients=np.int64(round(cost[2])),
     )
 
 
