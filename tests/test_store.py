@@ -119,22 +119,18 @@ class _Killed(Exception):
     pass
 
 
-def _kept_at_a_kill(engine, survivors, batch, dies_at):
-    """(chunks of the groups finished before the kill, chunks whose images were all in a
-    finished batch) when the attack call number `dies_at` is killed."""
-    calls, kept = 0, 0
-    sizes = dict(enumerate(survivors))
+def _kills(engine, survivors, batch):
+    """For each attack call in turn: (chunks of the groups finished before it, chunks whose images
+    were all in a finished batch), the units a kill at that call leaves."""
+    kept, sizes = 0, dict(enumerate(survivors))
     for group in engine._groups(list(sizes), sizes, batch):
         whole_groups, done, end, total = kept, 0, 0, sum(sizes[c] for c in group)
         for chunk in group:
             end += sizes[chunk]
             while done < end:
-                calls += 1
-                if calls == dies_at:
-                    return whole_groups, kept
+                yield whole_groups, kept
                 done += min(batch, total - done)
             kept += 1
-    raise ValueError(f"Expected at least {dies_at} attack calls. Received: {calls}")
 
 
 def test_a_kill_inside_a_group_keeps_the_chunks_whose_batches_are_done(
@@ -149,12 +145,11 @@ def test_a_kill_inside_a_group_keeps_the_chunks_whose_batches_are_done(
     survivors = [
         int(np.isin(reference.broken_by[s : s + 4], (-1, 1)).sum()) for s in range(0, 80, 4)
     ]
-    dies_at = next(  # the first attack call after which a group is only partly written
-        call
-        for call in range(1, 20)
-        if (lambda w_k: w_k[0] < w_k[1])(_kept_at_a_kill(engine, survivors, 4, call))
+    dies_at, (whole_groups, expected) = next(  # the first call that finds a group partly written
+        (call, kill)
+        for call, kill in enumerate(_kills(engine, survivors, 4), 1)
+        if kill[0] < kill[1]
     )
-    whole_groups, expected = _kept_at_a_kill(engine, survivors, 4, dies_at)
     folder, attack_rows, calls = str(tmp_path / "store"), engine._attack_rows, []
 
     def killed_inside_a_group(model, images, labels, rows, attack, *a, **k):

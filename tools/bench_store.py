@@ -15,7 +15,8 @@ In one process (traced once beforehand), on the same model and images:
    f, the overhead resume - f x full in seconds, the fixed cost every run pays once (reading the
    store; one call of each attack, timed on one image), and the ratio scaled to exactly half.
    Then the state a kill at half the full run's own time leaves (the units written after it
-   deleted), resumed: the engine goes attack by attack, so a kill loses the batch in progress;
+   deleted), resumed: the engine goes attack by attack, so a kill loses the batch in progress
+   and its chunk's earlier batches;
 3. two workers: two processes share one store (`worker=(w, 2)`), against one process; the per-image
    outcomes must be identical. The resume of 2. as the CLI runs it, in a new process (imports, model
    load and tracing paid again), against that one process; the per-chunk cost and the time to
@@ -301,7 +302,7 @@ def resume(common, args, root, full, t_full, reference):
 def timed_kill(common, args, root, full, when, t_full, reference):
     """Row 2b: the state a kill at half the full run's own time leaves (every unit written after
     it deleted: units are written whole or not at all), resumed. The engine runs attack by
-    attack over batches, so this loses the batch in progress when the kill came."""
+    attack over batches, so this loses the batch in progress (and its chunk's earlier batches)."""
     began, seconds = when
     kill_at = began + seconds / 2
     killed = os.path.join(root, "killed")
